@@ -1,0 +1,38 @@
+package modem
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+)
+
+// MessageID derives the stable id of an inbound message from what identifies
+// it. An SMS is identified by sender, service centre timestamp and content, so
+// the same SMS read again after a restart, or redelivered by the network a day
+// later, gets the same id. A datagram has no sender timestamp, so its arrival
+// time (nanoseconds) stands in; it is fixed when the datagram is first stored.
+func MessageID(m Inbound) string {
+	h := sha256.New()
+	var n [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field([]byte(m.Channel))
+	field([]byte(m.From))
+	binary.BigEndian.PutUint64(n[:], uint64(m.Port))
+	h.Write(n[:])
+	var t time.Time
+	if m.Channel == ChannelSMS {
+		t = m.SentAt
+	} else {
+		t = m.ReceivedAt
+	}
+	binary.BigEndian.PutUint64(n[:], uint64(t.UnixNano()))
+	h.Write(n[:])
+	field(m.Payload)
+	sum := h.Sum(nil)
+	return m.Channel + "-" + hex.EncodeToString(sum[:12])
+}

@@ -1,0 +1,135 @@
+package modem
+
+import (
+	"context"
+	"time"
+)
+
+// Channels of an Inbound message, as they appear in the MQTT "channel" field.
+const (
+	ChannelSMS = "sms"
+	ChannelIP  = "ip"
+)
+
+// Inbound is one mobile-terminated command: an SMS Command (reassembled when
+// it was concatenated) or an IP Command (one UDP datagram).
+type Inbound struct {
+	// ID is stable across redelivery: it is derived from the content and the
+	// SMSC timestamp (SMS) or assigned once when the datagram is first stored
+	// (IP), so a consumer can drop duplicates.
+	ID      string `json:"id"`
+	Channel string `json:"channel"`
+	// From is the sender's number (SMS) or "IP:PORT" (IP).
+	From string `json:"from"`
+	// Port is the device port an IP Command arrived on; 0 for SMS.
+	Port int `json:"port,omitempty"`
+	// Payload is the UTF-8 text when Binary is false, raw bytes otherwise.
+	Payload []byte `json:"payload"`
+	Binary  bool   `json:"binary,omitempty"`
+	// Parts is how many SMS segments were reassembled (1 for a single SMS).
+	Parts int `json:"parts,omitempty"`
+	// Partial is set when a concatenated SMS timed out before every segment
+	// arrived; Payload then holds the segments that did arrive, in order.
+	Partial bool `json:"partial,omitempty"`
+	// SentAt is the service centre timestamp of an SMS (zero for IP).
+	SentAt time.Time `json:"sent_at,omitzero"`
+	// ReceivedAt is when the gateway first read the message from the modem
+	// or socket. It is for people: ordering uses the queue's own sequence,
+	// because a Pi can boot with its clock in 1970.
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Segment is one part of a concatenated SMS, held durably until the whole
+// message has arrived so that a restart mid-message loses nothing.
+type Segment struct {
+	// Key identifies the message a segment belongs to: sender, concatenation
+	// reference and segment count.
+	Key   string `json:"key"`
+	Seq   int    `json:"seq"`   // 1-based position in the message
+	Total int    `json:"total"` // number of segments in the message
+	// TPDU is the segment's SMS-DELIVER TPDU as read from the modem (no SMSC
+	// address), so reassembly decodes from the original bytes.
+	TPDU       []byte    `json:"tpdu"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Sink is where a session hands received commands. Every method returns only
+// once its effect is durable (survives power loss); only then does the session
+// delete the SMS from the modem or acknowledge the datagram.
+type Sink interface {
+	// Put stores one complete message. Putting an ID that is already stored,
+	// or was delivered recently, succeeds without storing it twice.
+	Put(ctx context.Context, m Inbound) error
+	// PutSegment stores s and returns every segment held under s.Key,
+	// including s, ordered by Seq. A segment already held is not duplicated.
+	PutSegment(ctx context.Context, s Segment) ([]Segment, error)
+	// Assemble atomically stores m and removes the segments held under key.
+	Assemble(ctx context.Context, m Inbound, key string) error
+	// Segments returns every segment held, ordered by Key then Seq, so a
+	// session can time out incomplete messages after a restart.
+	Segments(ctx context.Context) ([]Segment, error)
+}
+
+// Event is something a user should hear about that is not a message:
+// rejected input and recovery steps. It is published on P/events.
+type Event struct {
+	Type    string         `json:"type"`
+	Message string         `json:"message"`
+	Time    time.Time      `json:"time"`
+	Fields  map[string]any `json:"-"`
+}
+
+// Status is a snapshot of the modem, SIM and network, published retained on
+// P/status.
+type Status struct {
+	Modem    ModemInfo   `json:"modem"`
+	SIM      SIMInfo     `json:"sim"`
+	Network  NetworkInfo `json:"network"`
+	Data     DataInfo    `json:"data"`
+	Recovery Recovery    `json:"recovery"`
+	// Ready is true once the modem is initialised and SMS storage is usable.
+	Ready bool `json:"-"`
+}
+
+// ModemInfo identifies the module.
+type ModemInfo struct {
+	Manufacturer string `json:"manufacturer"`
+	Model        string `json:"model"`
+	Revision     string `json:"revision"`
+	IMEI         string `json:"imei"`
+	Profile      string `json:"profile,omitempty"`
+}
+
+// SIMInfo identifies the SIM. The ICCID, not the IMSI, identifies a Super
+// SIM: the multi-IMSI applet changes the IMSI.
+type SIMInfo struct {
+	ICCID string `json:"iccid"`
+	IMSI  string `json:"imsi"`
+}
+
+// NetworkInfo is the registration state. Registration is one of
+// "not_registered", "home", "searching", "denied", "unknown", "roaming";
+// home and roaming both count as registered.
+type NetworkInfo struct {
+	Registration string `json:"registration"`
+	Operator     string `json:"operator"`
+	Technology   string `json:"technology"`
+	// SignalDBm is nil when the modem reports the signal as unknown.
+	SignalDBm *int `json:"signal_dbm"`
+}
+
+// DataInfo is the state of the data session used for IP Commands.
+type DataInfo struct {
+	Mode  string `json:"mode"`            // modem | os | off
+	State string `json:"state,omitempty"` // up | down | opening
+	IP    string `json:"ip,omitempty"`
+}
+
+// Recovery counts self-repair steps since start.
+type Recovery struct {
+	Probes    int    `json:"probes"`
+	Reinits   int    `json:"reinits"`
+	Resets    int    `json:"resets"`
+	Reopens   int    `json:"reopens"`
+	LastError string `json:"last_error,omitempty"`
+}
