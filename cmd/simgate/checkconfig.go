@@ -1,0 +1,36 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/simgate/simgate/config"
+)
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("check-config", stderr)
+	path := fs.String("config", config.DefaultPath, "config file to check")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if _, err := config.Load(*path); err != nil {
+		printConfigError(stderr, *path, err)
+		return exitConfig
+	}
+	fmt.Fprintln(stdout, "ok")
+	return exitOK
+}
+
+// printConfigError writes one FILE:LINE: key: problem line per problem, or
+// the read error for a file that cannot be opened.
+func printConfigError(w io.Writer, path string, err error) {
+	var ps config.Problems
+	if errors.As(err, &ps) {
+		for _, p := range ps {
+			fmt.Fprintln(w, p.String())
+		}
+		return
+	}
+	fmt.Fprintf(w, "%s: %v\n", path, err)
+}

@@ -1,0 +1,88 @@
+// Command simgate is the Super SIM gateway daemon: it relays SMS Commands and
+// IP Commands between a cellular modem and an MQTT broker.
+//
+// Usage:
+//
+//	simgate run [-config FILE]
+//	simgate demo
+//	simgate check-config [-config FILE]
+//	simgate version
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes of simgate run (sysexits.h where one fits).
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitUsage  = 2
+	exitConfig = 78 // EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop on bad config
+)
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	verb, rest := args[0], args[1:]
+	switch verb {
+	case "run":
+		return cmdRun(rest, stderr)
+	case "demo":
+		return cmdDemo(rest, stdout, stderr)
+	case "check-config":
+		return cmdCheckConfig(rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "simgate: unknown verb %q\n", verb)
+		usage(stderr)
+		return exitUsage
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  simgate run [-config FILE]           run the gateway (default config /etc/simgate/simgate.yaml)
+  simgate demo                         run a complete gateway against a simulated modem and an embedded broker
+  simgate check-config [-config FILE]  validate a config file: "ok", or FILE:LINE: key: problem (exit 78)
+  simgate version                      print version, commit, Go version and platform
+`)
+}
+
+// newFlags returns a flag set that reports errors instead of exiting, so
+// every verb controls its own exit code.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("simgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses args and returns the exit code to use when it failed.
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return exitUsage, false
+	}
+	return 0, true
+}
