@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build-deb.sh [ARCH...]   ARCH: armhf arm64 amd64 (default: all three)
 #
-# Builds dist/simgate_<version>_<arch>.deb from ./cmd/simgate with nfpm.
+# Builds dist/simgate_<version>_<arch>.deb from ./cmd/simgate with nfpm,
+# replacing any older simgate package of that architecture in dist/.
 # Run from anywhere; `make deb` calls it. Environment (all optional):
 #   VERSION   git describe output to stamp (default: git describe --tags --always --dirty)
 #   COMMIT    commit id to stamp (default: git rev-parse --short=12 HEAD)
@@ -99,7 +100,8 @@ for arch in "${archs[@]}"; do
 		-o "$PKG_BIN" ./cmd/simgate
 	copyright "$PKG_BIN" >"$PKG_COPYRIGHT"
 	out="$DIST/simgate_${PKG_VERSION}_${arch}.deb"
-	rm -f "$out"
+	# Only the package just built stays, so dist/simgate_*_amd64.deb names one file.
+	rm -f "$DIST"/simgate_*_"${arch}".deb
 	"$NFPM" package -f packaging/nfpm.yaml -p deb -t "$out" >/dev/null
 	printf '%-48s %8d bytes  (binary %d bytes, GOARCH=%s%s)\n' "$out" "$(stat -c %s "$out")" \
 		"$(stat -c %s "$PKG_BIN")" "$goarch" "${goarm:+ GOARM=$goarm}"

@@ -34,6 +34,9 @@ if [ "${1:-}" = --static-only ]; then
 fi
 if [ $# -ne 1 ] || [ ! -f "$1" ]; then
 	echo "usage: $0 [--static-only] dist/simgate_<version>_<arch>.deb" >&2
+	if [ $# -gt 1 ]; then
+		echo "(one package at a time; got $#: $*)" >&2
+	fi
 	exit 2
 fi
 deb=$(readlink -f "$1")
@@ -349,5 +352,40 @@ in_root id -nG simgate | tr ' ' '\n' | grep -qx dialout || fail "postinst did no
 pass "postinst added the existing user to dialout"
 expect_eq "/var/lib/simgate for a pre-existing user" "drwxr-x--- simgate:$(in_root id -gn simgate)" "$(stat_of /var/lib/simgate)"
 purge_check "straight from installed"
+
+# What the scripts ask of a running systemd -----------------------------------
+# No systemd runs in the test root, so the scripts skip their systemctl calls.
+# Pretend one runs (/run/systemd/system) with a systemctl that records every
+# call and answers the rest (is-enabled, enable...) from the unit files
+# (--root=/: the real one would look for systemd on D-Bus).
+mkdir -p "$root/run/systemd/system"
+mv "$root/usr/bin/systemctl" "$root/usr/bin/systemctl.real"
+cat >"$root/usr/bin/systemctl" <<'EOF'
+#!/bin/sh
+echo "$*" >>/tmp/systemctl.log
+case " $* " in
+*" start "* | *" stop "* | *" restart "* | *" try-restart "* | *" daemon-reload "* | *" reload "*) exit 0 ;;
+esac
+exec /usr/bin/systemctl.real --root=/ "$@"
+EOF
+chmod 0755 "$root/usr/bin/systemctl"
+rm "$root/usr/sbin/policy-rc.d"
+calls() { grep -E "$1" "$root/tmp/systemctl.log" 2>/dev/null || true; }
+run_step() {
+	: >"$root/tmp/systemctl.log"
+	out=$(in_root "$@" 2>&1) || fail "$* (systemd running): $out"
+}
+run_step dpkg -i /tmp/simgate.deb
+[ -n "$(calls 'daemon-reload')" ] || fail "install did not reload systemd"
+[ -z "$(calls 'start|restart')" ] || fail "first install started the service: $(calls 'start|restart')"
+pass "install with systemd running: daemon-reload, and the service is not started"
+run_step dpkg -i /tmp/simgate-up.deb
+expect_eq "upgrade with systemd running restarts a running service" "try-restart simgate.service" "$(calls 'start|restart')"
+run_step dpkg -r simgate
+expect_eq "remove with systemd running stops the service" "stop simgate.service" "$(calls 'start|stop')"
+run_step dpkg -P simgate
+[ -z "$(calls 'start|restart')" ] || fail "purge started something: $(calls 'start|restart')"
+[ -n "$(calls 'daemon-reload')" ] || fail "purge did not reload systemd"
+pass "purge with systemd running: daemon-reload, nothing started"
 
 echo "== $checks checks passed"
