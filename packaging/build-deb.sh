@@ -89,7 +89,7 @@ copyright() {
 mkdir -p "$DIST"
 echo "simgate $VERSION (commit $COMMIT) -> Debian version $PKG_VERSION"
 for arch in "${archs[@]}"; do
-	goarch=$arch goarm= nfpmarch=$arch
+	goarch=$arch goarm='' nfpmarch=$arch
 	if [ "$arch" = armhf ]; then
 		goarch=arm goarm=6 nfpmarch=arm6
 	fi

@@ -270,9 +270,9 @@ out=$(in_root dpkg -i /tmp/simgate.deb 2>&1) || fail "dpkg -i failed: $out"
 pass "dpkg -i: installed into a fresh $suite root"
 grep -q 'sudo systemctl start simgate' <<<"$out" || fail "postinst did not tell the admin how to start simgate: $out"
 pass "postinst tells the admin how to start it"
-expect_eq "dpkg status" "install ok installed" "$(in_root dpkg-query -W -f='${Status}' simgate)"
+expect_eq "dpkg status" "install ok installed" "$(in_root dpkg-query -W -f="\${Status}" simgate)"
 expect_eq "conffile registered" "/etc/simgate/simgate.yaml" \
-	"$(in_root dpkg-query -W -f='${Conffiles}' simgate | awk 'NF { print $1 }')"
+	"$(in_root dpkg-query -W -f="\${Conffiles}" simgate | awk 'NF { print $1 }')"
 has_user || fail "user simgate not created"
 pw=$(in_root getent passwd simgate)
 IFS=: read -r _ _ uid _ _ home shell <<<"$pw"
@@ -287,8 +287,9 @@ expect_eq "unit enabled: $wants ->" /lib/systemd/system/simgate.service "$(readl
 expect_eq "systemctl is-enabled" enabled "$(in_root systemctl is-enabled simgate.service 2>/dev/null)"
 expect_eq "simgate user reads and accepts the default config" ok \
 	"$(in_root runuser -u simgate -- simgate check-config 2>&1)"
-out=$(in_root systemd-analyze verify /lib/systemd/system/simgate.service 2>&1) && [ -z "$out" ] ||
+if ! out=$(in_root systemd-analyze verify /lib/systemd/system/simgate.service 2>&1) || [ -n "$out" ]; then
 	fail "systemd-analyze verify of the installed unit: $out"
+fi
 pass "systemd-analyze verify of the installed unit (User=simgate exists, binary in place): clean"
 
 # Upgrade keeps the admin's edits and choices -----------------------------
@@ -311,7 +312,7 @@ echo "secret" >"$root/etc/simgate/mqtt-password"
 out=$(in_root dpkg -r simgate 2>&1) || fail "dpkg -r failed: $out"
 pass "dpkg -r: removed"
 for f in /usr/bin/simgate /lib/systemd/system/simgate.service; do
-	exists $f && fail "$f left after remove"
+	exists "$f" && fail "$f left after remove"
 done
 pass "binary and unit gone after remove"
 exists /etc/simgate/simgate.yaml || fail "remove deleted the conffile"
@@ -319,7 +320,7 @@ pass "remove keeps /etc/simgate/simgate.yaml"
 expect_eq "remove keeps the queue" queued "$(cat "$root/var/lib/simgate/queue.db")"
 has_user || fail "remove deleted the simgate user"
 pass "remove keeps the simgate user"
-expect_eq "dpkg status after remove" "deinstall ok config-files" "$(in_root dpkg-query -W -f='${Status}' simgate)"
+expect_eq "dpkg status after remove" "deinstall ok config-files" "$(in_root dpkg-query -W -f="\${Status}" simgate)"
 expect_eq "unit masked after remove" /dev/null "$(readlink "$root/etc/systemd/system/simgate.service")"
 
 # Purge removes everything ------------------------------------------------
@@ -329,7 +330,7 @@ purge_check() {
 	for f in /etc/simgate /var/lib/simgate /etc/systemd/system/simgate.service $wants \
 		/var/lib/systemd/deb-systemd-helper-enabled/simgate.service.dsh-also \
 		/var/lib/systemd/deb-systemd-helper-masked/simgate.service; do
-		exists $f && fail "$f left after purge ($1)"
+		exists "$f" && fail "$f left after purge ($1)"
 	done
 	pass "purge removed /etc/simgate, /var/lib/simgate, enable/mask state ($1)"
 	has_user && fail "user simgate left after purge ($1)"
@@ -338,7 +339,7 @@ purge_check() {
 	has_group dialout || fail "purge removed the system group dialout ($1)"
 	pass "dialout group untouched ($1)"
 	if in_root dpkg-query -W simgate >/dev/null 2>&1; then
-		fail "dpkg still knows simgate after purge ($1): $(in_root dpkg-query -W -f='${Status}' simgate)"
+		fail "dpkg still knows simgate after purge ($1): $(in_root dpkg-query -W -f="\${Status}" simgate)"
 	fi
 	pass "dpkg has forgotten simgate ($1)"
 }

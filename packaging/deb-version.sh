@@ -7,7 +7,8 @@
 #   v1.2.3-rc1            -> 1.2.3~rc1            (before 1.2.3)
 #   v1.2.3-4-gabc1234     -> 1.2.3+4.gabc1234     (after 1.2.3, before 1.2.4)
 #   abc1234 (no tag yet)  -> 0.0.0~git20250101.abc1234 (before any release)
-#   ...-dirty             -> ...+dirty or ....dirty
+#   v1.2.3-dirty          -> 1.2.3+0.dirty        (after 1.2.3, before 1.2.3+1.g...)
+#   ...-4-gabc1234-dirty  -> ...+4.gabc1234.dirty
 # YYYYMMDD (default: today, UTC) dates untagged builds; build-deb.sh passes
 # the commit date so the version does not depend on when it is built.
 set -euo pipefail
@@ -45,10 +46,12 @@ else
 fi
 
 if [ -n "$dirty" ]; then
-	if [[ $version == *+* ]]; then
+	# Uncommitted changes sort just after what they were based on: an exact
+	# tag gets "+0.dirty", which sorts before the next commit's "+1.g...".
+	if [[ $version == *+* || $version == *~git* ]]; then
 		version="${version}.dirty"
 	else
-		version="${version}+dirty"
+		version="${version}+0.dirty"
 	fi
 fi
 printf '%s\n' "$version"
