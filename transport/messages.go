@@ -1,0 +1,199 @@
+package transport
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/simgate/simgate/modem"
+)
+
+// Topics under the prefix, as in CONTRACT.md.
+const (
+	TopicSMSIn        = "sms/in"
+	TopicIPIn         = "ip/in"
+	TopicSMSOut       = "sms/out"
+	TopicSMSOutResult = "sms/out/result"
+	TopicIPOut        = "ip/out"
+	TopicIPOutResult  = "ip/out/result"
+	TopicStatus       = "status"
+	TopicEvents       = "events"
+)
+
+// OfflinePayload is the retained status when the gateway is gone: the will,
+// and what a clean shutdown publishes itself.
+const OfflinePayload = `{"online":false}`
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// inboundJSON is P/sms/in and P/ip/in. Fields that belong to one channel
+// only are pointers so the other channel leaves them out.
+type inboundJSON struct {
+	ID         string `json:"id"`
+	Channel    string `json:"channel"`
+	From       string `json:"from"`
+	Port       *int   `json:"port,omitempty"`
+	Payload    string `json:"payload"`
+	Encoding   string `json:"encoding"`
+	Parts      *int   `json:"parts,omitempty"`
+	Partial    bool   `json:"partial,omitempty"`
+	SentAt     string `json:"sent_at,omitempty"`
+	ReceivedAt string `json:"received_at"`
+}
+
+// inboundTopic is the topic suffix of m.
+func inboundTopic(m modem.Inbound) string {
+	if m.Channel == modem.ChannelIP {
+		return TopicIPIn
+	}
+	return TopicSMSIn
+}
+
+// renderInbound is the JSON published for m. Text that is not valid UTF-8
+// goes out as base64 rather than be mangled by JSON's replacement character:
+// nothing is lost either way.
+func renderInbound(m modem.Inbound) ([]byte, error) {
+	j := inboundJSON{
+		ID:         m.ID,
+		Channel:    m.Channel,
+		From:       m.From,
+		Payload:    string(m.Payload),
+		Encoding:   EncodingText,
+		ReceivedAt: rfc3339(m.ReceivedAt),
+	}
+	if m.Binary || !utf8.Valid(m.Payload) {
+		j.Payload, j.Encoding = base64.StdEncoding.EncodeToString(m.Payload), EncodingBase64
+	}
+	switch m.Channel {
+	case modem.ChannelSMS:
+		parts := max(m.Parts, 1)
+		j.Parts = &parts
+		j.Partial = m.Partial
+		if !m.SentAt.IsZero() {
+			j.SentAt = rfc3339(m.SentAt)
+		}
+	case modem.ChannelIP:
+		port := m.Port
+		j.Port = &port
+	default:
+		return nil, fmt.Errorf("render %s: unknown channel %q", m.ID, m.Channel)
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", m.ID, err)
+	}
+	return b, nil
+}
+
+type resultJSON struct {
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	Reference *int   `json:"reference,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// resultTopic is the topic suffix for the result of a request on channel.
+func resultTopic(channel string) string {
+	if channel == modem.ChannelIP {
+		return TopicIPOutResult
+	}
+	return TopicSMSOutResult
+}
+
+func renderResult(r Result) ([]byte, error) {
+	j := resultJSON{ID: r.ID, Status: r.Status, Error: r.Error}
+	if r.Channel == modem.ChannelSMS && r.Status == StatusSent {
+		j.Reference = r.Reference
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("render result %s: %w", r.ID, err)
+	}
+	return b, nil
+}
+
+// renderEvent is P/events: type, message and time, plus the event's fields
+// at the top level. A field cannot replace the three fixed ones, and a value
+// JSON cannot hold is written as text instead of losing the event.
+func renderEvent(ev modem.Event) []byte {
+	out := make(map[string]any, len(ev.Fields)+3)
+	for k, v := range ev.Fields {
+		if _, err := json.Marshal(v); err != nil {
+			v = fmt.Sprint(v)
+		}
+		out[k] = v
+	}
+	t := ev.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	out["type"], out["message"], out["time"] = ev.Type, ev.Message, rfc3339(t)
+	b, err := json.Marshal(out)
+	if err != nil {
+		// Every value was checked above; this is only reachable through a
+		// value whose MarshalJSON is not deterministic.
+		b, _ = json.Marshal(map[string]string{"type": ev.Type, "message": ev.Message, "time": rfc3339(t)})
+	}
+	return b
+}
+
+// QueueJSON is the "queue" object of P/status.
+type QueueJSON struct {
+	Pending  int `json:"pending"`
+	Inbound  int `json:"inbound"`
+	Outbound int `json:"outbound"`
+	Results  int `json:"results"`
+	Segments int `json:"segments"`
+}
+
+type statusJSON struct {
+	Online    bool              `json:"online"`
+	Version   string            `json:"version"`
+	Modem     modem.ModemInfo   `json:"modem"`
+	SIM       modem.SIMInfo     `json:"sim"`
+	Network   modem.NetworkInfo `json:"network"`
+	Data      modem.DataInfo    `json:"data"`
+	Recovery  modem.Recovery    `json:"recovery"`
+	Ready     bool              `json:"ready"`
+	Queue     QueueJSON         `json:"queue"`
+	UpdatedAt string            `json:"updated_at,omitempty"`
+}
+
+func queueJSON(s QueueStats) QueueJSON {
+	return QueueJSON{
+		Pending:  s.Pending(),
+		Inbound:  s.Inbound,
+		Outbound: s.OutboundSMS + s.OutboundIP,
+		Results:  s.Results,
+		Segments: s.Segments,
+	}
+}
+
+// renderStatus is the retained P/status. The second result is the same
+// snapshot without the queue and the time, to tell a real change from the
+// counters moving.
+func renderStatus(version string, st modem.Status, qs QueueStats, now time.Time) (full, key []byte, err error) {
+	j := statusJSON{
+		Online:   true,
+		Version:  version,
+		Modem:    st.Modem,
+		SIM:      st.SIM,
+		Network:  st.Network,
+		Data:     st.Data,
+		Recovery: st.Recovery,
+		Ready:    st.Ready,
+	}
+	key, err = json.Marshal(j)
+	if err != nil {
+		return nil, nil, fmt.Errorf("render status: %w", err)
+	}
+	j.Queue = queueJSON(qs)
+	j.UpdatedAt = rfc3339(now)
+	full, err = json.Marshal(j)
+	if err != nil {
+		return nil, nil, fmt.Errorf("render status: %w", err)
+	}
+	return full, key, nil
+}

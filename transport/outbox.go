@@ -1,0 +1,203 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// admission is what happened to one request offered to the queue.
+type admission int
+
+const (
+	admitQueued    admission = iota // stored, waiting for the modem
+	admitDuplicate                  // its id is queued or was completed recently: dropped
+	admitFull                       // refused: queue full; a failed result was stored
+	admitRejected                   // invalid; a failed result was stored
+)
+
+// admit is one request taken from the broker. Reject, when set, is why it
+// was refused before reaching the queue; Req.ID and Req.Channel are set
+// either way so the failed result can name it.
+type admit struct {
+	Req     Request
+	Reject  string
+	Outcome admission // set by Queue.admit
+}
+
+// admit stores a batch of requests, and failed results for the ones that are
+// invalid or do not fit, in one commit and in the order given. Only after it
+// returns may the requests be acknowledged to the broker.
+func (q *Queue) admit(ctx context.Context, items []*admit) error {
+	full := false
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		full = false
+		ids := tx.Bucket(bucketOutIDs)
+		for _, it := range items {
+			if it.Reject != "" {
+				it.Outcome = admitRejected
+				if err := q.putResult(tx, c, Result{ID: it.Req.ID, Channel: it.Req.Channel, Status: StatusFailed, Error: it.Reject}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			ch, err := outIndex(it.Req.Channel)
+			if err != nil {
+				return nil, err
+			}
+			if ids.Get([]byte(it.Req.ID)) != nil || isDone(tx, doneRequest, it.Req.ID) {
+				it.Outcome = admitDuplicate
+				continue
+			}
+			if c.occupancy() >= q.cfg.MaxMessages {
+				it.Outcome, full = admitFull, true
+				if err := q.putResult(tx, c, Result{ID: it.Req.ID, Channel: it.Req.Channel, Status: StatusFailed, Error: "queue full"}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			val, err := json.Marshal(it.Req)
+			if err != nil {
+				return nil, fmt.Errorf("encode request %s: %w", it.Req.ID, err)
+			}
+			b := tx.Bucket(outBucket(ch))
+			seq, err := b.NextSequence()
+			if err != nil {
+				return nil, fmt.Errorf("sequence: %w", err)
+			}
+			k := seqKey(seq)
+			if err := b.Put(k, val); err != nil {
+				return nil, fmt.Errorf("store request %s: %w", it.Req.ID, err)
+			}
+			if err := ids.Put([]byte(it.Req.ID), append([]byte{byte(ch)}, k...)); err != nil {
+				return nil, fmt.Errorf("index request %s: %w", it.Req.ID, err)
+			}
+			c.out[ch]++
+			it.Outcome = admitQueued
+		}
+		return nil, nil
+	})
+	if full {
+		q.fullEvent("requests")
+	}
+	if err != nil {
+		return fmt.Errorf("queue requests: %w", err)
+	}
+	return nil
+}
+
+func (q *Queue) putResult(tx *bolt.Tx, c *counts, r Result) error {
+	val, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode result %s: %w", r.ID, err)
+	}
+	b := tx.Bucket(bucketResults)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return fmt.Errorf("sequence: %w", err)
+	}
+	if err := b.Put(seqKey(seq), val); err != nil {
+		return fmt.Errorf("store result %s: %w", r.ID, err)
+	}
+	c.res++
+	return nil
+}
+
+// storedRequest is the request at the front of one channel.
+type storedRequest struct {
+	key []byte
+	req Request
+	err error // set when the record could not be decoded
+}
+
+// headRequest returns the oldest request of channel ch, if any.
+func (q *Queue) headRequest(ch int) (storedRequest, bool, error) {
+	var out storedRequest
+	found := false
+	err := q.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(outBucket(ch)).Cursor().First()
+		if k == nil {
+			return nil
+		}
+		found = true
+		out.key = append([]byte(nil), k...)
+		out.req, out.err = decodeRequest(v)
+		return nil
+	})
+	if err != nil {
+		return storedRequest{}, false, fmt.Errorf("read requests: %w", err)
+	}
+	return out, found, nil
+}
+
+// complete replaces a request by its result in one commit: from then on the
+// result is what waits for the broker, and the modem is never asked to send
+// the request again.
+func (q *Queue) complete(ctx context.Context, ch int, sr storedRequest, r Result) error {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		b := tx.Bucket(outBucket(ch))
+		if b.Get(sr.key) == nil {
+			return nil, nil
+		}
+		if err := b.Delete(sr.key); err != nil {
+			return nil, fmt.Errorf("delete request: %w", err)
+		}
+		c.out[ch]--
+		if err := tx.Bucket(bucketOutIDs).Delete([]byte(sr.req.ID)); err != nil {
+			return nil, fmt.Errorf("unindex request: %w", err)
+		}
+		if err := q.markDone(tx, c, doneRequest, sr.req.ID); err != nil {
+			return nil, err
+		}
+		return nil, q.putResult(tx, c, r)
+	})
+	if err != nil {
+		return fmt.Errorf("complete request %s: %w", sr.req.ID, err)
+	}
+	return nil
+}
+
+// storedResult is one result waiting for the broker.
+type storedResult struct {
+	key []byte
+	res Result
+	err error
+}
+
+func (q *Queue) headResults(n int) ([]storedResult, error) {
+	var out []storedResult
+	err := q.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucketResults).Cursor()
+		for k, v := cur.First(); k != nil && len(out) < n; k, v = cur.Next() {
+			r, err := decodeResult(v)
+			out = append(out, storedResult{key: append([]byte(nil), k...), res: r, err: err})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	return out, nil
+}
+
+func (q *Queue) ackResults(ctx context.Context, items []storedResult) error {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		b := tx.Bucket(bucketResults)
+		for _, it := range items {
+			if b.Get(it.key) == nil {
+				continue
+			}
+			if err := b.Delete(it.key); err != nil {
+				return nil, fmt.Errorf("delete result: %w", err)
+			}
+			c.res--
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("ack results: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,338 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/simgate/simgate/modem"
+)
+
+// source is an ordered outbox the publish loop drains: queued inbound
+// messages, queued results, or buffered events.
+type source[T any] struct {
+	name    string
+	tracker int
+	signal  <-chan struct{}
+	empty   func() bool
+	head    func(n int) ([]T, error)
+	// render gives the topic and payload of an item; an error marks a
+	// record that cannot be published, which bad sets aside.
+	render func(T) (topic string, payload []byte, err error)
+	bad    func(T, error) error
+	ack    func([]T) error
+	count  *atomic.Uint64
+}
+
+// publishLoop publishes src in order, a window at a time, and removes items
+// only once the broker has acknowledged them (QoS 1 PUBACK). A failed or
+// lost publish is retried from the first unacknowledged item, so delivery is
+// at least once and never out of order. After pubStop it keeps going until
+// src is empty, the connection is down, or abort.
+func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort context.Context) {
+	log := r.log.With("outbox", src.name)
+	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	draining := false
+	for abort.Err() == nil {
+		if !draining {
+			select {
+			case <-pubStop:
+				draining = true
+			default:
+			}
+		}
+		up, _ := r.conn.state()
+		if draining && (!up || src.empty()) {
+			return
+		}
+		if !up {
+			select {
+			case <-r.conn.wait():
+			case <-pubStop:
+				draining = true
+			case <-abort.Done():
+			}
+			continue
+		}
+		items, err := src.head(r.cfg.PublishWindow)
+		if err != nil {
+			log.Error("cannot read outbox", "err", err)
+			sleepCtx(abort, bo.next())
+			continue
+		}
+		if len(items) == 0 {
+			if draining {
+				return
+			}
+			select {
+			case <-src.signal:
+			case <-pubStop:
+				draining = true
+			case <-abort.Done():
+			}
+			continue
+		}
+		// Publish the readable prefix; an unreadable record is set aside
+		// once everything before it is delivered.
+		var tokens []paho.Token
+		var badItem *T
+		var badErr error
+		for i := range items {
+			topic, payload, err := src.render(items[i])
+			if err != nil {
+				badItem, badErr = &items[i], err
+				break
+			}
+			tokens = append(tokens, r.client.Publish(topic, 1, false, payload))
+		}
+		done := r.busy(src.tracker)
+		acked := 0
+		var perr error
+		for _, t := range tokens {
+			if perr = waitToken(abort, t, 0); perr != nil {
+				break
+			}
+			acked++
+		}
+		done()
+		if acked > 0 {
+			if err := src.ack(items[:acked]); err != nil {
+				// Delivered but still queued: it goes out again (same id).
+				log.Error("cannot remove delivered items", "count", acked, "err", err)
+				sleepCtx(abort, bo.next())
+				continue
+			}
+			src.count.Add(uint64(acked))
+		}
+		switch {
+		case perr != nil && abort.Err() != nil:
+			return
+		case perr != nil:
+			d := bo.next()
+			log.Warn("publish failed; retrying from the first unacknowledged item", "err", perr, "retry_in", d.Round(time.Millisecond))
+			sleepCtx(abort, d)
+		case badItem != nil:
+			if err := src.bad(*badItem, badErr); err != nil {
+				log.Error("cannot set aside unreadable record", "err", err)
+				sleepCtx(abort, bo.next())
+			}
+		default:
+			bo.reset()
+		}
+	}
+}
+
+func (r *Relay) inboundSource() source[storedInbound] {
+	return source[storedInbound]{
+		name:    "inbound",
+		tracker: trackInbound,
+		signal:  r.q.sigIn,
+		empty:   func() bool { return r.q.Stats().Inbound == 0 },
+		head:    r.q.headInbound,
+		render: func(it storedInbound) (string, []byte, error) {
+			if it.err != nil {
+				return "", nil, it.err
+			}
+			b, err := renderInbound(it.msg)
+			if err != nil {
+				return "", nil, err
+			}
+			return r.topic(inboundTopic(it.msg)), b, nil
+		},
+		bad: func(it storedInbound, err error) error {
+			return r.q.quarantine(context.Background(), bucketIn, it.key, err)
+		},
+		ack:   func(items []storedInbound) error { return r.q.ackInbound(context.Background(), items) },
+		count: &r.published,
+	}
+}
+
+func (r *Relay) resultSource() source[storedResult] {
+	return source[storedResult]{
+		name:    "results",
+		tracker: trackResults,
+		signal:  r.q.sigRes,
+		empty:   func() bool { return r.q.Stats().Results == 0 },
+		head:    r.q.headResults,
+		render: func(it storedResult) (string, []byte, error) {
+			if it.err != nil {
+				return "", nil, it.err
+			}
+			b, err := renderResult(it.res)
+			if err != nil {
+				return "", nil, err
+			}
+			return r.topic(resultTopic(it.res.Channel)), b, nil
+		},
+		bad: func(it storedResult, err error) error {
+			return r.q.quarantine(context.Background(), bucketResults, it.key, err)
+		},
+		ack:   func(items []storedResult) error { return r.q.ackResults(context.Background(), items) },
+		count: &r.results,
+	}
+}
+
+func (r *Relay) eventSource() source[bufferedEvent] {
+	return source[bufferedEvent]{
+		name:    "events",
+		tracker: trackEvents,
+		signal:  r.events.sig,
+		empty:   func() bool { return r.events.len() == 0 },
+		head:    func(n int) ([]bufferedEvent, error) { return r.events.peek(n), nil },
+		render: func(e bufferedEvent) (string, []byte, error) {
+			return r.topic(TopicEvents), renderEvent(e.ev), nil
+		},
+		bad: func(bufferedEvent, error) error { return errors.New("events are always renderable") },
+		ack: func(items []bufferedEvent) error {
+			r.events.drop(items[len(items)-1].seq)
+			return nil
+		},
+		count: &r.eventsPublished,
+	}
+}
+
+// connState tracks whether the MQTT connection is open. wait returns a
+// channel that is closed while it is.
+type connState struct {
+	mu    sync.Mutex
+	up    bool
+	since time.Time
+	ch    chan struct{}
+}
+
+func (c *connState) init() { c.ch = make(chan struct{}) }
+
+func (c *connState) set(up bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if up == c.up {
+		return
+	}
+	c.up = up
+	if up {
+		c.since = time.Now()
+		close(c.ch)
+	} else {
+		c.ch = make(chan struct{})
+	}
+}
+
+func (c *connState) state() (bool, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up, c.since
+}
+
+func (c *connState) wait() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch
+}
+
+// inMsg is a request as paho delivered it, not yet acknowledged.
+type inMsg struct {
+	channel string
+	msg     paho.Message
+	at      time.Time
+}
+
+// requestFIFO hands requests from paho's goroutine to the intake loop. It is
+// unbounded, but the broker bounds it: it sends only so many QoS 1 messages
+// before they are acknowledged, and acknowledging is the intake's job.
+type requestFIFO struct {
+	mu    sync.Mutex
+	items []inMsg
+	sig   chan struct{}
+}
+
+func (f *requestFIFO) init() { f.sig = make(chan struct{}, 1) }
+
+func (f *requestFIFO) push(m inMsg) {
+	f.mu.Lock()
+	f.items = append(f.items, m)
+	f.mu.Unlock()
+	poke(f.sig)
+}
+
+func (f *requestFIFO) take(n int) []inMsg {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n = min(n, len(f.items))
+	out := make([]inMsg, n)
+	copy(out, f.items)
+	f.items = append(f.items[:0], f.items[n:]...)
+	return out
+}
+
+func (f *requestFIFO) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.items)
+}
+
+// eventBufferSize bounds events held while the broker is away.
+const eventBufferSize = 256
+
+type bufferedEvent struct {
+	seq uint64
+	ev  modem.Event
+}
+
+// eventBuffer keeps the newest events for P/events. Events are not
+// persisted: they describe the moment, and the results and logs that matter
+// are durable elsewhere.
+type eventBuffer struct {
+	mu    sync.Mutex
+	items []bufferedEvent
+	next  uint64
+	limit int
+	sig   chan struct{}
+}
+
+func (b *eventBuffer) init(limit int) {
+	b.limit = limit
+	b.sig = make(chan struct{}, 1)
+}
+
+// push adds ev and reports whether the oldest event had to be dropped.
+func (b *eventBuffer) push(ev modem.Event) (dropped bool) {
+	b.mu.Lock()
+	b.next++
+	b.items = append(b.items, bufferedEvent{seq: b.next, ev: ev})
+	if len(b.items) > b.limit {
+		b.items = append(b.items[:0], b.items[1:]...)
+		dropped = true
+	}
+	b.mu.Unlock()
+	poke(b.sig)
+	return dropped
+}
+
+func (b *eventBuffer) peek(n int) []bufferedEvent {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n = min(n, len(b.items))
+	return append([]bufferedEvent(nil), b.items[:n]...)
+}
+
+// drop removes events up to and including seq; events dropped meanwhile
+// for space are simply gone already.
+func (b *eventBuffer) drop(seq uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := 0
+	for i < len(b.items) && b.items[i].seq <= seq {
+		i++
+	}
+	b.items = append(b.items[:0], b.items[i:]...)
+}
+
+func (b *eventBuffer) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.items)
+}

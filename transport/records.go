@@ -1,0 +1,135 @@
+package transport
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/simgate/simgate/modem"
+)
+
+// Stored records are JSON: readable with bbolt's own tools when a person has
+// to look inside a store, and tolerant of fields added later.
+
+func checkInbound(m modem.Inbound) error {
+	switch {
+	case m.ID == "":
+		return errors.New("message has no id")
+	case m.Channel != modem.ChannelSMS && m.Channel != modem.ChannelIP:
+		return fmt.Errorf("message %s has unknown channel %q", m.ID, m.Channel)
+	}
+	return nil
+}
+
+func encodeInbound(m modem.Inbound) ([]byte, error) {
+	if err := checkInbound(m); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode message: %w", err)
+	}
+	return b, nil
+}
+
+func decodeInbound(b []byte) (modem.Inbound, error) {
+	var m modem.Inbound
+	if err := json.Unmarshal(b, &m); err != nil {
+		return modem.Inbound{}, fmt.Errorf("decode stored message: %w", err)
+	}
+	if err := checkInbound(m); err != nil {
+		return modem.Inbound{}, fmt.Errorf("decode stored message: %w", err)
+	}
+	return m, nil
+}
+
+func checkSegment(s modem.Segment) error {
+	switch {
+	case s.Key == "":
+		return errors.New("segment has no key")
+	case s.Total < 1 || s.Total > 255:
+		return fmt.Errorf("segment total %d out of range 1..255", s.Total)
+	case s.Seq < 1 || s.Seq > s.Total:
+		return fmt.Errorf("segment %d out of range 1..%d", s.Seq, s.Total)
+	}
+	return nil
+}
+
+func encodeSegment(s modem.Segment) ([]byte, error) {
+	if err := checkSegment(s); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("encode segment: %w", err)
+	}
+	return b, nil
+}
+
+func decodeSegment(b []byte) (modem.Segment, error) {
+	var s modem.Segment
+	if err := json.Unmarshal(b, &s); err != nil {
+		return modem.Segment{}, fmt.Errorf("decode stored segment: %w", err)
+	}
+	if err := checkSegment(s); err != nil {
+		return modem.Segment{}, fmt.Errorf("decode stored segment: %w", err)
+	}
+	return s, nil
+}
+
+// Request is one device-originated command accepted from P/sms/out or
+// P/ip/out, validated and waiting for the modem.
+type Request struct {
+	ID      string `json:"id"`
+	Channel string `json:"channel"` // modem.ChannelSMS or modem.ChannelIP
+	// To is the SMS destination; "000" reaches the Super SIM cloud.
+	To      string `json:"to,omitempty"`
+	Payload []byte `json:"payload"`
+	Binary  bool   `json:"binary,omitempty"`
+	// ReceivedAt is when the request was taken from the broker, for logs.
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+func decodeRequest(b []byte) (Request, error) {
+	var r Request
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Request{}, fmt.Errorf("decode stored request: %w", err)
+	}
+	if r.ID == "" {
+		return Request{}, errors.New("decode stored request: no id")
+	}
+	if _, err := outIndex(r.Channel); err != nil {
+		return Request{}, fmt.Errorf("decode stored request %s: %w", r.ID, err)
+	}
+	return r, nil
+}
+
+// Result statuses, as published in the "status" field.
+const (
+	StatusSent   = "sent"
+	StatusFailed = "failed"
+)
+
+// Result is the outcome of a Request, published on P/<channel>/out/result.
+type Result struct {
+	ID        string `json:"id"`
+	Channel   string `json:"channel"`
+	Status    string `json:"status"`
+	Reference *int   `json:"reference,omitempty"` // SMS message reference when sent
+	Error     string `json:"error,omitempty"`
+}
+
+func decodeResult(b []byte) (Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Result{}, fmt.Errorf("decode stored result: %w", err)
+	}
+	if _, err := outIndex(r.Channel); err != nil {
+		return Result{}, fmt.Errorf("decode stored result %s: %w", r.ID, err)
+	}
+	if r.Status != StatusSent && r.Status != StatusFailed {
+		return Result{}, fmt.Errorf("decode stored result %s: unknown status %q", r.ID, r.Status)
+	}
+	return r, nil
+}

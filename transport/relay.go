@@ -1,0 +1,662 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/simgate/simgate/modem"
+)
+
+// Defaults of RelayConfig.
+const (
+	DefaultStatusInterval = 60 * time.Second
+	DefaultShutdownGrace  = 5 * time.Second
+	DefaultSendTimeout    = 3 * time.Minute
+	DefaultPublishWindow  = 64
+	DefaultStallTimeout   = 5 * time.Minute
+)
+
+// RelayConfig configures a Relay.
+type RelayConfig struct {
+	MQTT MQTTConfig
+	// Version is published in P/status.
+	Version string
+	// StatusInterval is how often P/status is refreshed when nothing changes.
+	StatusInterval time.Duration
+	// ShutdownGrace bounds how long Run, once its context is cancelled,
+	// waits for in-flight work: a device call, PUBACKs, requests received
+	// but not yet queued. What is not done by then stays queued.
+	ShutdownGrace time.Duration
+	// SendTimeout bounds one device call; a modem takes up to 120 s for an
+	// SMS on a poor network.
+	SendTimeout time.Duration
+	// PublishWindow is how many messages may await their PUBACK at once.
+	PublishWindow int
+	// StallTimeout is how long a PUBACK may be missing on an open
+	// connection before Healthy reports the relay stuck.
+	StallTimeout time.Duration
+}
+
+func (c *RelayConfig) fill() error {
+	if err := c.MQTT.fill(); err != nil {
+		return err
+	}
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = DefaultStatusInterval
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = DefaultSendTimeout
+	}
+	if c.PublishWindow <= 0 {
+		c.PublishWindow = DefaultPublishWindow
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = DefaultStallTimeout
+	}
+	return nil
+}
+
+// Loops of the relay whose waits Healthy watches.
+const (
+	trackInbound = iota
+	trackResults
+	trackEvents
+	trackSendSMS
+	trackSendIP
+	trackStatus
+	numTrackers
+)
+
+var trackerNames = [numTrackers]string{"inbound publisher", "result publisher", "event publisher",
+	"SMS sender", "IP sender", "status publisher"}
+
+// heartbeatEvery is how often Run proves it is alive; Healthy allows three.
+const heartbeatEvery = 5 * time.Second
+
+// Relay moves commands between a modem session, the durable queue and the
+// broker: inbound messages from the queue to P/sms/in and P/ip/in in commit
+// order; requests from P/sms/out and P/ip/out into the queue and then to the
+// device; results, events and status back to the broker.
+type Relay struct {
+	cfg    RelayConfig
+	q      *Queue
+	dev    modem.Device
+	log    *slog.Logger
+	client paho.Client
+
+	conn         connState
+	fifo         requestFIFO
+	events       eventBuffer
+	statusPoke   chan struct{}
+	connectedSig chan struct{}
+
+	started   atomic.Bool
+	running   atomic.Bool
+	base      time.Time // monotonic origin for the trackers
+	heartbeat atomic.Int64
+	trackers  [numTrackers]atomic.Int64 // when a wait began, 0 when idle
+
+	published       atomic.Uint64
+	results         atomic.Uint64
+	eventsPublished atomic.Uint64
+}
+
+// NewRelay checks the configuration and prepares the MQTT client; nothing
+// connects until Run. Files named in cfg.MQTT (password, CA, client
+// certificate) are read here, so a mistake is reported at start.
+func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*Relay, error) {
+	if q == nil || dev == nil {
+		return nil, errors.New("new relay: queue and device are required")
+	}
+	if err := cfg.fill(); err != nil {
+		return nil, fmt.Errorf("new relay: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &Relay{
+		cfg:          cfg,
+		q:            q,
+		dev:          dev,
+		log:          log.With("component", "relay"),
+		statusPoke:   make(chan struct{}, 1),
+		connectedSig: make(chan struct{}, 1),
+		base:         time.Now(),
+	}
+	r.conn.init()
+	r.fifo.init()
+	r.events.init(eventBufferSize)
+	opts, err := clientOptions(cfg.MQTT)
+	if err != nil {
+		return nil, fmt.Errorf("new relay: %w", err)
+	}
+	opts.SetDefaultPublishHandler(r.onMessage)
+	opts.SetOnConnectHandler(r.onConnect)
+	opts.SetConnectionLostHandler(r.onConnectionLost)
+	opts.SetConnectionNotificationHandler(r.onNotification)
+	r.client = paho.NewClient(opts)
+	return r, nil
+}
+
+// topic is the full topic for a suffix.
+func (r *Relay) topic(suffix string) string { return r.cfg.MQTT.topic(suffix) }
+
+// RelayStats are counters for monitoring and benchmarks.
+type RelayStats struct {
+	Published uint64 // inbound messages acknowledged by the broker
+	Results   uint64 // results acknowledged by the broker
+	Events    uint64 // events acknowledged by the broker
+	Pending   int    // everything not yet delivered (QueueStats.Pending)
+	Connected bool
+	Queue     QueueStats
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() RelayStats {
+	qs := r.q.Stats()
+	up, _ := r.conn.state()
+	return RelayStats{
+		Published: r.published.Load(),
+		Results:   r.results.Load(),
+		Events:    r.eventsPublished.Load(),
+		Pending:   qs.Pending(),
+		Connected: up,
+		Queue:     qs,
+	}
+}
+
+// Event queues ev for P/events. It never blocks; while the broker is away
+// the newest events are kept, up to a bound.
+func (r *Relay) Event(ev modem.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	r.log.Info("event", "type", ev.Type, "message", ev.Message)
+	if dropped := r.events.push(ev); dropped {
+		r.log.Warn("event buffer full: oldest event dropped", "size", eventBufferSize)
+	}
+}
+
+// StatusChanged asks for P/status to be refreshed. It never blocks.
+func (r *Relay) StatusChanged() { poke(r.statusPoke) }
+
+func (r *Relay) mono() int64 { return int64(time.Since(r.base)) + 1 }
+
+// busy marks loop i as waiting on the broker or the device until the
+// returned function is called.
+func (r *Relay) busy(i int) func() {
+	r.trackers[i].Store(r.mono())
+	return func() { r.trackers[i].Store(0) }
+}
+
+// Healthy reports whether the relay is making progress, for the systemd
+// watchdog: Run is alive, no PUBACK has been missing for StallTimeout on an
+// open connection, and no device call outlived its timeout.
+func (r *Relay) Healthy() error {
+	if !r.running.Load() {
+		return errors.New("relay is not running")
+	}
+	now := r.mono()
+	if d := time.Duration(now - r.heartbeat.Load()); d > 3*heartbeatEvery {
+		return fmt.Errorf("relay loop has not moved for %s", d.Round(time.Second))
+	}
+	up, since := r.conn.state()
+	for i := range r.trackers {
+		start := r.trackers[i].Load()
+		if start == 0 {
+			continue
+		}
+		waited := time.Duration(now - start)
+		limit := r.cfg.StallTimeout
+		switch i {
+		case trackSendSMS, trackSendIP:
+			limit = r.cfg.SendTimeout + time.Minute
+		default:
+			// Waiting for a broker that is away is not being stuck.
+			if !up {
+				continue
+			}
+			waited = min(waited, time.Since(since))
+		}
+		if waited > limit {
+			return fmt.Errorf("%s has waited %s", trackerNames[i], waited.Round(time.Second))
+		}
+	}
+	return nil
+}
+
+// Run connects to the broker and relays until ctx is cancelled. It then
+// stops taking work, finishes what is in flight within ShutdownGrace,
+// publishes the retained offline status and disconnects. Whatever was not
+// delivered stays in the queue for the next run. A Relay runs once.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return errors.New("relay: Run called twice")
+	}
+	r.heartbeat.Store(r.mono())
+	r.running.Store(true)
+	defer r.running.Store(false)
+	r.q.SetEventHandler(r.Event)
+	defer r.q.SetEventHandler(nil)
+	r.log.Info("relay starting", "url", r.cfg.MQTT.URL, "client_id", r.cfg.MQTT.ClientID, "prefix", r.cfg.MQTT.TopicPrefix)
+
+	connCtx, cancelConn := context.WithCancel(ctx)
+	defer cancelConn()
+	var lastConnect atomic.Pointer[paho.Token]
+	connDone := make(chan struct{})
+	go func() {
+		defer close(connDone)
+		r.connectLoop(connCtx, &lastConnect)
+	}()
+
+	stop := make(chan struct{})
+	pubStop := make(chan struct{})
+	abortCtx, abort := context.WithCancel(context.Background())
+	defer abort()
+
+	var work, pubs sync.WaitGroup
+	work.Go(func() { r.intakeLoop(stop, abortCtx) })
+	work.Go(func() { r.sendLoop(stop, abortCtx, outSMS) })
+	work.Go(func() { r.sendLoop(stop, abortCtx, outIP) })
+	work.Go(func() { r.statusLoop(stop, abortCtx) })
+	pubs.Go(func() { publishLoop(r, r.inboundSource(), pubStop, abortCtx) })
+	pubs.Go(func() { publishLoop(r, r.resultSource(), pubStop, abortCtx) })
+	pubs.Go(func() { publishLoop(r, r.eventSource(), pubStop, abortCtx) })
+
+	tick := time.NewTicker(heartbeatEvery)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-tick.C:
+			r.heartbeat.Store(r.mono())
+		case <-ctx.Done():
+		}
+	}
+
+	r.log.Info("relay stopping: finishing in-flight work", "grace", r.cfg.ShutdownGrace)
+	grace := time.AfterFunc(r.cfg.ShutdownGrace, abort)
+	defer grace.Stop()
+	close(stop)
+	work.Wait()
+	close(pubStop)
+	pubs.Wait()
+	cancelConn()
+	<-connDone
+	if t := lastConnect.Load(); t != nil {
+		// A connection attempt still under way would otherwise complete
+		// after Disconnect and leave a session open.
+		(*t).WaitTimeout(r.cfg.MQTT.ConnectTimeout + time.Second)
+	}
+	err := r.goOffline()
+	st := r.Stats()
+	r.log.Info("relay stopped", "pending", st.Pending, "published", st.Published, "results", st.Results)
+	return err
+}
+
+// goOffline publishes the retained offline status itself, since a clean
+// disconnect discards the will, then disconnects.
+func (r *Relay) goOffline() error {
+	var err error
+	if r.client.IsConnectionOpen() {
+		t := r.client.Publish(r.topic(TopicStatus), 1, true, OfflinePayload)
+		if !t.WaitTimeout(2 * time.Second) {
+			err = errors.New("publish offline status: no PUBACK within 2s")
+		} else if t.Error() != nil {
+			err = fmt.Errorf("publish offline status: %w", t.Error())
+		}
+	}
+	r.client.Disconnect(250)
+	r.conn.set(false)
+	return err
+}
+
+// connectLoop makes the first connection, retrying with jittered backoff
+// and logging why each attempt failed. After that paho reconnects by itself.
+func (r *Relay) connectLoop(ctx context.Context, last *atomic.Pointer[paho.Token]) {
+	bo := backoff{min: 500 * time.Millisecond, max: r.cfg.MQTT.MaxReconnectInterval}
+	for {
+		t := r.client.Connect()
+		last.Store(&t)
+		select {
+		case <-t.Done():
+			if t.Error() == nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+		d := bo.next()
+		r.log.Warn("mqtt connect failed", "url", r.cfg.MQTT.URL, "err", t.Error(), "retry_in", d.Round(time.Millisecond))
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// onConnect runs on its own goroutine, started by paho for each connection.
+func (r *Relay) onConnect(c paho.Client) {
+	r.log.Info("mqtt connected", "url", r.cfg.MQTT.URL)
+	r.conn.set(true)
+	// Subscribing again on every connection covers a broker that lost the
+	// session (restarted without persistence). Messages are routed by the
+	// default handler, so no per-topic callback is registered.
+	topics := map[string]byte{r.topic(TopicSMSOut): 1, r.topic(TopicIPOut): 1}
+	t := c.SubscribeMultiple(topics, nil)
+	switch {
+	case !t.WaitTimeout(r.cfg.MQTT.ConnectTimeout):
+		r.log.Error("mqtt subscribe: no SUBACK", "timeout", r.cfg.MQTT.ConnectTimeout)
+	case t.Error() != nil:
+		r.log.Error("mqtt subscribe failed", "err", t.Error())
+	default:
+		if st, ok := t.(*paho.SubscribeToken); ok {
+			for topic, code := range st.Result() {
+				if code > 2 {
+					r.log.Error("mqtt subscribe refused by the broker", "topic", topic, "code", code)
+					r.Event(modem.Event{Type: "subscribe_refused", Message: fmt.Sprintf("the broker refused the subscription to %s (code %#x): requests on it will not arrive", topic, code),
+						Fields: map[string]any{"topic": topic}})
+				}
+			}
+		}
+	}
+	poke(r.connectedSig)
+}
+
+func (r *Relay) onConnectionLost(_ paho.Client, err error) {
+	r.conn.set(false)
+	r.log.Warn("mqtt connection lost; reconnecting", "err", err)
+}
+
+func (r *Relay) onNotification(_ paho.Client, n paho.ConnectionNotification) {
+	if f, ok := n.(paho.ConnectionNotificationBrokerFailed); ok {
+		r.log.Warn("mqtt connection attempt failed", "broker", f.Broker.Redacted(), "err", f.Reason)
+	}
+}
+
+// onMessage runs on paho's router goroutine: it only hands the message to
+// the intake FIFO, keeping arrival order and never blocking paho.
+func (r *Relay) onMessage(_ paho.Client, m paho.Message) {
+	var channel string
+	switch m.Topic() {
+	case r.topic(TopicSMSOut):
+		channel = modem.ChannelSMS
+	case r.topic(TopicIPOut):
+		channel = modem.ChannelIP
+	default:
+		// Left over from an older subscription in the persistent session:
+		// acknowledged so the broker stops redelivering it.
+		r.log.Warn("mqtt message on an unexpected topic ignored", "topic", m.Topic())
+		m.Ack()
+		return
+	}
+	r.fifo.push(inMsg{channel: channel, msg: m, at: time.Now().UTC()})
+}
+
+// intakeLoop validates requests, commits them to the queue in arrival order
+// and only then acknowledges them to the broker.
+func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
+	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	for {
+		msgs := r.fifo.take(maxBatch)
+		if len(msgs) == 0 {
+			select {
+			case <-r.fifo.sig:
+				continue
+			case <-stop:
+				if r.fifo.len() == 0 {
+					return
+				}
+				continue
+			}
+		}
+		items := make([]*admit, len(msgs))
+		for i, m := range msgs {
+			req, err := parseRequest(m.channel, m.msg.Payload(), newID)
+			req.ReceivedAt = m.at
+			items[i] = &admit{Req: req}
+			if err != nil {
+				items[i].Reject = err.Error()
+			}
+		}
+		for {
+			err := r.q.admit(context.Background(), items)
+			if err == nil {
+				bo.reset()
+				break
+			}
+			// Not acknowledged: the broker redelivers them to the next
+			// session if this one ends first.
+			r.log.Error("cannot queue requests", "count", len(items), "err", err)
+			if errors.Is(err, ErrClosed) || !sleepCtx(abort, bo.next()) {
+				return
+			}
+		}
+		for _, m := range msgs {
+			m.msg.Ack()
+		}
+		for _, it := range items {
+			r.reportAdmit(it)
+		}
+	}
+}
+
+func (r *Relay) reportAdmit(it *admit) {
+	log := r.log.With("id", it.Req.ID, "channel", it.Req.Channel)
+	fields := map[string]any{"id": it.Req.ID, "channel": it.Req.Channel}
+	switch it.Outcome {
+	case admitQueued:
+		log.Debug("request queued", "bytes", len(it.Req.Payload))
+	case admitRejected:
+		log.Warn("request rejected", "reason", it.Reject)
+		r.Event(modem.Event{Type: "request_rejected", Message: fmt.Sprintf("%s/out request %s rejected: %s", it.Req.Channel, it.Req.ID, it.Reject), Fields: fields})
+	case admitFull:
+		log.Warn("request refused: queue full")
+	case admitDuplicate:
+		log.Info("duplicate request dropped")
+		r.Event(modem.Event{Type: "request_duplicate", Message: fmt.Sprintf("%s/out request %s is already queued or was handled recently; not sent again (use a new id to send again)", it.Req.Channel, it.Req.ID), Fields: fields})
+	}
+}
+
+// sendLoop hands one channel's requests to the device, oldest first.
+func (r *Relay) sendLoop(stop <-chan struct{}, abort context.Context, ch int) {
+	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		sr, ok, err := r.q.headRequest(ch)
+		if err != nil {
+			r.log.Error("cannot read queued requests", "err", err)
+			if !sleepStop(stop, bo.next()) {
+				return
+			}
+			continue
+		}
+		if !ok {
+			select {
+			case <-r.q.sigOut[ch]:
+			case <-stop:
+				return
+			}
+			continue
+		}
+		if sr.err != nil {
+			if err := r.q.quarantine(context.Background(), outBucket(ch), sr.key, sr.err); err != nil {
+				r.log.Error("cannot set aside an unreadable request", "err", err)
+				if !sleepStop(stop, bo.next()) {
+					return
+				}
+			}
+			continue
+		}
+		res, abandoned := r.send(abort, ch, sr.req)
+		if abandoned {
+			// Cut short by shutdown: the request stays queued and is sent
+			// again after restart (it may have gone out: at least once).
+			r.log.Warn("send interrupted by shutdown; request stays queued", "id", sr.req.ID)
+			return
+		}
+		for {
+			err := r.q.complete(context.Background(), ch, sr, res)
+			if err == nil {
+				bo.reset()
+				break
+			}
+			r.log.Error("cannot record result", "id", sr.req.ID, "err", err)
+			if errors.Is(err, ErrClosed) || !sleepCtx(abort, bo.next()) {
+				return
+			}
+		}
+	}
+}
+
+// send makes one device call. abandoned is true when shutdown cut it short.
+func (r *Relay) send(abort context.Context, ch int, req Request) (res Result, abandoned bool) {
+	ctx, cancel := context.WithTimeout(abort, r.cfg.SendTimeout)
+	defer cancel()
+	tr := trackSendSMS
+	if ch == outIP {
+		tr = trackSendIP
+	}
+	done := r.busy(tr)
+	defer done()
+	res = Result{ID: req.ID, Channel: req.Channel, Status: StatusSent}
+	var err error
+	switch ch {
+	case outSMS:
+		var ref int
+		ref, err = r.dev.SendSMS(ctx, req.To, req.Payload, req.Binary)
+		res.Reference = &ref
+	case outIP:
+		err = r.dev.SendUDP(ctx, req.Payload)
+	}
+	if err == nil {
+		r.log.Info("request sent", "id", req.ID, "channel", req.Channel, "bytes", len(req.Payload))
+		return res, false
+	}
+	if abort.Err() != nil {
+		return res, true
+	}
+	res.Status, res.Reference, res.Error = StatusFailed, nil, err.Error()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		res.Error = fmt.Sprintf("no answer from the modem within %s: %v", r.cfg.SendTimeout, err)
+	}
+	r.log.Warn("request failed", "id", req.ID, "channel", req.Channel, "err", res.Error)
+	return res, false
+}
+
+// statusLoop publishes the retained P/status on connect, on change and
+// every StatusInterval.
+func (r *Relay) statusLoop(stop <-chan struct{}, abort context.Context) {
+	t := time.NewTicker(r.cfg.StatusInterval)
+	defer t.Stop()
+	var last []byte
+	for {
+		force := false
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			force = true
+		case <-r.connectedSig:
+			force = true
+		case <-r.statusPoke:
+		}
+		if up, _ := r.conn.state(); !up {
+			continue // published again on connect
+		}
+		done := r.busy(trackStatus)
+		st := r.dev.Status()
+		full, key, err := renderStatus(r.cfg.Version, st, r.q.Stats(), time.Now())
+		if err != nil {
+			done()
+			r.log.Error("cannot render status", "err", err)
+			continue
+		}
+		if !force && bytes.Equal(key, last) {
+			done()
+			continue
+		}
+		tok := r.client.Publish(r.topic(TopicStatus), 1, true, full)
+		err = waitToken(abort, tok, r.cfg.MQTT.ConnectTimeout)
+		done()
+		if err != nil {
+			r.log.Warn("status not published", "err", err)
+			continue
+		}
+		last = key
+	}
+}
+
+// waitToken waits for a paho token, for ctx, and for limit when positive.
+func waitToken(ctx context.Context, t paho.Token, limit time.Duration) error {
+	var timeout <-chan time.Time
+	if limit > 0 {
+		tm := time.NewTimer(limit)
+		defer tm.Stop()
+		timeout = tm.C
+	}
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timeout:
+		return fmt.Errorf("no acknowledgement within %s", limit)
+	}
+}
+
+// backoff is capped exponential backoff with jitter, so many gateways
+// losing the same broker do not return in lockstep.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func sleepStop(stop <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
+	}
+}

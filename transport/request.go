@@ -1,0 +1,238 @@
+package transport
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/simgate/simgate/modem"
+)
+
+// Limits of a request taken from MQTT.
+const (
+	// MaxRequestBytes bounds a request before it is parsed. The largest
+	// valid one, 1300 bytes in base64 or 70 UCS-2 characters written as JSON
+	// escapes, is well under it.
+	MaxRequestBytes = 8192
+	// MaxIDLength bounds a request id, which is echoed in topics' payloads
+	// and logs.
+	MaxIDLength = 128
+	// DefaultSMSTo is where SMS Commands go: the Super SIM cloud.
+	DefaultSMSTo = "000"
+)
+
+// Encodings of a payload in MQTT JSON.
+const (
+	EncodingText   = "text"
+	EncodingBase64 = "base64"
+)
+
+// newID generates an id for a request that has none.
+func newID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand does not fail on Linux; should it, an id that is
+		// merely unusual is better than none.
+		return "req-" + strings.ReplaceAll(fmt.Sprint(err), " ", "-")
+	}
+	return "req-" + hex.EncodeToString(b[:])
+}
+
+// requestFields are the fields each channel accepts.
+var requestFields = map[string][]string{
+	modem.ChannelSMS: {"id", "payload", "encoding", "to"},
+	modem.ChannelIP:  {"id", "payload", "encoding"},
+}
+
+// parseRequest decodes one P/sms/out or P/ip/out payload. The returned
+// Request always carries an id, the request's own or a generated one when it
+// has none or it cannot be read, so a failure can be reported against it.
+// The error says, for a person, what is wrong.
+func parseRequest(channel string, body []byte, genID func() string) (Request, error) {
+	req := Request{Channel: channel}
+	fail := func(format string, args ...any) (Request, error) {
+		if req.ID == "" {
+			req.ID = genID()
+		}
+		return req, fmt.Errorf(format, args...)
+	}
+	allowed, ok := requestFields[channel]
+	if !ok {
+		return fail("unknown channel %q", channel)
+	}
+	if len(body) > MaxRequestBytes {
+		return fail("request is %d bytes, at most %d", len(body), MaxRequestBytes)
+	}
+	if !utf8.Valid(body) {
+		return fail("request is not UTF-8 JSON")
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return fail("request is empty: want a JSON object with a payload")
+	}
+	if trimmed[0] != '{' {
+		return fail("request must be a JSON object")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &fields); err != nil {
+		return fail("malformed JSON: %s", jsonReason(err))
+	}
+	if raw, ok := fields["id"]; ok && !isNull(raw) {
+		var id string
+		if err := json.Unmarshal(raw, &id); err != nil {
+			return fail("id must be a string")
+		}
+		if err := checkID(id); err != nil {
+			return fail("%w", err)
+		}
+		req.ID = id
+	}
+	if req.ID == "" {
+		req.ID = genID()
+	}
+	var unknown []string
+	for k := range fields {
+		if !contains(allowed, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		if channel == modem.ChannelIP && contains(unknown, "to") {
+			return fail(`"to" is not accepted on ip/out: datagrams go to the configured ip.cloud address`)
+		}
+		return fail("unknown field %q (accepted: %s)", unknown[0], strings.Join(allowed, ", "))
+	}
+	payload, err := stringField(fields, "payload")
+	switch {
+	case err != nil:
+		return fail("%w", err)
+	case payload == nil:
+		return fail("payload is missing")
+	}
+	encoding, err := stringField(fields, "encoding")
+	if err != nil {
+		return fail("%w", err)
+	}
+	switch {
+	case encoding == nil || *encoding == "" || *encoding == EncodingText:
+		req.Payload = []byte(*payload)
+	case *encoding == EncodingBase64:
+		b, err := decodeBase64(*payload)
+		if err != nil {
+			return fail("payload is not valid base64: %w", err)
+		}
+		req.Payload, req.Binary = b, true
+	default:
+		return fail("unknown encoding %q: use %q or %q", *encoding, EncodingText, EncodingBase64)
+	}
+	switch channel {
+	case modem.ChannelSMS:
+		to, err := stringField(fields, "to")
+		if err != nil {
+			return fail("%w", err)
+		}
+		if to != nil && *to != "" {
+			if err := checkNumber(*to); err != nil {
+				return fail("%w", err)
+			}
+			req.To = *to
+		} else {
+			req.To = DefaultSMSTo
+		}
+		if _, err := modem.CheckSMS(req.Payload, req.Binary); err != nil {
+			return fail("too long for one SMS: %w", err)
+		}
+	case modem.ChannelIP:
+		if err := modem.CheckUDP(req.Payload); err != nil {
+			return fail("too long for one IP Command: %w", err)
+		}
+	}
+	return req, nil
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// stringField reads an optional string field; nil means absent or null.
+func stringField(fields map[string]json.RawMessage, name string) (*string, error) {
+	raw, ok := fields[name]
+	if !ok || isNull(raw) {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("%s must be a string", name)
+	}
+	return &s, nil
+}
+
+func checkID(id string) error {
+	if utf8.RuneCountInString(id) > MaxIDLength {
+		return fmt.Errorf("id is longer than %d characters", MaxIDLength)
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return errors.New("id contains control characters")
+		}
+	}
+	return nil
+}
+
+// checkNumber accepts what a modem takes as a destination: digits, with an
+// optional leading '+' for international format.
+func checkNumber(to string) error {
+	digits := strings.TrimPrefix(to, "+")
+	if len(digits) == 0 || len(digits) > 20 {
+		return fmt.Errorf("to %q must be 1 to 20 digits, optionally after '+'", to)
+	}
+	for _, r := range digits {
+		if r < '0' || r > '9' {
+			return fmt.Errorf("to %q must be 1 to 20 digits, optionally after '+'", to)
+		}
+	}
+	return nil
+}
+
+// decodeBase64 accepts standard base64 with or without padding, the forms
+// tools commonly produce.
+func decodeBase64(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	b, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
+	if err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	return b, nil
+}
+
+// jsonReason turns a decoding error into a sentence without Go type names.
+func jsonReason(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return fmt.Sprintf("%s at byte %d", syn.Error(), syn.Offset)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		return "request must be a JSON object"
+	}
+	return err.Error()
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,240 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/simgate/simgate/modem"
+)
+
+var _ modem.Sink = (*Queue)(nil)
+
+// Put stores m for the broker. A message whose ID is still queued, or was
+// delivered within the dedup window, is accepted without a second copy. When
+// the queue is full it returns an error wrapping ErrQueueFull.
+func (q *Queue) Put(ctx context.Context, m modem.Inbound) error {
+	val, err := encodeInbound(m)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", m.ID, err)
+	}
+	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		return q.putTx(tx, c, m.ID, val, true)
+	})
+	if errors.Is(err, ErrQueueFull) {
+		q.fullEvent("messages")
+	}
+	if err != nil {
+		return fmt.Errorf("put %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// putTx stores one encoded message unless its id is known. bounded is false
+// for Assemble, whose segments already occupy their place in the queue.
+func (q *Queue) putTx(tx *bolt.Tx, c *counts, id string, val []byte, bounded bool) (error, error) {
+	ids := tx.Bucket(bucketInIDs)
+	if ids.Get([]byte(id)) != nil || isDone(tx, doneInbound, id) {
+		return nil, nil
+	}
+	if bounded && c.occupancy() >= q.cfg.MaxMessages {
+		return q.fullError(), nil
+	}
+	in := tx.Bucket(bucketIn)
+	seq, err := in.NextSequence()
+	if err != nil {
+		return nil, fmt.Errorf("sequence: %w", err)
+	}
+	k := seqKey(seq)
+	if err := in.Put(k, val); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := ids.Put([]byte(id), k); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	c.in++
+	return nil, nil
+}
+
+// segmentKey orders segments by message key, then by position. The key is
+// followed by NUL and a fixed-width position, so an exact match is the
+// prefix plus a length check.
+func segmentKey(key string, seq int) []byte {
+	k := make([]byte, len(key)+5)
+	copy(k, key)
+	binary.BigEndian.PutUint32(k[len(key)+1:], uint32(seq))
+	return k
+}
+
+func isSegmentOf(k []byte, key string) bool {
+	return len(k) == len(key)+5 && bytes.HasPrefix(k, []byte(key)) && k[len(key)] == 0
+}
+
+// PutSegment stores s and returns every segment held under s.Key, ordered
+// by Seq. A segment already held is not stored twice; a new one is refused
+// with ErrQueueFull when the queue is full.
+func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segment, error) {
+	val, err := encodeSegment(s)
+	if err != nil {
+		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
+	}
+	var held []modem.Segment
+	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		held = nil
+		b := tx.Bucket(bucketSegments)
+		k := segmentKey(s.Key, s.Seq)
+		if b.Get(k) == nil {
+			if c.occupancy() >= q.cfg.MaxMessages {
+				return q.fullError(), nil
+			}
+			if err := b.Put(k, val); err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+			c.seg++
+		}
+		cur := b.Cursor()
+		prefix := []byte(s.Key)
+		for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+			if !isSegmentOf(k, s.Key) {
+				continue
+			}
+			seg, err := decodeSegment(v)
+			if err != nil {
+				// Left in place and reported by Segments; the message is
+				// reassembled from the segments that can be read.
+				q.log.Error("unreadable stored segment", "key", s.Key, "err", err)
+				continue
+			}
+			held = append(held, seg)
+		}
+		return nil, nil
+	})
+	if errors.Is(err, ErrQueueFull) {
+		q.fullEvent("SMS segments")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
+	}
+	sort.SliceStable(held, func(i, j int) bool { return held[i].Seq < held[j].Seq })
+	return held, nil
+}
+
+// Assemble stores m and removes the segments held under key in one commit.
+// It is never refused for size: the segments it replaces already hold the
+// message's place in the queue.
+func (q *Queue) Assemble(ctx context.Context, m modem.Inbound, key string) error {
+	val, err := encodeInbound(m)
+	if err != nil {
+		return fmt.Errorf("assemble %s: %w", m.ID, err)
+	}
+	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		b := tx.Bucket(bucketSegments)
+		var drop [][]byte
+		cur := b.Cursor()
+		prefix := []byte(key)
+		for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+			if isSegmentOf(k, key) {
+				drop = append(drop, append([]byte(nil), k...))
+			}
+		}
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return nil, fmt.Errorf("remove segment: %w", err)
+			}
+			c.seg--
+		}
+		return q.putTx(tx, c, m.ID, val, false)
+	})
+	if err != nil {
+		return fmt.Errorf("assemble %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// Segments returns every segment held, ordered by Key then Seq. A segment
+// that cannot be decoded is logged and skipped; it stays in the store.
+func (q *Queue) Segments(ctx context.Context) ([]modem.Segment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("segments: %w", err)
+	}
+	var out []modem.Segment
+	err := q.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSegments).ForEach(func(k, v []byte) error {
+			s, err := decodeSegment(v)
+			if err != nil {
+				q.log.Error("unreadable stored segment", "key", fmt.Sprintf("%q", k), "err", err)
+				return nil
+			}
+			out = append(out, s)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("segments: %w", err)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].Seq < out[j].Seq
+	})
+	return out, nil
+}
+
+// storedInbound is one queued message as read for publishing.
+type storedInbound struct {
+	seq uint64
+	key []byte
+	msg modem.Inbound
+	err error // set when the record could not be decoded
+}
+
+// headInbound returns up to n messages from the front of the queue, in the
+// order they were committed.
+func (q *Queue) headInbound(n int) ([]storedInbound, error) {
+	var out []storedInbound
+	err := q.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucketIn).Cursor()
+		for k, v := cur.First(); k != nil && len(out) < n; k, v = cur.Next() {
+			m, err := decodeInbound(v)
+			out = append(out, storedInbound{seq: keySeq(k), key: append([]byte(nil), k...), msg: m, err: err})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read inbound: %w", err)
+	}
+	return out, nil
+}
+
+// ackInbound removes delivered messages and remembers their ids.
+func (q *Queue) ackInbound(ctx context.Context, items []storedInbound) error {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		in, ids := tx.Bucket(bucketIn), tx.Bucket(bucketInIDs)
+		for _, it := range items {
+			if in.Get(it.key) == nil {
+				continue
+			}
+			if err := in.Delete(it.key); err != nil {
+				return nil, fmt.Errorf("delete: %w", err)
+			}
+			c.in--
+			if err := ids.Delete([]byte(it.msg.ID)); err != nil {
+				return nil, fmt.Errorf("unindex: %w", err)
+			}
+			if err := q.markDone(tx, c, doneInbound, it.msg.ID); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("ack inbound: %w", err)
+	}
+	return nil
+}
