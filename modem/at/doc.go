@@ -1,0 +1,29 @@
+// Package at is simgate's AT command engine: one goroutine owns a serial
+// port, writes one command at a time and sorts every byte the modem sends
+// into the reply of the running command or an unsolicited result code (URC).
+//
+// The engine keeps the shape of github.com/warthog618/modem/at (one owner
+// goroutine, callers wait for their reply) and replaces that package rather
+// than wrapping it, because simgate needs what it cannot give:
+//
+//   - Lines are classified against the running command's information prefix
+//     (+CMGR: for AT+CMGR) and a URC table, so a +CMTI or +CEREG arriving
+//     between a command and its reply, or between reply lines, is delivered
+//     as a URC and never ends up in the reply. warthog618's engine puts every
+//     line it does not recognise as a registered indication into the reply.
+//   - Every call takes a context.Context and has a per-command timeout
+//     (AT+CMGS 120 s, AT+COPS= 180 s, AT+QIOPEN 150 s, ...).
+//   - A command that times out leaves the engine unsynchronised: before the
+//     next command it sends a probe (AT+CMEE?) and discards everything up to
+//     the probe's own reply, so a late OK is never taken as the next
+//     command's answer. warthog618's engine has no resynchronisation.
+//   - Binary payloads announced by length (+QIRD, +USORF, +QIURC "recv"
+//     direct push, +RECEIVE) are read byte-exact, even when they contain
+//     CR, LF or NUL; a line scanner cannot do that.
+//   - Prompts "> " and "@" arrive without a line end and are recognised
+//     only while a command waits for one.
+//
+// The parser is a plain state machine (no goroutines, no I/O), so it is
+// fuzzed directly: the same bytes split into different reads must give the
+// same replies and URCs.
+package at

@@ -1,0 +1,454 @@
+package at
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures an Engine. The zero value works.
+type Config struct {
+	// URCs is the URC table; nil means DefaultURCs().
+	URCs []URCSpec
+	// OnURC receives every URC in arrival order, from a goroutine of its
+	// own: it may block or issue commands without stalling the port. URCs
+	// queue meanwhile, up to MaxQueuedURCs; beyond that the oldest are
+	// dropped and logged. Nil drops URCs after logging them.
+	OnURC func(URC)
+	// Timeout overrides DefaultTimeout for commands without their own.
+	Timeout time.Duration
+	// ProbeTimeout bounds the resynchronisation probe; 0 means 5 s.
+	ProbeTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// MaxQueuedURCs bounds the URCs waiting for OnURC. A dropped +CMTI loses no
+// SMS: it stays on the SIM and the next drain (AT+CMGL) finds it.
+const MaxQueuedURCs = 4096
+
+// probeLine is sent to resynchronise after an abandoned command. Its
+// information line "+CMEE: <n>" cannot be the answer to anything the engine
+// was waiting for, so the first final result after that line is the probe's
+// own, and everything before it is the abandoned command's leftover.
+const probeLine = "AT+CMEE?"
+
+// Engine owns one port: a single goroutine writes commands and sorts what
+// the modem sends into replies and URCs. It never closes the port; whoever
+// opened it does, which also ends the engine.
+type Engine struct {
+	port  io.ReadWriter
+	cfg   Config
+	log   *slog.Logger
+	m     *machine
+	reqs  chan *request
+	quit  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+	epoch time.Time
+
+	errMu sync.Mutex
+	err   error
+
+	lastAnswer atomic.Int64 // ns since epoch of the last final result; 0 = none yet
+	deadline   atomic.Int64 // ns since epoch when the running command times out; 0 = idle
+
+	urcMu   sync.Mutex
+	urcQ    []URC
+	urcWake chan struct{}
+	dropped int
+
+	// owner goroutine state
+	needSync bool
+	cur      *request // the caller's request being served (or waiting for a probe)
+	curProbe bool     // the running command is the probe for cur
+	timer    *time.Timer
+}
+
+type request struct {
+	ctx context.Context
+	cmd Cmd
+	res chan result
+}
+
+type result struct {
+	reply Reply
+	err   error
+}
+
+// New starts an engine on port.
+func New(port io.ReadWriter, cfg Config) *Engine {
+	if cfg.URCs == nil {
+		cfg.URCs = DefaultURCs()
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{
+		port:    port,
+		cfg:     cfg,
+		log:     log,
+		m:       newMachine(cfg.URCs),
+		reqs:    make(chan *request),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		epoch:   time.Now(),
+		urcWake: make(chan struct{}, 1),
+	}
+	reads := make(chan []byte)
+	readErr := make(chan error, 1)
+	go e.read(reads, readErr)
+	go e.dispatch()
+	go e.run(reads, readErr)
+	return e
+}
+
+// Do runs one command and returns its reply. It returns a *CMEError,
+// *CMSError or *ResultError for an error final result, ErrTimeout (wrapped)
+// when no final result came in time, ctx's error when ctx ended first, and
+// ErrClosed (wrapped) when the engine stopped.
+func (e *Engine) Do(ctx context.Context, c Cmd) (Reply, error) {
+	if c.Line == "" || strings.ContainsAny(c.Line, "\r\n\x1a\x1b") {
+		return Reply{}, fmt.Errorf("invalid command line %q", c.Line)
+	}
+	req := &request{ctx: ctx, cmd: c, res: make(chan result, 1)}
+	select {
+	case e.reqs <- req:
+	case <-ctx.Done():
+		return Reply{}, ctx.Err()
+	case <-e.done:
+		return Reply{}, e.closedErr()
+	}
+	// Once accepted, the owner always answers: it watches ctx itself so it
+	// knows when a command was abandoned.
+	select {
+	case r := <-req.res:
+		return r.reply, r.err
+	case <-e.done:
+		select {
+		case r := <-req.res:
+			return r.reply, r.err
+		default:
+			return Reply{}, e.closedErr()
+		}
+	}
+}
+
+// Command runs a command whose information lines carry its prefix (or none)
+// and returns them.
+func (e *Engine) Command(ctx context.Context, line string) ([]string, error) {
+	r, err := e.Do(ctx, Cmd{Line: line})
+	return r.Lines, err
+}
+
+// Close stops the engine and waits for its owner goroutine. It does not
+// close the port. The reading goroutine ends when the port's owner closes it.
+func (e *Engine) Close() error {
+	e.once.Do(func() { close(e.quit) })
+	<-e.done
+	return nil
+}
+
+// Done is closed when the engine has stopped: Close was called or the port
+// failed.
+func (e *Engine) Done() <-chan struct{} { return e.done }
+
+// Err is why the engine stopped on its own (a read or write error); nil
+// while it runs and after Close.
+func (e *Engine) Err() error {
+	e.errMu.Lock()
+	defer e.errMu.Unlock()
+	return e.err
+}
+
+// LastAnswer is when the modem last ended a command with a final result;
+// the zero time when it has not yet.
+func (e *Engine) LastAnswer() time.Time {
+	ns := e.lastAnswer.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return e.epoch.Add(time.Duration(ns))
+}
+
+// Busy reports whether a command is running, and when it times out.
+func (e *Engine) Busy() (deadline time.Time, busy bool) {
+	ns := e.deadline.Load()
+	if ns == 0 {
+		return time.Time{}, false
+	}
+	return e.epoch.Add(time.Duration(ns)), true
+}
+
+func (e *Engine) closedErr() error {
+	if err := e.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return ErrClosed
+}
+
+// read is the only goroutine blocked in port.Read; it hands bytes to the
+// owner and never interprets them.
+func (e *Engine) read(out chan<- []byte, errc chan<- error) {
+	buf := make([]byte, 4096)
+	empty := 0
+	for {
+		n, err := e.port.Read(buf)
+		if n > 0 {
+			empty = 0
+			b := append([]byte(nil), buf[:n]...)
+			select {
+			case out <- b:
+			case <-e.quit:
+				return
+			}
+		}
+		if err != nil {
+			errc <- err
+			return
+		}
+		if n == 0 {
+			// A port with a read timeout returns (0, nil); do not spin.
+			if empty++; empty > 10 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// run is the owner goroutine: the only one that writes to the port or
+// touches the machine.
+func (e *Engine) run(reads <-chan []byte, readErr <-chan error) {
+	defer close(e.done)
+	for {
+		var reqs chan *request
+		if e.cur == nil {
+			reqs = e.reqs
+		}
+		var ctxDone <-chan struct{}
+		if e.cur != nil {
+			ctxDone = e.cur.ctx.Done()
+		}
+		var timeout <-chan time.Time
+		if e.timer != nil {
+			timeout = e.timer.C
+		}
+		select {
+		case <-e.quit:
+			e.stop(nil)
+			return
+		case err := <-readErr:
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			e.stop(fmt.Errorf("read from modem: %w", err))
+			return
+		case b := <-reads:
+			e.m.feed(b)
+			if !e.settle() {
+				return
+			}
+		case req := <-reqs:
+			if err := req.ctx.Err(); err != nil {
+				req.res <- result{err: err}
+				continue
+			}
+			e.cur = req
+			if !e.startNext() {
+				return
+			}
+		case <-timeout:
+			e.timer = nil
+			e.give(fmt.Errorf("%s: %w", e.timeoutOf(), ErrTimeout))
+		case <-ctxDone:
+			e.give(e.cur.ctx.Err())
+		}
+	}
+}
+
+// startNext writes the probe when the engine is out of step, else the
+// caller's command. It returns false when the engine stopped.
+func (e *Engine) startNext() bool {
+	c, timeout := e.cur.cmd, e.timeoutFor(e.cur.cmd)
+	e.curProbe = e.needSync
+	if e.curProbe {
+		c, timeout = Cmd{Line: probeLine}, e.cfg.ProbeTimeout
+	}
+	e.m.begin(c, e.curProbe)
+	e.timer = time.NewTimer(timeout)
+	e.deadline.Store(int64(time.Since(e.epoch) + timeout))
+	if err := e.write([]byte(c.Line + "\r")); err != nil {
+		e.stop(err)
+		return false
+	}
+	return true
+}
+
+// settle acts on what the machine produced: bytes to write, URCs, a
+// finished command. It returns false when the engine stopped.
+func (e *Engine) settle() bool {
+	for _, l := range e.m.stale {
+		e.log.Debug("dropped stale modem output", "line", l)
+	}
+	e.m.stale = e.m.stale[:0]
+	if len(e.m.write) > 0 {
+		w := e.m.write
+		e.m.write = nil
+		if err := e.write(w); err != nil {
+			e.stop(err)
+			return false
+		}
+	}
+	if len(e.m.out) > 0 {
+		e.queueURCs(e.m.out)
+		e.m.out = nil
+	}
+	if e.cur == nil || e.m.cur != nil {
+		return true
+	}
+	// The machine finished the running command.
+	a := e.finished()
+	e.lastAnswer.Store(int64(time.Since(e.epoch)))
+	if e.curProbe {
+		if a.err != nil {
+			e.give(fmt.Errorf("resynchronise with the modem (%s): %w", probeLine, a.err))
+			return true
+		}
+		e.needSync = false
+		e.stopTimer()
+		if err := e.cur.ctx.Err(); err != nil {
+			e.cur.res <- result{err: err}
+			e.cur = nil
+			return true
+		}
+		return e.startNext()
+	}
+	e.stopTimer()
+	e.cur.res <- result{reply: a.reply, err: a.err}
+	e.cur = nil
+	return true
+}
+
+// finished returns the command the machine just completed.
+func (e *Engine) finished() *active { return e.m.lastDone }
+
+// give abandons the running command (or probe) with err; the engine must
+// resynchronise before the next command.
+func (e *Engine) give(err error) {
+	e.m.abandon()
+	e.needSync = true
+	e.stopTimer()
+	e.cur.res <- result{err: err}
+	e.cur = nil
+}
+
+func (e *Engine) stopTimer() {
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	e.deadline.Store(0)
+}
+
+func (e *Engine) timeoutFor(c Cmd) time.Duration {
+	switch {
+	case c.Timeout > 0:
+		return c.Timeout
+	case e.cfg.Timeout > 0:
+		return e.cfg.Timeout
+	}
+	return DefaultTimeout(c.Line)
+}
+
+func (e *Engine) timeoutOf() string {
+	if e.curProbe {
+		return fmt.Sprintf("resynchronise with the modem: probe %s got no answer within %s", probeLine, e.cfg.ProbeTimeout)
+	}
+	return fmt.Sprintf("no final result within %s", e.timeoutFor(e.cur.cmd))
+}
+
+func (e *Engine) write(b []byte) error {
+	if _, err := e.port.Write(b); err != nil {
+		return fmt.Errorf("write to modem: %w", err)
+	}
+	return nil
+}
+
+// stop ends the engine: the running command fails and err (nil after Close)
+// is kept for Err.
+func (e *Engine) stop(err error) {
+	e.errMu.Lock()
+	e.err = err
+	e.errMu.Unlock()
+	e.once.Do(func() { close(e.quit) })
+	e.stopTimer()
+	if e.cur != nil {
+		cause := error(ErrClosed)
+		if err != nil {
+			cause = fmt.Errorf("%w: %w", ErrClosed, err)
+		}
+		e.cur.res <- result{err: cause}
+		e.cur = nil
+	}
+	if err != nil {
+		e.log.Warn("AT engine stopped", "err", err)
+	}
+}
+
+func (e *Engine) queueURCs(us []URC) {
+	e.urcMu.Lock()
+	e.urcQ = append(e.urcQ, us...)
+	if over := len(e.urcQ) - MaxQueuedURCs; over > 0 {
+		e.dropped += over
+		e.urcQ = append([]URC(nil), e.urcQ[over:]...)
+	}
+	e.urcMu.Unlock()
+	select {
+	case e.urcWake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch hands URCs to OnURC in order, off the owner goroutine.
+func (e *Engine) dispatch() {
+	for {
+		select {
+		case <-e.quit:
+			return
+		case <-e.urcWake:
+		}
+		for {
+			e.urcMu.Lock()
+			q, dropped := e.urcQ, e.dropped
+			e.urcQ, e.dropped = nil, 0
+			e.urcMu.Unlock()
+			if dropped > 0 {
+				e.log.Warn("URC queue full, dropped the oldest", "dropped", dropped)
+			}
+			if len(q) == 0 {
+				break
+			}
+			for _, u := range q {
+				select {
+				case <-e.quit:
+					return
+				default:
+				}
+				if e.cfg.OnURC == nil {
+					e.log.Debug("URC", "line", u.Line, "known", u.Known)
+					continue
+				}
+				e.cfg.OnURC(u)
+			}
+		}
+	}
+}
