@@ -1,0 +1,264 @@
+package modemsim
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+// maxQueued bounds what waits for a host that does not read: beyond it new
+// output is dropped, as a USB serial driver drops what nobody reads.
+const maxQueued = 1 << 20
+
+// link is one appearance of the module on the host: a pty pair, the
+// symlink to its slave, a reader goroutine (host to module) and a writer
+// goroutine (module to host) that applies pacing and chunking.
+type link struct {
+	master    *os.File // pollable, so Close interrupts a blocked Read/Write
+	slave     *os.File // kept open so the host can close and reopen the port
+	slaveName string
+	path      string
+	baud      int
+	log       interface{ Warn(string, ...any) }
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   [][]byte
+	queued  int
+	writing bool
+	closed  bool
+	chunked bool
+	dropped int
+
+	closeOnce sync.Once
+	wdone     chan struct{}
+}
+
+// openLink creates a pty in raw mode and points path at its slave.
+func openLink(path string, s *Sim) (*link, error) {
+	m, t, err := pty.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open pty: %w", err)
+	}
+	master, err := pollable(m)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open pty: %w", err), t.Close())
+	}
+	if err := makeRaw(t); err != nil {
+		return nil, errors.Join(fmt.Errorf("raw mode on %s: %w", t.Name(), err), master.Close(), t.Close())
+	}
+	if err := symlinkReplace(t.Name(), path); err != nil {
+		return nil, errors.Join(err, master.Close(), t.Close())
+	}
+	l := &link{
+		master:    master,
+		slave:     t,
+		slaveName: t.Name(),
+		path:      path,
+		baud:      s.opts.Baud,
+		log:       s.log,
+		wdone:     make(chan struct{}),
+		chunked:   s.faults.Chunked,
+	}
+	l.cond = sync.NewCond(&l.mu)
+	go l.writeLoop(rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64())))
+	return l, nil
+}
+
+// pollable returns a non-blocking duplicate of f registered with the Go
+// poller, and closes f. pty.Open's files are in blocking mode (it calls
+// Fd), and closing a blocking file does not wake a goroutine blocked
+// reading it; unplugging must.
+func pollable(f *os.File) (*os.File, error) {
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("dup %s: %w", f.Name(), err), f.Close())
+	}
+	if err := f.Close(); err != nil {
+		return nil, errors.Join(fmt.Errorf("close %s: %w", f.Name(), err), unix.Close(fd))
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return nil, errors.Join(fmt.Errorf("nonblock %s: %w", f.Name(), err), unix.Close(fd))
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// makeRaw puts the slave in raw mode (cfmakeraw) so that the line
+// discipline passes every byte untouched: no CR/LF translation, no echo, no
+// signals on ^C or ^Z (Ctrl-Z ends an SMS).
+func makeRaw(t *os.File) error {
+	fd := int(t.Fd())
+	tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return fmt.Errorf("get termios: %w", err)
+	}
+	tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON | unix.IXOFF
+	tio.Oflag &^= unix.OPOST
+	tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	tio.Cflag &^= unix.CSIZE | unix.PARENB
+	tio.Cflag |= unix.CS8 | unix.CREAD | unix.CLOCAL
+	tio.Cc[unix.VMIN] = 1
+	tio.Cc[unix.VTIME] = 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, tio); err != nil {
+		return fmt.Errorf("set termios: %w", err)
+	}
+	return nil
+}
+
+// symlinkReplace points path at target atomically. Only a symlink may be
+// replaced: a regular file at path is somebody else's.
+func symlinkReplace(target, path string) error {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink == 0 {
+		return fmt.Errorf("link %s exists and is not a symlink", path)
+	}
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.%d.tmp", filepath.Base(path), os.Getpid()))
+	_ = os.Remove(tmp) // a leftover of a crashed run; absence is the normal case
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("symlink %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return errors.Join(fmt.Errorf("symlink %s: %w", path, err), os.Remove(tmp))
+	}
+	return nil
+}
+
+// send queues b for the host. It never blocks: the writer goroutine does
+// the slow part.
+func (l *link) send(b []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	if l.queued+len(b) > maxQueued {
+		l.dropped += len(b)
+		return
+	}
+	l.queue = append(l.queue, b)
+	l.queued += len(b)
+	l.cond.Broadcast()
+}
+
+func (l *link) setChunked(on bool) {
+	l.mu.Lock()
+	l.chunked = on
+	l.mu.Unlock()
+}
+
+// waitFlushed waits until everything queued has been written, the link is
+// closed or d has passed.
+func (l *link) waitFlushed(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		l.mu.Lock()
+		idle := l.closed || (len(l.queue) == 0 && !l.writing)
+		l.mu.Unlock()
+		if idle {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (l *link) writeLoop(rng *rand.Rand) {
+	defer close(l.wdone)
+	var next time.Time // pacing: when the line is free again
+	for {
+		l.mu.Lock()
+		for len(l.queue) == 0 && !l.closed {
+			l.cond.Wait()
+		}
+		if l.closed {
+			l.mu.Unlock()
+			return
+		}
+		b := l.queue[0]
+		l.queue = l.queue[1:]
+		l.queued -= len(b)
+		l.writing = true
+		chunked := l.chunked
+		l.mu.Unlock()
+		for len(b) > 0 {
+			n := len(b)
+			if chunked {
+				n = min(n, 1+rng.IntN(8))
+			} else if l.baud > 0 {
+				n = min(n, 64)
+			}
+			if l.baud > 0 {
+				now := time.Now()
+				if next.Before(now) {
+					next = now
+				}
+				next = next.Add(time.Duration(n) * 10 * time.Second / time.Duration(l.baud))
+				time.Sleep(time.Until(next))
+			}
+			if _, err := l.master.Write(b[:n]); err != nil {
+				l.mu.Lock()
+				closed := l.closed
+				l.writing = false
+				l.mu.Unlock()
+				if !closed {
+					l.log.Warn("write to host", "err", err)
+				}
+				return
+			}
+			b = b[n:]
+			if chunked && len(b) > 0 {
+				time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
+			}
+		}
+		l.mu.Lock()
+		l.writing = false
+		l.mu.Unlock()
+	}
+}
+
+// readLoop feeds host bytes to the module until the link closes.
+func (l *link) readLoop(s *Sim) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := l.master.Read(buf)
+		if n > 0 {
+			s.feed(l, buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// close removes the symlink (if it still points here) and closes both pty
+// ends, so the host's reads fail as when a USB device goes away.
+func (l *link) close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.cond.Broadcast()
+		l.mu.Unlock()
+		var errs []error
+		if target, rerr := os.Readlink(l.path); rerr == nil && target == l.slaveName {
+			if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove %s: %w", l.path, rerr))
+			}
+		}
+		if cerr := l.master.Close(); cerr != nil {
+			errs = append(errs, fmt.Errorf("close pty master: %w", cerr))
+		}
+		if cerr := l.slave.Close(); cerr != nil {
+			errs = append(errs, fmt.Errorf("close pty slave: %w", cerr))
+		}
+		<-l.wdone
+		err = errors.Join(errs...)
+	})
+	return err
+}
