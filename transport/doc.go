@@ -46,12 +46,20 @@
 // # Delivery
 //
 // Inbound: the session commits a message (Put) before it deletes the SMS
-// from the SIM. The relay publishes the queue's head with QoS 1, up to
-// PublishWindow at once, and removes a message only after its PUBACK; a
-// failed publish restarts from the first unacknowledged message. After a
-// crash, whatever was not acknowledged is published again with the same id,
-// so a consumer may see a message twice (drop duplicates by id), never out
-// of order and never not at all.
+// from the SIM. The relay publishes the queue's head with QoS 1 and removes
+// a message only after its PUBACK; a failed publish restarts from the first
+// unacknowledged message. After a crash, whatever was not acknowledged is
+// published again with the same id, so a consumer may see a message twice
+// (drop duplicates by id), never out of order and never not at all.
+//
+// Two paho behaviours are worked around (see relay.go): on reconnect paho
+// completes the tokens of the messages it resends before any PUBACK, so a
+// token completed across a reconnect is not trusted; and paho resends in
+// map order, so the relay gives it a store that keeps publish order. One
+// message is in flight per outbox by default (RelayConfig.PublishWindow),
+// because a publish that was waiting when the connection died goes out
+// first on the next one; a larger window is faster on a distant broker but
+// may reorder part of a window when the connection drops.
 //
 // Requests: paho runs with manual acknowledgement. A request is parsed,
 // checked against the limits of one SMS or IP Command (modem.CheckSMS,

@@ -31,8 +31,13 @@ type source[T any] struct {
 // publishLoop publishes src in order, a window at a time, and removes items
 // only once the broker has acknowledged them (QoS 1 PUBACK). A failed or
 // lost publish is retried from the first unacknowledged item, so delivery is
-// at least once and never out of order. After pubStop it keeps going until
-// src is empty, the connection is down, or abort.
+// at least once. After pubStop it keeps going until src is empty, the
+// connection is down, or abort.
+//
+// Order needs a window of one. When a connection dies, a Publish that was
+// waiting for paho's writer is sent on the next connection before paho
+// resends the messages that were in flight, and nothing outside paho can
+// stop it; with one message in flight, that message is the oldest anyway.
 func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort context.Context) {
 	log := r.log.With("outbox", src.name)
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
@@ -78,6 +83,7 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 		}
 		// Publish the readable prefix; an unreadable record is set aside
 		// once everything before it is delivered.
+		epoch := r.conn.currentEpoch()
 		var tokens []paho.Token
 		var badItem *T
 		var badErr error
@@ -85,6 +91,11 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 			topic, payload, err := src.render(items[i])
 			if err != nil {
 				badItem, badErr = &items[i], err
+				break
+			}
+			if i > 0 && r.conn.currentEpoch() != epoch {
+				// The rest of the window would go out on the next
+				// connection ahead of the resends of its first part.
 				break
 			}
 			tokens = append(tokens, r.client.Publish(topic, 1, false, payload))
@@ -99,6 +110,11 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 			acked++
 		}
 		done()
+		if acked > 0 && r.conn.currentEpoch() != epoch {
+			// The connection was lost meanwhile: a completed token may
+			// have been completed by paho's resume, not by a PUBACK.
+			acked, perr = 0, errors.New("connection lost before every PUBACK was seen")
+		}
 		if acked > 0 {
 			if err := src.ack(items[:acked]); err != nil {
 				// Delivered but still queued: it goes out again (same id).
@@ -201,6 +217,7 @@ type connState struct {
 	mu    sync.Mutex
 	up    bool
 	since time.Time
+	epoch uint64 // counts connections lost
 	ch    chan struct{}
 }
 
@@ -217,8 +234,15 @@ func (c *connState) set(up bool) {
 		c.since = time.Now()
 		close(c.ch)
 	} else {
+		c.epoch++
 		c.ch = make(chan struct{})
 	}
+}
+
+func (c *connState) currentEpoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
 }
 
 func (c *connState) state() (bool, time.Time) {

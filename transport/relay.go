@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/simgate/simgate/modem"
 )
@@ -22,7 +24,7 @@ const (
 	DefaultStatusInterval = 60 * time.Second
 	DefaultShutdownGrace  = 5 * time.Second
 	DefaultSendTimeout    = 3 * time.Minute
-	DefaultPublishWindow  = 64
+	DefaultPublishWindow  = 1
 	DefaultStallTimeout   = 5 * time.Minute
 )
 
@@ -40,10 +42,15 @@ type RelayConfig struct {
 	// SendTimeout bounds one device call; a modem takes up to 120 s for an
 	// SMS on a poor network.
 	SendTimeout time.Duration
-	// PublishWindow is how many messages may await their PUBACK at once.
+	// PublishWindow is how many messages of one outbox may await their
+	// PUBACK at once. The default, 1, keeps arrival order even when the
+	// connection drops mid-stream. More is faster on a distant broker, but a
+	// connection lost mid-window may then deliver part of that window out of
+	// order (still at least once).
 	PublishWindow int
 	// StallTimeout is how long a PUBACK may be missing on an open
-	// connection before Healthy reports the relay stuck.
+	// connection, or a device call may overrun SendTimeout, before Healthy
+	// reports the relay stuck.
 	StallTimeout time.Duration
 }
 
@@ -146,7 +153,9 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	opts.SetDefaultPublishHandler(r.onMessage)
 	opts.SetOnConnectHandler(r.onConnect)
 	opts.SetConnectionLostHandler(r.onConnectionLost)
+	opts.SetReconnectingHandler(r.onReconnecting)
 	opts.SetConnectionNotificationHandler(r.onNotification)
+	opts.SetStore(&resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: r.onResumed})
 	r.client = paho.NewClient(opts)
 	return r, nil
 }
@@ -223,7 +232,9 @@ func (r *Relay) Healthy() error {
 		limit := r.cfg.StallTimeout
 		switch i {
 		case trackSendSMS, trackSendIP:
-			limit = r.cfg.SendTimeout + time.Minute
+			// The device was given SendTimeout; StallTimeout more means
+			// it ignores its context.
+			limit = r.cfg.SendTimeout + r.cfg.StallTimeout
 		default:
 			// Waiting for a broker that is away is not being stuck.
 			if !up {
@@ -241,7 +252,8 @@ func (r *Relay) Healthy() error {
 // Run connects to the broker and relays until ctx is cancelled. It then
 // stops taking work, finishes what is in flight within ShutdownGrace,
 // publishes the retained offline status and disconnects. Whatever was not
-// delivered stays in the queue for the next run. A Relay runs once.
+// delivered stays in the queue for the next run. A Relay runs once; the
+// only error is calling Run again.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
 		return errors.New("relay: Run called twice")
@@ -300,27 +312,28 @@ func (r *Relay) Run(ctx context.Context) error {
 		// after Disconnect and leave a session open.
 		(*t).WaitTimeout(r.cfg.MQTT.ConnectTimeout + time.Second)
 	}
-	err := r.goOffline()
+	r.goOffline()
 	st := r.Stats()
 	r.log.Info("relay stopped", "pending", st.Pending, "published", st.Published, "results", st.Results)
-	return err
+	return nil
 }
 
 // goOffline publishes the retained offline status itself, since a clean
-// disconnect discards the will, then disconnects.
-func (r *Relay) goOffline() error {
-	var err error
+// disconnect discards the will, then disconnects. A broker that does not
+// acknowledge in time is logged, not returned: the stop is still clean, and
+// the status is corrected by the next run.
+func (r *Relay) goOffline() {
 	if r.client.IsConnectionOpen() {
 		t := r.client.Publish(r.topic(TopicStatus), 1, true, OfflinePayload)
-		if !t.WaitTimeout(2 * time.Second) {
-			err = errors.New("publish offline status: no PUBACK within 2s")
-		} else if t.Error() != nil {
-			err = fmt.Errorf("publish offline status: %w", t.Error())
+		switch {
+		case !t.WaitTimeout(2 * time.Second):
+			r.log.Warn("offline status not acknowledged within 2s")
+		case t.Error() != nil:
+			r.log.Warn("offline status not published", "err", t.Error())
 		}
 	}
 	r.client.Disconnect(250)
 	r.conn.set(false)
-	return err
 }
 
 // connectLoop makes the first connection, retrying with jittered backoff
@@ -348,10 +361,88 @@ func (r *Relay) connectLoop(ctx context.Context, last *atomic.Pointer[paho.Token
 	}
 }
 
+// The relay tells paho's connection states apart with three hooks:
+//
+//   - onReconnecting runs on paho's reconnect goroutine before every
+//     attempt, so it always precedes the resume of that attempt: it marks
+//     the connection down and starts a new epoch.
+//   - onResumed runs when paho takes its snapshot of unacknowledged
+//     messages to resend, after the connection is up: only then may the
+//     relay publish, because a message published before the snapshot would
+//     be in it and be resent (and mutated) by paho concurrently.
+//   - onConnect subscribes.
+//
+// Paho's resume replaces the token of every message it resends and
+// completes the old token without error before the broker has acknowledged
+// anything. A token that completes in a later epoch than it was published
+// in therefore proves nothing, and the publish loop treats it as lost.
+
+// resumeStore is paho's memory store with two changes: it reports when
+// resume reads it, and it lists messages in the order they were stored.
+// Paho's own store lists them in map order, so a reconnect would resend the
+// messages in flight shuffled.
+type resumeStore struct {
+	*paho.MemoryStore
+	resumed func()
+
+	mu    sync.Mutex
+	order map[string]uint64
+	next  uint64
+}
+
+// Put records when key was first stored; paho stores a key again only to
+// replace a packet in the same exchange.
+func (s *resumeStore) Put(key string, m packets.ControlPacket) {
+	s.mu.Lock()
+	if s.order == nil {
+		s.order = make(map[string]uint64)
+	}
+	if _, ok := s.order[key]; !ok {
+		s.next++
+		s.order[key] = s.next
+	}
+	s.mu.Unlock()
+	s.MemoryStore.Put(key, m)
+}
+
+// Del forgets key.
+func (s *resumeStore) Del(key string) {
+	s.MemoryStore.Del(key)
+	s.mu.Lock()
+	delete(s.order, key)
+	s.mu.Unlock()
+}
+
+// Reset forgets everything.
+func (s *resumeStore) Reset() {
+	s.MemoryStore.Reset()
+	s.mu.Lock()
+	s.order = nil
+	s.mu.Unlock()
+}
+
+// All is called by paho only to resume after a connection is made.
+func (s *resumeStore) All() []string {
+	keys := s.MemoryStore.All()
+	s.mu.Lock()
+	sort.SliceStable(keys, func(i, j int) bool { return s.order[keys[i]] < s.order[keys[j]] })
+	s.mu.Unlock()
+	s.resumed()
+	return keys
+}
+
+func (r *Relay) onResumed() {
+	r.conn.set(true)
+	poke(r.connectedSig)
+}
+
+func (r *Relay) onReconnecting(paho.Client, *paho.ClientOptions) {
+	r.conn.set(false)
+}
+
 // onConnect runs on its own goroutine, started by paho for each connection.
 func (r *Relay) onConnect(c paho.Client) {
 	r.log.Info("mqtt connected", "url", r.cfg.MQTT.URL)
-	r.conn.set(true)
 	// Subscribing again on every connection covers a broker that lost the
 	// session (restarted without persistence). Messages are routed by the
 	// default handler, so no per-topic callback is registered.
@@ -373,11 +464,12 @@ func (r *Relay) onConnect(c paho.Client) {
 			}
 		}
 	}
-	poke(r.connectedSig)
 }
 
+// onConnectionLost only logs: paho calls it on a goroutine of its own that
+// may run after the next connection is up, so it must not change state.
+// onReconnecting, which paho calls in order, marks the connection down.
 func (r *Relay) onConnectionLost(_ paho.Client, err error) {
-	r.conn.set(false)
 	r.log.Warn("mqtt connection lost; reconnecting", "err", err)
 }
 
