@@ -299,7 +299,6 @@ func (m *mosquitto) stop() {
 	m.cmd = nil
 }
 
-
 // fakeDevice is a modem.Device that records what it was asked to send.
 type fakeDevice struct {
 	mu      sync.Mutex

@@ -119,12 +119,12 @@ func TestRenderStatus(t *testing.T) {
 	}
 	want := map[string]any{
 		"online": true, "version": "1.2.3", "ready": true,
-		"modem":    map[string]any{"manufacturer": "Quectel", "model": "BG96", "revision": "R1", "imei": "860000000000001"},
-		"sim":      map[string]any{"iccid": "89883070000000000001", "imsi": "732000000000001"},
-		"network":  map[string]any{"registration": "roaming", "operator": "Op", "technology": "lte", "signal_dbm": -71.0},
-		"data":     map[string]any{"mode": ""},
-		"recovery": map[string]any{"probes": 0.0, "reinits": 0.0, "resets": 0.0, "reopens": 0.0},
-		"queue":    map[string]any{"pending": 4.0, "inbound": 2.0, "outbound": 1.0, "results": 1.0, "segments": 4.0},
+		"modem":      map[string]any{"manufacturer": "Quectel", "model": "BG96", "revision": "R1", "imei": "860000000000001"},
+		"sim":        map[string]any{"iccid": "89883070000000000001", "imsi": "732000000000001"},
+		"network":    map[string]any{"registration": "roaming", "operator": "Op", "technology": "lte", "signal_dbm": -71.0},
+		"data":       map[string]any{"mode": ""},
+		"recovery":   map[string]any{"probes": 0.0, "reinits": 0.0, "resets": 0.0, "reopens": 0.0},
+		"queue":      map[string]any{"pending": 4.0, "inbound": 2.0, "outbound": 1.0, "results": 1.0, "segments": 4.0},
 		"updated_at": "2025-03-01T12:00:00Z",
 	}
 	if diff := cmp.Diff(want, decodeMap(t, full)); diff != "" {
