@@ -24,7 +24,9 @@
 #   CHECK_DEB_SUITE         default bookworm (Raspberry Pi OS 12's base)
 #   DEBIAN_MIRROR         default http://deb.debian.org/debian
 #   CHECK_DEB_MAX_EXPOSURE  highest acceptable `systemd-analyze security` score (default 2.0)
-#   CHECK_DEB_REQUIRE_INSTALL=1 (implied by CI=true): a skipped install test fails.
+#   CHECK_DEB_REQUIRE_INSTALL=1 (implied by CI=true): an install test skipped
+#                         for lack of root or debootstrap fails (one skipped
+#                         because the package is for another architecture does not).
 set -euo pipefail
 
 static_only=
@@ -220,7 +222,13 @@ skip() {
 }
 [ -z "$static_only" ] || skip "--static-only"
 [ "$(id -u)" = 0 ] || skip "needs root (chroot, chown)"
-[ "$arch" = "$host_arch" ] || skip "package is $arch, this host is $host_arch"
+if [ "$arch" != "$host_arch" ]; then
+	# Not a failure even when required: only the host's architecture can be
+	# installed and run here; the static checks above cover the others.
+	echo "SKIP install test: package is $arch, this host is $host_arch"
+	echo "== $checks checks passed (static only)"
+	exit 0
+fi
 
 suite=${CHECK_DEB_SUITE:-bookworm}
 rootfs=${CHECK_DEB_ROOTFS:-${CHECK_DEB_ROOTFS_CACHE:-/var/cache/simgate-test}/$suite-$arch}

@@ -29,8 +29,17 @@
 //	n := systemd.New(log)
 //	go n.Watchdog(ctx, func() error { return errors.Join(sess.Healthy(), relay.Healthy()) })
 //	// whenever the modem status or queue depth changes:
-//	n.Status(systemd.StatusLine(st, pending, connected))
-//	if st.Ready && queueOpen { n.Ready() } // sends once
+//	if err := n.Status(systemd.StatusLine(st, pending, connected)); err != nil {
+//		log.Warn("systemd status", "err", err)
+//	}
+//	if st.Ready && queueOpen {
+//		if err := n.Ready(); err != nil { // sends once; retried on the next change
+//			log.Warn("systemd ready", "err", err)
+//		}
+//	}
 //	...
-//	n.Stopping() // on SIGTERM, before draining
+//	// on SIGTERM, before flushing:
+//	if err := n.Stopping(); err != nil {
+//		log.Warn("systemd stopping", "err", err)
+//	}
 package systemd

@@ -97,6 +97,8 @@ func (n *Notifier) Stopping() error {
 // logged when the probe starts failing, when its error changes and about once
 // a minute while it keeps failing.
 //
+// probe must not be nil.
+//
 // Watchdog returns at once when the watchdog is not enabled for this process
 // (NOTIFY_SOCKET or WATCHDOG_USEC unset, or WATCHDOG_PID naming another
 // process), so it is safe to start unconditionally.
