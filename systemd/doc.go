@@ -24,6 +24,12 @@
 // loop is moving). A process that is alive but wedged therefore stops
 // petting the watchdog and systemd restarts it (WatchdogSec= in the unit).
 //
+// The unit allows 3 minutes without a keep-alive. A probe should fail only
+// when restarting the process would help: not while a slow but legitimate AT
+// command runs (AT+CMGS may take 120 s) and not while the modem package is
+// making progress with its own recovery (re-init, reset, reopen after USB
+// re-enumeration), which a process restart would only interrupt.
+//
 // Typical wiring in the daemon:
 //
 //	n := systemd.New(log)
