@@ -166,11 +166,14 @@ type storedResult struct {
 	err error
 }
 
-func (q *Queue) headResults(n int) ([]storedResult, error) {
+func (q *Queue) headResults(n int) ([]storedResult, error) { return q.resultsAfter(nil, n) }
+
+// resultsAfter is headResults skipping results up to key after.
+func (q *Queue) resultsAfter(after []byte, n int) ([]storedResult, error) {
 	var out []storedResult
 	err := q.db.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bucketResults).Cursor()
-		for k, v := cur.First(); k != nil && len(out) < n; k, v = cur.Next() {
+		for k, v := seekAfter(cur, after); k != nil && len(out) < n; k, v = cur.Next() {
 			r, err := decodeResult(v)
 			out = append(out, storedResult{key: append([]byte(nil), k...), res: r, err: err})
 		}

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,21 +19,28 @@ type source[T any] struct {
 	name    string
 	tracker int
 	signal  <-chan struct{}
-	empty   func() bool
-	head    func(n int) ([]T, error)
+	// after returns up to n items following the one with key after, or from
+	// the front when after is nil.
+	after func(after []byte, n int) ([]T, error)
+	key   func(T) []byte
 	// render gives the topic and payload of an item; an error marks a
 	// record that cannot be published, which bad sets aside.
 	render func(T) (topic string, payload []byte, err error)
 	bad    func(T, error) error
-	ack    func([]T) error
-	count  *atomic.Uint64
+	// ack removes delivered items; it runs on the acker's goroutine.
+	ack   func([]T) error
+	count *atomic.Uint64
 }
 
-// publishLoop publishes src in order, a window at a time, and removes items
-// only once the broker has acknowledged them (QoS 1 PUBACK). A failed or
-// lost publish is retried from the first unacknowledged item, so delivery is
-// at least once. After pubStop it keeps going until src is empty, the
-// connection is down, or abort.
+// publishLoop publishes src in order and has an item removed only once the
+// broker has acknowledged it (QoS 1 PUBACK). A failed or lost publish is
+// retried from the first unacknowledged item, so delivery is at least once.
+// After pubStop it keeps going until src is empty, the connection is down,
+// or abort.
+//
+// Removal is committed behind the publishing, grouped, by an acker: the
+// loop remembers the last acknowledged key and reads past it. A crash before
+// a removal is committed only publishes that item again.
 //
 // Order needs a window of one. When a connection dies, a Publish that was
 // waiting for paho's writer is sent on the next connection before paho
@@ -40,8 +48,11 @@ type source[T any] struct {
 // stop it; with one message in flight, that message is the oldest anyway.
 func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort context.Context) {
 	log := r.log.With("outbox", src.name)
+	acks := startAcker(src, log)
+	defer acks.close()
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	draining := false
+	var last []byte // key of the last item the broker acknowledged
 	for abort.Err() == nil {
 		if !draining {
 			select {
@@ -51,7 +62,7 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 			}
 		}
 		up, _ := r.conn.state()
-		if draining && (!up || src.empty()) {
+		if draining && !up {
 			return
 		}
 		if !up {
@@ -63,7 +74,7 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 			}
 			continue
 		}
-		items, err := src.head(r.cfg.PublishWindow)
+		items, err := src.after(last, r.cfg.PublishWindow)
 		if err != nil {
 			log.Error("cannot read outbox", "err", err)
 			sleepCtx(abort, bo.next())
@@ -116,12 +127,8 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 			acked, perr = 0, errors.New("connection lost before every PUBACK was seen")
 		}
 		if acked > 0 {
-			if err := src.ack(items[:acked]); err != nil {
-				// Delivered but still queued: it goes out again (same id).
-				log.Error("cannot remove delivered items", "count", acked, "err", err)
-				sleepCtx(abort, bo.next())
-				continue
-			}
+			last = src.key(items[acked-1])
+			acks.add(items[:acked])
 			src.count.Add(uint64(acked))
 		}
 		switch {
@@ -142,13 +149,67 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 	}
 }
 
+// acker commits removals of delivered items on its own goroutine, grouping
+// whatever accumulated while the previous commit was syncing.
+type acker[T any] struct {
+	ch   chan []T
+	done chan struct{}
+}
+
+// ackAttempts bounds retries of a failing removal: the items then stay
+// queued and are delivered again after a restart.
+const ackAttempts = 5
+
+func startAcker[T any](src source[T], log *slog.Logger) *acker[T] {
+	a := &acker[T]{ch: make(chan []T, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for batch := range a.ch {
+		gather:
+			for {
+				select {
+				case more, ok := <-a.ch:
+					if !ok {
+						break gather
+					}
+					batch = append(batch, more...)
+				default:
+					break gather
+				}
+			}
+			bo := backoff{min: 50 * time.Millisecond, max: time.Second}
+			for attempt := 1; ; attempt++ {
+				err := src.ack(batch)
+				if err == nil {
+					break
+				}
+				if errors.Is(err, ErrClosed) || attempt == ackAttempts {
+					log.Error("delivered items stay queued and will be delivered again", "count", len(batch), "err", err)
+					break
+				}
+				log.Warn("cannot remove delivered items; retrying", "count", len(batch), "err", err)
+				time.Sleep(bo.next())
+			}
+		}
+	}()
+	return a
+}
+
+func (a *acker[T]) add(items []T) { a.ch <- append([]T(nil), items...) }
+
+// close commits what is pending and waits for it.
+func (a *acker[T]) close() {
+	close(a.ch)
+	<-a.done
+}
+
 func (r *Relay) inboundSource() source[storedInbound] {
 	return source[storedInbound]{
 		name:    "inbound",
 		tracker: trackInbound,
 		signal:  r.q.sigIn,
-		empty:   func() bool { return r.q.Stats().Inbound == 0 },
-		head:    r.q.headInbound,
+		after:   r.q.inboundAfter,
+		key:     func(it storedInbound) []byte { return it.key },
 		render: func(it storedInbound) (string, []byte, error) {
 			if it.err != nil {
 				return "", nil, it.err
@@ -172,8 +233,8 @@ func (r *Relay) resultSource() source[storedResult] {
 		name:    "results",
 		tracker: trackResults,
 		signal:  r.q.sigRes,
-		empty:   func() bool { return r.q.Stats().Results == 0 },
-		head:    r.q.headResults,
+		after:   r.q.resultsAfter,
+		key:     func(it storedResult) []byte { return it.key },
 		render: func(it storedResult) (string, []byte, error) {
 			if it.err != nil {
 				return "", nil, it.err
@@ -197,8 +258,8 @@ func (r *Relay) eventSource() source[bufferedEvent] {
 		name:    "events",
 		tracker: trackEvents,
 		signal:  r.events.sig,
-		empty:   func() bool { return r.events.len() == 0 },
-		head:    func(n int) ([]bufferedEvent, error) { return r.events.peek(n), nil },
+		after:   func(after []byte, n int) ([]bufferedEvent, error) { return r.events.after(keySeq(after), n), nil },
+		key:     func(e bufferedEvent) []byte { return seqKey(e.seq) },
 		render: func(e bufferedEvent) (string, []byte, error) {
 			return r.topic(TopicEvents), renderEvent(e.ev), nil
 		},
@@ -336,11 +397,17 @@ func (b *eventBuffer) push(ev modem.Event) (dropped bool) {
 	return dropped
 }
 
-func (b *eventBuffer) peek(n int) []bufferedEvent {
+// after returns up to n events with a sequence number above seq.
+func (b *eventBuffer) after(seq uint64, n int) []bufferedEvent {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n = min(n, len(b.items))
-	return append([]bufferedEvent(nil), b.items[:n]...)
+	var out []bufferedEvent
+	for _, e := range b.items {
+		if e.seq > seq && len(out) < n {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // drop removes events up to and including seq; events dropped meanwhile

@@ -196,11 +196,15 @@ type storedInbound struct {
 
 // headInbound returns up to n messages from the front of the queue, in the
 // order they were committed.
-func (q *Queue) headInbound(n int) ([]storedInbound, error) {
+func (q *Queue) headInbound(n int) ([]storedInbound, error) { return q.inboundAfter(nil, n) }
+
+// inboundAfter is headInbound skipping the messages up to key after, which
+// the relay has delivered but not yet removed.
+func (q *Queue) inboundAfter(after []byte, n int) ([]storedInbound, error) {
 	var out []storedInbound
 	err := q.db.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bucketIn).Cursor()
-		for k, v := cur.First(); k != nil && len(out) < n; k, v = cur.Next() {
+		for k, v := seekAfter(cur, after); k != nil && len(out) < n; k, v = cur.Next() {
 			m, err := decodeInbound(v)
 			out = append(out, storedInbound{seq: keySeq(k), key: append([]byte(nil), k...), msg: m, err: err})
 		}
@@ -237,4 +241,17 @@ func (q *Queue) ackInbound(ctx context.Context, items []storedInbound) error {
 		return fmt.Errorf("ack inbound: %w", err)
 	}
 	return nil
+}
+
+// seekAfter positions cur on the first key greater than after (the first
+// key when after is nil).
+func seekAfter(cur *bolt.Cursor, after []byte) ([]byte, []byte) {
+	if after == nil {
+		return cur.First()
+	}
+	k, v := cur.Seek(after)
+	if k != nil && bytes.Equal(k, after) {
+		return cur.Next()
+	}
+	return k, v
 }
