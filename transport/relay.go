@@ -157,6 +157,9 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	opts.SetConnectionNotificationHandler(r.onNotification)
 	opts.SetStore(&resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: r.onResumed})
 	r.client = paho.NewClient(opts)
+	// From now on the queue's events (queue full, unreadable records) are
+	// buffered for P/events, even before Run connects.
+	q.SetEventHandler(r.Event)
 	return r, nil
 }
 
@@ -261,8 +264,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.heartbeat.Store(r.mono())
 	r.running.Store(true)
 	defer r.running.Store(false)
-	r.q.SetEventHandler(r.Event)
-	defer r.q.SetEventHandler(nil)
 	r.log.Info("relay starting", "url", r.cfg.MQTT.URL, "client_id", r.cfg.MQTT.ClientID, "prefix", r.cfg.MQTT.TopicPrefix)
 
 	connCtx, cancelConn := context.WithCancel(ctx)
