@@ -57,6 +57,7 @@ type Engine struct {
 
 	lastAnswer atomic.Int64 // ns since epoch of the last final result; 0 = none yet
 	deadline   atomic.Int64 // ns since epoch when the running command times out; 0 = idle
+	echoes     atomic.Int64
 
 	urcMu   sync.Mutex
 	urcQ    []URC
@@ -180,6 +181,11 @@ func (e *Engine) LastAnswer() time.Time {
 	return e.epoch.Add(time.Duration(ns))
 }
 
+// Echoes counts the command lines the modem echoed back. Echo is on after
+// every module reset (ATE is not saved), so a count that grows after ATE0
+// means the module reset without the port going away.
+func (e *Engine) Echoes() int64 { return e.echoes.Load() }
+
 // Busy reports whether a command is running, and when it times out.
 func (e *Engine) Busy() (deadline time.Time, busy bool) {
 	ns := e.deadline.Load()
@@ -296,6 +302,7 @@ func (e *Engine) startNext() bool {
 // settle acts on what the machine produced: bytes to write, URCs, a
 // finished command. It returns false when the engine stopped.
 func (e *Engine) settle() bool {
+	e.echoes.Store(e.m.echoes)
 	for _, l := range e.m.stale {
 		e.log.Debug("dropped stale modem output", "line", l)
 	}

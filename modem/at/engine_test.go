@@ -489,3 +489,22 @@ func TestDerivePrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestEchoesCounted(t *testing.T) {
+	h := start(t, 0,
+		attest.Step{Write: "AT\r", Read: "\r\nOK\r\n"},
+		attest.Step{Write: "AT+CSQ\r", Read: "AT+CSQ\r\r\n+CSQ: 5,99\r\n\r\nOK\r\n"},
+	)
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.eng.Echoes(); n != 0 {
+		t.Fatalf("Echoes() = %d before any echo", n)
+	}
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT+CSQ"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.eng.Echoes(); n != 1 {
+		t.Fatalf("Echoes() = %d after one echo, want 1", n)
+	}
+}

@@ -48,6 +48,7 @@ type machine struct {
 	escPending bool
 
 	lastDone *active // the command that most recently got its final result
+	echoes   int64   // echoed command lines seen
 
 	out   []URC
 	write []byte
@@ -240,6 +241,7 @@ func (m *machine) line(line string) {
 		return
 	}
 	if isEcho(c, line) {
+		m.echoes++
 		return
 	}
 	spec := m.urcSpec(line)

@@ -1,0 +1,216 @@
+package modem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/simgate/simgate/modem/at"
+)
+
+// initialise brings a freshly opened modem into the state simgate needs.
+func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
+	bctx, cancel := context.WithTimeout(ctx, s.cfg.BootTimeout)
+	defer cancel()
+	if err := s.waitAT(bctx, eng); err != nil {
+		return err
+	}
+	// Echo is on after every reset (ATE is not saved); numeric errors
+	// because verbose texts differ between vendors.
+	if _, err := s.retry(bctx, eng, "disable echo", at.Cmd{Line: "ATE0"}); err != nil {
+		return err
+	}
+	if _, err := s.retry(bctx, eng, "enable numeric errors", at.Cmd{Line: "AT+CMEE=1"}); err != nil {
+		return err
+	}
+	info := ModemInfo{
+		Manufacturer: s.identity(bctx, eng, "AT+CGMI"),
+		Model:        s.identity(bctx, eng, "AT+CGMM"),
+		Revision:     s.identity(bctx, eng, "AT+CGMR"),
+		IMEI:         s.identity(bctx, eng, "AT+CGSN"),
+	}
+	s.prof = chooseProfile(s.cfg.Profile, info.Manufacturer, info.Model)
+	info.Profile = s.prof.Name
+	s.update(func(st *Status) { st.Modem = info })
+	s.log.Info("modem identified", "manufacturer", info.Manufacturer, "model", info.Model, "revision", info.Revision, "profile", info.Profile)
+
+	if err := s.waitSIM(bctx, eng); err != nil {
+		return err
+	}
+	sim := SIMInfo{ICCID: s.iccid(bctx, eng), IMSI: s.identity(bctx, eng, "AT+CIMI")}
+	s.update(func(st *Status) { st.SIM = sim })
+
+	if s.cfg.SMS {
+		if err := s.setupSMS(bctx, eng); err != nil {
+			return err
+		}
+	}
+	// Registration URCs with location and technology. A module without
+	// LTE has no +CEREG; +CREG then tells the same for GSM/UMTS.
+	if _, err := s.retry(bctx, eng, "enable registration reports", at.Cmd{Line: "AT+CEREG=2"}); err != nil {
+		if isFatal(err) {
+			return err
+		}
+		if _, err := s.retry(bctx, eng, "enable registration reports", at.Cmd{Line: "AT+CREG=2"}); isFatal(err) {
+			return err
+		}
+	}
+	for _, line := range s.cfg.Init {
+		if _, err := s.do(bctx, eng, "modem.init", at.Cmd{Line: line, Bare: true}); err != nil {
+			if isFatal(err) {
+				return err
+			}
+			s.log.Warn("modem.init command failed", "command", line, "err", err)
+			s.event(EventInitFailed, fmt.Sprintf("modem.init command %q failed: %v", line, err), map[string]any{"command": line})
+		}
+	}
+	s.echoBase = eng.Echoes()
+	if err := s.pollStatus(bctx, eng); isFatal(err) {
+		return err
+	}
+	return nil
+}
+
+// isFatal reports whether err means the modem is gone or silent rather
+// than that it refused one command.
+func isFatal(err error) bool {
+	return err != nil && (errors.Is(err, at.ErrTimeout) || errors.Is(err, at.ErrClosed) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
+
+// waitAT sends AT until the modem answers: it may be booting and spewing
+// power-up noise.
+func (s *Session) waitAT(ctx context.Context, eng *at.Engine) error {
+	for {
+		_, err := eng.Do(ctx, at.Cmd{Line: "AT", Timeout: 2 * time.Second})
+		if err == nil || errors.Is(err, at.ErrError) {
+			return nil // any answer proves it listens
+		}
+		if errors.Is(err, at.ErrClosed) || ctx.Err() != nil {
+			return &OpError{Op: "wait for the modem to answer AT", Err: err}
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return &OpError{Op: "wait for the modem to answer AT", Err: err}
+		}
+	}
+}
+
+// transient reports errors a booting module answers until it is ready:
+// SIM busy, operation not allowed yet, unknown error after a mode change.
+func transient(err error) bool {
+	switch cmeCode(err) {
+	case 3, 14:
+		return true
+	}
+	switch cmsCode(err) {
+	case 302, 314, 500:
+		return true
+	}
+	return false
+}
+
+// retry runs a command until it stops failing transiently or ctx ends.
+func (s *Session) retry(ctx context.Context, eng *at.Engine, op string, c at.Cmd) (at.Reply, error) {
+	delay := 250 * time.Millisecond
+	for {
+		r, err := s.do(ctx, eng, op, c)
+		if err == nil || !transient(err) {
+			return r, err
+		}
+		s.log.Debug("modem not ready yet", "op", op, "err", err)
+		if serr := sleep(ctx, delay); serr != nil {
+			return r, err
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// identity reads one identity value; "" when the modem has none to give.
+func (s *Session) identity(ctx context.Context, eng *at.Engine, line string) string {
+	r, err := s.retry(ctx, eng, "read", at.Cmd{Line: line, Bare: true})
+	if err != nil {
+		s.log.Warn("could not read modem identity", "command", line, "err", err)
+		return ""
+	}
+	return parseIdentity(r.Lines)
+}
+
+// iccid reads the ICCID with the profile's commands in turn.
+func (s *Session) iccid(ctx context.Context, eng *at.Engine) string {
+	for _, line := range s.prof.ICCID {
+		r, err := s.retry(ctx, eng, "read ICCID", at.Cmd{Line: line, Bare: true})
+		if err == nil {
+			v, perr := parseICCID(r.Lines)
+			if perr == nil {
+				return v
+			}
+			err = perr
+		}
+		if isFatal(err) {
+			break
+		}
+		s.log.Debug("ICCID command did not work", "command", line, "err", err)
+	}
+	s.log.Warn("could not read the SIM's ICCID", "tried", strings.Join(s.prof.ICCID, ", "))
+	return ""
+}
+
+// waitSIM waits until the SIM is ready. A SIM that wants a PIN is an
+// error: simgate does not unlock SIMs (Super SIMs have no PIN).
+func (s *Session) waitSIM(ctx context.Context, eng *at.Engine) error {
+	delay := 250 * time.Millisecond
+	for {
+		state, err := s.simState(ctx, eng)
+		switch {
+		case err == nil && state == "READY":
+			return nil
+		case err == nil && (strings.Contains(state, "PIN") || strings.Contains(state, "PUK")):
+			return fmt.Errorf("the SIM asks for %s; simgate does not unlock SIMs", state)
+		case err == nil:
+			err = fmt.Errorf("SIM state %q", state)
+		case errors.Is(err, at.ErrClosed):
+			return err
+		case cmeCode(err) == 10 || cmsCode(err) == 310:
+			err = fmt.Errorf("no SIM inserted: %w", err)
+		}
+		if serr := sleep(ctx, delay); serr != nil {
+			return fmt.Errorf("SIM not ready after %s: %w", s.cfg.BootTimeout, err)
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+func (s *Session) simState(ctx context.Context, eng *at.Engine) (string, error) {
+	r, err := s.do(ctx, eng, "query SIM", at.Cmd{Line: "AT+CPIN?"})
+	if err != nil {
+		return "", err
+	}
+	if len(r.Lines) == 0 {
+		return "", errors.New("query SIM +CPIN?: no +CPIN line in the answer")
+	}
+	return parseCPIN(r.Lines[0])
+}
+
+// setupSMS selects PDU mode and SIM storage and asks for +CMTI
+// (store, then indicate): an SMS stays on the SIM until simgate has handed
+// it off, unlike +CMT direct delivery, which loses it if the host is down.
+func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
+	if _, err := s.retry(ctx, eng, "select PDU mode", at.Cmd{Line: "AT+CMGF=0"}); err != nil {
+		return err
+	}
+	r, err := s.retry(ctx, eng, "select SMS storage", at.Cmd{Line: `AT+CPMS="SM","SM","SM"`})
+	if err != nil {
+		return err
+	}
+	if len(r.Lines) > 0 {
+		if used, total, err := parseCPMS(r.Lines[0]); err == nil {
+			s.log.Info("SIM SMS storage", "used", used, "capacity", total)
+		}
+	}
+	if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {
+		return err
+	}
+	return nil
+}

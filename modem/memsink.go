@@ -1,0 +1,127 @@
+package modem
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// MemorySink is a Sink that keeps everything in memory: for tests and the
+// demo, never for a gateway that must survive power loss.
+type MemorySink struct {
+	mu      sync.Mutex
+	msgs    []Inbound
+	ids     map[string]bool
+	segs    map[string][]Segment
+	fail    error
+	changed chan struct{}
+}
+
+// NewMemorySink returns an empty MemorySink.
+func NewMemorySink() *MemorySink {
+	return &MemorySink{ids: map[string]bool{}, segs: map[string][]Segment{}, changed: make(chan struct{})}
+}
+
+// SetFail makes every method return err (nil: succeed again), to test how
+// callers handle a full or broken store.
+func (m *MemorySink) SetFail(err error) {
+	m.mu.Lock()
+	m.fail = err
+	m.mu.Unlock()
+}
+
+// Put stores msg once per ID.
+func (m *MemorySink) Put(ctx context.Context, msg Inbound) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	m.put(msg)
+	return nil
+}
+
+func (m *MemorySink) put(msg Inbound) {
+	if !m.ids[msg.ID] {
+		m.ids[msg.ID] = true
+		m.msgs = append(m.msgs, msg)
+	}
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// PutSegment stores s once per Key and Seq and returns the segments held
+// under its key, ordered by Seq.
+func (m *MemorySink) PutSegment(ctx context.Context, s Segment) ([]Segment, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	held := m.segs[s.Key]
+	if !slices.ContainsFunc(held, func(h Segment) bool { return h.Seq == s.Seq }) {
+		held = append(held, s)
+		sort.Slice(held, func(i, j int) bool { return held[i].Seq < held[j].Seq })
+		m.segs[s.Key] = held
+	}
+	return slices.Clone(held), nil
+}
+
+// Assemble stores msg and drops the segments under key.
+func (m *MemorySink) Assemble(ctx context.Context, msg Inbound, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	delete(m.segs, key)
+	m.put(msg)
+	return nil
+}
+
+// Segments returns every segment held, ordered by Key then Seq.
+func (m *MemorySink) Segments(ctx context.Context) ([]Segment, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	var out []Segment
+	for _, held := range m.segs {
+		out = append(out, held...)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := strings.Compare(out[i].Key, out[j].Key); c != 0 {
+			return c < 0
+		}
+		return out[i].Seq < out[j].Seq
+	})
+	return out, nil
+}
+
+// Messages returns the stored messages in the order they were stored.
+func (m *MemorySink) Messages() []Inbound {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.msgs)
+}
+
+// Wait returns the stored messages once there are at least n, or ctx's
+// error with those stored so far.
+func (m *MemorySink) Wait(ctx context.Context, n int) ([]Inbound, error) {
+	for {
+		m.mu.Lock()
+		msgs, changed := slices.Clone(m.msgs), m.changed
+		m.mu.Unlock()
+		if len(msgs) >= n {
+			return msgs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return msgs, ctx.Err()
+		case <-changed:
+		}
+	}
+}

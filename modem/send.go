@@ -1,0 +1,67 @@
+package modem
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/simgate/simgate/modem/at"
+)
+
+// SMSRecipient is where SMS Commands go when a request names no "to".
+const SMSRecipient = "000"
+
+// SendSMS sends one SMS to to (SMSRecipient when empty) in GSM 7-bit when
+// the text fits the default alphabet, else UCS-2, or as 8-bit data when
+// binary. It returns the message reference the network assigned. A payload
+// that does not fit one SMS is refused before the modem sees it.
+func (s *Session) SendSMS(ctx context.Context, to string, payload []byte, binary bool) (int, error) {
+	if to == "" {
+		to = SMSRecipient
+	}
+	op := "send SMS to " + to
+	if !s.cfg.SMS {
+		return 0, &OpError{Op: op, Err: ErrSMSDisabled}
+	}
+	alpha, err := CheckSMS(payload, binary)
+	if err != nil {
+		return 0, &OpError{Op: op, Err: err}
+	}
+	tp, err := encodeSubmit(to, payload, alpha)
+	if err != nil {
+		return 0, &OpError{Op: op, Err: err}
+	}
+	eng, err := s.engine()
+	if err != nil {
+		return 0, &OpError{Op: op, Err: err}
+	}
+	// "00": no SMSC address, the modem uses the SIM's.
+	line := fmt.Sprintf("AT+CMGS=%d", len(tp))
+	r, err := eng.Do(ctx, at.Cmd{Line: line, Data: []byte("00" + hexUpper(tp) + "\x1a")})
+	if err != nil {
+		return 0, &OpError{Op: op + " (+CMGS)", Err: err}
+	}
+	for _, l := range r.Lines {
+		if mr, err := parseCMGS(l); err == nil {
+			s.log.Info("SMS sent", "to", to, "alphabet", alpha, "reference", mr)
+			return mr, nil
+		}
+	}
+	return 0, &OpError{Op: op + " (+CMGS)", Err: fmt.Errorf("no message reference in the answer %q", r.Lines)}
+}
+
+// SendUDP sends one IP Command. Module sockets are issue 6; until then it
+// says so instead of failing silently.
+func (s *Session) SendUDP(ctx context.Context, payload []byte) error {
+	if err := CheckUDP(payload); err != nil {
+		return &OpError{Op: "send IP Command", Err: err}
+	}
+	switch s.cfg.IPMode {
+	case "off":
+		return &OpError{Op: "send IP Command", Err: fmt.Errorf("IP Commands are off (ip.mode: off)")}
+	case "os":
+		return &OpError{Op: "send IP Command", Err: fmt.Errorf("ip.mode os sends datagrams from the host, not through the modem")}
+	}
+	return &OpError{Op: "send IP Command", Err: ErrIPUnavailable}
+}
+
+var _ Device = (*Session)(nil)

@@ -1,0 +1,509 @@
+package modem
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/simgate/simgate/modem/at"
+)
+
+// errStore marks a Sink failure: the SMS stays on the SIM and is retried.
+var errStore = errors.New("sink refused the message")
+
+// smsEntry is one SMS read from the SIM with +CMGR or +CMGL.
+type smsEntry struct {
+	Index int // -1 for a +CMT delivered directly, which is not stored
+	Stat  int
+	PDU   string
+	d     *deliver
+	err   error
+}
+
+func newEntry(index, stat, length int, pdu string) *smsEntry {
+	e := &smsEntry{Index: index, Stat: stat, PDU: pdu}
+	tp, err := splitPDU(pdu, length)
+	if err == nil {
+		e.d, err = decodeDeliver(tp)
+	}
+	e.err = err
+	return e
+}
+
+// received reports whether a +CMGL/+CMGR <stat> is a received message
+// (0 unread, 1 read); 2 and 3 are outgoing messages stored on the SIM.
+func received(stat int) bool { return stat == 0 || stat == 1 }
+
+// handleURC acts on one URC.
+func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error {
+	line := u.Line
+	switch {
+	case strings.HasPrefix(line, "+CMTI:"):
+		if !s.cfg.SMS {
+			return nil
+		}
+		_, idx, err := parseCMTI(line)
+		if err != nil {
+			s.log.Warn("unreadable new-SMS indication; draining the store", "line", line, "err", err)
+			s.needDrain = true
+			return nil
+		}
+		return s.readIndex(ctx, eng, idx)
+	case strings.HasPrefix(line, "+CMT:"):
+		return s.directSMS(ctx, eng, u)
+	case line == "SMS DONE" || strings.HasSuffix(line, ": SMS DONE"):
+		// The SIM's SMS store is readable now; anything stored while the
+		// module booted has had no +CMTI.
+		if s.cfg.SMS {
+			s.needDrain = true
+		}
+	case line == "RDY":
+		return errRestarted
+	case strings.HasPrefix(line, "+CEREG:"), strings.HasPrefix(line, "+CGREG:"), strings.HasPrefix(line, "+CREG:"):
+		s.registrationURC(line)
+	case strings.HasPrefix(line, "+CPIN:"):
+		if state, err := parseCPIN(line); err == nil && state != "READY" {
+			s.log.Warn("SIM state changed", "state", state)
+		}
+	default:
+		s.log.Debug("URC", "line", line, "known", u.Known, "bytes", len(u.Data))
+	}
+	return nil
+}
+
+// readIndex reads the SMS a +CMTI announced.
+func (s *Session) readIndex(ctx context.Context, eng *at.Engine, idx int) error {
+	if s.needDrain || s.retryDrain {
+		return nil // the drain reads it, in order with what it is waiting for
+	}
+	line := fmt.Sprintf("AT+CMGR=%d", idx)
+	r, err := s.do(ctx, eng, "read", at.Cmd{Line: line, Trailing: 1})
+	if err != nil {
+		if cmsCode(err) == 321 || cmeCode(err) == 21 || cmeCode(err) == 22 {
+			return nil // already read and deleted (a drain got it first)
+		}
+		return err
+	}
+	if len(r.Lines) < 2 {
+		return nil // an empty slot: some modems answer a bare OK
+	}
+	stat, length, err := parseCMGR(r.Lines[0])
+	if err != nil {
+		s.log.Warn("unreadable +CMGR header; decoding the PDU anyway", "line", r.Lines[0], "err", err)
+		stat, length = 0, 0
+	}
+	if !received(stat) {
+		return nil
+	}
+	return s.handle(ctx, eng, newEntry(idx, stat, length, r.Lines[1]))
+}
+
+// directSMS takes a +CMT URC (only when someone configured CNMI mt=2 in
+// modem.init: such an SMS is not stored, so it cannot be read again).
+func (s *Session) directSMS(ctx context.Context, eng *at.Engine, u at.URC) error {
+	if !s.cfg.SMS || len(u.Extra) == 0 {
+		return nil
+	}
+	f, _ := fields(u.Line, "+CMT:")
+	length, err := field(f, len(f)-1)
+	if err != nil {
+		length = 0
+	}
+	return s.handle(ctx, eng, newEntry(-1, 0, length, u.Extra[0]))
+}
+
+// drain reads every SMS on the SIM (AT+CMGL=4) and handles them in the
+// order they were sent: by service centre timestamp, then SIM index. SIM
+// index order is not arrival order, since the SIM reuses freed slots. The
+// timestamp is the network's clock, not the Pi's.
+func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
+	r, err := s.do(ctx, eng, "list", at.Cmd{Line: "AT+CMGL=4", Trailing: 1})
+	if err != nil {
+		return err
+	}
+	entries := parseList(r.Lines, s.log.Warn)
+	sort.SliceStable(entries, func(i, j int) bool {
+		ti, tj := entryTime(entries[i]), entryTime(entries[j])
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return entries[i].Index < entries[j].Index
+	})
+	s.needDrain, s.retryDrain = false, false
+	skipped := 0
+	for _, e := range entries {
+		if !received(e.Stat) {
+			skipped++
+			continue
+		}
+		if err := s.handle(ctx, eng, e); err != nil {
+			return err
+		}
+	}
+	s.skipped = skipped
+	return nil
+}
+
+func entryTime(e *smsEntry) time.Time {
+	if e.d == nil {
+		return time.Time{}
+	}
+	return e.d.SentAt
+}
+
+// parseList pairs +CMGL headers with their PDU lines.
+func parseList(lines []string, warn func(string, ...any)) []*smsEntry {
+	var out []*smsEntry
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], "+CMGL:") {
+			warn("stray line in +CMGL answer", "line", lines[i])
+			continue
+		}
+		idx, stat, length, err := parseCMGL(lines[i])
+		if err != nil {
+			warn("unreadable +CMGL header", "line", lines[i], "err", err)
+			continue
+		}
+		if i+1 >= len(lines) || strings.HasPrefix(lines[i+1], "+CMGL:") {
+			warn("+CMGL entry without a PDU", "index", idx)
+			continue
+		}
+		i++
+		out = append(out, newEntry(idx, stat, length, lines[i]))
+	}
+	return out
+}
+
+// allowed reports whether sms.allowed_senders lets from through.
+func (s *Session) allowed(from string) bool {
+	if len(s.cfg.AllowedSenders) == 0 {
+		return true
+	}
+	f := strings.TrimPrefix(from, "+")
+	for _, a := range s.cfg.AllowedSenders {
+		if strings.TrimPrefix(a, "+") == f {
+			return true
+		}
+	}
+	return false
+}
+
+// handle hands one SMS to the sink and only then deletes it from the SIM.
+func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error {
+	now := time.Now().UTC()
+	if e.err != nil {
+		return s.reject(ctx, eng, e, EventUndecodable,
+			fmt.Sprintf("SMS at SIM index %d could not be decoded and was deleted: %v", e.Index, e.err),
+			map[string]any{"index": e.Index, "pdu": e.PDU})
+	}
+	d := e.d
+	if !s.allowed(d.From) {
+		return s.reject(ctx, eng, e, EventSenderRejected,
+			fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", d.From),
+			map[string]any{"from": d.From, "index": e.Index})
+	}
+	if d.Total == 0 {
+		payload, binary, err := joinText([]*deliver{d})
+		if err != nil {
+			e.err = err
+			return s.handle(ctx, eng, e)
+		}
+		m := Inbound{Channel: ChannelSMS, From: d.From, Payload: payload, Binary: binary, Parts: 1,
+			SentAt: d.SentAt.UTC(), ReceivedAt: now}
+		m.ID = MessageID(m)
+		if err := s.sink.Put(ctx, m); err != nil {
+			return s.storeFailed(err, e)
+		}
+		s.storeOK()
+		s.log.Info("SMS received", "id", m.ID, "from", m.From, "index", e.Index)
+		return s.delete(ctx, eng, e.Index)
+	}
+	seg := Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}
+	held, err := s.sink.PutSegment(ctx, seg)
+	if err != nil {
+		return s.storeFailed(err, e)
+	}
+	s.storeOK()
+	s.log.Info("SMS part received", "key", seg.Key, "part", seg.Seq, "of", seg.Total, "index", e.Index)
+	if _, ok := s.pending[seg.Key]; !ok {
+		s.pending[seg.Key] = &pendingSet{first: time.Now()}
+	}
+	if err := s.delete(ctx, eng, e.Index); err != nil {
+		return err
+	}
+	if complete(held) {
+		s.assemble(ctx, seg.Key, held, false)
+	}
+	return nil
+}
+
+// reject reports an SMS simgate will not deliver, then deletes it so it
+// does not fill the SIM; the event carries what identifies it.
+func (s *Session) reject(ctx context.Context, eng *at.Engine, e *smsEntry, typ, msg string, f map[string]any) error {
+	s.log.Warn(msg)
+	s.event(typ, msg, f)
+	return s.delete(ctx, eng, e.Index)
+}
+
+func (s *Session) storeFailed(err error, e *smsEntry) error {
+	s.retryDrain = true // retried in order by the next poll's drain
+	if !s.storeFailing {
+		s.storeFailing = true
+		msg := fmt.Sprintf("could not store the SMS at SIM index %d; it stays on the SIM and is retried: %v", e.Index, err)
+		s.log.Warn(msg)
+		s.event(EventStoreFailed, msg, map[string]any{"index": e.Index})
+	}
+	return fmt.Errorf("%w: %w", errStore, err)
+}
+
+func (s *Session) storeOK() { s.storeFailing = false }
+
+// delete removes an SMS from the SIM after it was handed off.
+func (s *Session) delete(ctx context.Context, eng *at.Engine, idx int) error {
+	if idx < 0 {
+		return nil
+	}
+	_, err := s.do(ctx, eng, "delete", at.Cmd{Line: fmt.Sprintf("AT+CMGD=%d", idx)})
+	if err != nil && cmsCode(err) != 321 {
+		// It is stored already; reading it again later is harmless (the
+		// sink drops duplicates), leaving it would fill the SIM.
+		s.retryDrain = true
+		return err
+	}
+	return nil
+}
+
+// complete reports whether held has every part 1..Total.
+func complete(held []Segment) bool {
+	if len(held) == 0 {
+		return false
+	}
+	total := held[0].Total
+	seen := map[int]bool{}
+	for _, h := range held {
+		if h.Total == total && h.Seq >= 1 && h.Seq <= total {
+			seen[h.Seq] = true
+		}
+	}
+	return len(seen) == total
+}
+
+// assemble joins held (ordered by Seq) into one message and stores it,
+// dropping the parts. partial marks a message whose wait timed out.
+func (s *Session) assemble(ctx context.Context, key string, held []Segment, partial bool) {
+	var parts []*deliver
+	seen := map[int]bool{}
+	received := time.Time{}
+	for _, h := range held {
+		if seen[h.Seq] {
+			continue
+		}
+		d, err := decodeDeliver(h.TPDU)
+		if err != nil {
+			s.log.Warn("stored SMS part does not decode; left out", "key", key, "part", h.Seq, "err", err)
+			continue
+		}
+		seen[h.Seq] = true
+		parts = append(parts, d)
+		if received.IsZero() || h.ReceivedAt.Before(received) {
+			received = h.ReceivedAt
+		}
+	}
+	m := Inbound{Channel: ChannelSMS, Parts: len(parts), Partial: partial || len(parts) < len(held), ReceivedAt: received.UTC()}
+	if len(parts) > 0 {
+		payload, binary, err := joinText(parts)
+		if err != nil {
+			s.log.Warn("SMS parts do not decode as text; delivered as bytes", "key", key, "err", err)
+			payload, binary = nil, true
+			for _, p := range parts {
+				payload = append(payload, p.UD...)
+			}
+		}
+		m.From, m.Payload, m.Binary = parts[0].From, payload, binary
+		// The first part's timestamp dates the message, so the id is the
+		// same however the parts arrived; without part 1, the earliest.
+		m.SentAt = parts[0].SentAt
+		if parts[0].Seq != 1 {
+			for _, p := range parts[1:] {
+				if p.SentAt.Before(m.SentAt) {
+					m.SentAt = p.SentAt
+				}
+			}
+		}
+		m.SentAt = m.SentAt.UTC()
+	} else {
+		m.From = senderOfKey(key)
+	}
+	m.ID = MessageID(m)
+	if err := s.sink.Assemble(ctx, m, key); err != nil {
+		p := s.pending[key]
+		if p == nil {
+			p = &pendingSet{first: time.Now()}
+			s.pending[key] = p
+		}
+		p.complete = true // retried by the next poll
+		s.log.Warn("could not store a reassembled SMS; retrying", "key", key, "err", err)
+		return
+	}
+	delete(s.pending, key)
+	if m.Partial {
+		have := make([]int, 0, len(seen))
+		for seq := range seen {
+			have = append(have, seq)
+		}
+		slices.Sort(have)
+		msg := fmt.Sprintf("concatenated SMS from %s delivered incomplete: parts %v of %d arrived within %s",
+			m.From, have, held[0].Total, s.cfg.ReassemblyTimeout)
+		s.log.Warn(msg)
+		s.event(EventPartial, msg, map[string]any{"id": m.ID, "from": m.From, "parts": have, "total": held[0].Total})
+	}
+	s.log.Info("SMS reassembled", "id", m.ID, "from", m.From, "parts", m.Parts, "partial", m.Partial)
+}
+
+// senderOfKey returns the sender in a key made by deliver.concatKey.
+func senderOfKey(key string) string {
+	f := strings.Split(strings.TrimPrefix(key, "sms/"), "/")
+	if len(f) <= 3 {
+		return ""
+	}
+	return strings.Join(f[:len(f)-3], "/")
+}
+
+// restore loads the parts of concatenated SMS held across a restart, so
+// their wait resumes (and complete ones are assembled).
+func (s *Session) restore(ctx context.Context) {
+	segs, err := s.sink.Segments(ctx)
+	if err != nil {
+		s.log.Warn("could not load held SMS parts; retrying at the next reconnect", "err", err)
+		return
+	}
+	s.restored = true
+	byKey := map[string][]Segment{}
+	var keys []string
+	for _, sg := range segs {
+		if _, ok := byKey[sg.Key]; !ok {
+			keys = append(keys, sg.Key)
+		}
+		byKey[sg.Key] = append(byKey[sg.Key], sg)
+	}
+	for _, key := range keys {
+		held := byKey[key]
+		first := held[0].ReceivedAt
+		for _, h := range held {
+			if h.ReceivedAt.Before(first) {
+				first = h.ReceivedAt
+			}
+		}
+		// Resume the wait where it was, by the wall clock when it looks
+		// sane; a Pi that booted at 1970, or a clock that went back, would
+		// otherwise time every set out at once or never.
+		age := time.Since(first)
+		if first.Year() < 2020 || age < 0 {
+			age = 0
+		}
+		age = min(age, s.cfg.ReassemblyTimeout)
+		s.pending[key] = &pendingSet{first: time.Now().Add(-age), complete: complete(held)}
+	}
+	if len(keys) > 0 {
+		s.log.Info("resumed waiting for SMS parts", "messages", len(keys))
+	}
+	s.expire(ctx)
+}
+
+// expire assembles sets that are complete (their Assemble failed before)
+// or whose wait timed out.
+func (s *Session) expire(ctx context.Context) {
+	var due []string
+	for key, p := range s.pending {
+		if p.complete || time.Since(p.first) >= s.cfg.ReassemblyTimeout {
+			due = append(due, key)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	segs, err := s.sink.Segments(ctx)
+	if err != nil {
+		s.log.Warn("could not load held SMS parts", "err", err)
+		return
+	}
+	sort.Strings(due)
+	for _, key := range due {
+		var held []Segment
+		for _, sg := range segs {
+			if sg.Key == key {
+				held = append(held, sg)
+			}
+		}
+		if len(held) == 0 {
+			delete(s.pending, key) // assembled elsewhere
+			continue
+		}
+		s.assemble(ctx, key, held, !complete(held))
+	}
+}
+
+// poll refreshes the status, notices a module that reset, watches the SMS
+// store and times out incomplete concatenated SMS.
+func (s *Session) poll(ctx context.Context, eng *at.Engine) error {
+	if eng.Echoes() > s.echoBase {
+		return errRestarted // echo is back on: the module reset
+	}
+	if err := s.pollStatus(ctx, eng); err != nil {
+		return err
+	}
+	if !s.cfg.SMS {
+		return nil
+	}
+	if s.retryDrain {
+		s.needDrain = true
+	}
+	s.expire(ctx)
+	return s.checkStorage(ctx, eng)
+}
+
+// checkStorage reads how full the SIM's SMS store is. A full store refuses
+// new SMS silently, so the session drains whatever is left on it and warns
+// before it fills.
+func (s *Session) checkStorage(ctx context.Context, eng *at.Engine) error {
+	r, err := s.do(ctx, eng, "read storage", at.Cmd{Line: "AT+CPMS?"})
+	if err != nil {
+		return err
+	}
+	if len(r.Lines) == 0 {
+		return nil
+	}
+	used, total, err := parseCPMS(r.Lines[0])
+	if err != nil {
+		s.log.Warn("unreadable storage answer", "line", r.Lines[0], "err", err)
+		return nil
+	}
+	alarm := ""
+	switch {
+	case total > 0 && used >= total:
+		alarm = EventStorageFull
+	case total > 0 && used*5 >= total*4:
+		alarm = EventStorageNearlyFull
+	}
+	if alarm != "" && alarm != s.storageAlarm {
+		msg := fmt.Sprintf("SIM SMS store holds %d of %d messages; draining it", used, total)
+		if alarm == EventStorageFull {
+			msg = fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained", used, total)
+		}
+		s.log.Warn(msg)
+		s.event(alarm, msg, map[string]any{"used": used, "total": total})
+	}
+	s.storageAlarm = alarm
+	if used > s.skipped {
+		s.needDrain = true
+	}
+	return nil
+}
+
+// hexUpper is the PDU hex modems expect.
+func hexUpper(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
