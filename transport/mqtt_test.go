@@ -374,3 +374,42 @@ func TestStartEmbeddedContext(t *testing.T) {
 		t.Errorf("stop after context end: %v", err)
 	}
 }
+
+// TestRelayWebSocket relays through the embedded broker over ws://.
+func TestRelayWebSocket(t *testing.T) {
+	url := "ws://" + freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopBroker, err := StartEmbedded(ctx, url, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopBroker()
+	obs := new(observer)
+	eventually(t, "the ws listener", func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(url, "ws://"))
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	obs.connect(t, url, "observer")
+	q := openTestQueue(t, t.TempDir(), 10)
+	dev := newFakeDevice()
+	r := newTestRelay(t, testRelayConfig(url), q, dev)
+	stop := runRelay(t, r)
+	if err := q.Put(context.Background(), udp(1)); err != nil {
+		t.Fatal(err)
+	}
+	got := obs.wait(t, TopicIPIn, 1)
+	if got[0].Payload != mustRender(t, udp(1)) {
+		t.Errorf("published %s", got[0].Payload)
+	}
+	eventually(t, "relay to connect", func() bool { return r.Stats().Connected })
+	publish(t, publisher(t, url), TopicIPOut, `{"id":"w","payload":"AQI=","encoding":"base64"}`)
+	obs.wait(t, TopicIPOutResult, 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

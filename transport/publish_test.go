@@ -1,0 +1,125 @@
+package transport
+
+import (
+	"fmt"
+	"testing"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/simgate/simgate/modem"
+)
+
+func TestEventBuffer(t *testing.T) {
+	var b eventBuffer
+	b.init(3)
+	var dropped []bool
+	for _, typ := range []string{"a", "b", "c", "d"} {
+		dropped = append(dropped, b.push(modem.Event{Type: typ}))
+	}
+	if diff := cmp.Diff([]bool{false, false, false, true}, dropped); diff != "" {
+		t.Errorf("dropped (-want +got):\n%s", diff)
+	}
+	types := func(es []bufferedEvent) []string {
+		out := []string{}
+		for _, e := range es {
+			out = append(out, e.ev.Type)
+		}
+		return out
+	}
+	tests := []struct {
+		after uint64
+		n     int
+		want  []string
+	}{
+		{0, 10, []string{"b", "c", "d"}},
+		{0, 2, []string{"b", "c"}},
+		{2, 10, []string{"c", "d"}},
+		{4, 10, []string{}},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, types(b.after(tt.after, tt.n))); diff != "" {
+			t.Errorf("after(%d, %d) (-want +got):\n%s", tt.after, tt.n, diff)
+		}
+	}
+	// Dropping up to an event already pushed out for space is harmless.
+	b.drop(1)
+	if got := b.len(); got != 3 {
+		t.Errorf("len after drop(1) = %d, want 3", got)
+	}
+	b.drop(3)
+	if diff := cmp.Diff([]string{"d"}, types(b.after(0, 10))); diff != "" {
+		t.Errorf("after drop(3) (-want +got):\n%s", diff)
+	}
+}
+
+func TestRequestFIFO(t *testing.T) {
+	var f requestFIFO
+	f.init()
+	for _, ch := range []string{"sms", "ip", "sms", "ip", "sms"} {
+		f.push(inMsg{channel: ch})
+	}
+	var got []string
+	for _, n := range []int{2, 2, 2, 2} {
+		for _, m := range f.take(n) {
+			got = append(got, m.channel)
+		}
+	}
+	if diff := cmp.Diff([]string{"sms", "ip", "sms", "ip", "sms"}, got); diff != "" {
+		t.Errorf("taken (-want +got):\n%s", diff)
+	}
+	if f.len() != 0 {
+		t.Errorf("len = %d, want 0", f.len())
+	}
+}
+
+func TestConnState(t *testing.T) {
+	var c connState
+	c.init()
+	w := c.wait()
+	select {
+	case <-w:
+		t.Fatal("wait channel closed while down")
+	default:
+	}
+	c.set(true)
+	<-w // closed by coming up
+	e := c.currentEpoch()
+	c.set(true) // no change
+	c.set(false)
+	c.set(false) // no change
+	if got := c.currentEpoch(); got != e+1 {
+		t.Errorf("epoch = %d, want %d: one loss", got, e+1)
+	}
+	if up, _ := c.state(); up {
+		t.Error("up after set(false)")
+	}
+}
+
+func TestResumeStoreOrder(t *testing.T) {
+	resumed := 0
+	s := &resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: func() { resumed++ }}
+	s.Open()
+	var want []string
+	for i := range 50 {
+		// Keys that sort differently as text, as paho's message ids do
+		// when they wrap around.
+		k := fmt.Sprintf("o.%d", (i*37)%101)
+		want = append(want, k)
+		s.Put(k, packets.NewControlPacket(packets.Publish))
+	}
+	s.Put(want[0], packets.NewControlPacket(packets.Publish)) // replaced: keeps its place
+	s.Del(want[1])
+	want = append(want[:1], want[2:]...)
+	if diff := cmp.Diff(want, s.All()); diff != "" {
+		t.Errorf("All (-want +got):\n%s", diff)
+	}
+	if resumed != 1 {
+		t.Errorf("resumed called %d times, want 1", resumed)
+	}
+	s.Reset()
+	if got := s.All(); len(got) != 0 {
+		t.Errorf("All after Reset = %v", got)
+	}
+}
