@@ -253,6 +253,7 @@ func (s *Session) attempt(ctx context.Context) error {
 	if err := s.initialise(ctx, eng); err != nil {
 		return err
 	}
+	s.skipBootURCs(urcs)
 	s.mu.Lock()
 	s.eng = eng
 	s.lastErr = nil
@@ -264,6 +265,25 @@ func (s *Session) attempt(ctx context.Context) error {
 		s.needDrain = true
 	}
 	return s.serve(ctx, eng, urcs)
+}
+
+// skipBootURCs drops the URCs that arrived while the modem was being
+// initialised: its boot announcements (RDY, SMS DONE) describe the boot
+// that initialise just handled, and the drain that follows finds any SMS
+// a +CMTI announced. Registration reports still count.
+func (s *Session) skipBootURCs(urcs <-chan at.URC) {
+	for {
+		select {
+		case u := <-urcs:
+			if strings.HasPrefix(u.Line, "+CEREG:") || strings.HasPrefix(u.Line, "+CGREG:") || strings.HasPrefix(u.Line, "+CREG:") {
+				s.registrationURC(u.Line)
+			} else {
+				s.log.Debug("URC during initialisation", "line", u.Line)
+			}
+		default:
+			return
+		}
+	}
 }
 
 // serve handles URCs and polls until the session fails.

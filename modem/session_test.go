@@ -95,9 +95,10 @@ type rig struct {
 	cancel context.CancelFunc
 	done   chan error
 
-	mu    sync.Mutex
-	ports []*attest.Port
-	opens int
+	mu       sync.Mutex
+	ports    []*attest.Port
+	opens    int
+	stopOnce sync.Once
 }
 
 func defaultConfig() Config {
@@ -129,7 +130,10 @@ func newRig(t *testing.T, cfg Config, sink Sink, ports ...*attest.Port) *rig {
 			return nil, errors.New("no such device")
 		}
 		r.opens++
-		return r.ports[r.opens-1], nil
+		if p := r.ports[r.opens-1]; p != nil {
+			return p, nil
+		}
+		return nil, errors.New("no such device") // nil: the device is away for this attempt
 	}
 	r.s = NewSession(cfg, r.sink)
 	r.s.tick = r.tick
@@ -147,7 +151,9 @@ func newRig(t *testing.T, cfg Config, sink Sink, ports ...*attest.Port) *rig {
 	return r
 }
 
-func (r *rig) stop() {
+func (r *rig) stop() { r.stopOnce.Do(r.stopRun) }
+
+func (r *rig) stopRun() {
 	r.cancel()
 	select {
 	case err := <-r.done:
@@ -309,8 +315,10 @@ func TestSessionConcatenatedOutOfOrder(t *testing.T) {
 		return mt{from: "000", sent: t0.Add(time.Duration(seq) * time.Second), dcs: 0x00, udh: concat16(0x1234, 3, seq), ud: ud}
 	}
 	p1, p2, p3 := part(1, s[:153]), part(2, s[153:306]), part(3, s[306:])
-	port := attest.New(t, initSteps(list(), cmgr(7, p3), del(7), cmgr(8, p1), del(8), cmgr(9, p2), del(9))...)
+	port := attest.New(t, initSteps(list())...)
 	r := newRig(t, defaultConfig(), nil, port)
+	port.Wait(wait)
+	port.Append(cmgr(7, p3), del(7), cmgr(8, p1), del(8), cmgr(9, p2), del(9))
 	port.Send("\r\n+CMTI: \"SM\",7\r\n\r\n+CMTI: \"SM\",8\r\n\r\n+CMTI: \"SM\",9\r\n")
 	got := r.messages(1)
 	if diff := cmp.Diff([]Inbound{sms("000", text, t0.Add(time.Second), 3)}, got, ignoreVolatile); diff != "" {

@@ -457,6 +457,9 @@ func (s *Session) poll(ctx context.Context, eng *at.Engine) error {
 	if err := s.pollStatus(ctx, eng); err != nil {
 		return err
 	}
+	if eng.Echoes() > s.echoBase {
+		return errRestarted
+	}
 	if !s.cfg.SMS {
 		return nil
 	}
