@@ -80,18 +80,19 @@ func isFatal(err error) bool {
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }
 
-// waitAT sends AT until the modem answers: it may be booting and spewing
-// power-up noise.
+// waitAT sends AT until the modem answers: it may be booting (modules
+// ignore input until they are up) and spewing power-up noise. A live module
+// answers AT within milliseconds, so each try is short.
 func (s *Session) waitAT(ctx context.Context, eng *at.Engine) error {
 	for {
-		_, err := eng.Do(ctx, at.Cmd{Line: "AT", Timeout: 2 * time.Second})
+		_, err := eng.Do(ctx, at.Cmd{Line: "AT", Timeout: 500 * time.Millisecond})
 		if err == nil || errors.Is(err, at.ErrError) {
 			return nil // any answer proves it listens
 		}
 		if errors.Is(err, at.ErrClosed) || ctx.Err() != nil {
 			return &OpError{Op: "wait for the modem to answer AT", Err: err}
 		}
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
 			return &OpError{Op: "wait for the modem to answer AT", Err: err}
 		}
 	}

@@ -104,6 +104,8 @@ type Session struct {
 	// handled, when set, is told each URC the worker has acted on.
 	tick    <-chan time.Time
 	handled func(at.URC)
+	// cmdTimeout, when set, replaces every command's timeout (tests).
+	cmdTimeout time.Duration
 }
 
 // pendingSet is a concatenated SMS waiting for its other parts.
@@ -234,8 +236,16 @@ func (s *Session) attempt(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	urcs := make(chan at.URC, 64)
+	// A live module answers the resynchronisation probe at once; a short
+	// wait lets a silent one be noticed (and the port reopened) sooner.
+	probe := 2 * time.Second
+	if s.cmdTimeout > 0 {
+		probe = s.cmdTimeout
+	}
 	eng := at.New(port, at.Config{
-		Logger: s.log,
+		Logger:       s.log,
+		Timeout:      s.cmdTimeout,
+		ProbeTimeout: probe,
 		OnURC: func(u at.URC) {
 			select {
 			case urcs <- u:
