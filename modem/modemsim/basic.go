@@ -328,7 +328,8 @@ func (s *Sim) cmdCFUN(c *command, r *reply) error {
 			r.then(s.resetLocked)
 		case fun == 0 || fun == 1 || fun == 4:
 			s.cfun = fun
-			s.regChangedLocked()
+			// The network reacts after the module has answered.
+			r.then(s.regChangedLocked)
 		default:
 			return errParam
 		}

@@ -213,12 +213,14 @@ func (s *Sim) runLine(line string, overflow bool) *reply {
 // atBody returns what follows the "AT" prefix. Bytes before it (garbage,
 // a stray CR) are skipped as modules do.
 func atBody(line string) (string, bool) {
-	up := strings.ToUpper(line)
-	i := strings.Index(up, "AT")
-	if i < 0 {
-		return "", false
+	// Byte-wise: the line may hold any bytes, and case folding of invalid
+	// UTF-8 would change offsets.
+	for i := 0; i+1 < len(line); i++ {
+		if (line[i] == 'A' || line[i] == 'a') && (line[i+1] == 'T' || line[i+1] == 't') {
+			return line[i+2:], true
+		}
 	}
-	return line[i+2:], true
+	return "", false
 }
 
 // finish sets the final result from err and sends the reply, or returns it

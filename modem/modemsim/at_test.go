@@ -1,0 +1,286 @@
+package modemsim
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestCommandReplies checks the exact bytes of replies, in process.
+func TestCommandReplies(t *testing.T) {
+	tests := []struct {
+		name    string
+		profile string
+		opts    Options
+		setup   []string
+		in      string
+		want    string
+	}{
+		{name: "AT", in: "AT", want: "\r\nOK\r\n"},
+		{name: "empty line is ignored", in: "", want: ""},
+		{name: "no AT prefix is ignored", in: "HELLO", want: ""},
+		{name: "lower case", in: "at+cgmi", want: "\r\nQuectel\r\n\r\nOK\r\n"},
+		{name: "garbage before AT", in: "\x00\xffAT", want: "\r\nOK\r\n"},
+		{name: "ATI quectel", in: "ATI", want: "\r\nQuectel\r\nBG96\r\nRevision: BG96MAR02A07M1G\r\n\r\nOK\r\n"},
+		{name: "CGMI", in: "AT+CGMI", want: "\r\nQuectel\r\n\r\nOK\r\n"},
+		{name: "CGMM", in: "AT+CGMM", want: "\r\nBG96\r\n\r\nOK\r\n"},
+		{name: "CGMR quectel", in: "AT+CGMR", want: "\r\nBG96MAR02A07M1G\r\n\r\nOK\r\n"},
+		{name: "CGMR simcom", profile: "simcom", in: "AT+CGMR", want: "\r\n+CGMR: LE20B04SIM7600G22\r\n\r\nOK\r\n"},
+		{name: "CGMI ublox", profile: "ublox", in: "AT+CGMI", want: "\r\nu-blox\r\n\r\nOK\r\n"},
+		{name: "CGSN", in: "AT+CGSN", want: "\r\n866425030012340\r\n\r\nOK\r\n"},
+		{name: "CGSN=1", in: "AT+CGSN=1", want: "\r\n+CGSN: \"866425030012340\"\r\n\r\nOK\r\n"},
+		{name: "CIMI", in: "AT+CIMI", want: "\r\n732123200004178\r\n\r\nOK\r\n"},
+		{name: "QCCID", in: "AT+QCCID", want: "\r\n+QCCID: 89883070000012345672\r\n\r\nOK\r\n"},
+		{name: "CICCID simcom", profile: "simcom", in: "AT+CICCID", want: "\r\n+ICCID: 89883070000012345672\r\n\r\nOK\r\n"},
+		{name: "CCID ublox", profile: "ublox", in: "AT+CCID", want: "\r\n+CCID: 89883070000012345672\r\n\r\nOK\r\n"},
+		{name: "CCID generic", profile: "generic", in: "AT+CCID", want: "\r\n+CCID: 89883070000012345672\r\n\r\nOK\r\n"},
+		{name: "CCID unknown on quectel", in: "AT+CCID", want: "\r\nERROR\r\n"},
+		{name: "custom ICCID", opts: Options{ICCID: "89883230000000000018"}, in: "AT+QCCID", want: "\r\n+QCCID: 89883230000000000018\r\n\r\nOK\r\n"},
+		{name: "CPIN", in: "AT+CPIN?", want: "\r\n+CPIN: READY\r\n\r\nOK\r\n"},
+		{name: "CSQ", in: "AT+CSQ", want: "\r\n+CSQ: 17,99\r\n\r\nOK\r\n"},
+		{name: "CSQ test", in: "AT+CSQ=?", want: "\r\n+CSQ: (0-31,99),(0-7,99)\r\n\r\nOK\r\n"},
+		{name: "CESQ", in: "AT+CESQ", want: "\r\n+CESQ: 99,99,255,255,20,52\r\n\r\nOK\r\n"},
+		{name: "COPS", in: "AT+COPS?", want: "\r\n+COPS: 0,0,\"Super Network\",7\r\n\r\nOK\r\n"},
+		{name: "CEREG read n=0", in: "AT+CEREG?", want: "\r\n+CEREG: 0,5\r\n\r\nOK\r\n"},
+		{name: "CEREG read n=2", setup: []string{"AT+CEREG=2"}, in: "AT+CEREG?", want: "\r\n+CEREG: 2,5,\"1A2B\",\"01A2D001\",7\r\n\r\nOK\r\n"},
+		{name: "CREG read n=1", setup: []string{"AT+CREG=1"}, in: "AT+CREG?", want: "\r\n+CREG: 1,5\r\n\r\nOK\r\n"},
+		{name: "CGREG test", in: "AT+CGREG=?", want: "\r\n+CGREG: (0-2)\r\n\r\nOK\r\n"},
+		{name: "CFUN read", in: "AT+CFUN?", want: "\r\n+CFUN: 1\r\n\r\nOK\r\n"},
+		{name: "CGDCONT read", in: "AT+CGDCONT?", want: "\r\n+CGDCONT: 1,\"IP\",\"super\",\"0.0.0.0\",0,0\r\n\r\nOK\r\n"},
+		{name: "CGDCONT set", setup: []string{`AT+CGDCONT=2,"IPV4V6","other"`}, in: "AT+CGDCONT?",
+			want: "\r\n+CGDCONT: 1,\"IP\",\"super\",\"0.0.0.0\",0,0\r\n+CGDCONT: 2,\"IPV4V6\",\"other\",\"0.0.0.0\",0,0\r\n\r\nOK\r\n"},
+		{name: "CSCS read", in: "AT+CSCS?", want: "\r\n+CSCS: \"IRA\"\r\n\r\nOK\r\n"},
+		{name: "CSCS bad", setup: []string{"AT+CMEE=1"}, in: `AT+CSCS="KOI8"`, want: "\r\n+CME ERROR: 50\r\n"},
+		{name: "two commands", in: "AT+CGMI;+CGMM", want: "\r\nQuectel\r\n\r\nBG96\r\n\r\nOK\r\n"},
+		{name: "basic commands run together", in: "ATE0V1Q0", want: "\r\nOK\r\n"},
+		{name: "unknown ERROR", in: "AT+FOO", want: "\r\nERROR\r\n"},
+		{name: "unknown CMEE=1", setup: []string{"AT+CMEE=1"}, in: "AT+FOO", want: "\r\n+CME ERROR: 100\r\n"},
+		{name: "unknown CMEE=2", setup: []string{"AT+CMEE=2"}, in: "AT+FOO", want: "\r\n+CME ERROR: unknown\r\n"},
+		{name: "error stops the line", in: "AT+CGMI;+FOO;+CGMM", want: "\r\nQuectel\r\n\r\nERROR\r\n"},
+		{name: "syntax error", in: "AT+CGMI\"", want: "\r\nERROR\r\n"},
+		{name: "CPIN set not allowed", setup: []string{"AT+CMEE=2"}, in: "AT+CPIN=1234", want: "\r\n+CME ERROR: operation not allowed\r\n"},
+		{name: "CMEE read", setup: []string{"AT+CMEE=1"}, in: "AT+CMEE?", want: "\r\n+CMEE: 1\r\n\r\nOK\r\n"},
+		{name: "ATV0 numeric codes", setup: []string{"ATV0"}, in: "AT", want: "0\r"},
+		{name: "ATV0 info lines", setup: []string{"ATV0"}, in: "AT+CGMI", want: "Quectel\r\n0\r"},
+		{name: "ATV0 error", setup: []string{"ATV0"}, in: "AT+FOO", want: "4\r"},
+		{name: "S3 read", in: "ATS3?", want: "\r\n013\r\n\r\nOK\r\n"},
+		{name: "CMGF test", in: "AT+CMGF=?", want: "\r\n+CMGF: (0,1)\r\n\r\nOK\r\n"},
+		{name: "CPMS read", in: "AT+CPMS?", want: "\r\n+CPMS: \"SM\",0,30,\"SM\",0,30,\"SM\",0,30\r\n\r\nOK\r\n"},
+		{name: "CPMS set", in: `AT+CPMS="SM","SM","SM"`, want: "\r\n+CPMS: 0,30,0,30,0,30\r\n\r\nOK\r\n"},
+		{name: "CPMS capacity", opts: Options{Capacity: 5}, in: `AT+CPMS="SM"`, want: "\r\n+CPMS: 0,5,0,5,0,5\r\n\r\nOK\r\n"},
+		{name: "CPMS ME refused", setup: []string{"AT+CMEE=1"}, in: `AT+CPMS="ME"`, want: "\r\n+CMS ERROR: 302\r\n"},
+		{name: "CPMS test", in: "AT+CPMS=?", want: "\r\n+CPMS: (\"SM\"),(\"SM\"),(\"SM\")\r\n\r\nOK\r\n"},
+		{name: "CNMI default quectel", in: "AT+CNMI?", want: "\r\n+CNMI: 2,1,0,0,0\r\n\r\nOK\r\n"},
+		{name: "CNMI default ublox", profile: "ublox", in: "AT+CNMI?", want: "\r\n+CNMI: 1,0,0,0,0\r\n\r\nOK\r\n"},
+		{name: "CNMI set", setup: []string{"AT+CNMI=2,2,0,1,0"}, in: "AT+CNMI?", want: "\r\n+CNMI: 2,2,0,1,0\r\n\r\nOK\r\n"},
+		{name: "CSMS", in: "AT+CSMS=1", want: "\r\n+CSMS: 1,1,1\r\n\r\nOK\r\n"},
+		{name: "CSMS read", setup: []string{"AT+CSMS=1"}, in: "AT+CSMS?", want: "\r\n+CSMS: 1,1,1,1\r\n\r\nOK\r\n"},
+		{name: "CSCA", in: "AT+CSCA?", want: "\r\n+CSCA: \"+447700900123\",145\r\n\r\nOK\r\n"},
+		{name: "CMGR empty error", setup: []string{"AT+CMEE=1"}, in: "AT+CMGR=0", want: "\r\n+CMS ERROR: 321\r\n"},
+		{name: "CMGR empty ok", opts: Options{EmptyRead: "ok"}, in: "AT+CMGR=0", want: "\r\nOK\r\n"},
+		{name: "CMGR out of range", opts: Options{EmptyRead: "ok"}, setup: []string{"AT+CMEE=1"}, in: "AT+CMGR=30", want: "\r\n+CMS ERROR: 321\r\n"},
+		{name: "CMGR below ublox base", profile: "ublox", setup: []string{"AT+CMEE=1"}, in: "AT+CMGR=0", want: "\r\n+CMS ERROR: 321\r\n"},
+		{name: "CMGL empty", in: "AT+CMGL=4", want: "\r\nOK\r\n"},
+		{name: "CMGD empty slot", in: "AT+CMGD=3", want: "\r\nOK\r\n"},
+		{name: "CMGD test", in: "AT+CMGD=?", want: "\r\n+CMGD: (0-29),(0-4)\r\n\r\nOK\r\n"},
+		{name: "CMGD test ublox", profile: "ublox", in: "AT+CMGD=?", want: "\r\n+CMGD: (1-30),(0-4)\r\n\r\nOK\r\n"},
+		{name: "CNMA without +CMT", setup: []string{"AT+CMEE=1", "AT+CSMS=1"}, in: "AT+CNMA", want: "\r\n+CMS ERROR: 340\r\n"},
+		{name: "CMGS bad length", setup: []string{"AT+CMEE=1"}, in: "AT+CMGS=999", want: "\r\n+CMS ERROR: 304\r\n"},
+		{name: "ATD refused", in: "ATD*99#", want: "\r\nERROR\r\n"},
+		{name: "QCFG accepted", in: `AT+QCFG="urcport","usbat"`, want: "\r\nOK\r\n"},
+		{name: "QIOPEN unknown on generic", profile: "generic", in: `AT+QIOPEN=1,0,"UDP SERVICE","127.0.0.1",0,6969,0`, want: "\r\nERROR\r\n"},
+		{name: "overlong line", in: "AT" + string(make([]byte, 0)) + repeat("A", maxLine+10), want: "\r\nERROR\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := tt.opts
+			o.Profile = tt.profile
+			e := newEngine(t, o)
+			e.quiet(append([]string{"ATE0"}, tt.setup...)...)
+			if diff := cmp.Diff(tt.want, e.at(tt.in)); diff != "" {
+				t.Errorf("%q reply (-want +got):\n%s", tt.in, diff)
+			}
+		})
+	}
+}
+
+func repeat(s string, n int) string {
+	b := make([]byte, 0, n*len(s))
+	for range n {
+		b = append(b, s...)
+	}
+	return string(b)
+}
+
+// TestEcho checks that echo repeats the line as received, including the
+// CR, that ATE0 stops it and that ATZ (and a boot) bring it back.
+func TestEcho(t *testing.T) {
+	e := newEngine(t, Options{})
+	steps := []struct{ in, want string }{
+		{"AT\r", "AT\r\r\nOK\r\n"},
+		{"AT\r\n", "AT\r\r\nOK\r\n\n"},
+		{"ATE0\r", "ATE0\r\r\nOK\r\n"},
+		{"AT\r", "\r\nOK\r\n"},
+		{"ATZ\r", "\r\nOK\r\n"},
+		{"AT\r", "AT\r\r\nOK\r\n"},
+		{"AX\bT\r", "AX\bT\r\r\nOK\r\n"},
+		{"ATE1V1\r", "ATE1V1\r\r\nOK\r\n"},
+		{"A/", "A/\r\nOK\r\n"},
+	}
+	for _, st := range steps {
+		if diff := cmp.Diff(st.want, e.in(st.in)); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", st.in, diff)
+		}
+	}
+	e.sim.mu.Lock()
+	e.sim.powerOn()
+	e.sim.bootNow()
+	e.sim.mu.Unlock()
+	e.at("ATE0")
+	e.sim.mu.Lock()
+	e.sim.powerOn()
+	e.sim.bootNow()
+	e.sim.mu.Unlock()
+	if diff := cmp.Diff("AT\r\r\nOK\r\n", e.in("AT\r")); diff != "" {
+		t.Errorf("after a boot echo must be on (-want +got):\n%s", diff)
+	}
+}
+
+// TestCommandsSplitAcrossWrites feeds a command one byte at a time.
+func TestCommandsSplitAcrossWrites(t *testing.T) {
+	e := newEngine(t, Options{})
+	e.quiet("ATE0")
+	var got string
+	for _, c := range []byte("AT+CSQ\r") {
+		got += e.in(string(c))
+	}
+	if diff := cmp.Diff("\r\n+CSQ: 17,99\r\n\r\nOK\r\n", got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestBootPhases checks what a module answers before its boot is done.
+func TestBootPhases(t *testing.T) {
+	tests := []struct {
+		profile string
+		phase   int
+		in      string
+		want    string
+	}{
+		{"quectel", phaseOff, "AT\r", ""},
+		{"quectel", phaseRDY, "AT\r", "AT\r\r\nOK\r\n"},
+		{"quectel", phaseRDY, "AT+CIMI\r", "AT+CIMI\r\r\n+CME ERROR: 14\r\n"},
+		{"quectel", phaseSIM, "AT+CPMS?\r", "AT+CPMS?\r\r\n+CMS ERROR: 500\r\n"},
+		{"quectel", phaseSIM, "AT+CMGL=4\r", "AT+CMGL=4\r\r\n+CMS ERROR: 500\r\n"},
+		{"simcom", phaseSIM, "AT+CMGR=0\r", "AT+CMGR=0\r\r\n+CMS ERROR: 500\r\n"},
+		{"ublox", phaseSIM, "AT+CPMS?\r", "AT+CPMS?\r\r\n+CME ERROR: 14\r\n"},
+		{"quectel", phaseSIM, "AT+CIMI\r", "AT+CIMI\r\r\n732123200004178\r\n\r\nOK\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.profile+" "+tt.in, func(t *testing.T) {
+			e := newEngine(t, Options{Profile: tt.profile})
+			e.sim.mu.Lock()
+			e.sim.set.cmee = 1
+			e.sim.phase = tt.phase
+			e.sim.mu.Unlock()
+			if diff := cmp.Diff(tt.want, e.in(tt.in)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRegistrationURCs checks +CREG/+CGREG/+CEREG URCs per their n.
+func TestRegistrationURCs(t *testing.T) {
+	e := newEngine(t, Options{})
+	e.quiet("ATE0", "AT+CEREG=2", "AT+CREG=1")
+	e.sim.SetRegistration(1)
+	if diff := cmp.Diff("\r\n+CREG: 1\r\n\r\n+CEREG: 1,\"1A2B\",\"01A2D001\",7\r\n", e.out.take()); diff != "" {
+		t.Errorf("to home (-want +got):\n%s", diff)
+	}
+	e.sim.SetRegistration(1)
+	if got := e.out.take(); got != "" {
+		t.Errorf("no change must say nothing, got %q", got)
+	}
+	e.quiet("AT+CEREG=1")
+	e.sim.SetRegistration(2)
+	if diff := cmp.Diff("\r\n+CREG: 2\r\n\r\n+CEREG: 2\r\n", e.out.take()); diff != "" {
+		t.Errorf("to searching (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff("\r\n+COPS: 0\r\n\r\nOK\r\n", e.at("AT+COPS?")); diff != "" {
+		t.Errorf("COPS unregistered (-want +got):\n%s", diff)
+	}
+	e.sim.SetRegistration(5)
+	e.out.take()
+	if diff := cmp.Diff("\r\nOK\r\n\r\n+CREG: 0\r\n\r\n+CEREG: 0\r\n", e.at("AT+CFUN=4")); diff != "" {
+		t.Errorf("radio off (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff("\r\n+CSQ: 99,99\r\n\r\nOK\r\n", e.at("AT+CSQ")); diff != "" {
+		t.Errorf("CSQ with radio off (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff("\r\nOK\r\n\r\n+CREG: 5\r\n\r\n+CEREG: 5\r\n", e.at("AT+CFUN=1")); diff != "" {
+		t.Errorf("radio on (-want +got):\n%s", diff)
+	}
+}
+
+// TestURCNoiseStaysBetweenGroups checks that noise URCs never split a
+// header from its PDU, and that the reply is intact once they are removed.
+func TestURCNoiseStaysBetweenGroups(t *testing.T) {
+	e := newEngine(t, Options{})
+	e.quiet("ATE0", "AT+CNMI=0,0,0,0,0")
+	for range 3 {
+		if _, err := e.sim.InjectSMS(SMS{Text: "noise test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clean := e.at("AT+CMGL=4")
+	e.quiet("AT+CMGD=0,4")
+	for range 3 {
+		if _, err := e.sim.InjectSMS(SMS{Text: "noise test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.sim.SetFaults(Faults{URCNoise: 1})
+	noisy := e.at("AT+CMGL=4")
+	if noisy == clean {
+		t.Fatal("URCNoise=1 added no URC")
+	}
+	var kept []string
+	lines := splitLines(noisy)
+	for i, l := range lines {
+		if isNoise(l) {
+			if i > 0 && len(lines[i-1]) > 6 && lines[i-1][:6] == "+CMGL:" {
+				t.Errorf("noise %q between +CMGL header and PDU", l)
+			}
+			continue
+		}
+		kept = append(kept, l)
+	}
+	if diff := cmp.Diff(splitLines(clean), kept); diff != "" {
+		t.Errorf("reply without noise differs (-want +got):\n%s", diff)
+	}
+}
+
+func isNoise(l string) bool {
+	for _, p := range []string{"+CEREG:", "+QIND:"} {
+		if len(l) >= len(p) && l[:len(p)] == p {
+			return true
+		}
+	}
+	return false
+}
+
+// splitLines returns the non-empty CRLF-separated lines.
+func splitLines(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '\r' || s[i] == '\n' {
+			if i > start {
+				out = append(out, s[start:i])
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
