@@ -276,3 +276,57 @@ func TestSessionStatusUpdates(t *testing.T) {
 		t.Error("still ready after Run returned")
 	}
 }
+
+// The process died after storing the last part but before deleting it from
+// the SIM: the restored set is complete, and the part is still on the SIM.
+// The drain must re-read it into the same set before assembly, so it does
+// not start a new set that would later surface as a partial duplicate.
+func TestSessionRestoredCompleteSetWithPartStillOnSIM(t *testing.T) {
+	sink := NewMemorySink()
+	part := func(seq int, text string) mt {
+		return mt{from: "000", sent: t0, dcs: 0x00, udh: concat8(5, 2, seq), ud: septets(text)}
+	}
+	for seq, text := range map[int]string{1: "one ", 2: "two"} {
+		m := part(seq, text)
+		d, err := decodeDeliver(m.tpdu())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sink.PutSegment(context.Background(), Segment{Key: d.concatKey(), Seq: seq, Total: 2, TPDU: m.tpdu(), ReceivedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := attest.New(t, initSteps(list(entry(6, 1, part(2, "two"))), del(6))...)
+	r := newRig(t, defaultConfig(), sink, port)
+	r.mem = sink
+	port.Wait(wait)
+	if diff := cmp.Diff([]Inbound{sms("000", "one two", t0, 2)}, r.messages(1), ignoreVolatile); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// Nothing may be left waiting to time out later.
+	port.Append(pollSteps(0)...)
+	r.poll()
+	port.Wait(wait)
+	if segs, _ := sink.Segments(context.Background()); len(segs) != 0 {
+		t.Errorf("parts left: %+v", segs)
+	}
+	if n := len(sink.Messages()); n != 1 {
+		t.Errorf("%d messages, want 1", n)
+	}
+}
+
+// A module refusing AT+CMGL (SIM busy) is asked again at the next poll,
+// not in a tight loop.
+func TestSessionDrainRefusedWaitsForPoll(t *testing.T) {
+	m := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("later")}
+	port := attest.New(t, initSteps(attest.Step{Write: "AT+CMGL=4\r", Read: "\r\n+CMS ERROR: 314\r\n"})...)
+	r := newRig(t, defaultConfig(), nil, port)
+	port.Wait(wait)
+	port.Append(pollSteps(1)...)
+	port.Append(list(entry(2, 0, m)), del(2))
+	r.poll()
+	if got := r.messages(1); string(got[0].Payload) != "later" {
+		t.Errorf("got %q", got[0].Payload)
+	}
+	port.Wait(wait)
+}

@@ -124,6 +124,9 @@ func (s *Session) directSMS(ctx context.Context, eng *at.Engine, u at.URC) error
 func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	r, err := s.do(ctx, eng, "list", at.Cmd{Line: "AT+CMGL=4", Trailing: 1})
 	if err != nil {
+		// Retry at the next poll rather than at once: a module refusing
+		// now (SIM busy) would otherwise be asked again in a tight loop.
+		s.needDrain, s.retryDrain = false, true
 		return err
 	}
 	entries := parseList(r.Lines, s.log.Warn)
@@ -146,6 +149,10 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		}
 	}
 	s.skipped = skipped
+	// Sets restored complete are assembled only now: had the process died
+	// before deleting the last part, the drain has just re-read it, and
+	// assembling earlier would have let that part start a new set.
+	s.expire(ctx)
 	return nil
 }
 
@@ -375,7 +382,7 @@ func senderOfKey(key string) string {
 }
 
 // restore loads the parts of concatenated SMS held across a restart, so
-// their wait resumes (and complete ones are assembled).
+// their wait resumes; the first drain assembles complete and overdue sets.
 func (s *Session) restore(ctx context.Context) {
 	segs, err := s.sink.Segments(ctx)
 	if err != nil {
@@ -412,7 +419,6 @@ func (s *Session) restore(ctx context.Context) {
 	if len(keys) > 0 {
 		s.log.Info("resumed waiting for SMS parts", "messages", len(keys))
 	}
-	s.expire(ctx)
 }
 
 // expire assembles sets that are complete (their Assemble failed before)
