@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -397,5 +398,66 @@ func TestHILHang(t *testing.T) {
 	h.inject(modemsim.SMS{Text: "after the hang"})
 	if got := h.messages(1); string(got[0].Payload) != "after the hang" {
 		t.Errorf("got %q", got[0].Payload)
+	}
+}
+
+// BenchmarkHILReceive measures one SMS from injection in the simulator to
+// the Sink: +CMTI, AT+CMGR, decode, Put, AT+CMGD, over a pty paced like a
+// 115200 baud UART.
+func BenchmarkHILReceive(b *testing.B) {
+	if testing.Short() {
+		b.Skip("hardware-in-loop benchmark")
+	}
+	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(b.TempDir(), "modem"), Profile: "quectel", Baud: 115200})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sim.Close()
+	sink := NewMemorySink()
+	s := NewSession(Config{Port: sim.Link(), SMS: true, AllowedSenders: []string{"000"}}, sink)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for s.Healthy() != nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n := 0
+	for b.Loop() {
+		if _, err := sim.InjectSMS(modemsim.SMS{Text: fmt.Sprintf("command %d", n)}); err != nil {
+			b.Fatal(err)
+		}
+		n++
+		wctx, wcancel := context.WithTimeout(ctx, wait)
+		if _, err := sink.Wait(wctx, n); err != nil {
+			b.Fatal(err)
+		}
+		wcancel()
+	}
+}
+
+// BenchmarkHILSend measures one AT+CMGS round trip (prompt, PDU, +CMGS)
+// over a pty paced like a 115200 baud UART.
+func BenchmarkHILSend(b *testing.B) {
+	if testing.Short() {
+		b.Skip("hardware-in-loop benchmark")
+	}
+	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(b.TempDir(), "modem"), Profile: "quectel", Baud: 115200})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sim.Close()
+	s := NewSession(Config{Port: sim.Link(), SMS: true}, NewMemorySink())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for s.Healthy() != nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for b.Loop() {
+		if _, err := s.SendSMS(ctx, "", []byte("temperature 21.5"), false); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

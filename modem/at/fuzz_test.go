@@ -1,6 +1,8 @@
 package at
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -162,6 +164,32 @@ func TestRegistrationReadForm(t *testing.T) {
 	for line, want := range tests {
 		if got := RegistrationReadForm(line); got != want {
 			t.Errorf("RegistrationReadForm(%q) = %v, want %v", line, got, want)
+		}
+	}
+}
+
+// BenchmarkMachineCMGL measures parsing a 30-entry AT+CMGL answer with URCs
+// between its lines, fed in 64-byte reads as a UART delivers it.
+func BenchmarkMachineCMGL(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("\r\n")
+	for i := range 30 {
+		fmt.Fprintf(&sb, "+CMGL: %d,0,,40\r\n07914477790706520411000C914477\r\n", i)
+		if i%5 == 0 {
+			sb.WriteString("+CEREG: 5\r\n")
+		}
+	}
+	sb.WriteString("\r\nOK\r\n")
+	data := []byte(sb.String())
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		m := newMachine(DefaultURCs())
+		a := m.begin(Cmd{Line: "AT+CMGL=4", Trailing: 1}, false)
+		for off := 0; off < len(data); off += 64 {
+			m.feed(data[off:min(off+64, len(data))])
+		}
+		if !a.done || len(a.reply.Lines) != 60 {
+			b.Fatalf("done=%v lines=%d", a.done, len(a.reply.Lines))
 		}
 	}
 }
