@@ -24,6 +24,7 @@ const maxQueued = 1 << 20
 type link struct {
 	master    *os.File // pollable, so Close interrupts a blocked Read/Write
 	slave     *os.File // kept open so the host can close and reopen the port
+	slaveFd   int
 	slaveName string
 	path      string
 	baud      int
@@ -62,6 +63,7 @@ func openLink(path string, s *Sim) (*link, error) {
 		master:    master,
 		slave:     t,
 		slaveName: t.Name(),
+		slaveFd:   int(t.Fd()),
 		path:      path,
 		baud:      s.opts.Baud,
 		log:       s.log,
@@ -153,16 +155,36 @@ func (l *link) setChunked(on bool) {
 	l.mu.Unlock()
 }
 
-// waitFlushed waits until everything queued has been written, the link is
-// closed or d has passed.
+// waitFlushed waits until everything queued has been written and read by
+// the host, the link is closed or d has passed. Closing the master
+// discards what the host has not read yet, so a reset waits here for its
+// OK to be read, as a module finishes its reply before it restarts.
+//
+// Bytes written to the master reach the slave's input queue a little later
+// (the kernel pushes them from a work queue), so an empty queue only counts
+// once the writer has been idle for settle.
 func (l *link) waitFlushed(d time.Duration) {
+	const settle = 20 * time.Millisecond
 	deadline := time.Now().Add(d)
+	var idleSince time.Time
 	for time.Now().Before(deadline) {
 		l.mu.Lock()
-		idle := l.closed || (len(l.queue) == 0 && !l.writing)
+		closed := l.closed
+		idle := len(l.queue) == 0 && !l.writing
 		l.mu.Unlock()
-		if idle {
+		if closed {
 			return
+		}
+		switch {
+		case !idle:
+			idleSince = time.Time{}
+		case idleSince.IsZero():
+			idleSince = time.Now()
+		case time.Since(idleSince) >= settle:
+			n, err := unix.IoctlGetInt(l.slaveFd, unix.TIOCINQ)
+			if err != nil || n == 0 {
+				return
+			}
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
