@@ -283,6 +283,22 @@ func startSim(t *testing.T, o Options) *Sim {
 	return s
 }
 
+// waitBoot waits until the module has finished booting; it is safe to
+// call from any goroutine.
+func waitBoot(s *Sim) (State, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		st := s.State()
+		if st.SMSReady {
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			return st, errors.New("module did not boot")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // waitState polls State until ok, failing after wait.
 func waitState(t *testing.T, s *Sim, what string, ok func(State) bool) State {
 	t.Helper()
