@@ -237,6 +237,9 @@ func cmdSMS(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
+	if idx == nil {
+		idx = []int{} // held by the network: stored later
+	}
 	return printJSON(stdout, stderr, map[string][]int{"indexes": idx})
 }
 

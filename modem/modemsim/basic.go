@@ -64,6 +64,7 @@ func basicCommands() map[string]spec {
 		"+QCSQ":       {fn: (*Sim).cmdQCSQ, profiles: []string{"quectel"}},
 		"+QNWINFO":    {fn: (*Sim).cmdQNWINFO, profiles: []string{"quectel"}},
 		"+CPSI":       {fn: (*Sim).cmdCPSI, profiles: []string{"simcom"}},
+		"+CRESET":     {fn: (*Sim).cmdCRESET, profiles: []string{"simcom"}},
 		"+CIPMODE":    {fn: (*Sim).cmdAccept, profiles: []string{"simcom"}},
 		"+CIPCCFG":    {fn: (*Sim).cmdAccept, profiles: []string{"simcom"}},
 		"+CSOCKSETPN": {fn: (*Sim).cmdAccept, profiles: []string{"simcom"}},
@@ -336,6 +337,15 @@ func (s *Sim) cmdCFUN(c *command, r *reply) error {
 	default:
 		return errPlain
 	}
+	return nil
+}
+
+// cmdCRESET is the SIM7600 reset command: OK, then as AT+CFUN=1,1.
+func (s *Sim) cmdCRESET(c *command, r *reply) error {
+	if c.op != opExec {
+		return errPlain
+	}
+	r.then(s.resetLocked)
 	return nil
 }
 

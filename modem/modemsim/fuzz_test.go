@@ -41,9 +41,11 @@ func FuzzHostInput(f *testing.F) {
 			t.Fatalf("InjectUDP after fuzz: %v", err)
 		}
 		_ = e.sim.State()
-		// Recover to command mode: ESC ends a text prompt; a data prompt
-		// wants at most 1500 bytes.
-		e.in("\x1b" + strings.Repeat("\x1b", maxDatagram))
+		// Recover to command mode: CR ends a half-typed line (which may
+		// open a prompt), ESC ends a text prompt, a data prompt wants at
+		// most 1500 bytes, and a last CR flushes the padding as a line
+		// without AT.
+		e.in("\r" + strings.Repeat("\x1b", maxDatagram+1) + "\r")
 		e.sim.mu.Lock()
 		e.sim.set.verbose, e.sim.set.quiet, e.sim.cfun = true, false, 1
 		e.sim.mu.Unlock()

@@ -244,12 +244,16 @@ func (l *link) writeLoop(rng *rand.Rand) {
 	}
 }
 
-// readLoop feeds host bytes to the module until the link closes.
+// readLoop feeds host bytes to the module until the link closes. With
+// Baud set, bytes reach the module no faster than the line carries them.
 func (l *link) readLoop(s *Sim) {
 	buf := make([]byte, 4096)
 	for {
 		n, err := l.master.Read(buf)
 		if n > 0 {
+			if l.baud > 0 {
+				time.Sleep(time.Duration(n) * 10 * time.Second / time.Duration(l.baud))
+			}
 			s.feed(l, buf[:n])
 		}
 		if err != nil {

@@ -18,8 +18,8 @@ type Options struct {
 	Profile string
 	// Control is the unix socket path of the control protocol; "" means none.
 	Control string
-	// Baud, when > 0, paces bytes to the host at 10 bits per byte (8N1) at
-	// this rate, so that latency figures are those of a real UART.
+	// Baud, when > 0, paces bytes in both directions at 10 bits per byte
+	// (8N1) at this rate, so that latency figures are those of a real UART.
 	Baud int
 	// EmptyRead is what AT+CMGR answers for an empty slot: "ok" (a bare OK,
 	// as some modules do) or "error" (+CMS ERROR: 321). Default "error".

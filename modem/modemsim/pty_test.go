@@ -292,6 +292,7 @@ func TestResetDrops(t *testing.T) {
 	for _, tt := range []struct{ profile, cmd, last string }{
 		{"quectel", "AT+CFUN=1,1", "APP RDY\r\n"},
 		{"simcom", "AT+CFUN=1,1", "PB DONE\r\n"},
+		{"simcom", "AT+CRESET", "PB DONE\r\n"},
 		{"ublox", "AT+CFUN=15", ""},
 	} {
 		t.Run(tt.profile, func(t *testing.T) {

@@ -400,7 +400,7 @@ func (s *Sim) cmdCMGS(c *command, r *reply) error {
 	}
 	if s.set.cmgf == 0 {
 		n, err := c.intArg(0, -1, 7, 164)
-		if err != nil {
+		if err != nil || len(c.args) != 1 {
 			return cms(304)
 		}
 		s.startData(modeText, 0, s.set.echo, func(data []byte, cancelled bool, r *reply) error {
