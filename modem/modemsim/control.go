@@ -263,7 +263,7 @@ type Client struct {
 // Do sends one request and returns the response. A response that reports
 // a failure is returned with a non-nil error that wraps ErrStoreFull or
 // ErrNoSocket when the code says so.
-func (c *Client) Do(req Request) (Response, error) {
+func (c *Client) Do(req Request) (resp Response, err error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -272,7 +272,11 @@ func (c *Client) Do(req Request) (Response, error) {
 	if err != nil {
 		return Response{}, fmt.Errorf("control %s: %w", req.Op, err)
 	}
-	defer conn.Close()
+	defer func() {
+		if cerr := conn.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("control %s: close: %w", req.Op, cerr)
+		}
+	}()
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return Response{}, fmt.Errorf("control %s: %w", req.Op, err)
 	}
@@ -283,7 +287,6 @@ func (c *Client) Do(req Request) (Response, error) {
 	if _, err := conn.Write(append(b, '\n')); err != nil {
 		return Response{}, fmt.Errorf("control %s: send: %w", req.Op, err)
 	}
-	var resp Response
 	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
 		return Response{}, fmt.Errorf("control %s: read response: %w", req.Op, err)
 	}

@@ -122,7 +122,10 @@ func symlinkReplace(target, path string) error {
 		return fmt.Errorf("link %s exists and is not a symlink", path)
 	}
 	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.%d.tmp", filepath.Base(path), os.Getpid()))
-	_ = os.Remove(tmp) // a leftover of a crashed run; absence is the normal case
+	// A leftover of a crashed run; absence is the normal case.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("symlink %s: remove leftover: %w", path, err)
+	}
 	if err := os.Symlink(target, tmp); err != nil {
 		return fmt.Errorf("symlink %s: %w", path, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -280,6 +281,9 @@ func (o *Options) applyDefaults() error {
 	}
 	if o.SMSC == "" {
 		o.SMSC = defaultSMSC
+	}
+	if d := strings.TrimPrefix(o.SMSC, "+"); d == "" || len(d) > 20 || strings.Trim(d, "0123456789") != "" {
+		return fmt.Errorf("smsc %q: want digits, optionally after +", o.SMSC)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -273,6 +273,8 @@ func address(num string) (tpdu.Address, error) {
 }
 
 // smscPrefix is the SMSC address field that precedes the TPDU in +CMGR.
+// The number was checked by Options.applyDefaults; should encoding still
+// fail, the field says "default SMSC" (00), which is also valid.
 func smscPrefix(number string) []byte {
 	a := pdumode.SMSCAddress{Address: tpdu.Address{TOA: 0x81, Addr: strings.TrimPrefix(number, "+")}}
 	if strings.HasPrefix(number, "+") {

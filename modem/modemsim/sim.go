@@ -530,6 +530,17 @@ func (s *Sim) emit(b []byte) {
 
 func (s *Sim) count(name string) { s.counters[name]++ }
 
+// maxRecords bounds the sent SMS and datagrams State keeps, so that a soak
+// run does not grow without end; the counters keep the totals.
+const maxRecords = 10000
+
+func trim[T any](recs []T) []T {
+	if len(recs) > maxRecords {
+		return append(recs[:0:0], recs[len(recs)-maxRecords:]...)
+	}
+	return recs
+}
+
 // State returns a snapshot of the simulator.
 func (s *Sim) State() State {
 	s.mu.Lock()

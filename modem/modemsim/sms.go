@@ -475,6 +475,7 @@ func (s *Sim) submit(tp []byte, smsc string, info segInfo, r *reply) error {
 	if info.enc == enc8Bit {
 		s.sentSMS[len(s.sentSMS)-1].Text = ""
 	}
+	s.sentSMS = trim(s.sentSMS)
 	s.count(CounterCMGS)
 	r.line(fmt.Sprintf("+CMGS: %d", mr))
 	r.delay = s.opts.SendDelay

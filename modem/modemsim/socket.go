@@ -232,7 +232,7 @@ func (s *Sim) InjectUDP(from string, port int, payload []byte) error {
 func (s *Sim) recordSend(sk *socket, to netip.AddrPort, data []byte) {
 	s.count(CounterUDPOut)
 	sk.sent += len(data)
-	s.sentUDP = append(s.sentUDP, SentUDP{Socket: sk.id, Port: sk.port, To: to.String(), Data: append([]byte{}, data...)})
+	s.sentUDP = trim(append(s.sentUDP, SentUDP{Socket: sk.id, Port: sk.port, To: to.String(), Data: append([]byte{}, data...)}))
 }
 
 func parseDest(ip string, port int) (netip.AddrPort, error) {
