@@ -289,7 +289,7 @@ func waitBoot(s *Sim) (State, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		st := s.State()
-		if st.SMSReady {
+		if st.BootDone {
 			return st, nil
 		}
 		if time.Now().After(deadline) {

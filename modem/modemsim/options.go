@@ -117,6 +117,9 @@ type State struct {
 	// reported SMS DONE (or its profile's equivalent).
 	Booted   bool `json:"booted"`
 	SMSReady bool `json:"sms_ready"`
+	// BootDone is true once the last boot URC has been sent: nothing more
+	// of the boot will arrive.
+	BootDone bool `json:"boot_done"`
 	Hung     bool `json:"hung"`
 
 	Echo bool  `json:"echo"`

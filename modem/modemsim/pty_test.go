@@ -25,7 +25,7 @@ func bootDone(t *testing.T, s *Sim, h *host) {
 	case "simcom":
 		h.expect("PB DONE\r\n")
 	default:
-		waitState(t, s, "boot", func(st State) bool { return st.SMSReady })
+		waitState(t, s, "boot", func(st State) bool { return st.BootDone })
 	}
 }
 
@@ -204,7 +204,7 @@ func checkSent(t *testing.T, s *Sim, p []byte) {
 // gateway does.
 func TestSerialLibrary(t *testing.T) {
 	s := startSim(t, Options{})
-	waitState(t, s, "boot", func(st State) bool { return st.SMSReady })
+	waitState(t, s, "boot", func(st State) bool { return st.BootDone })
 	port, err := serial.Open(s.Link(), &serial.Mode{BaudRate: 115200})
 	if err != nil {
 		t.Fatalf("serial.Open: %v", err)
@@ -460,5 +460,47 @@ func TestCloseRemovesEverything(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// BenchmarkPTYRoundTrip measures one AT command and its reply through the
+// pty, unpaced and at 115200 baud (8N1 in both directions).
+func BenchmarkPTYRoundTrip(b *testing.B) {
+	for _, baud := range []int{0, 115200} {
+		b.Run(fmt.Sprintf("baud=%d", baud), func(b *testing.B) {
+			s, err := Start(Options{Link: filepath.Join(b.TempDir(), "modem"), Baud: baud, BootDelay: time.Millisecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := waitBoot(s); err != nil {
+				b.Fatal(err)
+			}
+			f, err := os.OpenFile(s.Link(), os.O_RDWR, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			buf := make([]byte, 256)
+			var got []byte
+			roundTrip := func() {
+				if _, err := f.Write([]byte("AT+CSQ\r")); err != nil {
+					b.Fatal(err)
+				}
+				for !bytes.HasSuffix(got, []byte("OK\r\n")) {
+					n, err := f.Read(buf)
+					if err != nil {
+						b.Fatal(err)
+					}
+					got = append(got, buf[:n]...)
+				}
+				got = got[:0]
+			}
+			roundTrip() // boot URCs and echo out of the way
+			b.ResetTimer()
+			for range b.N {
+				roundTrip()
+			}
+		})
 	}
 }

@@ -60,10 +60,11 @@ type Sim struct {
 	// plugGen counts link changes so that a late re-plug of an earlier
 	// Unplug does nothing; bootGen counts power-ups so that boot steps and
 	// delayed replies of an earlier boot are dropped.
-	plugGen int
-	bootGen int
-	phase   int
-	hungTil time.Time
+	plugGen  int
+	bootGen  int
+	phase    int
+	bootDone bool // the last boot URC has been sent
+	hungTil  time.Time
 
 	set settings
 	in  input
@@ -240,7 +241,9 @@ func (s *Sim) powerOn() {
 	gen := s.bootGen
 	delay := s.opts.BootDelay
 	step := max(s.opts.BootDelay/4, time.Millisecond)
+	s.bootDone = false
 	for i, b := range s.prof.boot {
+		last := i == len(s.prof.boot)-1
 		time.AfterFunc(delay+time.Duration(i)*step, func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -248,6 +251,7 @@ func (s *Sim) powerOn() {
 				return
 			}
 			s.bootStep(b)
+			s.bootDone = last
 		})
 	}
 }
@@ -284,6 +288,7 @@ func (s *Sim) autoDataLocked() {
 func (s *Sim) bootNow() {
 	s.bootGen++
 	s.phase = phaseSMSDone
+	s.bootDone = true
 	s.lastStat = s.regStat()
 	s.autoDataLocked()
 }
@@ -308,6 +313,7 @@ func (s *Sim) unplugFor(d time.Duration, why string) {
 	l := s.detach()
 	s.bootGen++
 	s.phase = phaseOff
+	s.bootDone = false
 	s.data = dataSession{}
 	s.sockets = map[int]*socket{}
 	s.cmtAbandonLocked()
@@ -367,6 +373,7 @@ func (s *Sim) resetLocked() {
 	s.counters[CounterResets]++
 	s.bootGen++
 	s.phase = phaseOff
+	s.bootDone = false
 	l := s.link
 	if s.opts.ResetDrop < 0 || l == nil {
 		s.data = dataSession{}
@@ -551,6 +558,7 @@ func (s *Sim) State() State {
 		Plugged:      s.link != nil,
 		Booted:       s.phase >= phaseRDY,
 		SMSReady:     s.phase >= phaseSMSDone,
+		BootDone:     s.bootDone,
 		Hung:         s.hung(),
 		Echo:         s.set.echo,
 		CMEE:         s.set.cmee,
