@@ -88,7 +88,8 @@ func (e *engine) quiet(lines ...string) {
 	e.t.Helper()
 	for _, l := range lines {
 		got := e.at(l)
-		if !strings.HasSuffix(got, "\r\nOK\r\n") && got != "0\r" {
+		// OK may be followed by the URC that reports the outcome (+QIOPEN).
+		if !strings.Contains(got, "\r\nOK\r\n") && got != "0\r" {
 			e.t.Fatalf("%s: got %q, want OK", l, got)
 		}
 	}

@@ -296,3 +296,41 @@ func TestGenericHasNoSockets(t *testing.T) {
 		t.Error("1501 bytes accepted")
 	}
 }
+
+// TestQuectelUDPClient covers the "UDP" service type: a fixed remote, sends
+// without an address, fixed and Ctrl-Z terminated lengths.
+func TestQuectelUDPClient(t *testing.T) {
+	e := newEngine(t, Options{})
+	e.quiet("ATE0", "AT+QIACT=1")
+	if diff := cmp.Diff("\r\nOK\r\n\r\n+QIOPEN: 3,0\r\n", e.at(`AT+QIOPEN=1,3,"UDP","100.64.0.1",6969,0,0`)); diff != "" {
+		t.Errorf("open (-want +got):\n%s", diff)
+	}
+	want := "\r\n+QISTATE: 3,\"UDP\",\"100.64.0.1\",6969,49155,2,1,3,0,\"usbat\"\r\n\r\nOK\r\n"
+	if diff := cmp.Diff(want, e.at("AT+QISTATE=1,3")); diff != "" {
+		t.Errorf("state (-want +got):\n%s", diff)
+	}
+	e.at("AT+QISEND=3,3")
+	if diff := cmp.Diff("\r\nSEND OK\r\n", e.in("a\x00b")); diff != "" {
+		t.Errorf("fixed length (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff("\r\n> ", e.at("AT+QISEND=3")); diff != "" {
+		t.Errorf("variable prompt (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff("\r\nSEND OK\r\n", e.in("text\x1a")); diff != "" {
+		t.Errorf("variable length (-want +got):\n%s", diff)
+	}
+	e.at("AT+QISEND=3")
+	if diff := cmp.Diff("\r\nOK\r\n", e.in("never\x1b")); diff != "" {
+		t.Errorf("ESC (-want +got):\n%s", diff)
+	}
+	want2 := []SentUDP{{Socket: 3, Port: 49155, To: cloud, Data: []byte("a\x00b")}, {Socket: 3, Port: 49155, To: cloud, Data: []byte("text")}}
+	if diff := cmp.Diff(want2, e.sim.State().SentUDP); diff != "" {
+		t.Errorf("sent (-want +got):\n%s", diff)
+	}
+	if err := e.sim.InjectUDP(cloud, 49155, []byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff("\r\n+QIURC: \"recv\",3\r\n", e.out.take()); diff != "" {
+		t.Errorf("recv (-want +got):\n%s", diff)
+	}
+}
