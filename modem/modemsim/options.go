@@ -31,7 +31,8 @@ type Options struct {
 	// a Super SIM ICCID (8988307...), an IMSI and a Luhn-valid IMEI.
 	ICCID, IMSI, IMEI string
 	// BootDelay is the time from power-up or reset to the first boot URC; the
-	// following boot URCs come BootDelay/4 apart. Default 50ms.
+	// following boot URCs come BootDelay/4 (at least 1ms) apart, in order.
+	// Default 50ms.
 	BootDelay time.Duration
 	// ResetDrop is how long the link is gone during AT+CFUN=1,1 (or =15) and
 	// Reset, as a USB module re-enumerates. Default 200ms; a negative value

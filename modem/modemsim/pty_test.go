@@ -200,6 +200,23 @@ func checkSent(t *testing.T, s *Sim, p []byte) {
 	}
 }
 
+// TestBootURCs checks the exact boot sequence of each talkative profile.
+func TestBootURCs(t *testing.T) {
+	for _, tt := range []struct{ profile, want string }{
+		{"quectel", "\r\nRDY\r\n\r\n+CPIN: READY\r\n\r\n+QUSIM: 1\r\n\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n\r\nAPP RDY\r\n"},
+		{"simcom", "\r\nRDY\r\n\r\n+CPIN: READY\r\n\r\nSMS DONE\r\n\r\nPB DONE\r\n"},
+	} {
+		t.Run(tt.profile, func(t *testing.T) {
+			s := startSim(t, Options{Profile: tt.profile, BootDelay: time.Millisecond})
+			h := openHost(t, s.Link())
+			waitState(t, s, "boot", func(st State) bool { return st.BootDone })
+			if diff := cmp.Diff(tt.want, string(h.readN(len(tt.want)))); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 // TestSerialLibrary opens the link with go.bug.st/serial exactly as the
 // gateway does.
 func TestSerialLibrary(t *testing.T) {

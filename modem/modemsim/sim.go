@@ -240,20 +240,25 @@ func (s *Sim) powerOn() {
 	s.lastStat = 0
 	gen := s.bootGen
 	delay := s.opts.BootDelay
-	step := max(s.opts.BootDelay/4, time.Millisecond)
+	gap := max(s.opts.BootDelay/4, time.Millisecond)
 	s.bootDone = false
-	for i, b := range s.prof.boot {
-		last := i == len(s.prof.boot)-1
-		time.AfterFunc(delay+time.Duration(i)*step, func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.bootGen != gen || s.closed {
-				return
-			}
-			s.bootStep(b)
-			s.bootDone = last
-		})
+	// Each step schedules the next, so the URCs keep their order even when
+	// timer goroutines run late.
+	var step func(i int)
+	step = func(i int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.bootGen != gen || s.closed {
+			return
+		}
+		s.bootStep(s.prof.boot[i])
+		if i == len(s.prof.boot)-1 {
+			s.bootDone = true
+			return
+		}
+		time.AfterFunc(gap, func() { step(i + 1) })
 	}
+	time.AfterFunc(delay, func() { step(0) })
 }
 
 // bootStep emits one boot URC and enters its phase. Caller holds mu.
