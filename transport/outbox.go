@@ -75,6 +75,7 @@ func (q *Queue) admit(ctx context.Context, items []*admit) error {
 				return nil, fmt.Errorf("index request %s: %w", it.Req.ID, err)
 			}
 			c.out[ch]++
+			c.addedOut[ch] = true
 			it.Outcome = admitQueued
 		}
 		return nil, nil
@@ -102,6 +103,7 @@ func (q *Queue) putResult(tx *bolt.Tx, c *counts, r Result) error {
 		return fmt.Errorf("store result %s: %w", r.ID, err)
 	}
 	c.res++
+	c.addedRes = true
 	return nil
 }
 

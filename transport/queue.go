@@ -121,6 +121,10 @@ func outBucket(i int) []byte {
 type counts struct {
 	in, seg, res, done int
 	out                [numOut]int
+	// Set by a transaction that adds work, so the commit wakes its
+	// reader even when removals in the same batch keep the count level.
+	addedIn, addedRes bool
+	addedOut          [numOut]bool
 }
 
 func (c counts) occupancy() int { return c.in + c.seg + c.out[outSMS] + c.out[outIP] }
@@ -396,17 +400,18 @@ func (q *Queue) run(batch []*op) {
 
 // committed publishes new counts and wakes whoever waits for new work.
 func (q *Queue) committed(c counts) {
-	old := q.counts
+	added := c
+	c.addedIn, c.addedRes, c.addedOut = false, false, [numOut]bool{}
 	q.counts = c
 	q.snap.Store(&c)
-	if c.in > old.in {
+	if added.addedIn {
 		poke(q.sigIn)
 	}
-	if c.res > old.res {
+	if added.addedRes {
 		poke(q.sigRes)
 	}
 	for i := range c.out {
-		if c.out[i] > old.out[i] {
+		if added.addedOut[i] {
 			poke(q.sigOut[i])
 		}
 	}

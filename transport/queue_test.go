@@ -591,3 +591,43 @@ func TestQueueQuarantine(t *testing.T) {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }
+
+// A commit that removes one result and adds another leaves the count level;
+// the result publisher must still be woken, or the new result waits until
+// something else happens to poke it.
+func TestQueueAddWakesReaderWhenCountLevel(t *testing.T) {
+	q := openTestQueue(t, t.TempDir(), 10)
+	ctx := context.Background()
+	add := func(id string) {
+		t.Helper()
+		if err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+			return nil, q.putResult(tx, c, Result{ID: id, Channel: "sms", Status: StatusSent})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("first")
+	head, err := q.headResults(1)
+	if err != nil || len(head) != 1 {
+		t.Fatalf("headResults = %v, %v", head, err)
+	}
+	<-q.sigRes // consume the wake-up of the first result
+	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		if err := tx.Bucket(bucketResults).Delete(head[0].key); err != nil {
+			return nil, err
+		}
+		c.res--
+		return nil, q.putResult(tx, c, Result{ID: "second", Channel: "sms", Status: StatusSent})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Stats().Results; got != 1 {
+		t.Fatalf("Results = %d, want 1", got)
+	}
+	select {
+	case <-q.sigRes:
+	default:
+		t.Fatal("a result added in a commit that also removed one did not wake the publisher")
+	}
+}

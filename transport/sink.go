@@ -58,6 +58,7 @@ func (q *Queue) putTx(tx *bolt.Tx, c *counts, id string, val []byte, bounded boo
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	c.in++
+	c.addedIn = true
 	return nil, nil
 }
 
