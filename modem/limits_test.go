@@ -80,3 +80,25 @@ func TestMessageID(t *testing.T) {
 		t.Errorf("ids lack channel prefix: %s %s", MessageID(ip1), MessageID(a))
 	}
 }
+
+func TestIsText(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"", true},
+		{"hello", true},
+		{"line 1\r\nline 2\ttab", true},
+		{"emoji 😀 and €", true},
+		{"\x00\x01\x02", false},
+		{"bell\a", false},
+		{"\xff\xfe", false},
+		{"cut \xe2\x82", false},
+		{"del \x7f", false},
+		{"c1 \u0085", false},
+	} {
+		if got := IsText([]byte(tc.in)); got != tc.want {
+			t.Errorf("IsText(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
