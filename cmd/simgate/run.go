@@ -1,8 +1,13 @@
 package main
 
 import (
-	"fmt"
+	"context"
+	"errors"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/simgate/simgate/config"
 )
@@ -19,15 +24,52 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return exitConfig
 	}
 	log := newLogger(stderr, cfg.Log)
-	log.Error("simgate run: the gateway is not implemented yet in this build")
-	return exitError
+	log.Info("simgate starting", "version", version, "commit", commit, "config", *path)
+	ctx, stop := signalContext(log)
+	defer stop()
+	return exitCode(log, runGateway(ctx, &cfg, log, gatewayOptions{}))
 }
 
-func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("demo", stderr)
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+// signalContext is cancelled by the first SIGINT or SIGTERM, which starts a
+// clean stop; a second one exits at once, for an operator who cannot wait
+// for in-flight work (what is not acknowledged is still queued on disk).
+func signalContext(log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Info("stopping: finishing in-flight work (signal again to exit at once)", "signal", sig.String())
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			log.Warn("exiting at once; undelivered messages stay queued", "signal", sig.String())
+			os.Exit(exitError)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
 	}
-	fmt.Fprintln(stderr, "simgate demo: not implemented yet in this build")
+}
+
+// exitCode logs how the gateway ended and maps it to run's exit code.
+func exitCode(log *slog.Logger, err error) int {
+	if err == nil {
+		log.Info("simgate stopped")
+		return exitOK
+	}
+	if errors.As(err, new(errConfig)) {
+		log.Error("configuration cannot be used", "err", err)
+		return exitConfig
+	}
+	log.Error("simgate failed", "err", err)
 	return exitError
 }

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/systemd"
+	"github.com/simgate/simgate/transport"
+)
+
+// gatewayOptions are what a caller of runGateway adds to the configuration.
+type gatewayOptions struct {
+	Notifier *systemd.Notifier
+	// Started, when set, is called once the relay runs, with the device id
+	// and topic prefix in use.
+	Started func(deviceID, prefix string)
+	// Open replaces the serial port opener (tests); nil is the real one.
+	Open func(port string, baud int) (io.ReadWriteCloser, error)
+}
+
+// errConfig marks an error the configuration caused: simgate run exits 78
+// for it, and systemd does not restart into the same mistake.
+type errConfig struct{ err error }
+
+func (e errConfig) Error() string { return e.err.Error() }
+func (e errConfig) Unwrap() error { return e.err }
+
+// statusEvery is how often STATUS= is refreshed for the queue depth, which
+// changes without a modem status change.
+const statusEvery = 10 * time.Second
+
+// deviceIDWait is how long a gateway with a remembered device id waits for
+// the modem to report the SIM's ICCID before relaying under the remembered
+// id, so messages already queued flow while the modem is missing.
+const deviceIDWait = 30 * time.Second
+
+// runGateway runs the whole gateway until ctx is cancelled: the durable
+// queue, an embedded broker when configured, the modem session, the IP
+// Commands socket of this host in ip.mode os, and the MQTT relay. On
+// cancellation the relay finishes in-flight work (a device call, PUBACKs)
+// before the modem session stops, and the queue closes last.
+func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt gatewayOptions) (err error) {
+	n := opt.Notifier
+	if n == nil {
+		n = systemd.New(log.With("component", "systemd"))
+	}
+	q, err := transport.OpenQueue(transport.StoreConfig{Dir: cfg.Store.Dir, MaxMessages: cfg.Store.MaxMessages}, log.With("component", "queue"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := q.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	if cfg.MQTT.Embedded {
+		stop, err := transport.StartEmbedded(context.Background(), cfg.MQTT.URL, log)
+		if err != nil {
+			return err
+		}
+		// Deferred after q.Close, so it runs before it and after the relay
+		// has published its offline status.
+		defer func() {
+			if serr := stop(); serr != nil {
+				log.Warn("embedded broker", "err", serr)
+			}
+		}()
+		log.Info("embedded MQTT broker listening", "url", cfg.MQTT.URL)
+	}
+
+	h := newHub()
+	mcfg := modem.Config{
+		Port:           cfg.Modem.Port,
+		Baud:           cfg.Modem.Baud,
+		Profile:        cfg.Modem.Profile,
+		Init:           cfg.Modem.Init,
+		SMS:            cfg.SMS.Enabled,
+		AllowedSenders: cfg.SMS.AllowedSenders,
+		IPMode:         cfg.IP.Mode,
+		IPPort:         cfg.IP.Port,
+		APN:            cfg.IP.APN,
+		Cloud:          cfg.IP.Cloud,
+		OnEvent:        h.event,
+		OnStatus:       h.status,
+		Logger:         log,
+		Open:           opt.Open,
+	}
+	session := modem.NewSession(mcfg, q)
+	dev := &device{cfg: cfg, session: session}
+
+	// The session runs on its own context: it keeps serving a device call
+	// the relay is finishing after ctx is cancelled, and stops after.
+	sessCtx, stopSession := context.WithCancel(context.Background())
+	defer stopSession()
+	sessDone := make(chan error, 1)
+	go func() { sessDone <- session.Run(sessCtx) }()
+	defer func() {
+		stopSession()
+		if serr := <-sessDone; serr != nil && err == nil {
+			err = serr
+		}
+	}()
+
+	go func() {
+		<-ctx.Done()
+		if err := n.Stopping(); err != nil {
+			log.Warn("systemd notify", "err", err)
+		}
+	}()
+
+	deviceID, err := resolveDeviceID(ctx, cfg, h, sessDone, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	prefix := cfg.Prefix(deviceID)
+	relay, err := transport.NewRelay(transport.RelayConfig{
+		MQTT: transport.MQTTConfig{
+			URL:          cfg.MQTT.URL,
+			ClientID:     cfg.ClientID(deviceID),
+			Username:     cfg.MQTT.Username,
+			PasswordFile: cfg.MQTT.PasswordFile,
+			CAFile:       cfg.MQTT.CAFile,
+			CertFile:     cfg.MQTT.CertFile,
+			KeyFile:      cfg.MQTT.KeyFile,
+			TopicPrefix:  prefix,
+		},
+		Version: version,
+	}, q, dev, log)
+	if err != nil {
+		return errConfig{err}
+	}
+	h.attach(relay)
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopRun()
+	simChanged := make(chan error, 1)
+	wg.Go(func() { watchSIM(runCtx, cfg, deviceID, h, simChanged, log) })
+	wg.Go(func() { notifyLoop(runCtx, n, session, q, relay, h, log) })
+	wg.Go(func() {
+		n.Watchdog(runCtx, func() error {
+			if err := session.Healthy(); err != nil {
+				return fmt.Errorf("modem: %w", err)
+			}
+			if err := relay.Healthy(); err != nil {
+				return fmt.Errorf("relay: %w", err)
+			}
+			return nil
+		})
+	})
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(runCtx) }()
+	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", cfg.MQTT.URL, "modem", cfg.Modem.Port)
+	if opt.Started != nil {
+		opt.Started(deviceID, prefix)
+	}
+	select {
+	case err = <-relayDone:
+		stopRun()
+		return err
+	case serr := <-simChanged:
+		stopRun()
+		if rerr := <-relayDone; rerr != nil {
+			log.Warn("relay", "err", rerr)
+		}
+		return serr
+	case serr := <-sessDone:
+		// Run only returns early for a configuration it cannot use.
+		sessDone <- nil
+		stopRun()
+		if rerr := <-relayDone; rerr != nil {
+			log.Warn("relay", "err", rerr)
+		}
+		return errConfig{serr}
+	}
+}
+
+// resolveDeviceID returns device_id from the configuration or, when it is
+// empty, the SIM's ICCID. The ICCID last seen is remembered in store.dir, so
+// after a restart with the modem missing, messages already queued are still
+// relayed under the right topics.
+func resolveDeviceID(ctx context.Context, cfg *config.Config, h *hub, sessDone chan error, log *slog.Logger) (string, error) {
+	if cfg.DeviceID != "" {
+		return cfg.DeviceID, nil
+	}
+	remembered := readDeviceID(cfg.Store.Dir)
+	var fallback <-chan time.Time
+	if remembered != "" {
+		t := time.NewTimer(deviceIDWait)
+		defer t.Stop()
+		fallback = t.C
+	}
+	nag := time.NewTicker(30 * time.Second)
+	defer nag.Stop()
+	for {
+		if iccid := h.iccid(); iccid != "" {
+			if iccid != remembered {
+				if err := writeDeviceID(cfg.Store.Dir, iccid); err != nil {
+					log.Warn("cannot remember the device id", "err", err)
+				}
+			}
+			return iccid, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case err := <-sessDone:
+			sessDone <- err
+			if err != nil {
+				return "", errConfig{err}
+			}
+			return "", errors.New("modem session ended before the SIM was read")
+		case <-h.changed():
+		case <-fallback:
+			log.Warn("the modem has not reported the SIM's ICCID yet; relaying under the last device id seen", "device_id", remembered)
+			return remembered, nil
+		case <-nag.C:
+			log.Warn("waiting for the modem to report the SIM's ICCID, which names the MQTT topics (set device_id to start without it)", "port", cfg.Modem.Port)
+		}
+	}
+}
+
+// watchSIM ends the gateway when device_id comes from the ICCID and a
+// different SIM appears: the topics must follow the SIM, and a restart by
+// the service manager is the simple, visible way to switch.
+func watchSIM(ctx context.Context, cfg *config.Config, deviceID string, h *hub, out chan<- error, log *slog.Logger) {
+	if cfg.DeviceID != "" {
+		return
+	}
+	for {
+		if iccid := h.iccid(); iccid != "" && iccid != deviceID {
+			if err := writeDeviceID(cfg.Store.Dir, iccid); err != nil {
+				log.Warn("cannot remember the device id", "err", err)
+			}
+			out <- fmt.Errorf("the SIM changed (ICCID %s, topics use %s): exiting so the service restarts under the new device id", iccid, deviceID)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.changed():
+		}
+	}
+}
+
+const deviceIDFile = "device_id"
+
+func readDeviceID(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, deviceIDFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// writeDeviceID replaces the file atomically, so a crash leaves the old id
+// or the new one.
+func writeDeviceID(dir, id string) error {
+	tmp := filepath.Join(dir, deviceIDFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, deviceIDFile))
+}
+
+// notifyLoop keeps systemd informed: READY=1 once the modem is initialised
+// (the queue is open by then, so messages are safe even while the broker is
+// away), and a STATUS= line on every change and every statusEvery.
+func notifyLoop(ctx context.Context, n *systemd.Notifier, s *modem.Session, q *transport.Queue, r *transport.Relay, h *hub, log *slog.Logger) {
+	t := time.NewTicker(statusEvery)
+	defer t.Stop()
+	for {
+		st := s.Status()
+		if st.Ready {
+			if err := n.Ready(); err != nil {
+				log.Warn("systemd notify", "err", err)
+			}
+		}
+		if err := n.Status(systemd.StatusLine(st, q.Stats().Pending(), r.Stats().Connected)); err != nil {
+			log.Warn("systemd notify", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.changed():
+		case <-t.C:
+		}
+	}
+}
+
+// hub fans the session's events and status changes out to the relay, and
+// holds events until the relay exists (it waits for the device id).
+type hub struct {
+	mu      sync.Mutex
+	relay   *transport.Relay
+	held    []modem.Event
+	last    modem.Status
+	changes chan struct{}
+}
+
+// heldEvents bounds events kept before the relay starts.
+const heldEvents = 256
+
+func newHub() *hub { return &hub{changes: make(chan struct{})} }
+
+func (h *hub) event(ev modem.Event) {
+	h.mu.Lock()
+	r := h.relay
+	if r == nil {
+		if len(h.held) == heldEvents {
+			h.held = h.held[1:]
+		}
+		h.held = append(h.held, ev)
+	}
+	h.mu.Unlock()
+	if r != nil {
+		r.Event(ev)
+	}
+}
+
+func (h *hub) status(st modem.Status) {
+	h.mu.Lock()
+	h.last = st
+	r := h.relay
+	close(h.changes)
+	h.changes = make(chan struct{})
+	h.mu.Unlock()
+	if r != nil {
+		r.StatusChanged()
+	}
+}
+
+// changed returns a channel closed at the next status change.
+func (h *hub) changed() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.changes
+}
+
+func (h *hub) iccid() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last.SIM.ICCID
+}
+
+func (h *hub) attach(r *transport.Relay) {
+	h.mu.Lock()
+	held := h.held
+	h.held = nil
+	h.relay = r
+	h.mu.Unlock()
+	for _, ev := range held {
+		r.Event(ev)
+	}
+	r.StatusChanged()
+}
+
+// device is the modem.Device the relay sends through: SMS through the
+// modem session, IP Commands through the module's socket or, in ip.mode os,
+// a socket of this host.
+type device struct {
+	cfg     *config.Config
+	session *modem.Session
+}
+
+func (d *device) SendSMS(ctx context.Context, to string, payload []byte, binary bool) (int, error) {
+	if !d.cfg.SMS.Enabled {
+		return 0, errors.New("SMS Commands are disabled (sms.enabled: false)")
+	}
+	return d.session.SendSMS(ctx, to, payload, binary)
+}
+
+func (d *device) SendUDP(ctx context.Context, payload []byte) error {
+	switch d.cfg.IP.Mode {
+	case "modem":
+		return d.session.SendUDP(ctx, payload)
+	default:
+		return fmt.Errorf("IP Commands are off (ip.mode: %s)", d.cfg.IP.Mode)
+	}
+}
+
+func (d *device) Status() modem.Status {
+	st := d.session.Status()
+	if d.cfg.IP.Mode != "modem" {
+		st.Data = modem.DataInfo{Mode: d.cfg.IP.Mode}
+	}
+	return st
+}
