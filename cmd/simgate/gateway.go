@@ -127,6 +127,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 		return err
 	}
 	prefix := cfg.Prefix(deviceID)
+	ver, _ := buildVersion()
 	relay, err := transport.NewRelay(transport.RelayConfig{
 		MQTT: transport.MQTTConfig{
 			URL:          cfg.MQTT.URL,
@@ -138,7 +139,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 			KeyFile:      cfg.MQTT.KeyFile,
 			TopicPrefix:  prefix,
 		},
-		Version: version,
+		Version: ver,
 	}, q, dev, log)
 	if err != nil {
 		return errConfig{err}

@@ -24,7 +24,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return exitConfig
 	}
 	log := newLogger(stderr, cfg.Log)
-	log.Info("simgate starting", "version", version, "commit", commit, "config", *path)
+	v, c := buildVersion()
+	log.Info("simgate starting", "version", v, "commit", c, "config", *path)
 	ctx, stop := signalContext(log)
 	defer stop()
 	return exitCode(log, runGateway(ctx, &cfg, log, gatewayOptions{}))
