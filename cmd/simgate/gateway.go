@@ -42,7 +42,7 @@ const statusEvery = 10 * time.Second
 // deviceIDWait is how long a gateway with a remembered device id waits for
 // the modem to report the SIM's ICCID before relaying under the remembered
 // id, so messages already queued flow while the modem is missing.
-const deviceIDWait = 30 * time.Second
+var deviceIDWait = 30 * time.Second
 
 // runGateway runs the whole gateway until ctx is cancelled: the durable
 // queue, an embedded broker when configured, the modem session, the IP

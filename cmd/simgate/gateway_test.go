@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/systemd"
+)
+
+// testWait bounds waits so a broken test fails instead of hanging.
+const testWait = 30 * time.Second
+
+func testLog(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// The README's first command: the demo relays every scripted command both
+// ways and stops cleanly.
+func TestDemo(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := cmdDemo([]string{"-mqtt-port", "0", "-for", "50ms"}, &out, &errb)
+	text := out.String()
+	if code != exitOK {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, text, errb.String())
+	}
+	for _, want := range []string{
+		`"payload":"reboot {now} at 10€","encoding":"text","parts":1`,
+		`"payload":"temperature alert 🌡️ 31 °C"`,
+		`"parts":3`,
+		`"payload":"AQJ/gP8=","encoding":"base64"`,
+		`sms/out/result {"id":"demo-sms-1","status":"sent"`,
+		`the network received an SMS to 000 (ucs2, reference`,
+		`sms/out/result {"id":"demo-sms-2","status":"failed","error":"too long for one SMS`,
+		"mosquitto_sub -h 127.0.0.1",
+		"stopped cleanly",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q\nstdout:\n%s\nstderr:\n%s", want, text, errb.String())
+		}
+	}
+	if n := strings.Count(text, "/sms/in {"); n != 4 {
+		t.Errorf("demo relayed %d SMS, want 4\n%s", n, text)
+	}
+}
+
+// notifyListener plays systemd's side of sd_notify.
+type notifyListener struct {
+	mu   sync.Mutex
+	msgs []string
+	sig  chan struct{}
+}
+
+func listenNotify(t *testing.T) *notifyListener {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	t.Setenv("NOTIFY_SOCKET", path)
+	l := &notifyListener{sig: make(chan struct{}, 1)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			l.msgs = append(l.msgs, string(buf[:n]))
+			l.mu.Unlock()
+			select {
+			case l.sig <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return l
+}
+
+func (l *notifyListener) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.msgs...)
+}
+
+// wait returns the first message with prefix, failing after testWait.
+func (l *notifyListener) wait(t *testing.T, prefix string) string {
+	t.Helper()
+	deadline := time.After(testWait)
+	for {
+		for _, m := range l.all() {
+			if strings.HasPrefix(m, prefix) {
+				return m
+			}
+		}
+		select {
+		case <-l.sig:
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("no %q notification; got %q", prefix, l.all())
+		}
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// testConfig is a gateway on a simulated modem and an embedded broker.
+func testConfig(t *testing.T, sim *modemsim.Sim) *config.Config {
+	cfg := config.Default()
+	cfg.Modem.Port = sim.Link()
+	cfg.MQTT.Embedded = true
+	cfg.MQTT.URL = "tcp://" + freePort(t)
+	cfg.Store.Dir = filepath.Join(t.TempDir(), "store")
+	cfg.IP.Mode = "off"
+	return &cfg
+}
+
+func startSim(t *testing.T, opts modemsim.Options) *modemsim.Sim {
+	t.Helper()
+	if opts.Link == "" {
+		opts.Link = filepath.Join(t.TempDir(), "modem")
+	}
+	sim, err := modemsim.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	return sim
+}
+
+// Under systemd the gateway says READY=1 once the modem is initialised,
+// keeps STATUS= current, feeds the watchdog while healthy and says
+// STOPPING=1 when asked to stop.
+func TestGatewayNotifiesSystemd(t *testing.T) {
+	sim := startSim(t, modemsim.Options{Profile: "quectel"})
+	cfg := testConfig(t, sim)
+	n := listenNotify(t)
+	t.Setenv("WATCHDOG_USEC", "200000")
+	t.Setenv("WATCHDOG_PID", fmt.Sprint(os.Getpid()))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runGateway(ctx, cfg, testLog(t), gatewayOptions{Notifier: systemd.New(nil)}) }()
+	n.wait(t, "READY=1")
+	// Once ready the line leads with the registration and ends with the
+	// queue depth.
+	status := n.wait(t, "STATUS=registered")
+	if !strings.HasSuffix(status, " queued") || !strings.Contains(status, "dBm") {
+		t.Errorf("STATUS line %q lacks signal or queue depth", status)
+	}
+	n.wait(t, "WATCHDOG=1")
+	if n.all()[0] == "WATCHDOG=1" {
+		t.Errorf("watchdog fed before READY=1: %q", n.all())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("runGateway: %v", err)
+		}
+	case <-time.After(testWait):
+		t.Fatal("gateway did not stop")
+	}
+	n.wait(t, "STOPPING=1")
+}
+
+// device_id defaults to the ICCID, which is remembered in store.dir so a
+// restart without the modem still relays under the same topics.
+func TestDeviceIDFromICCIDIsRemembered(t *testing.T) {
+	sim := startSim(t, modemsim.Options{Profile: "simcom", ICCID: "89883070000099887766"})
+	cfg := testConfig(t, sim)
+	got := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runGateway(ctx, cfg, testLog(t), gatewayOptions{Started: func(id, prefix string) { got <- id + " " + prefix }})
+	}()
+	select {
+	case s := <-got:
+		if s != "89883070000099887766 supersim/89883070000099887766" {
+			t.Errorf("started as %q", s)
+		}
+	case err := <-done:
+		t.Fatalf("runGateway: %v", err)
+	case <-time.After(testWait):
+		t.Fatal("gateway did not start")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if id := readDeviceID(cfg.Store.Dir); id != "89883070000099887766" {
+		t.Errorf("remembered device id %q", id)
+	}
+
+	// The modem is gone: after deviceIDWait the remembered id is used.
+	saved := deviceIDWait
+	deviceIDWait = 200 * time.Millisecond
+	t.Cleanup(func() { deviceIDWait = saved })
+	cfg.Modem.Port = filepath.Join(t.TempDir(), "no-such-tty")
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		done <- runGateway(ctx, cfg, testLog(t), gatewayOptions{Started: func(id, prefix string) { got <- id }})
+	}()
+	select {
+	case id := <-got:
+		if id != "89883070000099887766" {
+			t.Errorf("without the modem started as %q", id)
+		}
+	case err := <-done:
+		t.Fatalf("runGateway: %v", err)
+	case <-time.After(testWait):
+		t.Fatal("gateway did not start without the modem")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A different SIM under a gateway named by the ICCID ends it with an
+// error, so the service restarts under the new topics.
+func TestWatchSIMChange(t *testing.T) {
+	cfg := config.Default()
+	cfg.Store.Dir = t.TempDir()
+	h := newHub()
+	out := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go watchSIM(ctx, &cfg, "111", h, out, testLog(t))
+	h.status(modem.Status{SIM: modem.SIMInfo{ICCID: "111"}})
+	select {
+	case err := <-out:
+		t.Fatalf("same SIM reported as a change: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	h.status(modem.Status{SIM: modem.SIMInfo{ICCID: "222"}})
+	select {
+	case err := <-out:
+		if !strings.Contains(err.Error(), "SIM changed") {
+			t.Errorf("error %q", err)
+		}
+	case <-time.After(testWait):
+		t.Fatal("SIM change not reported")
+	}
+	if id := readDeviceID(cfg.Store.Dir); id != "222" {
+		t.Errorf("remembered %q, want the new ICCID", id)
+	}
+}
+
+// Events from the modem before the relay exists are held, then delivered
+// in order.
+func TestHubHoldsEarlyEvents(t *testing.T) {
+	h := newHub()
+	for i := range heldEvents + 5 {
+		h.event(modem.Event{Type: "t", Message: fmt.Sprint(i)})
+	}
+	if len(h.held) != heldEvents || h.held[0].Message != "5" || h.held[heldEvents-1].Message != fmt.Sprint(heldEvents+4) {
+		t.Fatalf("held %d events, first %q", len(h.held), h.held[0].Message)
+	}
+}
+
+// The device refuses what the configuration turned off, with the reason.
+func TestDeviceRefusesDisabledChannels(t *testing.T) {
+	cfg := config.Default()
+	cfg.SMS.Enabled = false
+	cfg.IP.Mode = "off"
+	d := &device{cfg: &cfg, session: modem.NewSession(modem.Config{}, nil)}
+	if _, err := d.SendSMS(context.Background(), "000", []byte("x"), false); err == nil || !strings.Contains(err.Error(), "sms.enabled: false") {
+		t.Errorf("SendSMS with SMS disabled: %v", err)
+	}
+	if err := d.SendUDP(context.Background(), []byte("x")); err == nil || !strings.Contains(err.Error(), "ip.mode: off") {
+		t.Errorf("SendUDP with IP off: %v", err)
+	}
+	if got := d.Status().Data.Mode; got != "off" {
+		t.Errorf("Status().Data.Mode = %q", got)
+	}
+	if !errors.As(error(errConfig{errors.New("x")}), new(errConfig)) {
+		t.Error("errConfig not recognised")
+	}
+}
