@@ -82,6 +82,45 @@
 // {"online":false} is published and the client disconnects. What is left
 // stays queued for the next run.
 //
+// # IP Commands over a socket of this host (ip.mode: os)
+//
+// UDP (NewUDP, Run) receives IP Commands when the host itself has the data
+// session (PPP on a second tty, or QMI/ECM on wwan0) instead of the module.
+// NewUDP binds the socket at once, so a port in use is an error at start;
+// datagrams arriving before Run wait in the kernel. By default it binds all
+// addresses, so the new link address after a reconnect keeps working. A read
+// error other than stopping closes the socket and reopens it with backoff
+// ("ip_socket_lost", then "ip_socket_reopened"); Run never exits for it.
+//
+// One goroutine reads; each datagram is checked (ip.allowed_sources, else
+// "source_rejected"; at most 1300 bytes, else "ip_oversize" with the real
+// size: the read buffer holds any datagram, so none is cut short) and
+// becomes a modem.Inbound stamped with its arrival time, which gives its id.
+// A second goroutine stores them in the order read: everything that queued
+// up while the previous commit synced goes into the next one
+// (Queue.PutBatch, up to 512 per commit), so a burst costs a few fsyncs and
+// keeps its order. A sink without PutBatch gets one Put at a time. A full
+// queue drops the datagram (the queue reports "queue_full"); another store
+// failure is retried for about two seconds, then the datagrams are dropped
+// with "ip_store_failed". Events of one type are reported at most once per
+// 10 s with a count of the ones held back, so a flood of rejected datagrams
+// is not a flood on P/events; each is counted in Stats and logged at debug.
+// When Run's context is cancelled, what was read is stored before Run returns.
+//
+// Send (the modem.Device's SendUDP in os mode) sends from the same socket,
+// so the cloud sees the device port as source, as from a module's socket;
+// payloads over 1300 bytes are refused. Data reports {"mode":"os"} with
+// state "up" while the socket is open and the cloud is routable, and the
+// local address the kernel would use to reach it (or the bound one).
+//
+// Limits: UDP has no acknowledgement, so "durably stored before anything
+// else happens" starts when the datagram is read. Datagrams the kernel drops
+// (socket buffer overflow in a burst longer than the pipeline of 4096 and
+// the receive buffer, capped by net.core.rmem_max) or that arrive while the
+// socket is being reopened are lost without a trace here; a sent datagram
+// is "sent" once the kernel takes it. Bind to an address (ip.bind) only if
+// it exists at start: NewUDP fails otherwise.
+//
 // # MQTT payloads
 //
 // As in CONTRACT.md, with these additions: P/status carries "data",
