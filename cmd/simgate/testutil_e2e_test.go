@@ -34,6 +34,7 @@ import (
 
 	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/transport"
 )
 
 // e2eWait bounds one wait for the daemon; generous because a race-built
@@ -1015,4 +1016,71 @@ func (d *daemon) logLines(s string) []string {
 // hasEvent reports whether an event of one of the types arrived.
 func hasEvent(evs []event, types ...string) bool {
 	return slices.ContainsFunc(evs, func(e event) bool { return slices.Contains(types, e.Type) })
+}
+
+// injector feeds a burst to the simulated network from a goroutine.
+type injector struct {
+	n    atomic.Int64 // how many have been injected
+	done chan struct{}
+}
+
+// injectPaced injects msgs in order, gap apart, while the test does
+// something else; wait for done before checking delivery.
+func (r *rig) injectPaced(msgs []modemsim.SMS, gap time.Duration) *injector {
+	in := &injector{done: make(chan struct{})}
+	go func() {
+		defer close(in.done)
+		for _, m := range msgs {
+			if _, err := r.sim.InjectSMS(m); err != nil && !errors.Is(err, modemsim.ErrStoreFull) {
+				r.t.Errorf("inject %q: %v", m.Text, err)
+				return
+			}
+			in.n.Add(1)
+			time.Sleep(gap)
+		}
+	}()
+	return in
+}
+
+// waitInjected waits for the injector to finish.
+func (in *injector) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-in.done:
+	case <-time.After(e2eWait):
+		t.Fatalf("injection stuck after %d messages", in.n.Load())
+	}
+}
+
+// waitSeen waits until at least n distinct SMS have arrived on P/sms/in.
+func (r *rig) waitSeen(n int) {
+	r.t.Helper()
+	if !waitUntil(e2eWait, func() bool { return len(r.obs.smsIDs()) >= n }) {
+		r.t.Fatalf("only %d SMS arrived on P/sms/in, waiting for %d; %s", len(r.obs.smsIDs()), n, r.simSummary())
+	}
+}
+
+// heldByDaemon opens the durable queue of a daemon that is not running and
+// returns what it holds; the daemon's own code reads it the same way.
+func (r *rig) heldByDaemon() transport.QueueStats {
+	r.t.Helper()
+	if r.gw.running() {
+		r.t.Fatal("test bug: the queue is opened only while the daemon is down")
+	}
+	q, err := transport.OpenQueue(transport.StoreConfig{Dir: r.conf.StoreDir}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		r.t.Fatalf("open the daemon's queue: %v", err)
+	}
+	st := q.Stats()
+	if err := q.Close(); err != nil {
+		r.t.Fatalf("close the daemon's queue: %v", err)
+	}
+	return st
+}
+
+// onSIM counts what the simulated network and SIM still hold for the host:
+// segments stored on the SIM and segments the network has not delivered.
+func (r *rig) onSIM() (stored, network int) {
+	st := r.sim.State()
+	return len(st.Stored), st.NetworkQueue
 }
