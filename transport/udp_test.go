@@ -901,3 +901,73 @@ func BenchmarkUDPToQueue(b *testing.B) {
 		b.Fatalf("stats %+v, queue %+v: want all %d stored", s, q.Stats(), b.N)
 	}
 }
+
+func TestUDPHealthy(t *testing.T) {
+	tests := []struct {
+		name    string
+		running bool
+		down    time.Duration // how long the socket has been down; 0: open
+		storing time.Duration // how long a store call has run; 0: idle
+		err     string
+	}{
+		{"not running", false, 0, 0, "not running"},
+		{"running", true, 0, 0, ""},
+		{"down briefly", true, time.Second, 0, ""},
+		{"down too long", true, 2 * udpHealthGrace, 0, "down for"},
+		{"store call too long", true, 0, 2 * udpHealthGrace, "storing IP Commands has taken"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := NewUDP(UDPConfig{Cloud: "127.0.0.1:9"}, modem.NewMemorySink(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := u.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			u.running.Store(tt.running)
+			if tt.down > 0 {
+				u.mu.Lock()
+				c := u.conn
+				u.mu.Unlock()
+				u.lost(c, errors.New("network is down"))
+				u.mu.Lock()
+				u.downSince = time.Now().Add(-tt.down)
+				u.mu.Unlock()
+			}
+			if tt.storing > 0 {
+				u.base = u.base.Add(-tt.storing)
+				u.storing.Store(1)
+			}
+			err = u.Healthy()
+			if tt.err == "" {
+				if err != nil {
+					t.Errorf("Healthy: %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("Healthy: %v, want an error containing %q", err, tt.err)
+			}
+		})
+	}
+}
+
+// A host name in ip.cloud is resolved when sending, in the family of the
+// bound address.
+func TestUDPSendToHostName(t *testing.T) {
+	cloud := newUDPClient(t, 0)
+	_, port, err := net.SplitHostPort(cloud.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startUDP(t, UDPConfig{Bind: "127.0.0.1", Cloud: "localhost:" + port}, modem.NewMemorySink())
+	if err := r.u.Send(context.Background(), []byte("hello")); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if p, from := cloud.read(t); string(p) != "hello" || int(from.Port()) != r.u.Port() {
+		t.Errorf("cloud got %q from %s, want \"hello\" from port %d", p, from, r.u.Port())
+	}
+}
