@@ -96,8 +96,37 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 		Logger:         log,
 		Open:           opt.Open,
 	}
+	if cfg.IP.Mode == "modem" {
+		mcfg.AllowedSources = cfg.AllowedSources()
+	}
 	session := modem.NewSession(mcfg, q)
 	dev := &device{cfg: cfg, session: session}
+	if cfg.IP.Mode == "os" {
+		// Bound now, so a port in use or a missing ip.bind address is
+		// reported at start; datagrams wait in the kernel until Run.
+		udp, err := transport.NewUDP(transport.UDPConfig{
+			Port:           cfg.IP.Port,
+			Bind:           cfg.IP.Bind,
+			Cloud:          cfg.IP.Cloud,
+			AllowedSources: cfg.AllowedSources(),
+			OnEvent:        h.event,
+		}, q, log.With("component", "udp"))
+		if err != nil {
+			return errConfig{err}
+		}
+		dev.udp = udp
+		udpCtx, stopUDP := context.WithCancel(context.Background())
+		udpDone := make(chan error, 1)
+		go func() { udpDone <- udp.Run(udpCtx) }()
+		// Stopped after the relay, before the queue closes: what it has
+		// read is stored first.
+		defer func() {
+			stopUDP()
+			if uerr := <-udpDone; uerr != nil {
+				log.Warn("ip socket", "err", uerr)
+			}
+		}()
+	}
 
 	// The session runs on its own context: it keeps serving a device call
 	// the relay is finishing after ctx is cancelled, and stops after.
@@ -160,6 +189,11 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 			}
 			if err := relay.Healthy(); err != nil {
 				return fmt.Errorf("relay: %w", err)
+			}
+			if dev.udp != nil {
+				if err := dev.udp.Healthy(); err != nil {
+					return fmt.Errorf("ip socket: %w", err)
+				}
 			}
 			return nil
 		})
@@ -377,6 +411,7 @@ func (h *hub) attach(r *transport.Relay) {
 type device struct {
 	cfg     *config.Config
 	session *modem.Session
+	udp     *transport.UDP // ip.mode os
 }
 
 func (d *device) SendSMS(ctx context.Context, to string, payload []byte, binary bool) (int, error) {
@@ -390,6 +425,8 @@ func (d *device) SendUDP(ctx context.Context, payload []byte) error {
 	switch d.cfg.IP.Mode {
 	case "modem":
 		return d.session.SendUDP(ctx, payload)
+	case "os":
+		return d.udp.Send(ctx, payload)
 	default:
 		return fmt.Errorf("IP Commands are off (ip.mode: %s)", d.cfg.IP.Mode)
 	}
@@ -397,7 +434,10 @@ func (d *device) SendUDP(ctx context.Context, payload []byte) error {
 
 func (d *device) Status() modem.Status {
 	st := d.session.Status()
-	if d.cfg.IP.Mode != "modem" {
+	switch {
+	case d.udp != nil:
+		st.Data = d.udp.Data()
+	case d.cfg.IP.Mode != "modem":
 		st.Data = modem.DataInfo{Mode: d.cfg.IP.Mode}
 	}
 	return st

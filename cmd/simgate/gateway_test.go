@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/simgate/simgate/config"
 	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/modem/modemsim"
@@ -303,5 +305,116 @@ func TestDeviceRefusesDisabledChannels(t *testing.T) {
 	}
 	if !errors.As(error(errConfig{errors.New("x")}), new(errConfig)) {
 		t.Error("errConfig not recognised")
+	}
+}
+
+// subscribe records everything under prefix on the gateway's broker.
+func subscribe(t *testing.T, url, prefix string) <-chan paho.Message {
+	t.Helper()
+	ch := make(chan paho.Message, 64)
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("test-%d", time.Now().UnixNano())).SetOrderMatters(true)
+	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { ch <- m })
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(testWait) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	if tok := c.Subscribe(prefix+"/#", 1, nil); !tok.WaitTimeout(testWait) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	return ch
+}
+
+func awaitTopic(t *testing.T, ch <-chan paho.Message, topic string) string {
+	t.Helper()
+	deadline := time.After(testWait)
+	for {
+		select {
+		case m := <-ch:
+			if m.Topic() == topic {
+				return string(m.Payload())
+			}
+		case <-deadline:
+			t.Fatalf("nothing on %s", topic)
+		}
+	}
+}
+
+// ip.mode os: datagrams to the device port on this host reach P/ip/in,
+// requests on P/ip/out leave from the device port to ip.cloud, and status
+// reports the socket.
+func TestGatewayIPOverHostSocket(t *testing.T) {
+	sim := startSim(t, modemsim.Options{Profile: "generic"})
+	cfg := testConfig(t, sim)
+	cloud, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cloud.Close()
+	dport, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := dport.LocalAddr().(*net.UDPAddr).Port
+	dport.Close()
+	cfg.IP.Mode = "os"
+	cfg.IP.Port = port
+	cfg.IP.Bind = "127.0.0.1"
+	cfg.IP.Cloud = cloud.LocalAddr().String()
+	cfg.DeviceID = "dev1"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- runGateway(ctx, cfg, testLog(t), gatewayOptions{Started: func(string, string) { close(started) }})
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("runGateway: %v", err)
+	case <-time.After(testWait):
+		t.Fatal("gateway did not start")
+	}
+	msgs := subscribe(t, cfg.MQTT.URL, "supersim/dev1")
+
+	// The cloud sends an IP Command to the device port.
+	if _, err := cloud.WriteToUDP([]byte{0, 1, 2, 0xff}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	in := awaitTopic(t, msgs, "supersim/dev1/ip/in")
+	for _, want := range []string{`"channel":"ip"`, `"from":"` + cloud.LocalAddr().String() + `"`, fmt.Sprintf(`"port":%d`, port), `"payload":"AAEC/w==","encoding":"base64"`} {
+		if !strings.Contains(in, want) {
+			t.Errorf("ip/in %s lacks %s", in, want)
+		}
+	}
+
+	// The device answers through MQTT.
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(cfg.MQTT.URL).SetClientID("test-pub"))
+	if tok := pub.Connect(); !tok.WaitTimeout(testWait) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer pub.Disconnect(100)
+	if tok := pub.Publish("supersim/dev1/ip/out", 1, false, `{"id":"r1","payload":"pong"}`); !tok.WaitTimeout(testWait) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if got := awaitTopic(t, msgs, "supersim/dev1/ip/out/result"); got != `{"id":"r1","status":"sent"}` {
+		t.Errorf("result %s", got)
+	}
+	buf := make([]byte, 2048)
+	cloud.SetReadDeadline(time.Now().Add(testWait))
+	n, from, err := cloud.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(buf[:n]) != "pong" || from.Port != port {
+		t.Errorf("cloud got %q from %s, want \"pong\" from port %d", buf[:n], from, port)
+	}
+	if st := awaitTopic(t, msgs, "supersim/dev1/status"); !strings.Contains(st, `"data":{"mode":"os","state":"up","ip":"127.0.0.1"}`) {
+		t.Errorf("status data: %s", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
