@@ -24,6 +24,7 @@ var (
 	ErrNotReady = errors.New("modem not ready")
 	// ErrSMSDisabled means sms.enabled is false.
 	ErrSMSDisabled = errors.New("SMS is disabled (sms.enabled: false)")
-	// ErrIPUnavailable means the session cannot send IP Commands itself.
-	ErrIPUnavailable = errors.New(`ip mode "modem" is not available yet`)
+	// ErrIPUnavailable means the session does not send IP Commands itself:
+	// ip.mode is not "modem".
+	ErrIPUnavailable = errors.New(`IP Commands go through the modem only with ip.mode "modem"`)
 )

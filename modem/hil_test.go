@@ -389,11 +389,11 @@ func TestHILHang(t *testing.T) {
 	h := runHILTimeout(t, sim, nil, 300*time.Millisecond)
 	h.ready()
 	sim.Hang(2 * time.Second)
-	e := h.event(EventModemLost)
+	e := h.event(EventRecoveryProbe)
 	if !strings.Contains(e.Message, "stopped answering") && !strings.Contains(e.Message, "no final result") {
 		t.Errorf("event %q does not say the modem went silent", e.Message)
 	}
-	h.event(EventModemConnected)
+	h.event(EventRecoveryDone)
 	h.ready()
 	h.inject(modemsim.SMS{Text: "after the hang"})
 	if got := h.messages(1); string(got[0].Payload) != "after the hang" {

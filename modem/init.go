@@ -208,6 +208,14 @@ func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
 	if len(r.Lines) > 0 {
 		if used, total, err := parseCPMS(r.Lines[0]); err == nil {
 			s.log.Info("SIM SMS storage", "used", used, "capacity", total)
+			if total > 0 && used >= total && s.storageAlarm != EventStorageFull {
+				// The network has been refusing SMS; the drain that follows
+				// frees the SIM, and the network delivers what it held.
+				msg := fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained; draining it", used, total)
+				s.log.Warn(msg)
+				s.event(EventStorageFull, msg, map[string]any{"used": used, "total": total})
+				s.storageAlarm = EventStorageFull
+			}
 		}
 	}
 	if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {

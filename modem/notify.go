@@ -18,6 +18,25 @@ const (
 	EventModemLost         = "modem_lost"              // the session with the modem ended; it will be reopened
 	EventModemRestarted    = "modem_restarted"         // the modem reset itself; it is initialised again
 	EventInitFailed        = "modem_init_failed"       // a modem.init command failed (the session goes on)
+
+	EventMissedNotification = "sms_missed_notification" // SMS were found on the SIM that no +CMTI announced; AT+CNMI is sent again
+	EventRegistrationLost   = "registration_lost"       // the module lost its network registration (the session goes on)
+	EventRegistrationBack   = "registration_restored"   // the module is registered again
+
+	EventRecoveryProbe  = "recovery_probe"  // the modem went silent; probing it with AT
+	EventRecoveryReinit = "recovery_reinit" // initialising the modem again
+	EventRecoveryReset  = "recovery_reset"  // resetting the module (AT+CFUN=1,1, u-blox AT+CFUN=15)
+	EventRecoveryReopen = "recovery_reopen" // closing and reopening the port
+	EventRecoveryFailed = "recovery_failed" // every step failed: Healthy reports an error until the modem is back
+	EventRecoveryDone   = "recovery_done"   // a poll passed after a recovery step: healthy again
+
+	EventDataUp          = "data_up"          // the data session and UDP socket are open (ip.mode modem)
+	EventDataDown        = "data_down"        // the data session or socket was lost; it is re-opened with backoff
+	EventDataOpenFailed  = "data_open_failed" // opening the data session or socket failed; retried with backoff
+	EventDataUnsupported = "data_unsupported" // ip.mode modem with a module profile that has no sockets
+	EventSourceRejected  = "source_rejected"  // a datagram from a source outside ip.allowed_sources was dropped
+	EventIPStoreFailed   = "ip_store_failed"  // the Sink refused a datagram; it is kept in memory and retried
+	EventIPDropped       = "ip_dropped"       // a held datagram was dropped: too many waited for a refusing Sink
 )
 
 // maxQueuedEvents bounds events waiting for a slow OnEvent.

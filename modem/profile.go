@@ -8,13 +8,19 @@ type profile struct {
 	// ICCID lists the commands that read the ICCID, tried in order: each
 	// vendor has its own, and firmware versions disagree.
 	ICCID []string
+	// Reset restarts the module, the recovery step after a re-init failed.
+	// 27.007 AT+CFUN=1,1 for most; SARA-R4 resets with AT+CFUN=15.
+	Reset string
+	// Sockets runs the module's own UDP socket for ip.mode "modem"; nil
+	// when the family has none simgate can use.
+	Sockets socketFamily
 }
 
 var profiles = map[string]profile{
-	"quectel": {Name: "quectel", ICCID: []string{"AT+QCCID", "AT+CCID", "AT+ICCID"}},
-	"simcom":  {Name: "simcom", ICCID: []string{"AT+CICCID", "AT+CCID", "AT+ICCID"}},
-	"ublox":   {Name: "ublox", ICCID: []string{"AT+CCID", "AT+ICCID"}},
-	"generic": {Name: "generic", ICCID: []string{"AT+CCID", "AT+ICCID", "AT+QCCID", "AT+CICCID"}},
+	"quectel": {Name: "quectel", ICCID: []string{"AT+QCCID", "AT+CCID", "AT+ICCID"}, Reset: "AT+CFUN=1,1", Sockets: quectelSockets{}},
+	"simcom":  {Name: "simcom", ICCID: []string{"AT+CICCID", "AT+CCID", "AT+ICCID"}, Reset: "AT+CFUN=1,1", Sockets: simcomSockets{}},
+	"ublox":   {Name: "ublox", ICCID: []string{"AT+CCID", "AT+ICCID"}, Reset: "AT+CFUN=15", Sockets: ubloxSockets{}},
+	"generic": {Name: "generic", ICCID: []string{"AT+CCID", "AT+ICCID", "AT+QCCID", "AT+CICCID"}, Reset: "AT+CFUN=1,1"},
 }
 
 // Profiles are the names modem.profile accepts besides "auto".

@@ -49,19 +49,25 @@ func (s *Session) SendSMS(ctx context.Context, to string, payload []byte, binary
 	return 0, &OpError{Op: op + " (+CMGS)", Err: fmt.Errorf("no message reference in the answer %q", r.Lines)}
 }
 
-// SendUDP sends one IP Command. Module sockets are issue 6; until then it
-// says so instead of failing silently.
+// SendUDP sends one IP Command to Config.Cloud through the module's UDP
+// socket (ip.mode "modem"), with the exact byte count. A payload over the
+// limit is refused before the modem sees it; while the data session is down
+// the error says "data session down: <why>", so the relay can report a
+// failed result rather than wait.
 func (s *Session) SendUDP(ctx context.Context, payload []byte) error {
+	const op = "send IP Command"
 	if err := CheckUDP(payload); err != nil {
-		return &OpError{Op: "send IP Command", Err: err}
+		return &OpError{Op: op, Err: err}
 	}
 	switch s.cfg.IPMode {
 	case "off":
-		return &OpError{Op: "send IP Command", Err: fmt.Errorf("IP Commands are off (ip.mode: off)")}
+		return &OpError{Op: op, Err: fmt.Errorf("IP Commands are off (ip.mode: off)")}
+	case "modem":
+		return s.sendUDPModem(ctx, op, payload)
 	case "os":
-		return &OpError{Op: "send IP Command", Err: fmt.Errorf("ip.mode os sends datagrams from the host, not through the modem")}
+		return &OpError{Op: op, Err: fmt.Errorf("ip.mode os sends datagrams from the host, not through the modem")}
 	}
-	return &OpError{Op: "send IP Command", Err: ErrIPUnavailable}
+	return &OpError{Op: op, Err: fmt.Errorf("%w (ip.mode %q)", ErrIPUnavailable, s.cfg.IPMode)}
 }
 
 var _ Device = (*Session)(nil)

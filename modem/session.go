@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"strings"
 	"sync"
@@ -28,6 +29,17 @@ const (
 	// up to 24 hours, so a part may legitimately arrive a day late; giving
 	// up sooner would split one message into two partial ones.
 	DefaultReassemblyTimeout = 24 * time.Hour
+	// DefaultProbeTimeout bounds the answer to the AT probe sent when the
+	// modem went silent; a live module answers AT within milliseconds.
+	DefaultProbeTimeout = 2 * time.Second
+	// DefaultPortGoneLimit is how long the port may stay gone before
+	// Healthy reports it: USB re-enumeration takes seconds, and the unit's
+	// watchdog (3 minutes) must still have time to restart the process.
+	DefaultPortGoneLimit = 90 * time.Second
+	// DefaultIPPort, DefaultAPN and DefaultCloud are the Super SIM values.
+	DefaultIPPort = 6969
+	DefaultAPN    = "super"
+	DefaultCloud  = "100.64.0.1:6969"
 )
 
 // Config configures a Session. Zero durations take the defaults above.
@@ -53,15 +65,35 @@ type Config struct {
 	// BootTimeout bounds the wait for the modem to answer, the SIM to be
 	// ready and SMS to be usable after the port opens.
 	BootTimeout time.Duration
-	// RetryMin and RetryMax bound the jittered, doubling delay between
-	// attempts to reopen the port.
+	// RetryMin and RetryMax bound the jittered, doubling delays between
+	// recovery steps, attempts to reopen the port and to re-open the data
+	// session.
 	RetryMin, RetryMax time.Duration
+	// ProbeTimeout bounds the answer to the AT probe, the first recovery
+	// step when the modem stops answering.
+	ProbeTimeout time.Duration
+	// PortGoneLimit is how long the port may stay gone (USB re-enumeration)
+	// before Healthy reports an error and the recovery gives up.
+	PortGoneLimit time.Duration
 
-	// IP Commands over module sockets (issue 6); only IPMode is used yet.
+	// IPMode is modem (IP Commands through the module's own UDP socket),
+	// os or off; only "modem" makes the session open a socket.
 	IPMode string
+	// IPPort is the device port IP Commands arrive on (default 6969).
 	IPPort int
-	APN    string
-	Cloud  string
+	// APN is the data session's access point (default "super").
+	APN string
+	// Cloud is where SendUDP sends, "IP:PORT" (default 100.64.0.1:6969).
+	Cloud string
+	// AllowedSources are the networks IP Commands are accepted from; a
+	// datagram from elsewhere is dropped with a "source_rejected" event.
+	// Empty accepts any.
+	AllowedSources []netip.Prefix
+	// IPDirectPush opens the Quectel socket in direct push mode (the data
+	// comes in the +QIURC "recv" URC) instead of buffer mode (the module
+	// keeps datagrams until AT+QIRD). Buffer mode, the default, leaves
+	// datagrams in the module while the host cannot store them.
+	IPDirectPush bool
 
 	// OnEvent and OnStatus are called from a goroutine of the session's own,
 	// in order; they may block without stalling the modem. Nil is fine.
@@ -73,8 +105,9 @@ type Config struct {
 }
 
 // Session is one modem: it owns the serial port, keeps the modem
-// initialised, hands received SMS to the Sink and sends what the relay asks.
-// Run does the work; the other methods may be called from any goroutine.
+// initialised, hands received SMS and datagrams to the Sink and sends what
+// the relay asks. Run does the work; the other methods may be called from
+// any goroutine.
 type Session struct {
 	cfg  Config
 	sink Sink
@@ -82,9 +115,19 @@ type Session struct {
 	note *notifier
 
 	mu      sync.Mutex
-	eng     *at.Engine // nil while not connected and initialised
+	eng     *at.Engine // nil while not serving an initialised modem
 	status  Status
 	lastErr error
+	send    sendPath
+	// For Healthy: the engine of the open port (also while initialising or
+	// recovering), when the port was lost, the last answer of an earlier
+	// engine, whether the modem was ever initialised, and why the recovery
+	// gave up (nil unless it did).
+	live       *at.Engine
+	lostAt     time.Time
+	prevAnswer time.Time
+	everReady  bool
+	failed     error
 
 	// Run's goroutine only.
 	pending   map[string]*pendingSet
@@ -98,7 +141,28 @@ type Session struct {
 	prof         profile
 	echoBase     int64
 	regs         map[string]registration
+	regWas       string // "" until known, then "yes" or "no"
 	storeFailing bool
+
+	// Missed +CMTI: a drain the storage poll asked for found messages no
+	// +CMTI announced (suspects); a +CMTI that turns up late clears one.
+	pollDrain bool
+	cmtiSeen  map[int]bool
+	suspects  map[int]bool
+	missed    int
+
+	urcC    <-chan at.URC
+	backlog []at.URC // URCs put aside while waiting for a particular one
+	pollDue bool
+
+	dp dataPath
+
+	// Recovery ladder (recovery.go).
+	level       int
+	resetting   bool
+	reopenSince time.Time
+	healthyAt   time.Time
+	opened      bool // the current attempt opened the port
 
 	// tick replaces the poll ticker in tests, which poll when they choose;
 	// handled, when set, is told each URC the worker has acted on.
@@ -134,6 +198,21 @@ func NewSession(cfg Config, sink Sink) *Session {
 	if cfg.RetryMax < cfg.RetryMin {
 		cfg.RetryMax = max(DefaultRetryMax, cfg.RetryMin)
 	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = DefaultProbeTimeout
+	}
+	if cfg.PortGoneLimit <= 0 {
+		cfg.PortGoneLimit = DefaultPortGoneLimit
+	}
+	if cfg.IPPort <= 0 {
+		cfg.IPPort = DefaultIPPort
+	}
+	if cfg.APN == "" {
+		cfg.APN = DefaultAPN
+	}
+	if cfg.Cloud == "" {
+		cfg.Cloud = DefaultCloud
+	}
 	if cfg.Open == nil {
 		cfg.Open = openSerial
 	}
@@ -143,14 +222,22 @@ func NewSession(cfg Config, sink Sink) *Session {
 	}
 	log = log.With("component", "modem", "port", cfg.Port)
 	s := &Session{
-		cfg:     cfg,
-		sink:    sink,
-		log:     log,
-		note:    newNotifier(cfg.OnEvent, cfg.OnStatus, log),
-		pending: map[string]*pendingSet{},
-		regs:    map[string]registration{},
+		cfg:      cfg,
+		sink:     sink,
+		log:      log,
+		note:     newNotifier(cfg.OnEvent, cfg.OnStatus, log),
+		pending:  map[string]*pendingSet{},
+		regs:     map[string]registration{},
+		cmtiSeen: map[int]bool{},
+		suspects: map[int]bool{},
+		lostAt:   time.Now(),
+		dp:       dataPath{sock: -1},
 	}
 	s.status.Data.Mode = cfg.IPMode
+	if s.wantData() {
+		s.status.Data.State = DataDown
+		s.send.why = "the modem is not initialised yet"
+	}
 	s.status.Network.Registration = "unknown"
 	return s
 }
@@ -164,9 +251,9 @@ func openSerial(path string, baud int) (io.ReadWriteCloser, error) {
 }
 
 // Run opens the port, initialises the modem and serves it until ctx ends,
-// reopening the port with jittered backoff whenever the session fails (the
-// port vanished, the modem stopped answering or reset). It returns nil when
-// ctx is cancelled, and an error only for a configuration it cannot use.
+// climbing the recovery ladder (recovery.go) whenever the modem stops
+// answering or the port fails. It returns nil when ctx is cancelled, and an
+// error only for a configuration it cannot use.
 func (s *Session) Run(ctx context.Context) error {
 	if s.cfg.Port == "" {
 		return errors.New("modem: no serial port configured (modem.port)")
@@ -190,27 +277,33 @@ func (s *Session) Run(ctx context.Context) error {
 			s.log.Warn("event or status callback still busy at shutdown")
 		}
 	}()
+	defer s.flushHeldAtExit()
 	delay := s.cfg.RetryMin
 	for {
 		started := time.Now()
+		s.opened = false
 		err := s.attempt(ctx)
 		s.disconnected(err)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if time.Since(started) > 2*s.cfg.RetryMax {
+		s.portDown(err)
+		if s.healthyAt.After(started) || time.Since(started) > 2*s.cfg.RetryMax {
 			delay = s.cfg.RetryMin // it ran well for a while: start over
 		}
 		wait := jitter(delay)
-		s.log.Warn("modem session ended; reopening", "err", err, "retry_in", wait)
-		s.event(EventModemLost, fmt.Sprintf("modem session ended (%v); reopening in %s", err, wait.Round(time.Millisecond)), nil)
+		if s.opened {
+			s.log.Warn("modem session ended; reopening the port", "err", err, "retry_in", wait)
+			s.event(EventModemLost, fmt.Sprintf("modem session ended (%v); reopening in %s", err, wait.Round(time.Millisecond)), nil)
+		} else {
+			s.log.Info("modem port not available yet", "err", err, "retry_in", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
 		delay = min(2*delay, s.cfg.RetryMax)
-		s.update(func(st *Status) { st.Recovery.Reopens++ })
 	}
 }
 
@@ -223,8 +316,10 @@ func jitter(d time.Duration) time.Duration {
 // errRestarted ends an attempt when the module reset under a live port.
 var errRestarted = errors.New("the modem restarted")
 
-// attempt is one session: open, initialise, serve. The port is closed
-// when it returns.
+// attempt is one opening of the port: initialise, serve, and climb the
+// ladder's steps that need the port (probe, re-init, reset). It returns
+// when the port failed or the ladder reached the step that reopens it; the
+// port is closed then.
 func (s *Session) attempt(ctx context.Context) error {
 	if !s.restored {
 		s.restore(ctx)
@@ -233,12 +328,14 @@ func (s *Session) attempt(ctx context.Context) error {
 	if err != nil {
 		return &OpError{Op: "open " + s.cfg.Port, Err: err}
 	}
+	s.opened = true
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	urcs := make(chan at.URC, 64)
+	s.urcC, s.backlog = urcs, nil
 	// A live module answers the resynchronisation probe at once; a short
-	// wait lets a silent one be noticed (and the port reopened) sooner.
-	probe := 2 * time.Second
+	// wait lets a silent one be noticed (and the ladder climbed) sooner.
+	probe := s.cfg.ProbeTimeout
 	if s.cmdTimeout > 0 {
 		probe = s.cmdTimeout
 	}
@@ -253,6 +350,9 @@ func (s *Session) attempt(ctx context.Context) error {
 			}
 		},
 	})
+	s.mu.Lock()
+	s.live = eng
+	s.mu.Unlock()
 	defer func() {
 		// Closing the port first unblocks a write stuck on a dead device.
 		if err := port.Close(); err != nil {
@@ -260,35 +360,72 @@ func (s *Session) attempt(ctx context.Context) error {
 		}
 		eng.Close()
 	}()
-	if err := s.initialise(ctx, eng); err != nil {
-		return err
+	initNow := true
+	for {
+		var err error
+		if initNow {
+			if err = s.initialise(ctx, eng); err == nil {
+				initNow, s.resetting = false, false
+				s.afterInit()
+				st := s.Status()
+				s.event(EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
+				if s.cfg.SMS {
+					s.needDrain = true
+				}
+			}
+		}
+		if err == nil {
+			err = s.serve(ctx, eng)
+		}
+		s.stopServing(ctx, err)
+		if ctx.Err() != nil || gone(eng) {
+			return err
+		}
+		if errors.Is(err, errRestarted) {
+			// The module reset by itself (brown-out, its own watchdog): it
+			// answers, it only needs initialising again.
+			s.event(EventModemRestarted, "the modem restarted; initialising it again", nil)
+			s.update(func(st *Status) {
+				st.Recovery.Reinits++
+				st.Recovery.LastError = err.Error()
+			})
+			initNow = true
+			continue
+		}
+		next, err := s.recoverOnPort(ctx, eng, err, initNow)
+		if next == levelReopen || ctx.Err() != nil || gone(eng) {
+			return err
+		}
+		initNow = next != levelProbe
 	}
-	s.skipBootURCs(urcs)
-	s.mu.Lock()
-	s.eng = eng
-	s.lastErr = nil
-	s.mu.Unlock()
-	s.update(func(st *Status) { st.Ready = true })
-	st := s.Status()
-	s.event(EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
-	if s.cfg.SMS {
-		s.needDrain = true
-	}
-	return s.serve(ctx, eng, urcs)
 }
 
-// skipBootURCs drops the URCs that arrived while the modem was being
-// initialised: its boot announcements (RDY, SMS DONE) describe the boot
-// that initialise just handled, and the drain that follows finds any SMS
-// a +CMTI announced. Registration reports still count.
-func (s *Session) skipBootURCs(urcs <-chan at.URC) {
+// gone reports whether the engine stopped because the port failed.
+func gone(eng *at.Engine) bool {
+	select {
+	case <-eng.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// afterInit sorts the URCs that arrived while the modem was initialised.
+// Its boot announcements (RDY, SMS DONE, +CPIN) describe the boot that
+// initialise just handled, and the drain that follows finds any SMS a
+// +CMTI announced: those are dropped. Registration reports count; socket
+// URCs (a datagram pushed meanwhile) wait in the backlog for serve.
+func (s *Session) afterInit() {
 	for {
 		select {
-		case u := <-urcs:
-			if strings.HasPrefix(u.Line, "+CEREG:") || strings.HasPrefix(u.Line, "+CGREG:") || strings.HasPrefix(u.Line, "+CREG:") {
+		case u := <-s.urcC:
+			switch {
+			case strings.HasPrefix(u.Line, "+CEREG:") || strings.HasPrefix(u.Line, "+CGREG:") || strings.HasPrefix(u.Line, "+CREG:"):
 				s.registrationURC(u.Line)
-			} else {
+			case bootURC(u.Line) || strings.HasPrefix(u.Line, "+CMTI:"):
 				s.log.Debug("URC during initialisation", "line", u.Line)
+			default:
+				s.backlog = append(s.backlog, u)
 			}
 		default:
 			return
@@ -296,43 +433,39 @@ func (s *Session) skipBootURCs(urcs <-chan at.URC) {
 	}
 }
 
-// serve handles URCs and polls until the session fails.
-func (s *Session) serve(ctx context.Context, eng *at.Engine, urcs <-chan at.URC) error {
+// bootURC reports the announcements a module makes while it boots.
+func bootURC(line string) bool {
+	for _, p := range []string{"RDY", "APP RDY", "SMS DONE", "PB DONE", "+CPIN:", "+QUSIM:", "+QIND:", "+CFUN:"} {
+		if strings.HasPrefix(line, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// serve handles URCs, polls and the data session until the session fails.
+func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 	pollC := s.tick
 	if pollC == nil {
 		poll := time.NewTicker(s.cfg.PollInterval)
 		defer poll.Stop()
 		pollC = poll.C
 	}
-	failures := 0
+	s.mu.Lock()
+	s.eng = eng
+	s.lastErr = nil
+	s.everReady = true
+	s.mu.Unlock()
+	s.update(func(st *Status) { st.Ready = true })
+	s.dataStart()
+	if s.level > levelOK {
+		s.pollDue = true // prove the recovery worked
+	}
 	for {
-		var err error
-		if s.needDrain {
-			err = s.drain(ctx, eng)
-		} else {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-eng.Done():
-				if err := eng.Err(); err != nil {
-					return err
-				}
-				return at.ErrClosed
-			case u := <-urcs:
-				err = s.handleURC(ctx, eng, u)
-				if s.handled != nil {
-					s.handled(u)
-				}
-			case <-pollC:
-				err = s.poll(ctx, eng)
-			}
-		}
+		err := s.step(ctx, eng, pollC)
 		switch {
 		case err == nil:
-			failures = 0
 		case errors.Is(err, errRestarted):
-			s.event(EventModemRestarted, "the modem restarted; initialising it again", nil)
-			s.update(func(st *Status) { st.Recovery.Reinits++ })
 			return err
 		case errors.Is(err, errStore):
 			// The sink refused a message: it stays on the SIM, and the next
@@ -340,19 +473,128 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine, urcs <-chan at.URC)
 		case errors.Is(err, at.ErrClosed), ctx.Err() != nil:
 			return err
 		case errors.Is(err, at.ErrTimeout):
-			if failures++; failures >= 3 {
-				return fmt.Errorf("the modem stopped answering: %w", err)
-			}
-			s.log.Warn("modem command timed out", "err", err, "consecutive", failures)
+			return fmt.Errorf("the modem stopped answering: %w", err)
 		default:
 			s.log.Warn("modem command failed", "err", err)
 		}
 	}
 }
 
-// disconnected records why the session ended.
+// step does one piece of work. Work already waiting goes first, URCs before
+// the rest, so a URC that arrived before a timer fired is acted on first.
+func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Time) error {
+	if u, ok := s.nextURC(); ok {
+		return s.onURC(ctx, eng, u)
+	}
+	switch {
+	case s.needDrain:
+		return s.drain(ctx, eng)
+	case s.pollDue:
+		s.pollDue = false
+		return s.pollChecked(ctx, eng)
+	case s.dp.due:
+		return s.openData(ctx, eng)
+	case len(s.dp.held) == 0 && len(s.dp.stash) > 0:
+		ev := s.dp.stash[0]
+		s.dp.stash = s.dp.stash[1:]
+		return s.readSocket(ctx, eng, ev)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-eng.Done():
+		if err := eng.Err(); err != nil {
+			return fmt.Errorf("%w: %w", at.ErrClosed, err)
+		}
+		return at.ErrClosed
+	case u := <-s.urcC:
+		return s.onURC(ctx, eng, u)
+	case <-pollC:
+		return s.pollChecked(ctx, eng)
+	case <-timerC(s.dp.timer):
+		s.dataTimer()
+	case <-timerC(s.dp.heldTimer):
+		s.dp.heldTimer = nil
+		s.flushHeld(ctx)
+	}
+	return nil
+}
+
+// nextURC returns a URC that is already waiting: the backlog first, then
+// the engine's.
+func (s *Session) nextURC() (at.URC, bool) {
+	if len(s.backlog) > 0 {
+		u := s.backlog[0]
+		s.backlog = s.backlog[1:]
+		return u, true
+	}
+	select {
+	case u := <-s.urcC:
+		return u, true
+	default:
+		return at.URC{}, false
+	}
+}
+
+func (s *Session) onURC(ctx context.Context, eng *at.Engine, u at.URC) error {
+	err := s.handleURC(ctx, eng, u)
+	if s.handled != nil {
+		s.handled(u)
+	}
+	return err
+}
+
+// awaitURC waits for the URC match accepts (the +QIOPEN after AT+QIOPEN's
+// OK); every other URC meanwhile is kept in the backlog, in order, for
+// serve.
+func (s *Session) awaitURC(ctx context.Context, eng *at.Engine, what string, timeout time.Duration, match func(at.URC) bool) (at.URC, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case u := <-s.urcC:
+			if match(u) {
+				return u, nil
+			}
+			s.backlog = append(s.backlog, u)
+		case <-t.C:
+			return at.URC{}, fmt.Errorf("no %s within %s: %w", what, timeout, errNoURC)
+		case <-ctx.Done():
+			return at.URC{}, ctx.Err()
+		case <-eng.Done():
+			return at.URC{}, at.ErrClosed
+		}
+	}
+}
+
+// stopServing runs when serve or initialise returned: senders get "not
+// ready" and the data session is down until the modem is served again.
+func (s *Session) stopServing(ctx context.Context, err error) {
+	s.mu.Lock()
+	s.eng = nil
+	s.lastErr = err
+	s.mu.Unlock()
+	s.update(func(st *Status) { st.Ready = false })
+	switch {
+	case ctx.Err() != nil:
+		s.dataStop("the modem session is stopping")
+	case err != nil:
+		s.dataStop(fmt.Sprintf("the modem is being recovered (%v)", err))
+	default:
+		s.dataStop("the modem is being recovered")
+	}
+}
+
+// disconnected records why the port was closed.
 func (s *Session) disconnected(err error) {
 	s.mu.Lock()
+	if s.live != nil {
+		if a := s.live.LastAnswer(); a.After(s.prevAnswer) {
+			s.prevAnswer = a
+		}
+		s.lostAt = time.Now()
+	}
+	s.live = nil
 	s.eng = nil
 	s.lastErr = err
 	s.mu.Unlock()
@@ -362,6 +604,9 @@ func (s *Session) disconnected(err error) {
 			st.Recovery.LastError = err.Error()
 		}
 	})
+	if !errors.Is(err, context.Canceled) {
+		s.dataStop(fmt.Sprintf("the modem port closed (%v)", err))
+	}
 }
 
 // engine returns the engine of a connected, initialised session.
@@ -382,25 +627,6 @@ func (s *Session) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.status
-}
-
-// Healthy returns nil while the modem answers: it answered a command
-// within two poll intervals (plus slack), or a command is running and has
-// not yet timed out. It is the probe that gates the systemd watchdog.
-func (s *Session) Healthy() error {
-	eng, err := s.engine()
-	if err != nil {
-		return err
-	}
-	if deadline, busy := eng.Busy(); busy && time.Now().Before(deadline) {
-		return nil
-	}
-	window := 2*s.cfg.PollInterval + 30*time.Second
-	last := eng.LastAnswer()
-	if last.IsZero() || time.Since(last) > window {
-		return fmt.Errorf("the modem has not answered for over %s", window)
-	}
-	return nil
 }
 
 // update changes the status and reports it when it changed.

@@ -12,41 +12,45 @@ import (
 	"github.com/simgate/simgate/modem/at/attest"
 )
 
+// A module that resets under a live port (a UART module, or one whose USB
+// link survived) is initialised again on the same port.
 func TestSessionRestartReinitialises(t *testing.T) {
 	m := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("while rebooting")}
 	p1 := attest.New(t, initSteps(list())...)
-	p2 := attest.New(t, initSteps(list(entry(1, 0, m)), del(1))...)
-	r := newRig(t, defaultConfig(), nil, p1, p2)
+	r := newRig(t, defaultConfig(), nil, p1)
 	p1.Wait(wait)
+	p1.Append(initSteps(list(entry(1, 0, m)), del(1))...)
 	p1.Send("\r\nRDY\r\n")
 	r.event(EventModemRestarted)
-	p2.Wait(wait)
+	p1.Wait(wait)
 	if diff := cmp.Diff([]Inbound{sms("000", "while rebooting", t0, 1)}, r.messages(1), ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	st := r.s.Status()
-	if st.Recovery.Reinits != 1 || st.Recovery.Reopens != 1 || !strings.Contains(st.Recovery.LastError, "restarted") {
-		t.Errorf("recovery = %+v, want 1 reinit, 1 reopen, last error about the restart", st.Recovery)
+	if st.Recovery.Reinits != 1 || st.Recovery.Reopens != 0 || !strings.Contains(st.Recovery.LastError, "restarted") {
+		t.Errorf("recovery = %+v, want 1 reinit, no reopen, last error about the restart", st.Recovery)
 	}
 }
 
 // The tty vanishes (USB re-enumeration), is away for two attempts, and the
-// session reopens it by name and drains what arrived meanwhile.
+// session reopens it by name, drains what arrived meanwhile and proves the
+// modem healthy with a poll.
 func TestSessionReopensAfterPortLoss(t *testing.T) {
 	m := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("while away")}
 	p1 := attest.New(t, initSteps(list())...)
-	p2 := attest.New(t, initSteps(list(entry(3, 0, m)), del(3))...)
+	p2 := attest.New(t, append(initSteps(list(entry(3, 0, m)), del(3)), pollSteps(0)...)...)
 	r := newRig(t, defaultConfig(), nil, p1, nil, nil, p2)
 	p1.Wait(wait)
 	p1.Close()
-	r.event(EventModemLost)
+	r.event(EventRecoveryReopen)
 	p2.Wait(wait)
 	if diff := cmp.Diff([]Inbound{sms("000", "while away", t0, 1)}, r.messages(1), ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	r.event(EventModemConnected)
-	if st := r.s.Status(); st.Recovery.Reopens != 3 || !st.Ready {
-		t.Errorf("status = %+v, want 3 reopens and ready", st)
+	r.event(EventRecoveryDone)
+	if st := r.s.Status(); st.Recovery.Reopens != 1 || !st.Ready {
+		t.Errorf("status = %+v, want 1 reopen step and ready", st)
 	}
 	if err := r.s.Healthy(); err != nil {
 		t.Errorf("Healthy() after reopening = %v", err)
@@ -109,13 +113,51 @@ func TestSessionStorageWatch(t *testing.T) {
 	}
 	r.messages(1)
 	port.Wait(wait)
-	port.Append(pollSteps(30)...)
+	// No +CMTI came for it, even late: a missed notification, so the next
+	// poll routes new SMS again.
+	port.Append(statusSteps()...)
+	port.Append(ok("AT+CNMI=2,1,0,0,0\r"))
+	port.Append(answer("AT+CPMS?\r", `+CPMS: "SM",30,30,"SM",30,30,"SM",30,30`))
 	port.Append(list()) // full of outgoing messages it does not own: nothing to take
 	r.poll()
+	if e := r.event(EventMissedNotification); e.Fields["count"] != 1 {
+		t.Errorf("event = %+v", e)
+	}
 	if e := r.event(EventStorageFull); !strings.Contains(e.Message, "full") {
 		t.Errorf("event = %+v", e)
 	}
 	port.Wait(wait)
+}
+
+// A +CMTI that arrives after the poll's drain has already read its SMS is
+// late, not missing: no missed-notification event, no AT+CNMI.
+func TestSessionLateCMTIIsNotMissed(t *testing.T) {
+	m := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("late")}
+	port := attest.New(t, initSteps(list())...)
+	r := newRig(t, defaultConfig(), nil, port)
+	port.Wait(wait)
+	port.Append(pollSteps(1)...)
+	port.Append(list(entry(1, 0, m)), del(1))
+	r.poll()
+	r.messages(1)
+	port.Wait(wait)
+	port.Append(attest.Step{Write: "AT+CMGR=1\r", Read: "\r\n+CMS ERROR: 321\r\n"})
+	port.Send("\r\n+CMTI: \"SM\",1\r\n")
+	r.handledURC(`+CMTI: "SM",1`)
+	port.Append(pollSteps(0)...)
+	r.poll()
+	port.Wait(wait)
+	for {
+		select {
+		case e := <-r.events:
+			if e.Type == EventMissedNotification {
+				t.Errorf("unexpected event %+v", e)
+			}
+			continue
+		default:
+		}
+		break
+	}
 }
 
 func TestSessionReassemblyTimeout(t *testing.T) {
@@ -199,15 +241,15 @@ func TestSessionRestoresHeldParts(t *testing.T) {
 
 func TestSessionEchoMeansReset(t *testing.T) {
 	p1 := attest.New(t, initSteps(list())...)
-	p2 := attest.New(t, initSteps(list())...)
-	r := newRig(t, defaultConfig(), nil, p1, p2)
+	r := newRig(t, defaultConfig(), nil, p1)
 	p1.Wait(wait)
 	// u-blox modules reset without a word; only the echo tells.
 	p1.Append(attest.Step{Write: "AT+CSQ\r", Read: "AT+CSQ\r\r\n+CSQ: 20,99\r\n\r\nOK\r\n"},
 		answer("AT+CEREG?\r", `+CEREG: 0,5`), answer("AT+COPS?\r", `+COPS: 0,0,"Twilio",7`))
+	p1.Append(initSteps(list())...)
 	r.poll()
 	r.event(EventModemRestarted)
-	p2.Wait(wait)
+	p1.Wait(wait)
 }
 
 func TestSessionDirectCMT(t *testing.T) {

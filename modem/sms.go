@@ -41,6 +41,9 @@ func received(stat int) bool { return stat == 0 || stat == 1 }
 
 // handleURC acts on one URC.
 func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error {
+	if done, err := s.dataURC(ctx, eng, u); done {
+		return err
+	}
 	line := u.Line
 	switch {
 	case strings.HasPrefix(line, "+CMTI:"):
@@ -52,6 +55,12 @@ func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error
 			s.log.Warn("unreadable new-SMS indication; draining the store", "line", line, "err", err)
 			s.needDrain = true
 			return nil
+		}
+		// Announced after all (late, not missing), or announced before the
+		// drain that will read it.
+		delete(s.suspects, idx)
+		if s.needDrain || s.retryDrain {
+			s.cmtiSeen[idx] = true
 		}
 		return s.readIndex(ctx, eng, idx)
 	case strings.HasPrefix(line, "+CMT:"):
@@ -129,6 +138,8 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		s.needDrain, s.retryDrain = false, true
 		return err
 	}
+	suspect := s.pollDrain
+	s.pollDrain = false
 	entries := parseList(r.Lines, s.log.Warn)
 	sort.SliceStable(entries, func(i, j int) bool {
 		ti, tj := entryTime(entries[i]), entryTime(entries[j])
@@ -144,6 +155,13 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 			skipped++
 			continue
 		}
+		// The storage poll found more than it expected: an SMS on the SIM
+		// that no +CMTI announced is a missed notification, unless its
+		// +CMTI is merely late (handleURC clears it then).
+		if suspect && !s.cmtiSeen[e.Index] {
+			s.suspects[e.Index] = true
+		}
+		delete(s.cmtiSeen, e.Index)
 		if err := s.handle(ctx, eng, e); err != nil {
 			return err
 		}
@@ -469,11 +487,34 @@ func (s *Session) poll(ctx context.Context, eng *at.Engine) error {
 	if !s.cfg.SMS {
 		return nil
 	}
+	if err := s.missedNotifications(ctx, eng); err != nil {
+		return err
+	}
 	if s.retryDrain {
 		s.needDrain = true
 	}
 	s.expire(ctx)
 	return s.checkStorage(ctx, eng)
+}
+
+// missedNotifications reports SMS the last storage drain found that no
+// +CMTI announced, even late: the module stores SMS but stopped telling
+// (a firmware fault, or someone changed +CNMI). Routing them again is the
+// repair; the polls keep draining meanwhile, so nothing is lost.
+func (s *Session) missedNotifications(ctx context.Context, eng *at.Engine) error {
+	if len(s.suspects) == 0 {
+		return nil
+	}
+	n := len(s.suspects)
+	clear(s.suspects)
+	s.missed += n
+	msg := fmt.Sprintf("%d SMS reached the SIM without a +CMTI notification (%d since start); they were read by polling, and new-SMS routing (AT+CNMI) is set again", n, s.missed)
+	s.log.Warn(msg)
+	s.event(EventMissedNotification, msg, map[string]any{"count": n, "total": s.missed})
+	if _, err := s.do(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {
+		return err
+	}
+	return nil
 }
 
 // checkStorage reads how full the SIM's SMS store is. A full store refuses
@@ -509,6 +550,8 @@ func (s *Session) checkStorage(ctx context.Context, eng *at.Engine) error {
 	}
 	s.storageAlarm = alarm
 	if used > s.skipped {
+		// Nothing should be waiting: every +CMTI has been acted on.
+		s.pollDrain = !s.needDrain && !s.retryDrain
 		s.needDrain = true
 	}
 	return nil

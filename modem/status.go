@@ -2,6 +2,7 @@ package modem
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/simgate/simgate/modem/at"
@@ -97,6 +98,37 @@ func (s *Session) applyRegistration() {
 			st.Network.Operator = ""
 		}
 	})
+	s.registrationChanged(name)
+}
+
+// registrationChanged reports a registration lost or regained. Losing it
+// stops nothing: SMS wait in the network, and the polls notice its return.
+// Regained, a data session waiting to re-open is tried at once.
+func (s *Session) registrationChanged(name string) {
+	if name == "unknown" {
+		return
+	}
+	now := "no"
+	if registered(name) {
+		now = "yes"
+	}
+	was := s.regWas
+	s.regWas = now
+	switch {
+	case was == "yes" && now == "no":
+		msg := fmt.Sprintf("network registration lost (%s); SMS and IP Commands wait until it is back", name)
+		s.log.Warn(msg)
+		s.event(EventRegistrationLost, msg, map[string]any{"registration": name})
+	case was == "no" && now == "yes":
+		msg := fmt.Sprintf("network registration back (%s)", name)
+		s.log.Info(msg)
+		s.event(EventRegistrationBack, msg, map[string]any{"registration": name})
+		if s.dp.state == DataDown && s.dp.fam != nil && s.dp.timer != nil {
+			s.stopDataTimer()
+			s.dp.due = true
+			s.dp.delay = s.cfg.RetryMin
+		}
+	}
 }
 
 // registrationURC takes a +CEREG/+CREG/+CGREG URC.

@@ -27,6 +27,9 @@ type Cmd struct {
 	// (AT+CMGS, AT+QISEND, AT+USOST). A command with Data always waits for a
 	// prompt; a final result before it ends the command unwritten.
 	Data []byte
+	// PromptDelay is waited between the prompt and writing Data: u-blox
+	// asks for at least 50 ms after "@", or the first bytes may be lost.
+	PromptDelay time.Duration
 	// Final lists extra successful final results, e.g. "SEND OK".
 	Final []string
 	// Fail lists extra failing final results, e.g. "SEND FAIL".
@@ -119,7 +122,13 @@ func DefaultURCs() []URCSpec {
 		{Prefix: "+QNITZ:"},
 		// SIMCom
 		{Prefix: "+RECEIVE", Framer: SIMComReceive},
+		// SIM7600 names a datagram's sender on a line of its own before
+		// +RECEIVE (AT+CIPSRIP=1); it must not be taken into a reply.
+		{Prefix: "RECV FROM:"},
 		{Prefix: "+IPCLOSE:"},
+		{Prefix: "+CIPERROR:"},
+		{Prefix: "+CIPCLOSE:"},
+		{Prefix: "+NETCLOSE:"},
 		{Prefix: "+CIPEVENT:"},
 		{Prefix: "+CIPOPEN:"},
 		{Prefix: "+CIPSEND:"},
@@ -133,6 +142,7 @@ func DefaultURCs() []URCSpec {
 		{Prefix: "+UUSORF:"},
 		{Prefix: "+UUSORD:"},
 		{Prefix: "+UUSOCL:"},
+		{Prefix: "+UUSOST:"},
 		{Prefix: "+UUPSDA:"},
 		{Prefix: "+UUPSDD:"},
 	}

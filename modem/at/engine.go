@@ -310,6 +310,17 @@ func (e *Engine) settle() bool {
 	if len(e.m.write) > 0 {
 		w := e.m.write
 		e.m.write = nil
+		if d := e.m.writeDelay; d > 0 {
+			e.m.writeDelay = 0
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-e.quit:
+				t.Stop()
+				e.stop(nil)
+				return false
+			}
+		}
 		if err := e.write(w); err != nil {
 			e.stop(err)
 			return false

@@ -3,6 +3,7 @@ package at
 import (
 	"bytes"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -52,7 +53,9 @@ type machine struct {
 
 	out   []URC
 	write []byte
-	stale []string // lines dropped as leftovers of an abandoned command
+	// writeDelay is waited before write goes out (Cmd.PromptDelay).
+	writeDelay time.Duration
+	stale      []string // lines dropped as leftovers of an abandoned command
 }
 
 func newMachine(urcs []URCSpec) *machine { return &machine{urcs: urcs} }
@@ -106,6 +109,7 @@ func (m *machine) step() bool {
 		if c := m.cur; c != nil && c.cmd.Data != nil && !c.prompted && m.urcWant == 0 {
 			m.consumePrompt()
 			c.prompted = true
+			m.writeDelay = c.cmd.PromptDelay
 			m.write = append(m.write, c.cmd.Data...)
 			return true
 		}
