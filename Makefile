@@ -44,7 +44,7 @@ cross:
 	@ls -l $(DIST)
 
 bench:
-	./bench/run.sh
+	./scripts/bench.sh
 
 demo:
 	$(GO) run ./cmd/simgate demo

@@ -1,0 +1,520 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/simgate/simgate/modem/modemsim"
+)
+
+// The soak runs the daemon for a long time under a steady mix of traffic
+// with periodic faults, and checks the delivery promise: every SMS and
+// every accepted datagram reaches MQTT, every request gets a result.
+//
+//	go run ./scripts/bench soak [-duration 1h] [-rev REV] [-keep] [-v]
+//
+// SOAK_DURATION sets the default duration.
+
+// soakConfig is the load and fault plan of a soak run.
+type soakConfig struct {
+	duration   time.Duration
+	smsEvery   time.Duration
+	udpEvery   time.Duration
+	reqEvery   time.Duration
+	faultEvery time.Duration
+	report     time.Duration
+	drain      time.Duration
+}
+
+// faultPlan is the order faults are injected in, round robin.
+var faultPlan = []string{"unplug", "hang", "broker-restart"}
+
+// atRiskGrace is how long after a fault ends a datagram still counts as
+// sent into the fault: a module that re-enumerates or hangs loses what its
+// socket buffered, as a real one does, and that is not the gateway's loss.
+const atRiskGrace = 5 * time.Second
+
+func soakMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := time.Hour
+	if v := os.Getenv("SOAK_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fmt.Fprintf(stderr, "soak: SOAK_DURATION=%q: want a positive duration such as 1h or 2m\n", v)
+			return 2
+		}
+		def = d
+	}
+	duration := fs.Duration("duration", def, "how long to run the load (then drain and check)")
+	rev := fs.String("rev", os.Getenv("BENCH_REV"), "build simgate from this commit (git archive) instead of the work tree")
+	keep := fs.Bool("keep", false, "keep the work directory (logs of every process)")
+	verbose := fs.Bool("v", false, "log details to stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	root, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintf(stderr, "soak: %v\n", err)
+		return 1
+	}
+	cfg := soakConfig{
+		duration: *duration, smsEvery: 500 * time.Millisecond, udpEvery: 100 * time.Millisecond,
+		reqEvery: time.Second, report: time.Minute, drain: 3 * time.Minute,
+		faultEvery: min(max(*duration/5, 20*time.Second), 5*time.Minute),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s := &soak{cfg: cfg, root: root, rev: *rev, log: log, out: stdout}
+	lost, err := s.run(ctx, *keep)
+	if err != nil {
+		fmt.Fprintf(stderr, "soak: %v\n", err)
+		return 1
+	}
+	if lost > 0 {
+		fmt.Fprintf(stderr, "soak: %d lost\n", lost)
+		return 1
+	}
+	return 0
+}
+
+// soak is one soak run.
+type soak struct {
+	cfg  soakConfig
+	root string
+	rev  string
+	log  *slog.Logger
+	out  io.Writer
+
+	work   string
+	broker *broker
+	sim    *modemsim.Sim
+	gw     *gateway
+	obs    *observer
+	ipMode string
+	udp    *net.UDPConn // ip.mode os: to the gateway's port
+
+	sms, udp0, udpRisk     []string // markers expected, by kind
+	injectErrs, udpRefused int
+	faults                 []faultSpan
+
+	// Requests are published from goroutines of their own, so a broker
+	// restart does not stall the rest of the load.
+	mu        sync.Mutex
+	reqs      []string // "sms/out bm-r-1": requests the broker accepted
+	pubFailed int
+	pubs      sync.WaitGroup
+}
+
+// faultSpan is when a fault was in force.
+type faultSpan struct {
+	kind       string
+	start, end time.Time
+}
+
+func (s *soak) printf(format string, a ...any) { fmt.Fprintf(s.out, format, a...) }
+
+func (s *soak) run(ctx context.Context, keep bool) (lost int, err error) {
+	t := findTools()
+	if t.mosquitto == "" {
+		return 0, fmt.Errorf("mosquitto is not installed; %s", installHint)
+	}
+	s.work, err = os.MkdirTemp("", "simgate-soak-")
+	if err != nil {
+		return 0, fmt.Errorf("work dir: %w", err)
+	}
+	defer func() {
+		if keep || err != nil || lost > 0 {
+			s.printf("soak: logs kept in %s\n", s.work)
+			return
+		}
+		err = errors.Join(err, os.RemoveAll(s.work))
+	}()
+	src := s.root
+	if s.rev != "" {
+		if src, err = exportRev(ctx, s.root, s.rev, filepath.Join(s.work, "src")); err != nil {
+			return 0, err
+		}
+	}
+	bin := filepath.Join(s.work, "simgate")
+	if err := goBuild(ctx, src, bin, "./cmd/simgate", "", "", ""); err != nil {
+		return 0, err
+	}
+	if s.broker, err = startBroker(t.mosquitto, filepath.Join(s.work, "mosquitto"), true, s.log); err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, s.broker.stop()) }()
+	if s.sim, err = modemsim.Start(modemsim.Options{Link: filepath.Join(s.work, "modem"), Baud: 115200, Logger: s.log}); err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, s.sim.Close()) }()
+	if err := waitBooted(s.sim, 10*time.Second); err != nil {
+		return 0, err
+	}
+	const prefix = "supersim/soak"
+	if s.obs, err = newObserver(s.broker.url(), "bench-soak-observer", prefix, s.log); err != nil {
+		return 0, err
+	}
+	defer s.obs.close()
+	if err := s.startGateway(bin); err != nil {
+		return 0, err
+	}
+	defer func() {
+		if s.gw != nil {
+			err = errors.Join(err, s.gw.stop())
+		}
+		if s.udp != nil {
+			s.udp.Close()
+		}
+	}()
+	s.printf("soak: %s of SMS in every %s, UDP in every %s (%s), a request every %s, a fault every %s (%v); simgate %s, broker %s\n",
+		s.cfg.duration, s.cfg.smsEvery, s.cfg.udpEvery, s.ipMode, s.cfg.reqEvery, s.cfg.faultEvery, faultPlan, bin, s.broker.url())
+	if err := s.load(ctx); err != nil {
+		return 0, err
+	}
+	return s.finish(ctx)
+}
+
+// startGateway starts simgate with the IP mode that works in this build:
+// modem sockets, else a host socket, else none (said in the output).
+func (s *soak) startGateway(bin string) error {
+	base := gwConfig{DeviceID: "soak", Port: s.sim.Link(), Broker: s.broker.url(), StoreDir: filepath.Join(s.work, "store"), LogLevel: "info"}
+	try := func(c gwConfig) error {
+		g, err := startGateway(bin, filepath.Join(s.work, "gw"), c)
+		if err != nil {
+			return err
+		}
+		s.gw = g
+		_, err = g.waitReady(msgWait)
+		return err
+	}
+	c := base
+	c.IPMode = "modem"
+	if err := try(c); err != nil {
+		return err
+	}
+	why := modemAvailable(func(mk string) error { return s.sim.InjectUDP("100.64.0.1:6969", 6969, ipPayload(mk)) })
+	if why == "" {
+		s.ipMode = "ip.mode modem"
+		return nil
+	}
+	s.printf("soak: ip.mode modem unavailable (%s); trying ip.mode os\n", why)
+	if err := s.gw.stop(); err != nil {
+		return err
+	}
+	port, err := freePort("udp")
+	if err != nil {
+		return err
+	}
+	c = base
+	c.IPMode, c.IPPort, c.Bind, c.Cloud = "os", port, "127.0.0.1", "127.0.0.1:9"
+	if err := try(c); err != nil {
+		return err
+	}
+	b := &bench{root: s.root}
+	if why := b.osAvailable(port); why != "" {
+		s.printf("soak: UDP in skipped: %s\n", why)
+		s.ipMode = "UDP in skipped"
+		return nil
+	}
+	s.udp, err = net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		return fmt.Errorf("dial the gateway's port: %w", err)
+	}
+	s.ipMode = "ip.mode os"
+	return nil
+}
+
+// sendUDP sends one IP Command in the mode the gateway runs.
+func (s *soak) sendUDP(mk string) error {
+	if s.udp != nil {
+		_, err := s.udp.Write(ipPayload(mk))
+		return err
+	}
+	return s.sim.InjectUDP("100.64.0.1:6969", 6969, ipPayload(mk))
+}
+
+// inFault tells whether t is within a fault or its grace after it.
+func (s *soak) inFault(t time.Time) bool {
+	for _, f := range s.faults {
+		if !t.Before(f.start) && (f.end.IsZero() || t.Before(f.end.Add(atRiskGrace))) {
+			return true
+		}
+	}
+	return false
+}
+
+// load drives traffic and faults for the configured duration.
+func (s *soak) load(ctx context.Context) error {
+	start := time.Now()
+	end := time.After(s.cfg.duration)
+	smsT := time.NewTicker(s.cfg.smsEvery)
+	udpT := time.NewTicker(s.cfg.udpEvery)
+	reqT := time.NewTicker(s.cfg.reqEvery)
+	faultT := time.NewTicker(s.cfg.faultEvery)
+	repT := time.NewTicker(s.cfg.report)
+	defer func() { smsT.Stop(); udpT.Stop(); reqT.Stop(); faultT.Stop(); repT.Stop() }()
+	faultDone := make(chan faultSpan, 1)
+	faultBusy := false
+	lastCPU, lastAt := time.Duration(0), time.Now()
+	if c, err := readCPU(s.gw.pid()); err == nil {
+		lastCPU = c
+	}
+	nSMS, nUDP, nReq, nFault := 0, 0, 0, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.gw.exited:
+			return fmt.Errorf("simgate exited during the soak: %v; log:\n%s", s.gw.exitErr, s.gw.tail())
+		case <-end:
+			s.pubs.Wait()
+			if faultBusy {
+				f := <-faultDone
+				s.faults[len(s.faults)-1].end = f.end
+			}
+			return nil
+		case <-smsT.C:
+			mk := marker("s", nSMS)
+			nSMS++
+			_, err := s.sim.InjectSMS(modemsim.SMS{Text: smsText(mk)})
+			if err != nil && !errors.Is(err, modemsim.ErrStoreFull) {
+				s.injectErrs++
+				s.log.Warn("inject SMS", "err", err)
+				continue
+			}
+			// A full store keeps the SMS in the network, to be delivered
+			// once the gateway frees a slot: still expected.
+			s.sms = append(s.sms, mk)
+		case <-udpT.C:
+			if s.ipMode == "UDP in skipped" {
+				continue
+			}
+			mk := marker("u", nUDP)
+			nUDP++
+			if err := s.sendUDP(mk); err != nil {
+				// No socket (re-enumerating, data session down): the
+				// network drops it, as it drops a datagram to a device
+				// that is not attached.
+				s.udpRefused++
+				continue
+			}
+			if faultBusy || s.inFault(time.Now()) {
+				s.udpRisk = append(s.udpRisk, mk)
+			} else {
+				s.udp0 = append(s.udp0, mk)
+			}
+		case <-reqT.C:
+			mk := marker("r", nReq)
+			kind := "sms/out"
+			if nReq%2 == 1 {
+				kind = "ip/out"
+			}
+			nReq++
+			s.pubs.Go(func() {
+				err := s.obs.publish(kind, []byte(`{"id":"`+mk+`","payload":"reply `+mk+`"}`))
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				if err != nil {
+					// Not accepted by the broker (it is restarting):
+					// the publisher knows and would retry; not expected.
+					s.pubFailed++
+					return
+				}
+				s.reqs = append(s.reqs, kind+" "+mk)
+			})
+		case <-faultT.C:
+			if faultBusy {
+				continue
+			}
+			kind := faultPlan[nFault%len(faultPlan)]
+			nFault++
+			faultBusy = true
+			s.faults = append(s.faults, faultSpan{kind: kind, start: time.Now()})
+			go func() { faultDone <- s.fault(kind) }()
+		case f := <-faultDone:
+			faultBusy = false
+			s.faults[len(s.faults)-1].end = f.end
+		case <-repT.C:
+			cpu, err := readCPU(s.gw.pid())
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			s.line(time.Since(start), float64(cpu-lastCPU)/float64(now.Sub(lastAt)))
+			lastCPU, lastAt = cpu, now
+		}
+	}
+}
+
+// fault injects one fault and returns when it is over.
+func (s *soak) fault(kind string) faultSpan {
+	f := faultSpan{kind: kind, start: time.Now()}
+	switch kind {
+	case "unplug":
+		s.sim.Unplug(3 * time.Second)
+		time.Sleep(3 * time.Second)
+	case "hang":
+		s.sim.Hang(10 * time.Second)
+		time.Sleep(10 * time.Second)
+	case "broker-restart":
+		if err := s.broker.stop(); err != nil {
+			s.log.Warn("broker stop", "err", err)
+		}
+		time.Sleep(3 * time.Second)
+		if err := s.broker.start(); err != nil {
+			s.log.Error("broker start", "err", err)
+		}
+	}
+	f.end = time.Now()
+	return f
+}
+
+// tally counts what arrived of the expected markers.
+type tally struct {
+	sms, udp, risk, reqs   int // received
+	smsDup, udpDup, reqDup int // extra copies
+	failedResults          int
+}
+
+func (s *soak) count() tally {
+	var t tally
+	got := func(suffix, mk string) (bool, int) {
+		a := s.obs.got(suffix, mk)
+		return a.count > 0, max(0, a.count-1)
+	}
+	for _, mk := range s.sms {
+		ok, d := got("sms/in", mk)
+		if ok {
+			t.sms++
+		}
+		t.smsDup += d
+	}
+	for _, mk := range s.udp0 {
+		ok, d := got("ip/in", mk)
+		if ok {
+			t.udp++
+		}
+		t.udpDup += d
+	}
+	for _, mk := range s.udpRisk {
+		if ok, _ := got("ip/in", mk); ok {
+			t.risk++
+		}
+	}
+	for _, km := range s.requests() {
+		kind, mk := splitReq(km)
+		a := s.obs.got(kind+"/result", mk)
+		if a.count > 0 {
+			t.reqs++
+			if a.status != "sent" {
+				t.failedResults++
+			}
+		}
+		t.reqDup += max(0, a.count-1)
+	}
+	return t
+}
+
+// requests returns the requests the broker accepted so far.
+func (s *soak) requests() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.reqs...)
+}
+
+func splitReq(km string) (string, string) {
+	for i := range len(km) {
+		if km[i] == ' ' {
+			return km[:i], km[i+1:]
+		}
+	}
+	return km, ""
+}
+
+// line prints one progress line.
+func (s *soak) line(elapsed time.Duration, cpu float64) {
+	t := s.count()
+	rss := "?"
+	if m, err := readMemory(s.gw.pid()); err == nil {
+		rss = fmt.Sprintf("%.1f MB", float64(m.RSS)/(1<<20))
+	}
+	nReqs := len(s.requests())
+	exp := len(s.sms) + len(s.udp0) + nReqs
+	got := t.sms + t.udp + t.reqs
+	s.printf("soak %6s: in sms %d/%d udp %d/%d (+%d/%d at risk) | out requests %d/%d results (%d failed) | outstanding %d | dups %d | faults %d | RSS %s | CPU %.1f%%\n",
+		elapsed.Round(time.Second), t.sms, len(s.sms), t.udp, len(s.udp0), t.risk, len(s.udpRisk),
+		t.reqs, nReqs, t.failedResults, exp-got, t.smsDup+t.udpDup+t.reqDup, len(s.faults), rss, 100*cpu)
+}
+
+// finish waits for what is still in flight, prints the verdict and
+// returns how many expected messages never arrived.
+func (s *soak) finish(ctx context.Context) (int, error) {
+	s.printf("soak: load stopped; waiting up to %s for what is in flight\n", s.cfg.drain)
+	deadline := time.Now().Add(s.cfg.drain)
+	var t tally
+	for {
+		t = s.count()
+		if t.sms == len(s.sms) && t.udp == len(s.udp0) && t.reqs == len(s.requests()) {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	reqs := s.requests()
+	lostSMS, lostUDP, lostReq := len(s.sms)-t.sms, len(s.udp0)-t.udp, len(reqs)-t.reqs
+	st := s.sim.State()
+	s.printf("soak: SMS in %d/%d (lost %d, duplicates %d); UDP in %d/%d (lost %d, duplicates %d; %d/%d sent into a fault arrived, %d refused by the network); requests %d/%d answered (lost %d, %d failed results, %d duplicate results, %d not accepted by the broker)\n",
+		t.sms, len(s.sms), lostSMS, t.smsDup, t.udp, len(s.udp0), lostUDP, t.udpDup, t.risk, len(s.udpRisk), s.udpRefused,
+		t.reqs, len(reqs), lostReq, t.failedResults, t.reqDup, s.pubFailed)
+	s.printf("soak: faults %d; modem counters: cmti %d cmgr %d cmgl %d cmgd %d cmgs %d resets %d unplugs %d hangs %d; SIM holds %d, network holds %d; inject errors %d\n",
+		len(s.faults), st.Counters[modemsim.CounterCMTI], st.Counters[modemsim.CounterCMGR], st.Counters[modemsim.CounterCMGL],
+		st.Counters[modemsim.CounterCMGD], st.Counters[modemsim.CounterCMGS], st.Counters[modemsim.CounterResets],
+		st.Counters[modemsim.CounterUnplugs], st.Counters[modemsim.CounterHangs], len(st.Stored), st.NetworkQueue, s.injectErrs)
+	lost := lostSMS + lostUDP + lostReq
+	if lost > 0 {
+		s.printf("soak: FAIL: %d lost; first missing: %v\n", lost, s.missing(5))
+	} else {
+		s.printf("soak: PASS: nothing lost\n")
+	}
+	return lost, nil
+}
+
+// missing lists up to n expected markers that never arrived.
+func (s *soak) missing(n int) []string {
+	var out []string
+	add := func(suffix, mk string) {
+		if len(out) < n && s.obs.got(suffix, mk).count == 0 {
+			out = append(out, suffix+" "+mk)
+		}
+	}
+	for _, mk := range s.sms {
+		add("sms/in", mk)
+	}
+	for _, mk := range s.udp0 {
+		add("ip/in", mk)
+	}
+	for _, km := range s.requests() {
+		kind, mk := splitReq(km)
+		add(kind+"/result", mk)
+	}
+	return out
+}
