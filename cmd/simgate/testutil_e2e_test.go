@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,11 @@ import (
 // daemon on two shared cores can be slow, and a bound is only there so a
 // broken test fails instead of hanging.
 const e2eWait = 60 * time.Second
+
+// showLogs prints the daemon's, mosquitto's and modemsim's logs after
+// every hardware-in-loop test, not only failed ones:
+// go test ./cmd/simgate -run TestFault -v -args -e2e.logs
+var showLogs = flag.Bool("e2e.logs", false, "print the logs of every hardware-in-loop test")
 
 // e2eBin is the simgate binary built for this test run.
 var e2eBin struct {
@@ -108,6 +115,29 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
+// sealFDs marks every descriptor of this process close-on-exec before a
+// child process starts. modemsim's pty master is a dup without FD_CLOEXEC
+// (modem/modemsim/link.go, pollable), so every child started after the
+// simulator, the daemon included, would otherwise hold the master open,
+// and the daemon's port would never see the module unplugged or reset.
+// TestModemsimMasterNotInherited shows the leak.
+func sealFDs(t *testing.T) {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("list open descriptors: %v", err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		// The descriptor ReadDir used is closed by now; marking a closed
+		// descriptor does nothing.
+		syscall.CloseOnExec(fd)
+	}
+}
+
 // freeLoopback returns a loopback address nobody listens on now.
 func freeLoopback(t *testing.T) string {
 	t.Helper()
@@ -132,6 +162,14 @@ func waitUntil(limit time.Duration, cond func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return true
+}
+
+// logLines is how much of the daemon's log a report shows.
+func logLines() int {
+	if *showLogs {
+		return 100000
+	}
+	return 120
 }
 
 // tail returns the last n lines of a file, for failure reports.
@@ -195,7 +233,7 @@ func startMosquitto(t *testing.T, dir string) *mosquitto {
 		if m.running() {
 			m.stop(syscall.SIGTERM)
 		}
-		if t.Failed() {
+		if t.Failed() || *showLogs {
 			t.Logf("mosquitto log:\n%s", tail(m.logPath, 30))
 		}
 	})
@@ -226,6 +264,7 @@ func (m *mosquitto) start() {
 	defer lf.Close()
 	cmd := exec.Command(m.bin, "-c", m.conf)
 	cmd.Stdout, cmd.Stderr = lf, lf
+	sealFDs(m.t)
 	if err := cmd.Start(); err != nil {
 		m.t.Fatalf("start mosquitto: %v", err)
 	}
@@ -329,8 +368,8 @@ func newDaemon(t *testing.T, bin, dir string, c gwConfig) *daemon {
 			d.stop(syscall.SIGTERM)
 		}
 		d.checkLog()
-		if t.Failed() {
-			t.Logf("simgate log:\n%s", tail(d.logPath, 120))
+		if t.Failed() || *showLogs {
+			t.Logf("simgate log:\n%s", tail(d.logPath, logLines()))
 		}
 	})
 	return d
@@ -363,6 +402,7 @@ func (d *daemon) start() {
 	cmd := exec.Command(d.bin, "run", "-config", d.config)
 	cmd.Env = daemonEnv()
 	cmd.Stdout, cmd.Stderr = lf, lf
+	sealFDs(d.t)
 	if err := cmd.Start(); err != nil {
 		d.t.Fatalf("start simgate: %v", err)
 	}
@@ -986,8 +1026,8 @@ func startE2ESim(t *testing.T, dir string, o modemsim.Options) *modemsim.Sim {
 		if err := lf.Close(); err != nil {
 			t.Errorf("close modemsim log: %v", err)
 		}
-		if t.Failed() {
-			t.Logf("modemsim log:\n%s", tail(logPath, 60))
+		if t.Failed() || *showLogs {
+			t.Logf("modemsim log:\n%s", tail(logPath, logLines()/2))
 		}
 	})
 	return sim
