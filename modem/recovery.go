@@ -58,6 +58,9 @@ func (s *Session) climb(min int, why error) int {
 		return next
 	}
 	s.level = next
+	if next > levelReset {
+		s.resetting = false
+	}
 	var typ, msg string
 	switch next {
 	case levelProbe:
@@ -184,11 +187,13 @@ func (s *Session) probe(ctx context.Context, eng *at.Engine) error {
 // answers OK, then reboots: a USB module's port vanishes (reopening it is
 // part of this step), a UART module's stays and announces its boot.
 func (s *Session) resetModule(ctx context.Context, eng *at.Engine) error {
-	c := at.Cmd{Line: s.resetCmd()}
+	// A module that stopped answering answers no resynchronisation probe
+	// either; the reset must be written regardless.
+	c := at.Cmd{Line: s.resetCmd(), SkipSync: true}
 	if _, err := s.do(ctx, eng, "reset the module", c); err != nil {
 		return err
 	}
-	s.resetting = true
+	s.resetting, s.resetAt = true, time.Now()
 	return nil
 }
 
@@ -196,10 +201,10 @@ func (s *Session) resetModule(ctx context.Context, eng *at.Engine) error {
 // returned err.
 func (s *Session) portDown(err error) {
 	switch {
-	case s.resetting:
-		// The reset asked for this: the module re-enumerates.
-		s.log.Info("reopening the port after the module reset", "err", err)
-		s.resetting = false
+	case s.resetting && time.Since(s.resetAt) <= s.cfg.PortGoneLimit:
+		// The reset asked for this: the module re-enumerates, and its node
+		// may be away for a while. Waiting for it is part of the step.
+		s.log.Info("waiting for the port to come back after the module reset", "err", err)
 	case s.level >= levelReopen:
 		// Still waiting for the node, or it failed again before a poll
 		// passed: give up (report) only once the port has been away for

@@ -159,7 +159,8 @@ type Session struct {
 
 	// Recovery ladder (recovery.go).
 	level       int
-	resetting   bool
+	resetting   bool // a reset was sent; its port may vanish for a while
+	resetAt     time.Time
 	reopenSince time.Time
 	healthyAt   time.Time
 	opened      bool // the current attempt opened the port
@@ -381,7 +382,7 @@ func (s *Session) attempt(ctx context.Context) error {
 		if ctx.Err() != nil || gone(eng) {
 			return err
 		}
-		if errors.Is(err, errRestarted) {
+		if errors.Is(err, errRestarted) || errors.Is(err, at.ErrReset) {
 			// The module reset by itself (brown-out, its own watchdog): it
 			// answers, it only needs initialising again.
 			s.event(EventModemRestarted, "the modem restarted; initialising it again", nil)
@@ -465,7 +466,7 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 		err := s.step(ctx, eng, pollC)
 		switch {
 		case err == nil:
-		case errors.Is(err, errRestarted):
+		case errors.Is(err, errRestarted), errors.Is(err, at.ErrReset):
 			return err
 		case errors.Is(err, errStore):
 			// The sink refused a message: it stays on the SIM, and the next

@@ -508,13 +508,14 @@ func (s *Session) missedNotifications(ctx context.Context, eng *at.Engine) error
 	n := len(s.suspects)
 	clear(s.suspects)
 	s.missed += n
+	_, err := s.do(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"})
 	msg := fmt.Sprintf("%d SMS reached the SIM without a +CMTI notification (%d since start); they were read by polling, and new-SMS routing (AT+CNMI) is set again", n, s.missed)
+	if err != nil {
+		msg = fmt.Sprintf("%d SMS reached the SIM without a +CMTI notification (%d since start); they were read by polling, but setting new-SMS routing again failed: %v", n, s.missed, err)
+	}
 	s.log.Warn(msg)
 	s.event(EventMissedNotification, msg, map[string]any{"count": n, "total": s.missed})
-	if _, err := s.do(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {
-		return err
-	}
-	return nil
+	return err
 }
 
 // checkStorage reads how full the SIM's SMS store is. A full store refuses

@@ -34,6 +34,13 @@ type Cmd struct {
 	Final []string
 	// Fail lists extra failing final results, e.g. "SEND FAIL".
 	Fail []string
+	// SkipSync writes the command at once even when the engine is out of
+	// step with the modem (a command timed out and no resynchronisation
+	// probe has been answered since). It is for a module reset sent to a
+	// module that stopped answering: the probe would never be answered, so
+	// the reset would never be written. The engine stays out of step, and
+	// a stale final result may be taken as this command's.
+	SkipSync bool
 	// Framer recognises information lines followed by raw bytes
 	// (+QIRD, +USORF); they are returned in Reply.Payloads.
 	Framer Framer

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,8 +26,17 @@ type Config struct {
 	Timeout time.Duration
 	// ProbeTimeout bounds the resynchronisation probe; 0 means 5 s.
 	ProbeTimeout time.Duration
+	// IsReset recognises a URC with which the module announces a boot; a
+	// command running when one arrives fails at once with ErrReset instead
+	// of waiting out its timeout (up to minutes) for an answer that will
+	// never come. Nil means DefaultIsReset.
+	IsReset func(line string) bool
 	Logger       *slog.Logger
 }
+
+// DefaultIsReset recognises "RDY", the first thing Quectel and SIMCom
+// modules say when they boot.
+func DefaultIsReset(line string) bool { return line == "RDY" }
 
 // MaxQueuedURCs bounds the URCs waiting for OnURC. A dropped +CMTI loses no
 // SMS: it stays on the SIM and the next drain (AT+CMGL) finds it.
@@ -89,6 +99,9 @@ func New(port io.ReadWriter, cfg Config) *Engine {
 	}
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = 5 * time.Second
+	}
+	if cfg.IsReset == nil {
+		cfg.IsReset = DefaultIsReset
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -285,7 +298,7 @@ func (e *Engine) run(reads <-chan []byte, readErr <-chan error) {
 // caller's command. It returns false when the engine stopped.
 func (e *Engine) startNext() bool {
 	c, timeout := e.cur.cmd, e.timeoutFor(e.cur.cmd)
-	e.curProbe = e.needSync
+	e.curProbe = e.needSync && !c.SkipSync
 	if e.curProbe {
 		c, timeout = Cmd{Line: probeLine}, e.cfg.ProbeTimeout
 	}
@@ -327,8 +340,15 @@ func (e *Engine) settle() bool {
 		}
 	}
 	if len(e.m.out) > 0 {
+		// Only a command still waiting is interrupted: one that got its
+		// final result in the same read is answered normally.
+		reset := e.cur != nil && e.m.cur != nil && slices.ContainsFunc(e.m.out, func(u URC) bool { return e.cfg.IsReset(u.Line) })
 		e.queueURCs(e.m.out)
 		e.m.out = nil
+		if reset {
+			e.give(fmt.Errorf("%s: %w", e.cur.cmd.Line, ErrReset))
+			return true
+		}
 	}
 	if e.cur == nil || e.m.cur != nil {
 		return true

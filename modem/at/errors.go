@@ -15,6 +15,10 @@ var (
 	// ErrClosed is returned for commands issued to, or interrupted by, a
 	// closed engine or a port that failed.
 	ErrClosed = errors.New("AT engine closed")
+	// ErrReset is returned for a command interrupted by the module
+	// announcing a boot (Config.IsReset): it restarted and will never
+	// answer the command. The engine resynchronises before the next one.
+	ErrReset = errors.New("the modem restarted while the command ran")
 	// ErrError is the plain "ERROR" final result (no code given).
 	ErrError error = &ResultError{Line: "ERROR"}
 )
