@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -105,6 +106,12 @@ func startBroker(bin, dir string, persist bool, log *slog.Logger) (*broker, erro
 	b := &broker{bin: bin, dir: dir, port: port, persist: persist, log: log}
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nlog_dest file %s\n",
 		port, filepath.Join(dir, "mosquitto.log"))
+	// Started as root, mosquitto drops to the user "mosquitto", which could
+	// neither write its log nor save its persistence file here: keep the
+	// bench's own user.
+	if u, err := user.Current(); err == nil {
+		conf += "user " + u.Username + "\n"
+	}
 	if persist {
 		conf += fmt.Sprintf("persistence true\npersistence_location %s/\nautosave_interval 0\n", dir)
 	} else {

@@ -157,7 +157,7 @@ func (b *bench) ipOS(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = joinErr(err, r.close()) }()
-	if _, err := r.gw.waitReady(msgWait); err != nil {
+	if _, err := b.ready(r); err != nil {
 		return err
 	}
 
@@ -249,7 +249,7 @@ func (b *bench) ipModem(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = joinErr(err, r.close()) }()
-	if _, err := r.gw.waitReady(msgWait); err != nil {
+	if _, err := b.ready(r); err != nil {
 		return err
 	}
 	send := func(mk string) error { return r.sim.InjectUDP("100.64.0.1:6969", port, ipPayload(mk)) }

@@ -73,6 +73,16 @@ func (b *bench) startRig(name string, spec rigSpec) (r *rig, err error) {
 	return r, nil
 }
 
+// ready waits for the gateway's READY=1 and records the time it took.
+func (b *bench) ready(r *rig) (time.Duration, error) {
+	d, err := r.gw.waitReady(msgWait)
+	if err != nil {
+		return 0, err
+	}
+	b.readyTimes = append(b.readyTimes, ms(d))
+	return d, nil
+}
+
 // close stops the gateway (a clean stop is part of the measurement: an
 // error is returned), the observer and the simulator.
 func (r *rig) close() error {

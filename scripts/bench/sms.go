@@ -56,12 +56,10 @@ func (b *bench) smsLatency(ctx context.Context, baud int) (err error) {
 		return err
 	}
 	defer func() { err = joinErr(err, r.close()) }()
-	toReady, err := r.gw.waitReady(msgWait)
-	if err != nil {
+	if _, err := b.ready(r); err != nil {
 		return err
 	}
 	if baud == 0 {
-		b.readyTimes = append(b.readyTimes, ms(toReady))
 		if err := b.idleFootprint(ctx, r); err != nil {
 			return err
 		}
@@ -228,12 +226,9 @@ func (b *bench) burstOnce(baud, run int) (bt burstTimes, hwm int64, err error) {
 	if err != nil {
 		return bt, 0, err
 	}
-	toReady, err := r.gw.waitReady(msgWait)
-	if err != nil {
+	if bt.ready, err = b.ready(r); err != nil {
 		return bt, 0, err
 	}
-	bt.ready = toReady
-	b.readyTimes = append(b.readyTimes, ms(toReady))
 	m, err := readMemory(r.gw.pid())
 	if err != nil {
 		return bt, 0, err

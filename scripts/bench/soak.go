@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,7 +24,7 @@ import (
 // with periodic faults, and checks the delivery promise: every SMS and
 // every accepted datagram reaches MQTT, every request gets a result.
 //
-//	go run ./scripts/bench soak [-duration 1h] [-rev REV] [-keep] [-v]
+//	go run ./scripts/bench soak [-duration 1h] [-faults unplug,hang,broker-restart] [-rev REV] [-keep] [-v]
 //
 // SOAK_DURATION sets the default duration.
 
@@ -33,12 +35,13 @@ type soakConfig struct {
 	udpEvery   time.Duration
 	reqEvery   time.Duration
 	faultEvery time.Duration
+	faults     []string // injected round robin
 	report     time.Duration
 	drain      time.Duration
 }
 
-// faultPlan is the order faults are injected in, round robin.
-var faultPlan = []string{"unplug", "hang", "broker-restart"}
+// faultKinds are the faults the soak injects, round robin by default.
+var faultKinds = []string{"unplug", "hang", "broker-restart"}
 
 // atRiskGrace is how long after a fault ends a datagram still counts as
 // sent into the fault: a module that re-enumerates or hangs loses what its
@@ -61,8 +64,20 @@ func soakMain(args []string, stdout, stderr io.Writer) int {
 	rev := fs.String("rev", os.Getenv("BENCH_REV"), "build simgate from this commit (git archive) instead of the work tree")
 	keep := fs.Bool("keep", false, "keep the work directory (logs of every process)")
 	verbose := fs.Bool("v", false, "log details to stderr")
+	faults := fs.String("faults", strings.Join(faultKinds, ","), "faults to inject, round robin (unplug, hang, broker-restart; \"\" for none)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	var plan []string
+	for _, f := range strings.Split(*faults, ",") {
+		if f == "" {
+			continue
+		}
+		if !slices.Contains(faultKinds, f) {
+			fmt.Fprintf(stderr, "soak: unknown fault %q (want %s)\n", f, strings.Join(faultKinds, ", "))
+			return 2
+		}
+		plan = append(plan, f)
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -77,7 +92,7 @@ func soakMain(args []string, stdout, stderr io.Writer) int {
 	cfg := soakConfig{
 		duration: *duration, smsEvery: 500 * time.Millisecond, udpEvery: 100 * time.Millisecond,
 		reqEvery: time.Second, report: time.Minute, drain: 3 * time.Minute,
-		faultEvery: min(max(*duration/5, 20*time.Second), 5*time.Minute),
+		faultEvery: min(max(*duration/5, 20*time.Second), 5*time.Minute), faults: plan,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -110,7 +125,9 @@ type soak struct {
 	ipMode string
 	udp    *net.UDPConn // ip.mode os: to the gateway's port
 
-	sms, udp0, udpRisk     []string // markers expected, by kind
+	sms, udp0, udpRisk     []string    // markers expected, by kind
+	smsAt                  []time.Time // injection time of each of sms
+	started                time.Time   // when the load started
 	injectErrs, udpRefused int
 	faults                 []faultSpan
 
@@ -184,7 +201,7 @@ func (s *soak) run(ctx context.Context, keep bool) (lost int, err error) {
 		}
 	}()
 	s.printf("soak: %s of SMS in every %s, UDP in every %s (%s), a request every %s, a fault every %s (%v); simgate %s, broker %s\n",
-		s.cfg.duration, s.cfg.smsEvery, s.cfg.udpEvery, s.ipMode, s.cfg.reqEvery, s.cfg.faultEvery, faultPlan, bin, s.broker.url())
+		s.cfg.duration, s.cfg.smsEvery, s.cfg.udpEvery, s.ipMode, s.cfg.reqEvery, s.cfg.faultEvery, s.cfg.faults, bin, s.broker.url())
 	if err := s.load(ctx); err != nil {
 		return 0, err
 	}
@@ -263,6 +280,7 @@ func (s *soak) inFault(t time.Time) bool {
 // load drives traffic and faults for the configured duration.
 func (s *soak) load(ctx context.Context) error {
 	start := time.Now()
+	s.started = start
 	end := time.After(s.cfg.duration)
 	smsT := time.NewTicker(s.cfg.smsEvery)
 	udpT := time.NewTicker(s.cfg.udpEvery)
@@ -289,6 +307,9 @@ func (s *soak) load(ctx context.Context) error {
 				f := <-faultDone
 				s.faults[len(s.faults)-1].end = f.end
 			}
+			if cpu, err := readCPU(s.gw.pid()); err == nil {
+				s.line(time.Since(start), float64(cpu-lastCPU)/float64(time.Since(lastAt)))
+			}
 			return nil
 		case <-smsT.C:
 			mk := marker("s", nSMS)
@@ -302,6 +323,7 @@ func (s *soak) load(ctx context.Context) error {
 			// A full store keeps the SMS in the network, to be delivered
 			// once the gateway frees a slot: still expected.
 			s.sms = append(s.sms, mk)
+			s.smsAt = append(s.smsAt, time.Now())
 		case <-udpT.C:
 			if s.ipMode == "UDP in skipped" {
 				continue
@@ -340,10 +362,10 @@ func (s *soak) load(ctx context.Context) error {
 				s.reqs = append(s.reqs, kind+" "+mk)
 			})
 		case <-faultT.C:
-			if faultBusy {
+			if faultBusy || len(s.cfg.faults) == 0 {
 				continue
 			}
-			kind := faultPlan[nFault%len(faultPlan)]
+			kind := s.cfg.faults[nFault%len(s.cfg.faults)]
 			nFault++
 			faultBusy = true
 			s.faults = append(s.faults, faultSpan{kind: kind, start: time.Now()})
@@ -489,6 +511,7 @@ func (s *soak) finish(ctx context.Context) (int, error) {
 		len(s.faults), st.Counters[modemsim.CounterCMTI], st.Counters[modemsim.CounterCMGR], st.Counters[modemsim.CounterCMGL],
 		st.Counters[modemsim.CounterCMGD], st.Counters[modemsim.CounterCMGS], st.Counters[modemsim.CounterResets],
 		st.Counters[modemsim.CounterUnplugs], st.Counters[modemsim.CounterHangs], len(st.Stored), st.NetworkQueue, s.injectErrs)
+	s.recovery()
 	lost := lostSMS + lostUDP + lostReq
 	if lost > 0 {
 		s.printf("soak: FAIL: %d lost; first missing: %v\n", lost, s.missing(5))
@@ -496,6 +519,35 @@ func (s *soak) finish(ctx context.Context) (int, error) {
 		s.printf("soak: PASS: nothing lost\n")
 	}
 	return lost, nil
+}
+
+// recovery prints, for each fault, how long after it ended SMS flowed
+// again (the first SMS injected after the end reaching MQTT), and the worst
+// delay of any SMS.
+func (s *soak) recovery() {
+	var worst time.Duration
+	worstMk := ""
+	for i, mk := range s.sms {
+		if a := s.obs.got("sms/in", mk); a.count > 0 {
+			if d := a.first.Sub(s.smsAt[i]); d > worst {
+				worst, worstMk = d, mk
+			}
+		}
+	}
+	s.printf("soak: worst SMS delay %s (%s)\n", worst.Round(time.Millisecond), worstMk)
+	for _, f := range s.faults {
+		i, _ := slices.BinarySearchFunc(s.smsAt, f.end, func(t, end time.Time) int { return t.Compare(end) })
+		what := "no SMS injected after it"
+		if i < len(s.sms) {
+			if a := s.obs.got("sms/in", s.sms[i]); a.count > 0 {
+				what = fmt.Sprintf("SMS flowing again %s after it ended", a.first.Sub(f.end).Round(time.Millisecond))
+			} else {
+				what = "the next SMS never arrived"
+			}
+		}
+		s.printf("soak: fault %-14s at +%-6s for %-5s %s\n", f.kind, f.start.Sub(s.started).Round(time.Second),
+			f.end.Sub(f.start).Round(100*time.Millisecond), what)
+	}
 }
 
 // missing lists up to n expected markers that never arrived.
