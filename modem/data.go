@@ -41,6 +41,9 @@ type dataPath struct {
 	delay time.Duration
 
 	from netip.AddrPort // SIM7600: sender of the next pushed datagram
+	// lastFail is the last open failure reported as an event; the same
+	// failure again (no network for an hour) is only logged.
+	lastFail string
 
 	// held are datagrams read from the module that the Sink has not taken
 	// yet, in arrival order; stash are reads put off until it does.
@@ -142,9 +145,16 @@ func (s *Session) openData(ctx context.Context, eng *at.Engine) error {
 			s.setData(DataDown, "", err.Error())
 			return err
 		}
-		s.scheduleData(fmt.Sprintf("could not open it: %v", err), EventDataOpenFailed, fresh)
+		why := fmt.Sprintf("could not open it: %v", err)
+		typ := EventDataOpenFailed
+		if why == s.dp.lastFail {
+			typ = "" // reported already
+		}
+		s.dp.lastFail = why
+		s.scheduleData(why, typ, fresh)
 		return nil
 	}
+	s.dp.lastFail = ""
 	s.dp.fresh = false
 	s.dp.sock = info.ID
 	s.dp.delay = s.cfg.RetryMin
@@ -172,7 +182,8 @@ func orUnknown(s string) string {
 }
 
 // scheduleData marks the data session down and re-opens it after a
-// jittered, doubling delay. fresh asks the next open to tear down first.
+// jittered, doubling delay. fresh asks the next open to tear down first;
+// eventType "" only logs.
 func (s *Session) scheduleData(why, eventType string, fresh bool) {
 	s.dp.fresh = s.dp.fresh || fresh
 	if s.dp.timer != nil && s.dp.state == DataDown {
@@ -184,7 +195,9 @@ func (s *Session) scheduleData(why, eventType string, fresh bool) {
 	s.dp.timer = time.NewTimer(wait)
 	msg := fmt.Sprintf("data session down: %s; re-opening in %s", why, wait.Round(time.Millisecond))
 	s.log.Warn(msg)
-	s.event(eventType, msg, map[string]any{"reason": why})
+	if eventType != "" {
+		s.event(eventType, msg, map[string]any{"reason": why})
+	}
 	s.setData(DataDown, "", why)
 }
 

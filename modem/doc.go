@@ -12,10 +12,61 @@
 // name (so a /dev/serial/by-id link that vanishes on USB re-enumeration is
 // found again), waits for the module to answer and the SIM to be ready,
 // initialises it (ATE0, AT+CMEE=1, AT+CMGF=0, AT+CPMS="SM","SM","SM",
-// AT+CNMI=2,1,0,0,0, AT+CEREG=2, then modem.init) and serves it. When the
-// port fails, the module stops answering (three timeouts in a row) or
-// resets (RDY, or echo back on), the attempt ends and Run opens the port
-// again after a jittered, doubling delay. The AT engine is package at.
+// AT+CNMI=2,1,0,0,0, AT+CEREG=2, then modem.init) and serves it. The AT
+// engine is package at.
+//
+// # Self-repair
+//
+// When the modem stops answering or the port fails, the session climbs a
+// ladder, each step only when the one before did not make the modem
+// healthy again (a poll that passes ends the recovery, "recovery_done"):
+//
+//  1. probe: a command timed out; AT with Config.ProbeTimeout. An answer
+//     means only one command was lost, and serving resumes.
+//  2. re-init: the standard initialisation again, on the same port.
+//  3. reset: AT+CFUN=1,1 (SARA-R4: AT+CFUN=15), written even though the
+//     module does not answer, then initialisation; a USB module's port
+//     vanishes meanwhile and waiting for it is part of this step.
+//  4. reopen: close the port and reopen it by name with jittered backoff
+//     until the device node is back. A read error or EOF on the port
+//     starts here.
+//  5. failed: Healthy reports an error so that the service manager
+//     restarts simgate; the session keeps reopening meanwhile.
+//
+// Each step emits an Event (recovery_probe, recovery_reinit,
+// recovery_reset, recovery_reopen, recovery_failed), is logged and counted
+// in Status.Recovery; steps are separated by jittered, doubling delays
+// (Config.RetryMin to RetryMax). A module that reset by itself (RDY, or
+// echo back on) is initialised again without climbing; a boot announced
+// while a command waits fails that command at once. Timers use only the
+// monotonic clock: a Pi may boot with its wall clock in 1970.
+//
+// Healthy's rule is documented on Session.Healthy.
+//
+// # IP Commands (ip.mode "modem")
+//
+// With Config.IPMode "modem" the session brings up the module's data
+// session (APN Config.APN) and opens a UDP socket listening on
+// Config.IPPort: Quectel AT+QICSGP/AT+QIACT and a "UDP SERVICE" socket in
+// buffer mode (+QIURC "recv", then AT+QIRD until "+QIRD: 0") or direct
+// push (Config.IPDirectPush); SIM7600 AT+NETOPEN, AT+CIPOPEN and +RECEIVE
+// pushes (AT+CIPSRIP=1 names each sender); SARA-R4 AT+CGDCONT, AT+CGACT,
+// AT+USOCR, +UUSORF and AT+USORF. Every datagram is read by its announced
+// length, so any byte value survives. A datagram from outside
+// Config.AllowedSources is dropped with a "source_rejected" event; the
+// others become Inbound messages handed to Sink.Put before anything else
+// happens to them. While the Sink refuses, pushed datagrams are kept in
+// memory and retried in order, and buffered ones are left in the module.
+// A socket the network closes, a data session it ends and a module reset
+// each make the session re-open with backoff and an event (data_down,
+// data_up). The generic profile has no sockets: Status.Data.State is
+// "unsupported" and SMS keep working.
+//
+// Session.SendUDP sends one datagram to Config.Cloud with the exact byte
+// count (AT+QISEND, AT+CIPSEND or AT+USOST after its prompt). More than
+// 1300 bytes is refused before the modem sees it; SARA-R4 sends at most
+// 1024 bytes per datagram, so larger payloads are refused there too. While
+// the data session is down the error says "data session down: <why>".
 //
 // # Receiving SMS
 //
@@ -24,7 +75,10 @@
 // (AT+CMGD) only after the Sink returned nil. A Sink error leaves the SMS on
 // the SIM; later SMS wait behind it and the next poll retries, in order.
 // The SIM is drained (AT+CMGL=4) after every (re)initialisation, after a
-// late SMS DONE, and whenever AT+CPMS? shows more stored than expected. A
+// late SMS DONE, and whenever AT+CPMS? shows more stored than expected;
+// an SMS such a drain finds that no +CMTI announced, even late, is a
+// missed notification ("sms_missed_notification"), and AT+CNMI is sent
+// again. A
 // drain hands messages over in the order they were sent (service centre
 // timestamp, then SIM index), not in SIM index order, which reuses freed
 // slots. SMS from senders outside Config.AllowedSenders and SMS that do not

@@ -112,6 +112,12 @@ func defaultConfig() Config {
 // newRig runs a session whose Open hands out ports in order.
 func newRig(t *testing.T, cfg Config, sink Sink, ports ...*attest.Port) *rig {
 	t.Helper()
+	return newRigWith(t, cfg, sink, nil, ports...)
+}
+
+// newRigWith is newRig with prep run on the session before Run starts.
+func newRigWith(t *testing.T, cfg Config, sink Sink, prep func(*Session), ports ...*attest.Port) *rig {
+	t.Helper()
 	r := &rig{t: t, mem: NewMemorySink(), events: make(chan Event, 1000), tick: make(chan time.Time), ports: ports}
 	r.sink = sink
 	if sink == nil {
@@ -137,6 +143,9 @@ func newRig(t *testing.T, cfg Config, sink Sink, ports ...*attest.Port) *rig {
 	}
 	r.s = NewSession(cfg, r.sink)
 	r.s.tick = r.tick
+	if prep != nil {
+		prep(r.s)
+	}
 	r.urcs = make(chan string, 1000)
 	r.s.handled = func(u at.URC) {
 		select {

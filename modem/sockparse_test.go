@@ -46,64 +46,86 @@ func TestParseQIURC(t *testing.T) {
 	}
 }
 
+// head is what the socket head parsers return, for table tests.
+type head struct {
+	ID, N int
+	From  string
+}
+
+func addrStr(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func headQIRD(l string) (head, error) {
+	n, f, err := parseQIRD(l)
+	return head{N: n, From: addrStr(f)}, err
+}
+
+func headRecvFrom(l string) (head, error) {
+	f, err := parseRecvFrom(l)
+	return head{From: addrStr(f)}, err
+}
+
+func headReceive(l string) (head, error) {
+	id, n, err := parseReceive(l)
+	return head{ID: id, N: n}, err
+}
+
+func headUUSORF(l string) (head, error) {
+	id, n, err := parseUUSORF(l)
+	return head{ID: id, N: n}, err
+}
+
+func headUSORF(l string) (head, error) {
+	id, f, n, err := parseUSORF(l)
+	return head{ID: id, N: n, From: addrStr(f)}, err
+}
+
+func headID(prefix string) func(string) (head, error) {
+	return func(l string) (head, error) {
+		id, err := parseIDLine(l, prefix)
+		return head{ID: id}, err
+	}
+}
+
+func headOpen(prefix string) func(string) (head, error) {
+	return func(l string) (head, error) {
+		id, code, err := parseOpenResult(l, prefix)
+		return head{ID: id, N: code}, err
+	}
+}
+
 func TestSocketHeads(t *testing.T) {
-	type out struct {
-		ID, N int
-		From  string
-	}
-	str := func(a netip.AddrPort) string {
-		if !a.IsValid() {
-			return ""
-		}
-		return a.String()
-	}
 	tests := []struct {
 		name    string
-		parse   func(string) (out, error)
+		parse   func(string) (head, error)
 		line    string
-		want    out
+		want    head
 		wantErr string
 	}{
-		{"qird", func(l string) (out, error) { n, f, err := parseQIRD(l); return out{N: n, From: str(f)}, err },
-			`+QIRD: 5,"100.64.0.1",6969`, out{N: 5, From: "100.64.0.1:6969"}, ""},
-		{"qird empty", func(l string) (out, error) { n, f, err := parseQIRD(l); return out{N: n, From: str(f)}, err },
-			`+QIRD: 0`, out{}, ""},
-		{"qird ipv6", func(l string) (out, error) { n, f, err := parseQIRD(l); return out{N: n, From: str(f)}, err },
-			`+QIRD: 2,"2001:db8::1",53`, out{N: 2, From: "[2001:db8::1]:53"}, ""},
-		{"qird no sender", func(l string) (out, error) { n, f, err := parseQIRD(l); return out{N: n, From: str(f)}, err },
-			`+QIRD: 5`, out{}, "no sender"},
-		{"recv from", func(l string) (out, error) { f, err := parseRecvFrom(l); return out{From: str(f)}, err },
-			`RECV FROM:100.64.0.1:6969`, out{From: "100.64.0.1:6969"}, ""},
-		{"recv from ipv6", func(l string) (out, error) { f, err := parseRecvFrom(l); return out{From: str(f)}, err },
-			`RECV FROM:2001:db8::1:6969`, out{From: "[2001:db8::1]:6969"}, ""},
-		{"recv from no port", func(l string) (out, error) { f, err := parseRecvFrom(l); return out{From: str(f)}, err },
-			`RECV FROM:100.64.0.1`, out{}, "no port"},
-		{"receive comma", func(l string) (out, error) { id, n, err := parseReceive(l); return out{ID: id, N: n}, err },
-			`+RECEIVE,1,1300`, out{ID: 1, N: 1300}, ""},
-		{"receive colon", func(l string) (out, error) { id, n, err := parseReceive(l); return out{ID: id, N: n}, err },
-			`+RECEIVE: 0,5`, out{ID: 0, N: 5}, ""},
-		{"receive short", func(l string) (out, error) { id, n, err := parseReceive(l); return out{ID: id, N: n}, err },
-			`+RECEIVE,0`, out{}, "want <id>,<len>"},
-		{"uusorf", func(l string) (out, error) { id, n, err := parseUUSORF(l); return out{ID: id, N: n}, err },
-			`+UUSORF: 2,1300`, out{ID: 2, N: 1300}, ""},
-		{"usorf query", func(l string) (out, error) { id, n, err := parseUUSORF(l); return out{ID: id, N: n}, err },
-			`+USORF: 0,12`, out{ID: 0, N: 12}, ""},
-		{"uusorf negative", func(l string) (out, error) { id, n, err := parseUUSORF(l); return out{ID: id, N: n}, err },
-			`+UUSORF: 0,-1`, out{}, "negative"},
-		{"usorf head", func(l string) (out, error) { id, f, n, err := parseUSORF(l); return out{ID: id, N: n, From: str(f)}, err },
-			`+USORF: 1,"100.64.0.1",6969,5,"`, out{ID: 1, N: 5, From: "100.64.0.1:6969"}, ""},
-		{"usorf head short", func(l string) (out, error) { id, f, n, err := parseUSORF(l); return out{ID: id, N: n, From: str(f)}, err },
-			`+USORF: 1,5`, out{}, "want 4 fields"},
-		{"usocr", func(l string) (out, error) { id, err := parseIDLine(l, "+USOCR:"); return out{ID: id}, err },
-			`+USOCR: 3`, out{ID: 3}, ""},
-		{"uusocl bad", func(l string) (out, error) { id, err := parseIDLine(l, "+UUSOCL:"); return out{ID: id}, err },
-			`+UUSOCL: -1`, out{}, "negative"},
-		{"qiopen", func(l string) (out, error) { id, c, err := parseOpenResult(l, "+QIOPEN:"); return out{ID: id, N: c}, err },
-			`+QIOPEN: 0,563`, out{ID: 0, N: 563}, ""},
-		{"netopen", func(l string) (out, error) { id, c, err := parseOpenResult(l, "+NETOPEN:"); return out{ID: id, N: c}, err },
-			`+NETOPEN: 0`, out{ID: -1, N: 0}, ""},
-		{"cipopen three fields", func(l string) (out, error) { id, c, err := parseOpenResult(l, "+CIPOPEN:"); return out{ID: id, N: c}, err },
-			`+CIPOPEN: 0,"UDP",,,6969`, out{}, "want 1 or 2"},
+		{"qird", headQIRD, `+QIRD: 5,"100.64.0.1",6969`, head{N: 5, From: "100.64.0.1:6969"}, ""},
+		{"qird empty", headQIRD, `+QIRD: 0`, head{}, ""},
+		{"qird ipv6", headQIRD, `+QIRD: 2,"2001:db8::1",53`, head{N: 2, From: "[2001:db8::1]:53"}, ""},
+		{"qird no sender", headQIRD, `+QIRD: 5`, head{}, "no sender"},
+		{"recv from", headRecvFrom, `RECV FROM:100.64.0.1:6969`, head{From: "100.64.0.1:6969"}, ""},
+		{"recv from ipv6", headRecvFrom, `RECV FROM:2001:db8::1:6969`, head{From: "[2001:db8::1]:6969"}, ""},
+		{"recv from no port", headRecvFrom, `RECV FROM:100.64.0.1`, head{}, "no port"},
+		{"receive comma", headReceive, `+RECEIVE,1,1300`, head{ID: 1, N: 1300}, ""},
+		{"receive colon", headReceive, `+RECEIVE: 0,5`, head{ID: 0, N: 5}, ""},
+		{"receive short", headReceive, `+RECEIVE,0`, head{}, "want <id>,<len>"},
+		{"uusorf", headUUSORF, `+UUSORF: 2,1300`, head{ID: 2, N: 1300}, ""},
+		{"usorf query", headUUSORF, `+USORF: 0,12`, head{ID: 0, N: 12}, ""},
+		{"uusorf negative", headUUSORF, `+UUSORF: 0,-1`, head{}, "negative"},
+		{"usorf head", headUSORF, `+USORF: 1,"100.64.0.1",6969,5,"`, head{ID: 1, N: 5, From: "100.64.0.1:6969"}, ""},
+		{"usorf head short", headUSORF, `+USORF: 1,5`, head{}, "want 4 fields"},
+		{"usocr", headID("+USOCR:"), `+USOCR: 3`, head{ID: 3}, ""},
+		{"uusocl bad", headID("+UUSOCL:"), `+UUSOCL: -1`, head{}, "negative"},
+		{"qiopen", headOpen("+QIOPEN:"), `+QIOPEN: 0,563`, head{ID: 0, N: 563}, ""},
+		{"netopen", headOpen("+NETOPEN:"), `+NETOPEN: 0`, head{ID: -1, N: 0}, ""},
+		{"cipopen read form", headOpen("+CIPOPEN:"), `+CIPOPEN: 0,"UDP",,,6969`, head{}, "want 1 or 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,7 +31,7 @@ type Config struct {
 	// of waiting out its timeout (up to minutes) for an answer that will
 	// never come. Nil means DefaultIsReset.
 	IsReset func(line string) bool
-	Logger       *slog.Logger
+	Logger  *slog.Logger
 }
 
 // DefaultIsReset recognises "RDY", the first thing Quectel and SIMCom

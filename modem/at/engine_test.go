@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -506,5 +507,115 @@ func TestEchoesCounted(t *testing.T) {
 	}
 	if n := h.eng.Echoes(); n != 1 {
 		t.Fatalf("Echoes() = %d after one echo, want 1", n)
+	}
+}
+
+// A reset sent to a module that stopped answering must be written even
+// though the resynchronisation probe would never be answered; the engine
+// stays out of step and probes before the next command.
+func TestSkipSyncWritesAtOnce(t *testing.T) {
+	h := startConfig(t, Config{ProbeTimeout: 20 * time.Millisecond}, 0,
+		attest.Step{Write: "AT+CSQ\r"}, // silent
+		attest.Step{Write: "AT+CFUN=1,1\r", Read: "\r\nOK\r\n"},
+		attest.Step{Write: "AT+CMEE?\r", Read: "\r\n+CMEE: 1\r\n\r\nOK\r\n"},
+		attest.Step{Write: "AT\r", Read: "\r\nOK\r\n"},
+	)
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT+CSQ", Timeout: 20 * time.Millisecond}); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Do(CSQ) error = %v, want ErrTimeout", err)
+	}
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT+CFUN=1,1", SkipSync: true}); err != nil {
+		t.Fatalf("Do(CFUN) with SkipSync: %v", err)
+	}
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT"}); err != nil {
+		t.Fatalf("Do(AT) after the reset: %v", err)
+	}
+}
+
+// A module that announces a boot while a command waits will never answer
+// it: the command fails with ErrReset at once, the announcement is still a
+// URC, and the next command resynchronises first.
+func TestBootAnnouncementInterruptsCommand(t *testing.T) {
+	h := start(t, 0,
+		attest.Step{Write: "AT+CMGD=3\r", Read: "\r\nRDY\r\n"},
+		attest.Step{Write: "AT+CMEE?\r", Read: "\r\n+CMEE: 0\r\n\r\nOK\r\n"},
+		attest.Step{Write: "ATE0\r", Read: "ATE0\r\r\nOK\r\n"},
+	)
+	_, err := h.eng.Do(context.Background(), Cmd{Line: "AT+CMGD=3", Timeout: wait})
+	if !errors.Is(err, ErrReset) || !strings.Contains(err.Error(), "AT+CMGD=3") {
+		t.Fatalf("Do(CMGD) error = %v, want ErrReset naming the command", err)
+	}
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "ATE0"}); err != nil {
+		t.Fatalf("Do(ATE0) after the boot: %v", err)
+	}
+	want := []URC{{Line: "RDY", Known: true}}
+	if diff := cmp.Diff(want, h.urcsUntilSentinel(t), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("URCs (-want +got):\n%s", diff)
+	}
+}
+
+// A boot announcement after the command's final result, in the same read,
+// does not take the answer away.
+func TestBootAnnouncementAfterFinal(t *testing.T) {
+	h := start(t, 0, attest.Step{Write: "AT+CSQ\r", Read: "\r\n+CSQ: 9,99\r\n\r\nOK\r\n\r\nRDY\r\n"})
+	got, err := h.eng.Do(context.Background(), Cmd{Line: "AT+CSQ"})
+	if err != nil {
+		t.Fatalf("Do(CSQ): %v", err)
+	}
+	if diff := cmp.Diff([]string{"+CSQ: 9,99"}, got.Lines); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// delayPort records when the data after a prompt is written, relative to
+// when the prompt was handed to the engine.
+type delayPort struct {
+	*attest.Port
+	mu       sync.Mutex
+	prompted time.Time
+	gap      time.Duration
+}
+
+func (p *delayPort) Read(b []byte) (int, error) {
+	n, err := p.Port.Read(b)
+	if strings.Contains(string(b[:n]), "@") {
+		p.mu.Lock()
+		p.prompted = time.Now()
+		p.mu.Unlock()
+	}
+	return n, err
+}
+
+func (p *delayPort) Write(b []byte) (int, error) {
+	if string(b) == "data" {
+		p.mu.Lock()
+		p.gap = time.Since(p.prompted)
+		p.mu.Unlock()
+	}
+	return p.Port.Write(b)
+}
+
+// u-blox wants 50 ms between "@" and the data: PromptDelay holds the data
+// back at least that long. (A lower bound only: it asserts no latency.)
+func TestPromptDelay(t *testing.T) {
+	p := &delayPort{Port: attest.New(t,
+		attest.Step{Write: "AT+USOST=0,\"1.2.3.4\",5,4\r", Read: "\r\n@"},
+		attest.Step{Write: "data", Read: "\r\n+USOST: 0,4\r\n\r\nOK\r\n"},
+	)}
+	eng := New(p, Config{})
+	t.Cleanup(func() {
+		eng.Close()
+		p.Close()
+	})
+	got, err := eng.Do(context.Background(), Cmd{Line: `AT+USOST=0,"1.2.3.4",5,4`, Data: []byte("data"), PromptDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("Do(USOST): %v", err)
+	}
+	if diff := cmp.Diff([]string{"+USOST: 0,4"}, got.Lines); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gap < 50*time.Millisecond {
+		t.Errorf("data written %s after the prompt, want at least 50ms", p.gap)
 	}
 }

@@ -62,6 +62,10 @@ func FuzzMachine(f *testing.F) {
 		"\r\n+RECEIVE,0,2\r\n\r\n+RECEIVE: 0,1\r\nx",
 		"\x00\x00\xff\xfe\r\n+CMT: ,24\r\n0791\r\n+CEREG: 2,5,\"1A\",\"2B\",7\r\n+CME ERROR: 14\r\n",
 		"@\r\n> \r\n>\r\n+CMS ERROR: 500\r\n",
+		"\r\nRECV FROM:100.64.0.1:6969\r\n+RECEIVE,0,4\r\n\r\nOK\r\n+IPCLOSE: 0,1\r\n",
+		"\r\n+QIRD: 3,\"1.2.3.4\",5\r\n\"\r\n\r\n\r\nOK\r\n\r\n+QIRD: 0\r\n\r\nOK\r\n",
+		"\r\n+USORF: 0,\"1.2.3.4\",5,3,\"\r\n\"\"\r\nOK\r\n+UUSORF: 0,1300\r\n+UUSOCL: 0\r\n",
+		"\r\nRDY\r\n\r\n+CPIN: READY\r\n\r\n+QIND: SMS DONE\r\nATE0\r\r\nOK\r\n",
 	}
 	for i, s := range seeds {
 		f.Add(byte(i), []byte(s), uint8(i%5))
@@ -93,6 +97,9 @@ func FuzzFramers(f *testing.F) {
 		"+CARECV: 5,hello",
 		"+QIRD: 99999999999999999999\r\n",
 		"+USORF: 0,\"a,b\",1,-1,\"",
+		"+USORF: 0,\"100.64.0.1\",6969,1024,\"",
+		"+RECEIVE: 0,1300\r\n",
+		"+QIURC: \"recv\",0\r\n",
 	} {
 		f.Add([]byte(s))
 	}
