@@ -123,11 +123,13 @@ func TestFaultStoreFullBeforeStart(t *testing.T) {
 		t.Fatalf("modemsim did not boot; %s", r.simSummary())
 	}
 	msgs, want := burst("full", 12, sentAtBase())
+	segments := 0
 	for _, m := range msgs {
 		r.inject(m)
+		segments += max(m.Parts, 1)
 	}
-	if stored, network := r.onSIM(); stored != 5 || network != 7 {
-		t.Fatalf("setup: SIM holds %d and the network %d, want 5 and 7", stored, network)
+	if stored, network := r.onSIM(); stored != 5 || network != segments-5 {
+		t.Fatalf("setup: SIM holds %d and the network %d, want 5 and %d", stored, network, segments-5)
 	}
 	r.start()
 	r.waitSMS(want, false, e2eWait)
@@ -182,4 +184,29 @@ func TestFaultLateDuplicate(t *testing.T) {
 	if !waitUntil(e2eWait, func() bool { s, n := r.onSIM(); return s+n == 0 }) {
 		t.Errorf("the late copy was left on the SIM; %s", r.simSummary())
 	}
+}
+
+// The module hangs while the gateway is idle, so the +CMTI of the SMS that
+// arrive meanwhile are lost: those SMS sit on the SIM unannounced. SMS that
+// arrive after the hang are announced as usual. Every SMS must still be
+// delivered once and in arrival order: the ones stored silently must not
+// be overtaken by the ones announced later.
+func TestFaultLostIndications(t *testing.T) {
+	knownBug(t, "modem/sms.go readIndex reads only the index a +CMTI names, so SMS stored while indications were lost are delivered after later ones, at the next poll (30 s)")
+	t.Parallel()
+	r := newRig(t, rigOptions{})
+	r.waitReady()
+	msgs, want := burst("silent", 6, sentAtBase())
+	r.sim.Hang(2 * time.Second)
+	for _, m := range msgs[:3] {
+		r.inject(m)
+	}
+	if !waitUntil(e2eWait, func() bool { return !r.sim.State().Hung }) {
+		t.Fatal("modemsim still hung")
+	}
+	for _, m := range msgs[3:] {
+		r.inject(m)
+	}
+	r.waitSMS(want, false, e2eWait)
+	t.Logf("events: %v", eventTypes(r.obs.events()))
 }
