@@ -14,6 +14,9 @@
 #    the package goes through install, upgrade, remove, purge and a second
 #    install and purge, checking the user, groups, directories, unit
 #    enablement and what each maintainer script leaves behind.
+# 3. Service, after 2: check-service.sh boots another copy of that root with
+#    systemd-nspawn and runs the installed package as a service against a
+#    simulated modem (about a minute; CHECK_DEB_SERVICE=0 leaves it out).
 #
 # Environment (not SIMGATE_*: simgate reads every SIMGATE_ variable as a
 # config override and rejects unknown ones):
@@ -27,6 +30,9 @@
 #   CHECK_DEB_REQUIRE_INSTALL=1 (implied by CI=true): an install test skipped
 #                         for lack of root or debootstrap fails (one skipped
 #                         because the package is for another architecture does not).
+#   CHECK_DEB_SERVICE=0     skip step 3; check-service.sh documents its own
+#                         variables (CHECK_SERVICE_REQUIRE=1 makes a service
+#                         check that cannot run fail).
 set -euo pipefail
 
 static_only=
@@ -230,27 +236,9 @@ if [ "$arch" != "$host_arch" ]; then
 	exit 0
 fi
 
-suite=${CHECK_DEB_SUITE:-bookworm}
-rootfs=${CHECK_DEB_ROOTFS:-${CHECK_DEB_ROOTFS_CACHE:-/var/cache/simgate-test}/$suite-$arch}
-if [ ! -x "$rootfs/usr/bin/dpkg" ]; then
-	if ! command -v debootstrap >/dev/null; then
-		if [ "${CI:-}" = true ] && command -v apt-get >/dev/null; then
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
-		else
-			skip "no Debian root at $rootfs and no debootstrap (apt-get install debootstrap)"
-		fi
-	fi
-	echo "building a minimal $suite root at $rootfs (once; it is reused)"
-	mkdir -p "$(dirname "$rootfs")"
-	rm -rf "$rootfs.tmp"
-	debootstrap --variant=minbase --include=adduser,systemd "$suite" "$rootfs.tmp" \
-		"${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$work/debootstrap.log" 2>&1 ||
-		{
-			tail -20 "$work/debootstrap.log" >&2
-			fail "debootstrap failed"
-		}
-	mv "$rootfs.tmp" "$rootfs"
-fi
+# shellcheck source=packaging/test-root.sh
+. "$here/test-root.sh"
+test_root "$arch"
 
 echo "== install test in a copy of $rootfs"
 root=$(mktemp -d /tmp/simgate-root.XXXXXX)
@@ -275,7 +263,7 @@ wants=/etc/systemd/system/multi-user.target.wants/simgate.service
 
 # Install ---------------------------------------------------------------
 out=$(in_root dpkg -i /tmp/simgate.deb 2>&1) || fail "dpkg -i failed: $out"
-pass "dpkg -i: installed into a fresh $suite root"
+pass "dpkg -i: installed into a fresh copy of $rootfs"
 grep -q 'sudo systemctl start simgate' <<<"$out" || fail "postinst did not tell the admin how to start simgate: $out"
 pass "postinst tells the admin how to start it"
 expect_eq "dpkg status" "install ok installed" "$(in_root dpkg-query -W -f="\${Status}" simgate)"
@@ -398,3 +386,9 @@ run_step dpkg -P simgate
 pass "purge with systemd running: daemon-reload, nothing started"
 
 echo "== $checks checks passed"
+
+# --- 3. The package as a running service ------------------------------------
+# The same package booted under a real systemd, with a simulated modem.
+if [ "${CHECK_DEB_SERVICE:-1}" != 0 ]; then
+	"$here/check-service.sh" "$deb" || fail "service check failed (packaging/check-service.sh $deb)"
+fi
