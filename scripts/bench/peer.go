@@ -212,7 +212,7 @@ func (b *bench) gammuPeer(ctx context.Context) (err error) {
 			return err
 		}
 		tag := fmt.Sprintf("gburst%d", run)
-		pb, err := b.startPeer("gammuburst", modemsim.Options{Capacity: 120}, storeBurst(tag))
+		pb, err := b.startPeer("gammuburst", modemsim.Options{Capacity: 120}, storeBurst(tag, nil))
 		if err != nil {
 			return err
 		}

@@ -101,6 +101,43 @@ func TestReadSelf(t *testing.T) {
 	if c <= 0 {
 		t.Errorf("CPU time = %s after a busy loop of %d iterations, want > 0", c, x)
 	}
+	run, err := readSchedCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run < 40*time.Millisecond {
+		t.Errorf("run time = %s after a busy loop of 50ms, want at least 40ms", run)
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"123456789 2000 35\n", 123456789, false},
+		{"0 0 0", 0, false},
+		{"1 2", 0, true},
+		{"x 2 3", 0, true},
+		{"-1 2 3", 0, true},
+		{"", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseSchedstat([]byte(tt.in))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseSchedstat(%q) = %s, %v; want %s, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func FuzzParseSchedstat(f *testing.F) {
+	f.Add([]byte("123456789 2000 35\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if d, err := parseSchedstat(b); err == nil && d < 0 {
+			t.Errorf("parseSchedstat(%q) = %s: negative", b, d)
+		}
+	})
 }
 
 const netUDPSample = `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops

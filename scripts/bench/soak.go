@@ -291,7 +291,7 @@ func (s *soak) load(ctx context.Context) error {
 	faultDone := make(chan faultSpan, 1)
 	faultBusy := false
 	lastCPU, lastAt := time.Duration(0), time.Now()
-	if c, err := readCPU(s.gw.pid()); err == nil {
+	if c, err := readSchedCPU(s.gw.pid()); err == nil {
 		lastCPU = c
 	}
 	nSMS, nUDP, nReq, nFault := 0, 0, 0, 0
@@ -307,7 +307,7 @@ func (s *soak) load(ctx context.Context) error {
 				f := <-faultDone
 				s.faults[len(s.faults)-1].end = f.end
 			}
-			if cpu, err := readCPU(s.gw.pid()); err == nil {
+			if cpu, err := readSchedCPU(s.gw.pid()); err == nil {
 				s.line(time.Since(start), float64(cpu-lastCPU)/float64(time.Since(lastAt)))
 			}
 			return nil
@@ -374,7 +374,7 @@ func (s *soak) load(ctx context.Context) error {
 			faultBusy = false
 			s.faults[len(s.faults)-1].end = f.end
 		case <-repT.C:
-			cpu, err := readCPU(s.gw.pid())
+			cpu, err := readSchedCPU(s.gw.pid())
 			if err != nil {
 				return err
 			}
