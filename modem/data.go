@@ -90,6 +90,9 @@ func (s *Session) dataStart() {
 		return
 	}
 	s.stopDataTimer()
+	// Reads put off for an earlier module session are void: the open that
+	// follows reads what a kept socket holds.
+	s.dp.stash = nil
 	s.dp.due = true
 	s.dp.delay = s.cfg.RetryMin
 }

@@ -187,6 +187,27 @@ func TestHILHang10s(t *testing.T) {
 	}
 }
 
+// A module that hangs while the line is idle (no command waiting, polls
+// far apart) is noticed by the idle AT, recovered, and the SMS that reached
+// it unannounced meanwhile are drained.
+func TestHILHangWhileIdle(t *testing.T) {
+	sim := startSim(t, modemsim.Options{Profile: "quectel"})
+	h, cs := runCounting(t, sim, func(c *Config) {
+		c.PollInterval = time.Hour
+		c.IdleProbe = 200 * time.Millisecond
+	}, 300*time.Millisecond)
+	h.ready()
+	sim.Hang(3 * time.Second)
+	want := h.injectAll("hung", 0, 3)
+	h.recoveryEvents(EventRecoveryProbe, EventRecoveryDone)
+	h.messages(len(want))
+	h.waitSIMEmpty()
+	cs.check(t, want)
+	if st := h.s.Status().Recovery; st.Probes < 1 {
+		t.Errorf("recovery %+v, want a probe", st)
+	}
+}
+
 // A module that never answers again climbs the whole ladder: probe,
 // re-init, reset (unanswered), reopen, then recovery_failed, when Healthy
 // reports an error. Once the module answers, the session recovers and
@@ -238,7 +259,7 @@ func TestHILResetRevives(t *testing.T) {
 	sim := startSim(t, modemsim.Options{Profile: "quectel"})
 	var deaf atomic.Bool
 	h, cs := runCounting(t, sim, func(c *Config) {
-		c.BootTimeout = time.Second
+		c.BootTimeout = 2 * time.Second
 		c.Open = func(path string, baud int) (io.ReadWriteCloser, error) {
 			p, err := openSerial(path, baud)
 			if err != nil {
@@ -254,8 +275,8 @@ func TestHILResetRevives(t *testing.T) {
 	h.messages(len(want))
 	cs.check(t, want)
 	st := h.s.Status().Recovery
-	if st.Probes != 1 || st.Reinits != 1 || st.Resets != 1 || st.Reopens != 0 {
-		t.Errorf("recovery counters %+v, want one probe, re-init and reset, no reopen step", st)
+	if st.Probes < 1 || st.Reinits < 1 || st.Resets != 1 || st.Reopens != 0 {
+		t.Errorf("recovery counters %+v, want a probe, a re-init and one reset, no reopen step", st)
 	}
 	if sim.State().Counters[modemsim.CounterResets] != 1 {
 		t.Errorf("modemsim counted %d resets, want 1", sim.State().Counters[modemsim.CounterResets])

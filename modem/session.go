@@ -32,6 +32,9 @@ const (
 	// DefaultProbeTimeout bounds the answer to the AT probe sent when the
 	// modem went silent; a live module answers AT within milliseconds.
 	DefaultProbeTimeout = 2 * time.Second
+	// DefaultIdleProbe is how long the line may be silent before an AT
+	// checks the modem; short enough to notice a hang of seconds.
+	DefaultIdleProbe = 5 * time.Second
 	// DefaultPortGoneLimit is how long the port may stay gone before
 	// Healthy reports it: USB re-enumeration takes seconds, and the unit's
 	// watchdog (3 minutes) must still have time to restart the process.
@@ -72,6 +75,11 @@ type Config struct {
 	// ProbeTimeout bounds the answer to the AT probe, the first recovery
 	// step when the modem stops answering.
 	ProbeTimeout time.Duration
+	// IdleProbe is how long the modem may say nothing at all before an AT
+	// checks that it still answers. A hung module is silent, and so is a
+	// healthy idle one; without asking, a hang would go unnoticed (and
+	// SMS unannounced) until the next poll. Default 5 s.
+	IdleProbe time.Duration
 	// PortGoneLimit is how long the port may stay gone (USB re-enumeration)
 	// before Healthy reports an error and the recovery gives up.
 	PortGoneLimit time.Duration
@@ -154,6 +162,11 @@ type Session struct {
 	urcC    <-chan at.URC
 	backlog []at.URC // URCs put aside while waiting for a particular one
 	pollDue bool
+	// idle fires when the line has been silent for Config.IdleProbe;
+	// idleAt is when the last idle probe was due, so a busy engine defers
+	// it rather than spinning.
+	idle   *time.Timer
+	idleAt time.Time
 
 	dp dataPath
 
@@ -201,6 +214,9 @@ func NewSession(cfg Config, sink Sink) *Session {
 	}
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout
+	}
+	if cfg.IdleProbe <= 0 {
+		cfg.IdleProbe = DefaultIdleProbe
 	}
 	if cfg.PortGoneLimit <= 0 {
 		cfg.PortGoneLimit = DefaultPortGoneLimit
@@ -261,6 +277,11 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 	if s.sink == nil {
 		return errors.New("modem: no sink to hand messages to")
+	}
+	if s.wantData() {
+		if _, _, err := cloudAddr(s.cfg.Cloud); err != nil {
+			s.log.Error("IP Commands cannot be sent until ip.cloud is fixed", "err", err)
+		}
 	}
 	nctx, stopNotes := context.WithCancel(context.Background())
 	notesDone := make(chan struct{})
@@ -462,6 +483,9 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 	if s.level > levelOK {
 		s.pollDue = true // prove the recovery worked
 	}
+	s.idle = time.NewTimer(s.cfg.IdleProbe)
+	defer s.idle.Stop()
+	s.idleAt = time.Now()
 	for {
 		err := s.step(ctx, eng, pollC)
 		switch {
@@ -500,6 +524,7 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		s.dp.stash = s.dp.stash[1:]
 		return s.readSocket(ctx, eng, ev)
 	}
+	s.idle.Reset(s.idleWait(eng))
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -508,6 +533,8 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 			return fmt.Errorf("%w: %w", at.ErrClosed, err)
 		}
 		return at.ErrClosed
+	case <-s.idle.C:
+		return s.idleCheck(ctx, eng)
 	case u := <-s.urcC:
 		return s.onURC(ctx, eng, u)
 	case <-pollC:
@@ -519,6 +546,34 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		s.flushHeld(ctx)
 	}
 	return nil
+}
+
+// idleWait is how long until the line has been silent for IdleProbe.
+func (s *Session) idleWait(eng *at.Engine) time.Duration {
+	last := eng.LastRead()
+	if s.idleAt.After(last) {
+		last = s.idleAt
+	}
+	return max(s.cfg.IdleProbe-time.Since(last), 0)
+}
+
+// idleCheck asks a silent modem whether it still answers. Silence is
+// normal for an idle module, so an answer is not news; no answer within
+// ProbeTimeout is a timeout like any other, and the ladder starts.
+func (s *Session) idleCheck(ctx context.Context, eng *at.Engine) error {
+	s.idleAt = time.Now()
+	if _, busy := eng.Busy(); busy {
+		return nil // a command is running; its own timeout watches the modem
+	}
+	timeout := s.cfg.ProbeTimeout
+	if s.cmdTimeout > 0 {
+		timeout = s.cmdTimeout
+	}
+	_, err := s.do(ctx, eng, "check the silent modem", at.Cmd{Line: "AT", Timeout: timeout})
+	if err != nil && !isFatal(err) {
+		return nil // it answered, if only with an error
+	}
+	return err
 }
 
 // nextURC returns a URC that is already waiting: the backlog first, then

@@ -105,6 +105,8 @@ func defaultConfig() Config {
 	return Config{
 		Port: "/dev/fake", SMS: true, AllowedSenders: []string{"000"},
 		RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond, BootTimeout: wait,
+		// Scripts list every command; an idle AT would not be in them.
+		IdleProbe: time.Hour,
 		Logger: testLogger(),
 	}
 }

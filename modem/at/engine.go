@@ -66,6 +66,7 @@ type Engine struct {
 	err   error
 
 	lastAnswer atomic.Int64 // ns since epoch of the last final result; 0 = none yet
+	lastRead   atomic.Int64 // ns since epoch of the last bytes read; 0 = none yet
 	deadline   atomic.Int64 // ns since epoch when the running command times out; 0 = idle
 	echoes     atomic.Int64
 
@@ -194,6 +195,13 @@ func (e *Engine) LastAnswer() time.Time {
 	return e.epoch.Add(time.Duration(ns))
 }
 
+// LastRead is when the modem last sent anything (a reply, a URC, noise);
+// the time the engine started when it has not yet. A live module that has
+// been silent for long is worth probing.
+func (e *Engine) LastRead() time.Time {
+	return e.epoch.Add(time.Duration(e.lastRead.Load()))
+}
+
 // Echoes counts the command lines the modem echoed back. Echo is on after
 // every module reset (ATE is not saved), so a count that grows after ATE0
 // means the module reset without the port going away.
@@ -272,6 +280,7 @@ func (e *Engine) run(reads <-chan []byte, readErr <-chan error) {
 			e.stop(fmt.Errorf("read from modem: %w", err))
 			return
 		case b := <-reads:
+			e.lastRead.Store(int64(time.Since(e.epoch)))
 			e.m.feed(b)
 			if !e.settle() {
 				return

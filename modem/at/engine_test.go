@@ -619,3 +619,16 @@ func TestPromptDelay(t *testing.T) {
 		t.Errorf("data written %s after the prompt, want at least 50ms", p.gap)
 	}
 }
+
+// LastRead moves with every byte from the modem, so a session can tell a
+// silent line from a busy one.
+func TestLastRead(t *testing.T) {
+	h := start(t, 0, attest.Step{Write: "AT\r", Read: "\r\nOK\r\n"})
+	before := h.eng.LastRead()
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT"}); err != nil {
+		t.Fatal(err)
+	}
+	if after := h.eng.LastRead(); !after.After(before) {
+		t.Errorf("LastRead() = %v after an answer, not after %v", after, before)
+	}
+}
