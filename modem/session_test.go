@@ -107,7 +107,7 @@ func defaultConfig() Config {
 		RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond, BootTimeout: wait,
 		// Scripts list every command; an idle AT would not be in them.
 		IdleProbe: time.Hour,
-		Logger: testLogger(),
+		Logger:    testLogger(),
 	}
 }
 
