@@ -93,3 +93,29 @@ func TestE2ESIGKILLMidBurst(t *testing.T) {
 	dups := r.waitSMS(want, true, e2eWait)
 	t.Logf("%d SMS delivered twice (same id) across the kills", dups)
 }
+
+// SIGTERM while the broker is away stops the daemon cleanly (exit 0, not
+// stuck on publishing) and loses nothing: what it took off the SIM is
+// delivered once after it and the broker are back.
+func TestE2EStopWhileBrokerDown(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{})
+	r.waitReady()
+	r.mq.stop(syscall.SIGTERM)
+	msgs, want := burst("stopped", 10, sentAtBase())
+	for _, m := range msgs {
+		r.inject(m)
+	}
+	if !waitUntil(e2eWait, func() bool { s, n := r.onSIM(); return s+n == 0 }) {
+		t.Fatalf("the daemon does not take SMS off the SIM while the broker is down; %s", r.simSummary())
+	}
+	if code := r.gw.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("exit code after SIGTERM with the broker down = %d, want 0", code)
+	}
+	if held := r.heldByDaemon(); held.Inbound != len(msgs) {
+		t.Errorf("after a clean stop the queue holds %d messages, want %d", held.Inbound, len(msgs))
+	}
+	r.mq.start()
+	r.gw.start()
+	r.waitSMS(want, false, e2eWait)
+}

@@ -9,6 +9,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,7 +40,10 @@ func TestFaultModem(t *testing.T) {
 		restarts bool
 	}{
 		{name: "unplug 3s", during: func(r *rig) { r.sim.Unplug(3 * time.Second) }, restarts: true},
-		{name: "hang 10s", during: func(r *rig) { r.sim.Hang(10 * time.Second) }, restarts: true},
+		// Mid-command: the gateway is waiting for an answer when the module
+		// falls silent. A hang while the gateway is idle goes unnoticed
+		// until the next poll; that case is TestFaultLostIndications.
+		{name: "hang 10s", during: func(r *rig) { hangMidCommand(r, 10*time.Second) }, restarts: true},
 		{name: "garbage and NUL mid-reply", during: func(r *rig) {
 			for range 20 {
 				r.sim.Garbage(garbage)
@@ -85,6 +89,30 @@ func TestFaultModem(t *testing.T) {
 			checkSendAfter(t, r, "after-"+strings.ReplaceAll(c.name, " ", "-"))
 		})
 	}
+}
+
+// hangMidCommand makes the module hang just after it has answered an
+// AT+CMGR, so that the gateway's next command (deleting that SMS) goes
+// unanswered.
+func hangMidCommand(r *rig, d time.Duration) {
+	r.t.Helper()
+	before := r.sim.State().Counters[modemsim.CounterCMGR]
+	if !waitUntilFast(e2eWait, func() bool { return r.sim.State().Counters[modemsim.CounterCMGR] > before }) {
+		r.t.Fatalf("the gateway read no SMS to hang in the middle of; %s", r.simSummary())
+	}
+	r.sim.Hang(d)
+}
+
+// waitUntilFast is waitUntil without the pause, for catching a moment.
+func waitUntilFast(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		runtime.Gosched()
+	}
+	return true
 }
 
 // checkSendAfter publishes one request on P/sms/out and checks it reaches
@@ -161,7 +189,8 @@ func TestFaultBrokerRestart(t *testing.T) {
 
 // The network delivers an SMS again a day later (Super SIM retries for 24
 // hours): same sender, text and service centre timestamp. It has the same
-// id and is not published again, even across a daemon restart in between.
+// id and is not published again, even across a daemon restart (by SIGINT,
+// which stops it as cleanly as SIGTERM) in between.
 func TestFaultLateDuplicate(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, rigOptions{})
@@ -172,8 +201,8 @@ func TestFaultLateDuplicate(t *testing.T) {
 	r.inject(orig)
 	r.waitSMS([]smsIn{first}, false, e2eWait)
 
-	if code := r.gw.stop(syscall.SIGTERM); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM", code)
+	if code := r.gw.stop(syscall.SIGINT); code != 0 {
+		t.Fatalf("exit code %d after SIGINT, want 0", code)
 	}
 	r.gw.start()
 	r.inject(orig) // the network's late copy
@@ -208,5 +237,24 @@ func TestFaultLostIndications(t *testing.T) {
 		r.inject(m)
 	}
 	r.waitSMS(want, false, e2eWait)
+	t.Logf("events: %v", eventTypes(r.obs.events()))
+}
+
+// The modem is missing when the daemon starts (the module is still
+// enumerating) and appears a few seconds later: the daemon keeps trying
+// the port, and the SMS the network held meanwhile are delivered once, in
+// order.
+func TestFaultModemAbsentAtStart(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{Stopped: true})
+	r.sim.Unplug(4 * time.Second)
+	r.start()
+	msgs, want := burst("absent", 10, sentAtBase())
+	for _, m := range msgs {
+		r.inject(m)
+	}
+	r.waitSMS(want, false, e2eWait)
+	r.waitReady()
+	checkSendAfter(t, r, "after-absent")
 	t.Logf("events: %v", eventTypes(r.obs.events()))
 }

@@ -210,6 +210,7 @@ type mosquitto struct {
 	logPath string
 	cmd     *exec.Cmd
 	done    chan struct{}
+	exitErr error // how the last run ended; read after done is closed
 }
 
 // startMosquitto starts mosquitto, or skips the test when it is not
@@ -283,13 +284,11 @@ func (m *mosquitto) start() {
 		m.t.Fatalf("start mosquitto: %v", err)
 	}
 	done := make(chan struct{})
+	m.cmd, m.done = cmd, done
 	go func() {
-		// The exit status is of no interest: stop and the checks below
-		// tell a wanted exit from an unwanted one.
-		_ = cmd.Wait()
+		m.exitErr = cmd.Wait()
 		close(done)
 	}()
-	m.cmd, m.done = cmd, done
 	ok := waitUntil(e2eWait, func() bool {
 		select {
 		case <-done:
@@ -304,7 +303,7 @@ func (m *mosquitto) start() {
 	})
 	select {
 	case <-done:
-		m.t.Fatalf("mosquitto exited at start:\n%s", tail(m.logPath, 20))
+		m.t.Fatalf("mosquitto exited at start (%v):\n%s", m.exitErr, tail(m.logPath, 20))
 	default:
 	}
 	if !ok {
@@ -316,6 +315,10 @@ func (m *mosquitto) start() {
 // persistence file first.
 func (m *mosquitto) stop(sig syscall.Signal) {
 	m.t.Helper()
+	if !m.running() {
+		m.t.Errorf("mosquitto had already exited (%v)", m.exitErr)
+		return
+	}
 	if err := m.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		m.t.Errorf("signal mosquitto: %v", err)
 	}
@@ -368,6 +371,7 @@ type daemon struct {
 	starts  int
 	cmd     *exec.Cmd
 	done    chan struct{}
+	exitErr error // how the last run ended; read after done is closed
 }
 
 func newDaemon(t *testing.T, bin, dir string, c gwConfig) *daemon {
@@ -421,12 +425,11 @@ func (d *daemon) start() {
 		d.t.Fatalf("start simgate: %v", err)
 	}
 	done := make(chan struct{})
+	d.cmd, d.done = cmd, done
 	go func() {
-		// The status is read from cmd.ProcessState once done is closed.
-		_ = cmd.Wait()
+		d.exitErr = cmd.Wait()
 		close(done)
 	}()
-	d.cmd, d.done = cmd, done
 }
 
 func (d *daemon) running() bool {
@@ -445,6 +448,10 @@ func (d *daemon) running() bool {
 // ended it). A daemon that does not exit is killed and fails the test.
 func (d *daemon) stop(sig syscall.Signal) int {
 	d.t.Helper()
+	if !d.running() {
+		d.t.Errorf("simgate had exited before %v (%v)", sig, d.exitErr)
+		return d.cmd.ProcessState.ExitCode()
+	}
 	if err := d.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		d.t.Errorf("signal simgate: %v", err)
 	}
@@ -1090,6 +1097,9 @@ type injector struct {
 // something else; wait for done before checking delivery.
 func (r *rig) injectPaced(msgs []modemsim.SMS, gap time.Duration) *injector {
 	in := &injector{done: make(chan struct{})}
+	// A test that fails early must not end while the goroutine can still
+	// report; this runs before the simulator closes.
+	r.t.Cleanup(func() { <-in.done })
 	go func() {
 		defer close(in.done)
 		for _, m := range msgs {
