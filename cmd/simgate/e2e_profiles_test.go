@@ -30,13 +30,14 @@ type ipIn struct {
 
 var ipInKeys = []string{"id", "channel", "from", "port", "payload", "encoding", "received_at"}
 
+// ipIn decodes every P/ip/in message so far, in order.
 func (o *observer) ipIn() []ipIn {
 	o.t.Helper()
 	var out []ipIn
 	for _, m := range o.on("ip/in") {
 		var p ipIn
 		if err := decodeStrict(m.Payload, &p, ipInKeys); err != nil {
-			o.t.Errorf("P/ip/in: %v", err)
+			o.problem("P/ip/in: %v", err)
 			continue
 		}
 		out = append(out, p)

@@ -258,3 +258,29 @@ func TestFaultModemAbsentAtStart(t *testing.T) {
 	checkSendAfter(t, r, "after-absent")
 	t.Logf("events: %v", eventTypes(r.obs.events()))
 }
+
+// store.max_messages is reached while the broker is away: the queue
+// refuses what does not fit, which stays on the SIM (the safest place)
+// with a queue_full event, and once the broker is back and the queue has
+// room every SMS is delivered once, in order.
+func TestFaultQueueFull(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{MaxMessages: 5})
+	r.waitReady()
+	r.mq.stop(syscall.SIGTERM)
+	msgs, want := burst("bounded", 8, sentAtBase())
+	for _, m := range msgs[:6] { // the eighth is in three parts: keep the count simple
+		r.inject(m)
+	}
+	if !waitUntil(e2eWait, func() bool { s, n := r.onSIM(); return s+n == 1 }) {
+		t.Fatalf("with room for 5 in the queue, the SIM should keep 1 of 6; %s", r.simSummary())
+	}
+	for _, m := range msgs[6:] {
+		r.inject(m)
+	}
+	r.mq.start()
+	r.waitSMS(want, false, 2*e2eWait)
+	if evs := r.obs.events(); !hasEvent(evs, "queue_full") {
+		t.Errorf("no queue_full event; events: %v", eventTypes(evs))
+	}
+}

@@ -104,6 +104,7 @@ func simgateBinary(t *testing.T) string {
 		}
 		args = append(args, "-o", out, ".")
 		cmd := exec.Command(goTool(), args...)
+		sealFDs(t)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			e2eBin.err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
 			return
@@ -516,6 +517,24 @@ type observer struct {
 	client paho.Client
 	mu     sync.Mutex
 	msgs   []obsMsg
+	bad    map[string]bool // problems already reported
+}
+
+// problem fails the test once per distinct problem: decoders run in
+// polling loops and would repeat it.
+func (o *observer) problem(format string, args ...any) {
+	o.t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	o.mu.Lock()
+	seen := o.bad[msg]
+	if o.bad == nil {
+		o.bad = map[string]bool{}
+	}
+	o.bad[msg] = true
+	o.mu.Unlock()
+	if !seen {
+		o.t.Error(msg)
+	}
 }
 
 var clientSeq atomic.Int64
@@ -612,7 +631,7 @@ func (o *observer) smsIn() []smsIn {
 	for _, m := range o.on("sms/in") {
 		var s smsIn
 		if err := decodeStrict(m.Payload, &s, smsInKeys); err != nil {
-			o.t.Errorf("P/sms/in: %v", err)
+			o.problem("P/sms/in: %v", err)
 			continue
 		}
 		out = append(out, s)
@@ -620,7 +639,8 @@ func (o *observer) smsIn() []smsIn {
 	return out
 }
 
-// smsIDs returns how many distinct ids have arrived on P/sms/in.
+// smsIDs returns the ids that have arrived on P/sms/in; smsIn reports
+// messages that do not decode.
 func (o *observer) smsIDs() map[string]bool {
 	seen := map[string]bool{}
 	for _, m := range o.on("sms/in") {
@@ -641,19 +661,20 @@ type event struct {
 	Fields  map[string]any
 }
 
+// events decodes every P/events entry so far, in order.
 func (o *observer) events() []event {
 	o.t.Helper()
 	var out []event
 	for _, m := range o.on("events") {
 		var f map[string]any
 		if err := json.Unmarshal(m.Payload, &f); err != nil {
-			o.t.Errorf("P/events: %s: %v", m.Payload, err)
+			o.problem("P/events: %s: %v", m.Payload, err)
 			continue
 		}
 		typ, _ := f["type"].(string)
 		msg, _ := f["message"].(string)
 		if typ == "" || msg == "" || f["time"] == nil {
-			o.t.Errorf("P/events entry without type, message or time: %s", m.Payload)
+			o.problem("P/events entry without type, message or time: %s", m.Payload)
 		}
 		out = append(out, event{Type: typ, Message: msg, Fields: f})
 	}
@@ -677,13 +698,14 @@ type result struct {
 	Error     string `json:"error,omitempty"`
 }
 
+// results decodes every result on P/<suffix> so far, in order.
 func (o *observer) results(suffix string) []result {
 	o.t.Helper()
 	var out []result
 	for _, m := range o.on(suffix) {
 		var r result
 		if err := decodeStrict(m.Payload, &r, []string{"id", "status"}); err != nil {
-			o.t.Errorf("P/%s: %v", suffix, err)
+			o.problem("P/%s: %v", suffix, err)
 			continue
 		}
 		out = append(out, r)
@@ -718,12 +740,13 @@ type statusMsg struct {
 	UpdatedAt string `json:"updated_at"`
 }
 
+// statuses decodes every P/status message so far, retained or not.
 func (o *observer) statuses() []statusMsg {
 	var out []statusMsg
 	for _, m := range o.on("status") {
 		var s statusMsg
 		if err := json.Unmarshal(m.Payload, &s); err != nil {
-			o.t.Errorf("P/status: %s: %v", m.Payload, err)
+			o.problem("P/status: %s: %v", m.Payload, err)
 			continue
 		}
 		out = append(out, s)
@@ -859,8 +882,9 @@ func (r *rig) start() {
 	}
 }
 
-// waitReady waits until the retained status says the gateway is online
-// with an initialised, registered modem.
+// waitReady waits until a status the observer received says the gateway
+// is online with an initialised, registered modem. Any status since the
+// observer connected counts, so after a restart it returns at once.
 func (r *rig) waitReady() statusMsg {
 	r.t.Helper()
 	var last statusMsg
