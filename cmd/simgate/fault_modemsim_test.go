@@ -15,7 +15,6 @@ import (
 // recovers only through its slow silence ladder. The daemon tests seal
 // descriptors before starting children (sealFDs) to get past it.
 func TestModemsimMasterNotInherited(t *testing.T) {
-	knownBug(t, "modem/modemsim/link.go pollable() duplicates the pty master with unix.Dup, which does not set FD_CLOEXEC, so every child process inherits /dev/ptmx")
 	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(t.TempDir(), "ttyModem")})
 	if err != nil {
 		t.Fatal(err)

@@ -78,9 +78,10 @@ func openLink(path string, s *Sim) (*link, error) {
 // pollable returns a non-blocking duplicate of f registered with the Go
 // poller, and closes f. pty.Open's files are in blocking mode (it calls
 // Fd), and closing a blocking file does not wake a goroutine blocked
-// reading it; unplugging must.
+// reading it; unplugging must. The duplicate is close-on-exec, so a child
+// process (a daemon under test) does not hold the pty open after Unplug.
 func pollable(f *os.File) (*os.File, error) {
-	fd, err := unix.Dup(int(f.Fd()))
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("dup %s: %w", f.Name(), err), f.Close())
 	}
