@@ -70,7 +70,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	b := &bench{
 		root: root, rev: *rev, only: *only, n: *n, short: *short, peer: !*noPeer, log: log, progress: stderr,
 		rep: &report{
-			Started: time.Now(), Command: "make bench (scripts/bench.sh " + strings.Join(args, " ") + ")",
+			Started: time.Now(), Command: strings.TrimSpace("make bench (scripts/bench.sh "+strings.Join(args, " ")) + ")",
 			Commit: gitDescribe(root), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Short: *short,
 		},
 	}
