@@ -82,11 +82,12 @@ func (s *Session) dataStart() {
 	s.dp.fam = s.prof.Sockets
 	if s.dp.fam == nil {
 		msg := fmt.Sprintf(`ip.mode "modem" needs the module's own UDP sockets, which the %q profile does not drive; IP Commands are unavailable (SMS keep working). Set modem.profile to quectel, simcom or ublox, or use ip.mode "os"`, s.prof.Name)
-		if s.dp.state != DataUnsupported {
+		told := s.dp.state == DataUnsupported
+		s.setData(DataUnsupported, "", "the module profile has no sockets")
+		if !told {
 			s.log.Error(msg)
 			s.event(EventDataUnsupported, msg, map[string]any{"profile": s.prof.Name})
 		}
-		s.setData(DataUnsupported, "", "the module profile has no sockets")
 		return
 	}
 	s.stopDataTimer()
@@ -104,12 +105,13 @@ func (s *Session) dataStop(why string) {
 	}
 	s.stopDataTimer()
 	s.dp.due = false
-	if s.dp.state == DataUp {
+	wasUp := s.dp.state == DataUp
+	s.setData(DataDown, "", why)
+	if wasUp {
 		msg := fmt.Sprintf("data session down: %s; it is re-opened when the modem is back", why)
 		s.log.Warn(msg)
 		s.event(EventDataDown, msg, map[string]any{"reason": why})
 	}
-	s.setData(DataDown, "", why)
 }
 
 func (s *Session) stopDataTimer() {
@@ -196,12 +198,13 @@ func (s *Session) scheduleData(why, eventType string, fresh bool) {
 	s.dp.delay = min(2*s.dp.delay, s.cfg.RetryMax)
 	s.stopDataTimer()
 	s.dp.timer = time.NewTimer(wait)
+	// The state first: whoever hears the event sees it.
+	s.setData(DataDown, "", why)
 	msg := fmt.Sprintf("data session down: %s; re-opening in %s", why, wait.Round(time.Millisecond))
 	s.log.Warn(msg)
 	if eventType != "" {
 		s.event(eventType, msg, map[string]any{"reason": why})
 	}
-	s.setData(DataDown, "", why)
 }
 
 // dataTimer runs when the re-open delay is over.

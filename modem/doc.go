@@ -21,8 +21,10 @@
 // ladder, each step only when the one before did not make the modem
 // healthy again (a poll that passes ends the recovery, "recovery_done"):
 //
-//  1. probe: a command timed out; AT with Config.ProbeTimeout. An answer
-//     means only one command was lost, and serving resumes.
+//  1. probe: a command timed out, or the line was silent for
+//     Config.IdleProbe and an AT got no answer; AT with
+//     Config.ProbeTimeout. An answer means only one command was lost, and
+//     serving resumes.
 //  2. re-init: the standard initialisation again, on the same port.
 //  3. reset: AT+CFUN=1,1 (SARA-R4: AT+CFUN=15), written even though the
 //     module does not answer, then initialisation; a USB module's port

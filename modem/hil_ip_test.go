@@ -28,11 +28,10 @@ func ipModem(tweak func(*Config)) func(*Config) {
 	}
 }
 
-// dataUp waits until the data session is up again after the socket was
-// opened n times in all (counted in data_up events).
+// dataUp waits until the data session is up. Callers first wait for
+// what took it down, so an "up" seen here is the new one.
 func (h *hil) dataUp() DataInfo {
 	h.t.Helper()
-	h.event(EventDataUp)
 	deadline := time.Now().Add(2 * wait)
 	for {
 		d := h.s.Status().Data

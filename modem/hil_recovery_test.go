@@ -146,13 +146,19 @@ func (h *hil) recoveryEvents(types ...string) {
 // re-enumeration): the port is reopened by name and every SMS arrives once.
 func TestHILUnplugMidBurst(t *testing.T) {
 	sim := startSim(t, modemsim.Options{Profile: "quectel"})
-	h, cs := runCounting(t, sim, nil, 0)
+	h, cs := runCounting(t, sim, ipModem(nil), 0)
 	h.ready()
+	h.dataUp()
 	want := h.injectAll("before", 0, 10)
 	sim.Unplug(3 * time.Second)
 	want = append(want, h.injectAll("during", 0, 10)...)
 	h.recoveryEvents(EventRecoveryReopen, EventModemConnected, EventRecoveryDone)
 	want = append(want, h.injectAll("after", 0, 5)...)
+	// The module re-enumerated without its socket: the data session is
+	// opened again.
+	h.dataUp()
+	h.injectUDP("100.64.0.1:6969", []byte("datagram after the unplug"))
+	want = append(want, "ip:datagram after the unplug")
 	h.messages(len(want))
 	h.waitSIMEmpty()
 	cs.check(t, want)
@@ -343,11 +349,23 @@ func TestHILBootStormAndReset(t *testing.T) {
 	h.event(EventModemRestarted)
 	want = append(want, h.injectAll("storm", 0, 3)...)
 	h.dataUp()
+	waitBooted(t, sim)
 	sim.Reset()
 	want = append(want, h.injectAll("reset", 0, 3)...)
 	h.event(EventModemRestarted)
-	h.dataUp()
-	h.injectUDP("100.64.0.1:6969", []byte("datagram after the storm"))
+	waitBooted(t, sim)
+	// The socket is gone with the reset until the session opens it again.
+	deadline := time.Now().Add(2 * wait)
+	for {
+		err := sim.InjectUDP("100.64.0.1:6969", 6969, []byte("datagram after the storm"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("InjectUDP after the reset: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	want = append(want, "ip:datagram after the storm")
 	h.messages(len(want))
 	h.waitSIMEmpty()

@@ -97,14 +97,16 @@ func (s *Session) recovered() {
 	if s.level == levelOK {
 		return
 	}
-	msg := fmt.Sprintf("the modem is healthy again (after the %s step)", levelNames[s.level])
-	s.log.Info(msg)
-	s.event(EventRecoveryDone, msg, map[string]any{"step": levelNames[s.level]})
+	step := levelNames[s.level]
+	// The state first: whoever hears the event sees it.
 	s.level = levelOK
 	s.resetting = false
 	s.mu.Lock()
 	s.failed = nil
 	s.mu.Unlock()
+	msg := fmt.Sprintf("the modem is healthy again (after the %s step)", step)
+	s.log.Info(msg)
+	s.event(EventRecoveryDone, msg, map[string]any{"step": step})
 }
 
 // stepDelay is the pause before a step: jittered, doubling with the step.
