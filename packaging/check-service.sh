@@ -16,7 +16,8 @@
 #     initialised; STATUS= is shown by `systemctl status`;
 #   - an SMS injected into the modem reaches an MQTT subscriber (the host's
 #     mosquitto_sub, run in the container's network namespace) and is
-#     deleted from the modem; the daemon's log is in the journal;
+#     deleted from the modem; the daemon's log is in the journal; a request
+#     on sms/out is sent by the modem and reported on sms/out/result;
 #   - `systemctl stop` gets STOPPING=1 and exit status 0;
 #   - kill -9 is restarted (Restart=on-failure);
 #   - the watchdog: keep-alives flow while healthy; a frozen process is
@@ -388,8 +389,25 @@ if command -v mosquitto_sub >/dev/null; then
 	log=$(grep -m1 "msg=\"SMS received\".*id=$id" <<<"$(cin journalctl -u simgate.service -o cat --no-pager)") ||
 		fail "journalctl -u simgate has no \"SMS received\" line for $id"
 	pass "journalctl -u simgate: $(cut -c1-160 <<<"$log")"
+
+	# And back: a request on sms/out is sent by the modem and answered on
+	# sms/out/result.
+	prefix=${msg%%/sms/in *}
+	res=(nsenter -t "$leader" -n mosquitto_sub -h 127.0.0.1 -p 1883 -i simgate-check-out -c -q 1 -t "$prefix/sms/out/result" -v)
+	"${res[@]}" -E || fail "mosquitto_sub could not subscribe to sms/out/result"
+	reply="check-service-$$-reply" # no spaces: the state JSON is compared with them removed
+	nsenter -t "$leader" -n mosquitto_pub -h 127.0.0.1 -p 1883 -q 1 -t "$prefix/sms/out" \
+		-m "{\"id\":\"check-$$\",\"payload\":\"$reply\"}" || fail "mosquitto_pub to $prefix/sms/out failed"
+	result=$("${res[@]}" -C 1 -W 60) || fail "no message on $prefix/sms/out/result within 60s"
+	echo "$result" | show
+	for want in "\"id\":\"check-$$\"" '"status":"sent"'; do
+		grep -qF "$want" <<<"$result" || fail "sms/out/result lacks $want: $result"
+	done
+	sent=$(cin modemsim state -control /run/modemsim/ctl | tr -d ' \n')
+	[[ $sent == *"\"to\":\"000\",\"text\":\"$reply\""* ]] || fail "the modem did not send \"$reply\" to 000: $sent"
+	pass "a request on $prefix/sms/out was sent by the modem to 000 and reported sent"
 else
-	note "mosquitto_sub not found (apt-get install mosquitto-clients): SMS to MQTT not checked"
+	note "mosquitto_sub not found (apt-get install mosquitto-clients): SMS to and from MQTT not checked"
 fi
 
 # --- Clean stop -------------------------------------------------------------------

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -164,5 +165,38 @@ func TestDebVersionOrder(t *testing.T) {
 		if err := exec.Command("dpkg", "--compare-versions", a, "lt", b).Run(); err != nil {
 			t.Errorf("dpkg does not sort %q (%s) before %q (%s)", a, ascending[i-1], b, ascending[i])
 		}
+	}
+}
+
+// The shell scripts that build and check the packages parse, and pass
+// shellcheck where it is installed: check-deb.sh and check-service.sh run as
+// root and only in CI or by hand, so a typo would otherwise surface late.
+func TestScripts(t *testing.T) {
+	scripts, err := filepath.Glob("*.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"build-deb.sh", "check-deb.sh", "check-service.sh", "deb-version.sh", "test-root.sh"}
+	if diff := cmp.Diff(want, scripts); diff != "" {
+		t.Errorf("scripts (-want +got):\n%s", diff)
+	}
+	for _, s := range scripts {
+		if out, err := exec.Command("bash", "-n", s).CombinedOutput(); err != nil {
+			t.Errorf("bash -n %s: %v\n%s", s, err, out)
+		}
+	}
+	if _, err := exec.LookPath("shellcheck"); err != nil {
+		t.Skip("shellcheck not installed")
+	}
+	// From the repository root, where the scripts' "shellcheck source="
+	// paths start.
+	args := []string{"-x"}
+	for _, s := range scripts {
+		args = append(args, filepath.Join("packaging", s))
+	}
+	cmd := exec.Command("shellcheck", args...)
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("shellcheck: %v\n%s", err, out)
 	}
 }
