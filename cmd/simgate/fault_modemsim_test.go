@@ -11,9 +11,8 @@ import (
 
 // A process started while the simulator runs must not inherit its pty
 // master: holding it keeps the pty alive, so a host in that process (the
-// daemon under test) never sees Unplug or Reset take the port away, and
-// recovers only through its slow silence ladder. The daemon tests seal
-// descriptors before starting children (sealFDs) to get past it.
+// daemon under test) would never see Unplug or Reset take the port away,
+// and would recover only through its slow silence ladder.
 func TestModemsimMasterNotInherited(t *testing.T) {
 	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(t.TempDir(), "ttyModem")})
 	if err != nil {

@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,7 +103,6 @@ func simgateBinary(t *testing.T) string {
 		}
 		args = append(args, "-o", out, ".")
 		cmd := exec.Command(goTool(), args...)
-		sealFDs(t)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			e2eBin.err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
 			return
@@ -128,29 +126,6 @@ func goTool() string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// sealFDs marks every descriptor of this process close-on-exec before a
-// child process starts. modemsim's pty master is a dup without FD_CLOEXEC
-// (modem/modemsim/link.go, pollable), so every child started after the
-// simulator, the daemon included, would otherwise hold the master open,
-// and the daemon's port would never see the module unplugged or reset.
-// TestModemsimMasterNotInherited shows the leak.
-func sealFDs(t *testing.T) {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatalf("list open descriptors: %v", err)
-	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 {
-			continue
-		}
-		// The descriptor ReadDir used is closed by now; marking a closed
-		// descriptor does nothing.
-		syscall.CloseOnExec(fd)
-	}
 }
 
 // freeLoopback returns a loopback address nobody listens on now.
@@ -280,7 +255,6 @@ func (m *mosquitto) start() {
 	defer lf.Close()
 	cmd := exec.Command(m.bin, "-c", m.conf)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	sealFDs(m.t)
 	if err := cmd.Start(); err != nil {
 		m.t.Fatalf("start mosquitto: %v", err)
 	}
@@ -421,7 +395,6 @@ func (d *daemon) start() {
 	cmd := exec.Command(d.bin, "run", "-config", d.config)
 	cmd.Env = daemonEnv()
 	cmd.Stdout, cmd.Stderr = lf, lf
-	sealFDs(d.t)
 	if err := cmd.Start(); err != nil {
 		d.t.Fatalf("start simgate: %v", err)
 	}
