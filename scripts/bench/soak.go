@@ -43,10 +43,14 @@ type soakConfig struct {
 // faultKinds are the faults the soak injects, round robin by default.
 var faultKinds = []string{"unplug", "hang", "broker-restart"}
 
-// atRiskGrace is how long after a fault ends a datagram still counts as
-// sent into the fault: a module that re-enumerates or hangs loses what its
-// socket buffered, as a real one does, and that is not the gateway's loss.
-const atRiskGrace = 5 * time.Second
+// A datagram sent from atRiskBefore before a fault to atRiskGrace after it
+// counts as sent into the fault: a module that re-enumerates or hangs loses
+// what its socket buffered, as a real one does, and that is not the
+// gateway's loss. These are reported apart and do not fail the soak.
+const (
+	atRiskBefore = time.Second
+	atRiskGrace  = 5 * time.Second
+)
 
 func soakMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
@@ -125,7 +129,8 @@ type soak struct {
 	ipMode string
 	udp    *net.UDPConn // ip.mode os: to the gateway's port
 
-	sms, udp0, udpRisk     []string    // markers expected, by kind
+	sms, udpIn             []string    // markers expected, by kind
+	udpAt                  []time.Time // when each of udpIn was accepted by the module or socket
 	smsAt                  []time.Time // injection time of each of sms
 	started                time.Time   // when the load started
 	injectErrs, udpRefused int
@@ -267,10 +272,10 @@ func (s *soak) sendUDP(mk string) error {
 	return s.sim.InjectUDP("100.64.0.1:6969", 6969, ipPayload(mk))
 }
 
-// inFault tells whether t is within a fault or its grace after it.
-func (s *soak) inFault(t time.Time) bool {
+// atRisk tells whether a datagram sent at t was sent into a fault.
+func (s *soak) atRisk(t time.Time) bool {
 	for _, f := range s.faults {
-		if !t.Before(f.start) && (f.end.IsZero() || t.Before(f.end.Add(atRiskGrace))) {
+		if !t.Before(f.start.Add(-atRiskBefore)) && (f.end.IsZero() || t.Before(f.end.Add(atRiskGrace))) {
 			return true
 		}
 	}
@@ -337,11 +342,8 @@ func (s *soak) load(ctx context.Context) error {
 				s.udpRefused++
 				continue
 			}
-			if faultBusy || s.inFault(time.Now()) {
-				s.udpRisk = append(s.udpRisk, mk)
-			} else {
-				s.udp0 = append(s.udp0, mk)
-			}
+			s.udpIn = append(s.udpIn, mk)
+			s.udpAt = append(s.udpAt, time.Now())
 		case <-reqT.C:
 			mk := marker("r", nReq)
 			kind := "sms/out"
@@ -410,6 +412,7 @@ func (s *soak) fault(kind string) faultSpan {
 
 // tally counts what arrived of the expected markers.
 type tally struct {
+	udpExpected, riskSent  int // datagrams outside faults, and sent into one
 	sms, udp, risk, reqs   int // received
 	smsDup, udpDup, reqDup int // extra copies
 	failedResults          int
@@ -428,16 +431,19 @@ func (s *soak) count() tally {
 		}
 		t.smsDup += d
 	}
-	for _, mk := range s.udp0 {
+	for i, mk := range s.udpIn {
 		ok, d := got("ip/in", mk)
+		t.udpDup += d
+		if s.atRisk(s.udpAt[i]) {
+			t.riskSent++
+			if ok {
+				t.risk++
+			}
+			continue
+		}
+		t.udpExpected++
 		if ok {
 			t.udp++
-		}
-		t.udpDup += d
-	}
-	for _, mk := range s.udpRisk {
-		if ok, _ := got("ip/in", mk); ok {
-			t.risk++
 		}
 	}
 	for _, km := range s.requests() {
@@ -478,10 +484,10 @@ func (s *soak) line(elapsed time.Duration, cpu float64) {
 		rss = fmt.Sprintf("%.1f MB", float64(m.RSS)/(1<<20))
 	}
 	nReqs := len(s.requests())
-	exp := len(s.sms) + len(s.udp0) + nReqs
+	exp := len(s.sms) + t.udpExpected + nReqs
 	got := t.sms + t.udp + t.reqs
 	s.printf("soak %6s: in sms %d/%d udp %d/%d (+%d/%d at risk) | out requests %d/%d results (%d failed) | outstanding %d | dups %d | faults %d | RSS %s | CPU %.1f%%\n",
-		elapsed.Round(time.Second), t.sms, len(s.sms), t.udp, len(s.udp0), t.risk, len(s.udpRisk),
+		elapsed.Round(time.Second), t.sms, len(s.sms), t.udp, t.udpExpected, t.risk, t.riskSent,
 		t.reqs, nReqs, t.failedResults, exp-got, t.smsDup+t.udpDup+t.reqDup, len(s.faults), rss, 100*cpu)
 }
 
@@ -493,7 +499,7 @@ func (s *soak) finish(ctx context.Context) (int, error) {
 	var t tally
 	for {
 		t = s.count()
-		if t.sms == len(s.sms) && t.udp == len(s.udp0) && t.reqs == len(s.requests()) {
+		if t.sms == len(s.sms) && t.udp == t.udpExpected && t.reqs == len(s.requests()) {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -502,10 +508,10 @@ func (s *soak) finish(ctx context.Context) (int, error) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	reqs := s.requests()
-	lostSMS, lostUDP, lostReq := len(s.sms)-t.sms, len(s.udp0)-t.udp, len(reqs)-t.reqs
+	lostSMS, lostUDP, lostReq := len(s.sms)-t.sms, t.udpExpected-t.udp, len(reqs)-t.reqs
 	st := s.sim.State()
 	s.printf("soak: SMS in %d/%d (lost %d, duplicates %d); UDP in %d/%d (lost %d, duplicates %d; %d/%d sent into a fault arrived, %d refused by the network); requests %d/%d answered (lost %d, %d failed results, %d duplicate results, %d not accepted by the broker)\n",
-		t.sms, len(s.sms), lostSMS, t.smsDup, t.udp, len(s.udp0), lostUDP, t.udpDup, t.risk, len(s.udpRisk), s.udpRefused,
+		t.sms, len(s.sms), lostSMS, t.smsDup, t.udp, t.udpExpected, lostUDP, t.udpDup, t.risk, t.riskSent, s.udpRefused,
 		t.reqs, len(reqs), lostReq, t.failedResults, t.reqDup, s.pubFailed)
 	s.printf("soak: faults %d; modem counters: cmti %d cmgr %d cmgl %d cmgd %d cmgs %d resets %d unplugs %d hangs %d; SIM holds %d, network holds %d; inject errors %d\n",
 		len(s.faults), st.Counters[modemsim.CounterCMTI], st.Counters[modemsim.CounterCMGR], st.Counters[modemsim.CounterCMGL],
@@ -561,8 +567,10 @@ func (s *soak) missing(n int) []string {
 	for _, mk := range s.sms {
 		add("sms/in", mk)
 	}
-	for _, mk := range s.udp0 {
-		add("ip/in", mk)
+	for i, mk := range s.udpIn {
+		if !s.atRisk(s.udpAt[i]) {
+			add("ip/in", mk)
+		}
 	}
 	for _, km := range s.requests() {
 		kind, mk := splitReq(km)
