@@ -9,6 +9,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -270,5 +271,78 @@ func TestHILIPGenericUnsupported(t *testing.T) {
 	h.inject(modemsim.SMS{Text: "sms still"})
 	if got := h.messages(1); string(got[0].Payload) != "sms still" {
 		t.Errorf("got %q", got[0].Payload)
+	}
+}
+
+// benchIP starts a session in ip.mode modem on a pty paced like a 115200
+// baud UART, and waits for its socket.
+func benchIP(b *testing.B, tweak func(*Config)) (*modemsim.Sim, *Session, *MemorySink, context.Context) {
+	b.Helper()
+	if testing.Short() {
+		b.Skip("hardware-in-loop benchmark")
+	}
+	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(b.TempDir(), "modem"), Profile: "quectel", Baud: 115200})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sim.Close() })
+	sink := NewMemorySink()
+	cfg := Config{Port: sim.Link(), SMS: true, IPMode: "modem", IPPort: 6969, Cloud: cloud}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s := NewSession(cfg, sink)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(wait)
+	for s.Status().Data.State != DataUp {
+		if time.Now().After(deadline) {
+			b.Fatalf("data session not up: %+v", s.Status().Data)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return sim, s, sink, ctx
+}
+
+// BenchmarkHILUDPReceive measures one 100-byte IP Command from the network
+// to the Sink: +QIURC "recv", AT+QIRD until "+QIRD: 0" (buffer mode) or
+// the pushed bytes (direct push), over a paced pty.
+func BenchmarkHILUDPReceive(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		push bool
+	}{{"buffer", false}, {"push", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			sim, _, sink, ctx := benchIP(b, func(c *Config) { c.IPDirectPush = mode.push })
+			payload := randomBytes(100, 9)
+			n := 0
+			for b.Loop() {
+				payload[0] = byte(n)
+				payload[1] = byte(n >> 8)
+				if err := sim.InjectUDP(cloud, 6969, payload); err != nil {
+					b.Fatal(err)
+				}
+				n++
+				wctx, wcancel := context.WithTimeout(ctx, wait)
+				if _, err := sink.Wait(wctx, n); err != nil {
+					b.Fatal(err)
+				}
+				wcancel()
+			}
+		})
+	}
+}
+
+// BenchmarkHILUDPSend measures one 100-byte SendUDP (AT+QISEND, prompt,
+// bytes, SEND OK) over a paced pty.
+func BenchmarkHILUDPSend(b *testing.B) {
+	_, s, _, ctx := benchIP(b, nil)
+	payload := randomBytes(100, 10)
+	for b.Loop() {
+		if err := s.SendUDP(ctx, payload); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
