@@ -32,7 +32,8 @@
 #
 # It takes about a minute once the root is cached. Where it cannot run (not
 # root, another architecture, no systemd-nspawn, a container that does not
-# boot) it says why and exits 0, or 1 with CHECK_SERVICE_REQUIRE=1.
+# boot) it says why and exits 0, or 1 with CHECK_SERVICE_REQUIRE=1. With
+# CI=true it installs systemd-container when systemd-nspawn is missing.
 #
 # Environment (besides test-root.sh's CHECK_DEB_ROOTFS, CHECK_DEB_ROOTFS_CACHE,
 # CHECK_DEB_SUITE, DEBIAN_MIRROR):
@@ -85,6 +86,9 @@ echo "== service check: $name"
 [ "$(id -u)" = 0 ] || skip "needs root (systemd-nspawn)"
 command -v dpkg >/dev/null || skip "dpkg not found"
 [ "$arch" = "$(dpkg --print-architecture)" ] || skip "package is $arch, this host is $(dpkg --print-architecture)"
+if ! command -v systemd-nspawn >/dev/null && [ "${CI:-}" = true ] && command -v apt-get >/dev/null; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-container >/dev/null
+fi
 command -v systemd-nspawn >/dev/null || skip "systemd-nspawn not found (apt-get install systemd-container)"
 command -v nsenter >/dev/null || skip "nsenter not found (util-linux)"
 
