@@ -257,9 +257,10 @@ pass "DevicePolicy=closed is enforced in the container (control unit: $denied)"
 # journal helpers: mark returns a cursor; since CURSOR prints simgate's
 # journal after it: the daemon's lines and systemd's lines about the unit,
 # without their time/host/tag prefix. Not `journalctl -u simgate.service
-# --after-cursor=`: journalctl 252 skips the first matching entry when the
-# cursor's own entry does not match -u (it steps over the cursor entry by
-# counting, not by comparing), which would hide e.g. "Watchdog timeout".
+# --after-cursor=`: with systemd 252 that leaves out the first matching
+# entry whenever the cursor's own entry does not match -u (seen here: the
+# "Watchdog timeout" line right after the mark never showed), so the unit's
+# lines are picked out of the whole journal instead.
 # Its output is searched as a here-string, never piped into grep -q or -m1:
 # with pipefail, a grep that stops reading early makes the pipeline fail.
 mark() { cin journalctl -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p'; }
