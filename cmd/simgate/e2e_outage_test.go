@@ -6,6 +6,9 @@ package main
 import (
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/simgate/simgate/modem/modemsim"
 )
 
 // With the broker stopped, 50 SMS arrive; the daemon takes them off the
@@ -118,4 +121,38 @@ func TestE2EStopWhileBrokerDown(t *testing.T) {
 	r.mq.start()
 	r.gw.start()
 	r.waitSMS(want, false, e2eWait)
+}
+
+// SIGTERM arrives while the modem is still sending an SMS (a slow network,
+// slower than the relay's 5 s shutdown grace): the daemon still stops
+// cleanly (exit 0), the request stays queued, and after the restart it is
+// sent again, once the modem is ready, and gets its "sent" result: at
+// least once, never lost, and not failed for arriving before the modem
+// was initialised.
+func TestE2EStopDuringSend(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{Sim: modemsim.Options{SendDelay: 8 * time.Second}})
+	r.waitReady()
+	publish(t, r.url, r.prefix+"/sms/out", []byte(`{"id":"slow-1","payload":"sent on a slow network"}`))
+	if !waitUntil(e2eWait, func() bool { return len(r.sim.State().SentSMS) == 1 }) {
+		t.Fatalf("the request never reached the modem; %s", r.simSummary())
+	}
+	if code := r.gw.stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("exit code after SIGTERM during a send = %d, want 0", code)
+	}
+	if res := r.obs.results("sms/out/result"); len(res) != 0 {
+		t.Fatalf("a result before the send finished: %+v", res)
+	}
+	r.gw.start()
+	if !waitUntil(e2eWait, func() bool { return len(r.obs.results("sms/out/result")) > 0 }) {
+		t.Fatalf("no result after the restart; %s", r.simSummary())
+	}
+	res := r.obs.results("sms/out/result")
+	sent := r.sim.State().SentSMS
+	if len(res) != 1 || res[0].ID != "slow-1" || res[0].Status != "sent" || res[0].Reference == nil || *res[0].Reference != sent[len(sent)-1].Reference {
+		t.Errorf("results %+v; the network received %+v", res, sent)
+	}
+	if len(sent) != 2 {
+		t.Errorf("the network received %d copies, want 2 (the interrupted send and the one after the restart)", len(sent))
+	}
 }

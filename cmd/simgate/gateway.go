@@ -100,7 +100,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 		mcfg.AllowedSources = cfg.AllowedSources()
 	}
 	session := modem.NewSession(mcfg, q)
-	dev := &device{cfg: cfg, session: session}
+	dev := &device{cfg: cfg, session: session, hub: h}
 	if cfg.IP.Mode == "os" {
 		// Bound now, so a port in use or a missing ip.bind address is
 		// reported at start; datagrams wait in the kernel until Run.
@@ -412,19 +412,60 @@ type device struct {
 	cfg     *config.Config
 	session *modem.Session
 	udp     *transport.UDP // ip.mode os
+	// hub, when set, tells of status changes, so a send that found the
+	// modem not ready can wait for it (see whenReady).
+	hub *hub
+}
+
+// notReadyRetry is how often a send waiting for the modem tries again
+// when no status change wakes it first.
+const notReadyRetry = time.Second
+
+// whenReady runs send; while the modem is not ready (still starting, being
+// re-initialised or reopened after a fault) it waits for a status change
+// and tries again, until ctx ends. A request accepted from MQTT, such as
+// one queued before a restart and sent as soon as the daemon is back,
+// must not fail only because the modem was being set up; the relay's send
+// timeout bounds the wait.
+func (d *device) whenReady(ctx context.Context, send func() error) error {
+	for {
+		var changed <-chan struct{}
+		if d.hub != nil {
+			changed = d.hub.changed() // before trying, so no change is missed
+		}
+		err := send()
+		if d.hub == nil || !errors.Is(err, modem.ErrNotReady) {
+			return err
+		}
+		t := time.NewTimer(notReadyRetry)
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return err
+		}
+	}
 }
 
 func (d *device) SendSMS(ctx context.Context, to string, payload []byte, binary bool) (int, error) {
 	if !d.cfg.SMS.Enabled {
 		return 0, errors.New("SMS Commands are disabled (sms.enabled: false)")
 	}
-	return d.session.SendSMS(ctx, to, payload, binary)
+	var ref int
+	err := d.whenReady(ctx, func() (err error) {
+		ref, err = d.session.SendSMS(ctx, to, payload, binary)
+		return err
+	})
+	return ref, err
 }
 
 func (d *device) SendUDP(ctx context.Context, payload []byte) error {
 	switch d.cfg.IP.Mode {
 	case "modem":
-		return d.session.SendUDP(ctx, payload)
+		return d.whenReady(ctx, func() error { return d.session.SendUDP(ctx, payload) })
 	case "os":
 		return d.udp.Send(ctx, payload)
 	default:
