@@ -142,6 +142,34 @@ func TestE2ESMSOut(t *testing.T) {
 			t.Errorf("result of request %d (-want +got):\n%s", i, diff)
 		}
 	}
+
+	// The same id again (a client retrying, or the broker redelivering) is
+	// not sent twice: it is dropped with a request_duplicate event. The
+	// request after it shows it has been handled.
+	publish(t, r.url, r.prefix+"/sms/out", []byte(reqs[0].body))
+	checkSendAfter(t, r, "after-duplicate")
+	if n := len(r.sim.State().SentSMS); n != len(reqs)+1 {
+		t.Errorf("the network received %d SMS, want %d: the duplicate was sent", n, len(reqs)+1)
+	}
+	if !waitUntil(e2eWait, func() bool {
+		for _, e := range r.obs.events() {
+			if e.Type == "request_duplicate" && e.Fields["id"] == "out-gsm" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Errorf("no request_duplicate event for out-gsm; events: %v", eventTypes(r.obs.events()))
+	}
+	n := 0
+	for _, res := range r.obs.results("sms/out/result") {
+		if res.ID == "out-gsm" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d results for out-gsm, want the first one only", n)
+	}
 }
 
 // Malformed and oversize requests get a "failed" result with the reason
