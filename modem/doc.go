@@ -72,15 +72,17 @@
 //
 // # Receiving SMS
 //
-// New SMS are stored on the SIM and announced with +CMTI; the session reads
-// each one (AT+CMGR), decodes it, hands it to the Sink and deletes it
-// (AT+CMGD) only after the Sink returned nil. A Sink error leaves the SMS on
-// the SIM; later SMS wait behind it and the next poll retries, in order.
-// The SIM is drained (AT+CMGL=4) after every (re)initialisation, after a
-// late SMS DONE, and whenever AT+CPMS? shows more stored than expected;
-// an SMS such a drain finds that no +CMTI announced, even late, is a
-// missed notification ("sms_missed_notification"), and AT+CNMI is sent
-// again. A
+// New SMS are stored on the SIM and announced with +CMTI. The session does
+// not read the announced index alone: it drains the SIM (AT+CMGL=4), so an
+// SMS the module stored without announcing it (while it hung, or with the
+// +CMTI lost) cannot be overtaken by a later one. Each SMS is decoded,
+// handed to the Sink and deleted (AT+CMGD) only after the Sink returned
+// nil. A Sink error leaves the SMS on the SIM; later SMS wait behind it and
+// the next poll retries, in order. The SIM is also drained after every
+// (re)initialisation and recovery, after a late SMS DONE, and whenever
+// AT+CPMS? shows more stored than expected; an SMS that a drain finds while
+// the module is serving and that no +CMTI announced, even late, is a missed
+// notification ("sms_missed_notification"), and AT+CNMI is sent again. A
 // drain hands messages over in the order they were sent (service centre
 // timestamp, then SIM index), not in SIM index order, which reuses freed
 // slots. SMS from senders outside Config.AllowedSenders and SMS that do not

@@ -152,9 +152,10 @@ type Session struct {
 	regWas       string // "" until known, then "yes" or "no"
 	storeFailing bool
 
-	// Missed +CMTI: a drain the storage poll asked for found messages no
-	// +CMTI announced (suspects); a +CMTI that turns up late clears one.
-	pollDrain bool
+	// Missed +CMTI: a drain asked for while serving (by a +CMTI or the
+	// storage poll) found messages no +CMTI announced (suspects); a +CMTI
+	// that turns up late clears one.
+	liveDrain bool
 	cmtiSeen  map[int]bool
 	suspects  map[int]bool
 	missed    int
@@ -482,6 +483,9 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 	s.dataStart()
 	if s.level > levelOK {
 		s.pollDue = true // prove the recovery worked
+		// SMS that reached a silent module went unannounced; drain them
+		// before later ones, in the order they were sent.
+		s.needDrain = s.cfg.SMS
 	}
 	s.idle = time.NewTimer(s.cfg.IdleProbe)
 	defer s.idle.Stop()

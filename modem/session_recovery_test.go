@@ -18,6 +18,9 @@ func TestSessionProbeAnswered(t *testing.T) {
 	port.Wait(wait)
 	port.Append(attest.Step{Write: "AT+CSQ\r"}) // no answer
 	port.Append(answer("AT+CMEE?\r", "+CMEE: 1"), ok("AT\r"))
+	// SMS that reached the silent module went unannounced: a drain first,
+	// then the poll that proves the modem healthy.
+	port.Append(list())
 	port.Append(pollSteps(0)...)
 	r.poll()
 	if e := r.event(EventRecoveryProbe); !strings.Contains(e.Message, "did not answer") {

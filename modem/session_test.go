@@ -78,10 +78,6 @@ func entry(idx, stat int, m mt) string {
 	return fmt.Sprintf("+CMGL: %d,%d,,%d\r\n%s", idx, stat, len(m.tpdu()), m.pdu())
 }
 
-func cmgr(idx int, m mt) attest.Step {
-	return answer(fmt.Sprintf("AT+CMGR=%d\r", idx), fmt.Sprintf("+CMGR: 0,,%d\r\n%s", len(m.tpdu()), m.pdu()))
-}
-
 func del(idx int) attest.Step { return ok(fmt.Sprintf("AT+CMGD=%d\r", idx)) }
 
 type rig struct {
@@ -304,10 +300,10 @@ func TestSessionCMTIWithURCsAround(t *testing.T) {
 	r.mem = sink.MemorySink
 	port.Wait(wait)
 	port.Append(
-		attest.Step{Write: "AT+CMGR=4\r", Read: fmt.Sprintf("\r\n+CEREG: 1\r\n+CMGR: 0,,%d\r\n+CMTI: \"SM\",5\r\n", len(m.tpdu())) +
+		attest.Step{Write: "AT+CMGL=4\r", Read: fmt.Sprintf("\r\n+CEREG: 1\r\n+CMGL: 4,0,,%d\r\n+CMTI: \"SM\",5\r\n", len(m.tpdu())) +
 			m.pdu() + "\r\n\r\n+CEREG: 5\r\n\r\nOK\r\n"},
 		del(4),
-		cmgr(5, mt{from: "000", sent: t0.Add(time.Second), dcs: 0x00, ud: septets("next")}),
+		list(entry(5, 0, mt{from: "000", sent: t0.Add(time.Second), dcs: 0x00, ud: septets("next")})),
 		del(5),
 	)
 	port.Send("\r\n+CMTI: \"SM\",4\r\n")
@@ -329,7 +325,9 @@ func TestSessionConcatenatedOutOfOrder(t *testing.T) {
 	port := attest.New(t, initSteps(list())...)
 	r := newRig(t, defaultConfig(), nil, port)
 	port.Wait(wait)
-	port.Append(cmgr(7, p3), del(7), cmgr(8, p1), del(8), cmgr(9, p2), del(9))
+	// One drain reads all three, whichever +CMTI asked for it, in the
+	// order they were sent; the other +CMTIs find nothing left to read.
+	port.Append(list(entry(7, 0, p3), entry(8, 0, p1), entry(9, 0, p2)), del(8), del(9), del(7))
 	port.Send("\r\n+CMTI: \"SM\",7\r\n\r\n+CMTI: \"SM\",8\r\n\r\n+CMTI: \"SM\",9\r\n")
 	got := r.messages(1)
 	if diff := cmp.Diff([]Inbound{sms("000", text, t0.Add(time.Second), 3)}, got, ignoreVolatile); diff != "" {
@@ -351,7 +349,7 @@ func TestSessionSinkFailureKeepsSMSOnSIM(t *testing.T) {
 	full := errors.New("queue full")
 	r.mem.SetFail(full)
 	port.Wait(wait)
-	port.Append(cmgr(1, m1))
+	port.Append(list(entry(1, 0, m1)))
 	port.Send("\r\n+CMTI: \"SM\",1\r\n")
 	e := r.event(EventStoreFailed)
 	if !strings.Contains(e.Message, "queue full") {

@@ -56,13 +56,25 @@ func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error
 			s.needDrain = true
 			return nil
 		}
-		// Announced after all (late, not missing), or announced before the
-		// drain that will read it.
-		delete(s.suspects, idx)
-		if s.needDrain || s.retryDrain {
-			s.cmtiSeen[idx] = true
+		if s.suspects[idx] {
+			// A drain has read this SMS already; its +CMTI was late, not
+			// missing.
+			delete(s.suspects, idx)
+			return nil
 		}
-		return s.readIndex(ctx, eng, idx)
+		// The new SMS is read by a drain, not by AT+CMGR=<idx>: SMS the
+		// module stored without announcing them (while it hung, or with
+		// +CMTI lost) may be older, and the drain hands everything over in
+		// the order it was sent. While a refused SMS waits for the next
+		// poll (retryDrain), new ones wait behind it.
+		s.cmtiSeen[idx] = true
+		if !s.retryDrain {
+			if !s.needDrain {
+				s.liveDrain = true
+			}
+			s.needDrain = true
+		}
+		return nil
 	case strings.HasPrefix(line, "+CMT:"):
 		return s.directSMS(ctx, eng, u)
 	case line == "SMS DONE" || strings.HasSuffix(line, ": SMS DONE"):
@@ -83,33 +95,6 @@ func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error
 		s.log.Debug("URC", "line", line, "known", u.Known, "bytes", len(u.Data))
 	}
 	return nil
-}
-
-// readIndex reads the SMS a +CMTI announced.
-func (s *Session) readIndex(ctx context.Context, eng *at.Engine, idx int) error {
-	if s.needDrain || s.retryDrain {
-		return nil // the drain reads it, in order with what it is waiting for
-	}
-	line := fmt.Sprintf("AT+CMGR=%d", idx)
-	r, err := s.do(ctx, eng, "read", at.Cmd{Line: line, Trailing: 1})
-	if err != nil {
-		if cmsCode(err) == 321 || cmeCode(err) == 21 || cmeCode(err) == 22 {
-			return nil // already read and deleted (a drain got it first)
-		}
-		return err
-	}
-	if len(r.Lines) < 2 {
-		return nil // an empty slot: some modems answer a bare OK
-	}
-	stat, length, err := parseCMGR(r.Lines[0])
-	if err != nil {
-		s.log.Warn("unreadable +CMGR header; decoding the PDU anyway", "line", r.Lines[0], "err", err)
-		stat, length = 0, 0
-	}
-	if !received(stat) {
-		return nil
-	}
-	return s.handle(ctx, eng, newEntry(idx, stat, length, r.Lines[1]))
 }
 
 // directSMS takes a +CMT URC (only when someone configured CNMI mt=2 in
@@ -138,8 +123,8 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		s.needDrain, s.retryDrain = false, true
 		return err
 	}
-	suspect := s.pollDrain
-	s.pollDrain = false
+	suspect := s.liveDrain
+	s.liveDrain = false
 	entries := parseList(r.Lines, s.log.Warn)
 	sort.SliceStable(entries, func(i, j int) bool {
 		ti, tj := entryTime(entries[i]), entryTime(entries[j])
@@ -155,18 +140,19 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 			skipped++
 			continue
 		}
-		// The storage poll found more than it expected: an SMS on the SIM
-		// that no +CMTI announced is a missed notification, unless its
-		// +CMTI is merely late (handleURC clears it then).
+		// While the module is serving, an SMS on the SIM that no +CMTI
+		// announced is a missed notification, unless its +CMTI is merely
+		// late (handleURC clears it then).
 		if suspect && !s.cmtiSeen[e.Index] {
 			s.suspects[e.Index] = true
 		}
-		delete(s.cmtiSeen, e.Index)
 		if err := s.handle(ctx, eng, e); err != nil {
 			return err
 		}
 	}
 	s.skipped = skipped
+	// Every +CMTI acted on before the list was taken is accounted for.
+	clear(s.cmtiSeen)
 	// Sets restored complete are assembled only now: had the process died
 	// before deleting the last part, the drain has just re-read it, and
 	// assembling earlier would have let that part start a new set.
@@ -552,7 +538,7 @@ func (s *Session) checkStorage(ctx context.Context, eng *at.Engine) error {
 	s.storageAlarm = alarm
 	if used > s.skipped {
 		// Nothing should be waiting: every +CMTI has been acted on.
-		s.pollDrain = !s.needDrain && !s.retryDrain
+		s.liveDrain = !s.needDrain && !s.retryDrain
 		s.needDrain = true
 	}
 	return nil
