@@ -147,6 +147,18 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 			log.Warn("systemd notify", "err", err)
 		}
 	}()
+	// systemd hears from the start, before the device id is known: a first
+	// start without the modem shows why it is not ready yet.
+	notifyCtx, stopNotify := context.WithCancel(ctx)
+	notifyDone := make(chan struct{})
+	go func() {
+		defer close(notifyDone)
+		notifyLoop(notifyCtx, n, session, q, dev, h, log)
+	}()
+	defer func() {
+		stopNotify()
+		<-notifyDone
+	}()
 
 	deviceID, err := resolveDeviceID(ctx, cfg, h, sessDone, log)
 	if err != nil {
@@ -181,23 +193,6 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 	defer stopRun()
 	simChanged := make(chan error, 1)
 	wg.Go(func() { watchSIM(runCtx, cfg, deviceID, h, simChanged, log) })
-	wg.Go(func() { notifyLoop(runCtx, n, session, q, relay, h, log) })
-	wg.Go(func() {
-		n.Watchdog(runCtx, func() error {
-			if err := session.Healthy(); err != nil {
-				return fmt.Errorf("modem: %w", err)
-			}
-			if err := relay.Healthy(); err != nil {
-				return fmt.Errorf("relay: %w", err)
-			}
-			if dev.udp != nil {
-				if err := dev.udp.Healthy(); err != nil {
-					return fmt.Errorf("ip socket: %w", err)
-				}
-			}
-			return nil
-		})
-	})
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(runCtx) }()
 	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", cfg.MQTT.URL, "modem", cfg.Modem.Port)
@@ -315,18 +310,27 @@ func writeDeviceID(dir, id string) error {
 
 // notifyLoop keeps systemd informed: READY=1 once the modem is initialised
 // (the queue is open by then, so messages are safe even while the broker is
-// away), and a STATUS= line on every change and every statusEvery.
-func notifyLoop(ctx context.Context, n *systemd.Notifier, s *modem.Session, q *transport.Queue, r *transport.Relay, h *hub, log *slog.Logger) {
+// away), a STATUS= line on every change and every statusEvery, and from
+// READY on, watchdog keep-alives while the health probe passes. Before
+// READY, TimeoutStartSec is what bounds a start that does not finish.
+func notifyLoop(ctx context.Context, n *systemd.Notifier, s *modem.Session, q *transport.Queue, dev *device, h *hub, log *slog.Logger) {
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
+	var watchdog sync.WaitGroup
+	defer watchdog.Wait()
+	ready := false
 	for {
 		st := s.Status()
-		if st.Ready {
+		if st.Ready && !ready {
 			if err := n.Ready(); err != nil {
 				log.Warn("systemd notify", "err", err)
+			} else {
+				ready = true
+				watchdog.Go(func() { n.Watchdog(ctx, func() error { return healthy(s, h, dev) }) })
 			}
 		}
-		if err := n.Status(systemd.StatusLine(st, q.Stats().Pending(), r.Stats().Connected)); err != nil {
+		r := h.currentRelay()
+		if err := n.Status(systemd.StatusLine(st, q.Stats().Pending(), r != nil && r.Stats().Connected)); err != nil {
 			log.Warn("systemd notify", "err", err)
 		}
 		select {
@@ -336,6 +340,25 @@ func notifyLoop(ctx context.Context, n *systemd.Notifier, s *modem.Session, q *t
 		case <-t.C:
 		}
 	}
+}
+
+// healthy is the watchdog's probe: the modem answered in time, the relay
+// loop is moving, and in ip.mode os the host socket is served.
+func healthy(s *modem.Session, h *hub, dev *device) error {
+	if err := s.Healthy(); err != nil {
+		return fmt.Errorf("modem: %w", err)
+	}
+	if r := h.currentRelay(); r != nil {
+		if err := r.Healthy(); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+	}
+	if dev.udp != nil {
+		if err := dev.udp.Healthy(); err != nil {
+			return fmt.Errorf("ip socket: %w", err)
+		}
+	}
+	return nil
 }
 
 // hub fans the session's events and status changes out to the relay, and
@@ -385,6 +408,12 @@ func (h *hub) changed() <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.changes
+}
+
+func (h *hub) currentRelay() *transport.Relay {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.relay
 }
 
 func (h *hub) iccid() string {

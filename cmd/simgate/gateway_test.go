@@ -422,3 +422,32 @@ func TestGatewayIPOverHostSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Without the modem, systemd still hears why the gateway is not ready,
+// and gets neither READY=1 nor keep-alives.
+func TestGatewayStatusWithoutModem(t *testing.T) {
+	cfg := config.Default()
+	cfg.Modem.Port = filepath.Join(t.TempDir(), "no-such-tty")
+	cfg.MQTT.Embedded = true
+	cfg.MQTT.URL = "tcp://" + freePort(t)
+	cfg.Store.Dir = t.TempDir()
+	n := listenNotify(t)
+	t.Setenv("WATCHDOG_USEC", "100000")
+	t.Setenv("WATCHDOG_PID", fmt.Sprint(os.Getpid()))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runGateway(ctx, &cfg, testLog(t), gatewayOptions{Notifier: systemd.New(nil)}) }()
+	if st := n.wait(t, "STATUS="); !strings.HasPrefix(st, "STATUS=modem not ready") {
+		t.Errorf("first status %q", st)
+	}
+	time.Sleep(300 * time.Millisecond) // three watchdog periods
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range n.all() {
+		if m == "READY=1" || m == "WATCHDOG=1" {
+			t.Errorf("sent %q without a modem", m)
+		}
+	}
+}
