@@ -99,7 +99,7 @@ func (s *Session) dataStart() {
 }
 
 // dataStop runs when the session stops serving (port lost, recovery).
-func (s *Session) dataStop(why string) {
+func (s *Session) dataStop(why string, stopping bool) {
 	if !s.wantData() || s.dp.fam == nil {
 		return
 	}
@@ -109,7 +109,11 @@ func (s *Session) dataStop(why string) {
 	s.setData(DataDown, "", why)
 	if wasUp {
 		msg := fmt.Sprintf("data session down: %s; it is re-opened when the modem is back", why)
-		s.log.Warn(msg)
+		if stopping {
+			s.log.Info(msg)
+		} else {
+			s.log.Warn(msg)
+		}
 		s.event(EventDataDown, msg, map[string]any{"reason": why})
 	}
 }

@@ -378,6 +378,7 @@ func (s *Session) attempt(ctx context.Context) error {
 	s.mu.Unlock()
 	defer func() {
 		// Closing the port first unblocks a write stuck on a dead device.
+		eng.Closing()
 		if err := port.Close(); err != nil {
 			s.log.Debug("close port", "err", err)
 		}
@@ -637,11 +638,11 @@ func (s *Session) stopServing(ctx context.Context, err error) {
 	s.update(func(st *Status) { st.Ready = false })
 	switch {
 	case ctx.Err() != nil:
-		s.dataStop("the modem session is stopping")
+		s.dataStop("the modem session is stopping", true)
 	case err != nil:
-		s.dataStop(fmt.Sprintf("the modem is being recovered (%v)", err))
+		s.dataStop(fmt.Sprintf("the modem is being recovered (%v)", err), false)
 	default:
-		s.dataStop("the modem is being recovered")
+		s.dataStop("the modem is being recovered", false)
 	}
 }
 
@@ -665,7 +666,7 @@ func (s *Session) disconnected(err error) {
 		}
 	})
 	if !errors.Is(err, context.Canceled) {
-		s.dataStop(fmt.Sprintf("the modem port closed (%v)", err))
+		s.dataStop(fmt.Sprintf("the modem port closed (%v)", err), false)
 	}
 }
 

@@ -69,6 +69,7 @@ type Engine struct {
 	lastRead   atomic.Int64 // ns since epoch of the last bytes read; 0 = none yet
 	deadline   atomic.Int64 // ns since epoch when the running command times out; 0 = idle
 	echoes     atomic.Int64
+	closing    atomic.Bool // the owner is closing the port: read errors are expected
 
 	urcMu   sync.Mutex
 	urcQ    []URC
@@ -172,6 +173,11 @@ func (e *Engine) Close() error {
 	<-e.done
 	return nil
 }
+
+// Closing tells the engine that its owner is about to close the port (to
+// unblock a write stuck on a dead device) before calling Close, so the read
+// error that follows is not reported as a fault.
+func (e *Engine) Closing() { e.closing.Store(true) }
 
 // Done is closed when the engine has stopped: Close was called or the port
 // failed.
@@ -433,6 +439,14 @@ func (e *Engine) write(b []byte) error {
 // stop ends the engine: the running command fails and err (nil after Close)
 // is kept for Err.
 func (e *Engine) stop(err error) {
+	// A read error after Close is the port being closed under the reader
+	// on purpose, not a fault.
+	closing := e.closing.Load()
+	select {
+	case <-e.quit:
+		closing = true
+	default:
+	}
 	e.errMu.Lock()
 	e.err = err
 	e.errMu.Unlock()
@@ -446,7 +460,10 @@ func (e *Engine) stop(err error) {
 		e.cur.res <- result{err: cause}
 		e.cur = nil
 	}
-	if err != nil {
+	switch {
+	case err != nil && closing:
+		e.log.Debug("AT engine closed", "err", err)
+	case err != nil:
 		e.log.Warn("AT engine stopped", "err", err)
 	}
 }
