@@ -4,25 +4,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/warthog618/sms/encoding/gsm7/charset"
+	// The GSM 7-bit tables are built once, before any goroutine encodes.
+	_ "github.com/simgate/simgate/modem/internal/gsmtables"
 )
-
-// warthog618/sms builds its GSM 7-bit tables lazily on first use, writing
-// package variables without a lock, so two goroutines encoding at once race
-// (a session decoding while the relay checks a request). Building every
-// table here, before any goroutine runs, leaves only reads afterwards.
-func init() {
-	charset.DefaultDecoder()
-	charset.DefaultEncoder()
-	charset.DefaultExtDecoder()
-	charset.DefaultExtEncoder()
-	for nli := charset.Start; nli < charset.End; nli++ {
-		charset.NewDecoder(nli)
-		charset.NewEncoder(nli)
-		charset.NewExtDecoder(nli)
-		charset.NewExtEncoder(nli)
-	}
-}
 
 // IsText reports whether a datagram reads as text: valid UTF-8 with no
 // control characters other than tab, CR and LF. IP Commands carry raw bytes;
