@@ -131,7 +131,7 @@ func TestE2EStopWhileBrokerDown(t *testing.T) {
 // was initialised.
 func TestE2EStopDuringSend(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, rigOptions{Sim: modemsim.Options{SendDelay: 8 * time.Second}})
+	r := newRig(t, rigOptions{Sim: modemsim.Options{SendDelay: 6 * time.Second}})
 	r.waitReady()
 	publish(t, r.url, r.prefix+"/sms/out", []byte(`{"id":"slow-1","payload":"sent on a slow network"}`))
 	if !waitUntil(e2eWait, func() bool { return len(r.sim.State().SentSMS) == 1 }) {

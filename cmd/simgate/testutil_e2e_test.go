@@ -48,20 +48,6 @@ const e2eWait = 60 * time.Second
 // go test ./cmd/simgate -run TestFault -v -args -e2e.logs
 var showLogs = flag.Bool("e2e.logs", false, "print the logs of every hardware-in-loop test")
 
-// knownBugs runs the tests that reproduce known bugs of other packages,
-// which are skipped otherwise to keep the tree green:
-// go test ./cmd/simgate -run TestFaultLostIndications -args -e2e.known-bugs
-var knownBugs = flag.Bool("e2e.known-bugs", false, "run the tests that reproduce known bugs")
-
-// knownBug skips the test unless -e2e.known-bugs is given; why names the
-// bug precisely.
-func knownBug(t *testing.T, why string) {
-	t.Helper()
-	if !*knownBugs {
-		t.Skip("known bug: " + why + " (run with -args -e2e.known-bugs)")
-	}
-}
-
 // e2eBin is the simgate binary built for this test run.
 var e2eBin struct {
 	once sync.Once
