@@ -75,6 +75,7 @@ func TestFaultModem(t *testing.T) {
 				t.Errorf("SMS left behind after delivery; %s", r.simSummary())
 			}
 			evs := r.obs.events()
+			t.Logf("events: %v", eventTypes(evs))
 			if c.restarts {
 				if !hasEvent(evs, recoveryLost...) {
 					t.Errorf("no event on P/events reports the modem failing (one of %v); events: %v", recoveryLost, eventTypes(evs))
