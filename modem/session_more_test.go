@@ -368,3 +368,31 @@ func TestSessionDrainRefusedWaitsForPoll(t *testing.T) {
 	}
 	port.Wait(wait)
 }
+
+// A set restored complete was read before anything still on the SIM, so it
+// is delivered first, ahead of a newer single SMS listed with it.
+func TestSessionRestoredCompleteSetKeepsOrder(t *testing.T) {
+	sink := NewMemorySink()
+	part := func(seq int, text string) mt {
+		return mt{from: "000", sent: t0, dcs: 0x00, udh: concat8(9, 2, seq), ud: septets(text)}
+	}
+	for seq, text := range map[int]string{1: "first ", 2: "message"} {
+		m := part(seq, text)
+		d, err := decodeDeliver(m.tpdu())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sink.PutSegment(context.Background(), Segment{Key: d.concatKey(), Seq: seq, Total: 2, TPDU: m.tpdu(), ReceivedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := mt{from: "000", sent: t0.Add(time.Second), dcs: 0x00, ud: septets("second message")}
+	port := attest.New(t, initSteps(list(entry(3, 1, later)), del(3))...)
+	r := newRig(t, defaultConfig(), sink, port)
+	r.mem = sink
+	port.Wait(wait)
+	want := []Inbound{sms("000", "first message", t0, 2), sms("000", "second message", t0.Add(time.Second), 1)}
+	if diff := cmp.Diff(want, r.messages(2), ignoreVolatile); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -134,10 +134,25 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		return entries[i].Index < entries[j].Index
 	})
 	s.needDrain, s.retryDrain = false, false
+	// Sets held complete (the process stopped between storing the last
+	// part and assembling) go first: their parts were read before anything
+	// still on the SIM, so assembling them later would put newer messages
+	// ahead of them.
+	delivered := s.assembleComplete(ctx)
 	skipped := 0
 	for _, e := range entries {
 		if !received(e.Stat) {
 			skipped++
+			continue
+		}
+		// A part of a set just assembled that is still on the SIM (the
+		// process stopped before deleting it) is already delivered: stored
+		// again it would start a new set that can never complete.
+		if e.d != nil && e.d.Total > 0 && delivered[partID(e.d.concatKey(), e.d.Seq, e.d.TPDU)] {
+			s.log.Info("SMS part already delivered; deleting it from the SIM", "key", e.d.concatKey(), "part", e.d.Seq, "index", e.Index)
+			if err := s.delete(ctx, eng, e.Index); err != nil {
+				return err
+			}
 			continue
 		}
 		// While the module is serving, an SMS on the SIM that no +CMTI
@@ -153,11 +168,58 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	s.skipped = skipped
 	// Every +CMTI acted on before the list was taken is accounted for.
 	clear(s.cmtiSeen)
-	// Sets restored complete are assembled only now: had the process died
-	// before deleting the last part, the drain has just re-read it, and
-	// assembling earlier would have let that part start a new set.
 	s.expire(ctx)
 	return nil
+}
+
+// partID names one stored part exactly: its set, position and bytes.
+func partID(key string, seq int, tpdu []byte) string {
+	return fmt.Sprintf("%s\x00%d\x00%x", key, seq, tpdu)
+}
+
+// assembleComplete assembles every set that has all its parts held, and
+// returns the parts of the sets it stored.
+func (s *Session) assembleComplete(ctx context.Context) map[string]bool {
+	var due []string
+	for key, p := range s.pending {
+		if p.complete {
+			due = append(due, key)
+		}
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	segs, err := s.sink.Segments(ctx)
+	if err != nil {
+		s.log.Warn("could not load held SMS parts", "err", err)
+		return nil
+	}
+	sort.Strings(due)
+	delivered := map[string]bool{}
+	for _, key := range due {
+		var held []Segment
+		for _, sg := range segs {
+			if sg.Key == key {
+				held = append(held, sg)
+			}
+		}
+		if len(held) == 0 {
+			delete(s.pending, key) // assembled elsewhere
+			continue
+		}
+		if !complete(held) {
+			s.pending[key].complete = false
+			continue
+		}
+		s.assemble(ctx, key, held, false)
+		if _, waiting := s.pending[key]; waiting {
+			continue // not stored; retried by the next poll
+		}
+		for _, sg := range held {
+			delivered[partID(sg.Key, sg.Seq, sg.TPDU)] = true
+		}
+	}
+	return delivered
 }
 
 func entryTime(e *smsEntry) time.Time {
