@@ -180,23 +180,43 @@ func partID(key string, seq int, tpdu []byte) string {
 // assembleComplete assembles every set that has all its parts held, and
 // returns the parts of the sets it stored.
 func (s *Session) assembleComplete(ctx context.Context) map[string]bool {
-	var due []string
+	delivered := map[string]bool{}
+	s.forDueSets(ctx, func(p *pendingSet) bool { return p.complete }, func(key string, held []Segment) {
+		if !complete(held) {
+			s.pending[key].complete = false
+			return
+		}
+		s.assemble(ctx, key, held, false)
+		if _, waiting := s.pending[key]; waiting {
+			return // not stored; retried by the next poll
+		}
+		for _, sg := range held {
+			delivered[partID(sg.Key, sg.Seq, sg.TPDU)] = true
+		}
+	})
+	return delivered
+}
+
+// forDueSets calls do, in key order, with the held parts of every pending
+// set that due selects; a set whose parts are all gone was assembled
+// elsewhere and stops waiting.
+func (s *Session) forDueSets(ctx context.Context, due func(*pendingSet) bool, do func(key string, held []Segment)) {
+	var keys []string
 	for key, p := range s.pending {
-		if p.complete {
-			due = append(due, key)
+		if due(p) {
+			keys = append(keys, key)
 		}
 	}
-	if len(due) == 0 {
-		return nil
+	if len(keys) == 0 {
+		return
 	}
 	segs, err := s.sink.Segments(ctx)
 	if err != nil {
 		s.log.Warn("could not load held SMS parts", "err", err)
-		return nil
+		return
 	}
-	sort.Strings(due)
-	delivered := map[string]bool{}
-	for _, key := range due {
+	sort.Strings(keys)
+	for _, key := range keys {
 		var held []Segment
 		for _, sg := range segs {
 			if sg.Key == key {
@@ -204,22 +224,11 @@ func (s *Session) assembleComplete(ctx context.Context) map[string]bool {
 			}
 		}
 		if len(held) == 0 {
-			delete(s.pending, key) // assembled elsewhere
+			delete(s.pending, key)
 			continue
 		}
-		if !complete(held) {
-			s.pending[key].complete = false
-			continue
-		}
-		s.assemble(ctx, key, held, false)
-		if _, waiting := s.pending[key]; waiting {
-			continue // not stored; retried by the next poll
-		}
-		for _, sg := range held {
-			delivered[partID(sg.Key, sg.Seq, sg.TPDU)] = true
-		}
+		do(key, held)
 	}
-	return delivered
 }
 
 func entryTime(e *smsEntry) time.Time {
@@ -490,34 +499,11 @@ func (s *Session) restore(ctx context.Context) {
 // expire assembles sets that are complete (their Assemble failed before)
 // or whose wait timed out.
 func (s *Session) expire(ctx context.Context) {
-	var due []string
-	for key, p := range s.pending {
-		if p.complete || time.Since(p.first) >= s.cfg.ReassemblyTimeout {
-			due = append(due, key)
-		}
-	}
-	if len(due) == 0 {
-		return
-	}
-	segs, err := s.sink.Segments(ctx)
-	if err != nil {
-		s.log.Warn("could not load held SMS parts", "err", err)
-		return
-	}
-	sort.Strings(due)
-	for _, key := range due {
-		var held []Segment
-		for _, sg := range segs {
-			if sg.Key == key {
-				held = append(held, sg)
-			}
-		}
-		if len(held) == 0 {
-			delete(s.pending, key) // assembled elsewhere
-			continue
-		}
+	s.forDueSets(ctx, func(p *pendingSet) bool {
+		return p.complete || time.Since(p.first) >= s.cfg.ReassemblyTimeout
+	}, func(key string, held []Segment) {
 		s.assemble(ctx, key, held, !complete(held))
-	}
+	})
 }
 
 // poll refreshes the status, notices a module that reset, watches the SMS
