@@ -50,22 +50,8 @@ fi
 deb=$(readlink -f "$1")
 here=$(cd "$(dirname "$0")" && pwd)
 
-checks=0
-pass() {
-	checks=$((checks + 1))
-	printf 'ok   %s\n' "$*"
-}
-fail() {
-	printf 'FAIL %s\n' "$*" >&2
-	exit 1
-}
-# expect_eq WHAT WANT GOT
-expect_eq() {
-	if [ "$2" != "$3" ]; then
-		fail "$1: want '$2', got '$3'"
-	fi
-	pass "$1: $2"
-}
+# shellcheck source=packaging/check-lib.sh
+. "$here/check-lib.sh"
 # expect_file_eq WHAT WANT_FILE GOT_FILE: whole-text comparison with a diff.
 expect_file_eq() {
 	if ! diff -u "$2" "$3" >&2; then

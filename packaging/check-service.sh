@@ -56,18 +56,13 @@ fi
 deb=$(readlink -f "$1")
 here=$(cd "$(dirname "$0")" && pwd)
 
-checks=0
-pass() {
-	checks=$((checks + 1))
-	printf 'ok   %s\n' "$*"
-}
-fail() {
-	printf 'FAIL %s\n' "$*" >&2
+# shellcheck source=packaging/check-lib.sh
+. "$here/check-lib.sh"
+on_fail() {
 	if [ -n "${leader:-}" ]; then
 		echo "--- journal of simgate.service (last 40 lines) ---" >&2
 		cin journalctl -u simgate.service -u modemsim.service --no-pager -n 40 -o short-precise >&2 || true
 	fi
-	exit 1
 }
 skip() {
 	if [ "${CHECK_SERVICE_REQUIRE:-}" = 1 ]; then
@@ -297,10 +292,6 @@ line_of() { grep -n -m1 -F -- "$2" <<<"$(since "$1")" | cut -d: -f1 || true; }
 out=$(cin dpkg -i /root/simgate.deb 2>&1) || fail "dpkg -i in the booted container: $out"
 # shellcheck disable=SC2016 # dpkg-query's own ${field} syntax
 pass "dpkg -i with systemd running: $(cin dpkg-query -W -f='${Package} ${Version}' simgate)"
-expect_eq() {
-	[ "$2" = "$3" ] || fail "$1: want '$2', got '$3'"
-	pass "$1: $2"
-}
 expect_eq "systemctl is-enabled simgate" enabled "$(cin systemctl is-enabled simgate.service)"
 expect_eq "first install leaves it stopped: is-active" inactive "$(cin systemctl is-active simgate.service || true)"
 expect_eq "unit loaded from" /lib/systemd/system/simgate.service "$(prop FragmentPath)"

@@ -176,7 +176,7 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"build-deb.sh", "check-deb.sh", "check-service.sh", "deb-version.sh", "test-root.sh"}
+	want := []string{"build-deb.sh", "check-deb.sh", "check-lib.sh", "check-service.sh", "deb-version.sh", "test-root.sh"}
 	if diff := cmp.Diff(want, scripts); diff != "" {
 		t.Errorf("scripts (-want +got):\n%s", diff)
 	}
