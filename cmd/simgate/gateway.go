@@ -131,7 +131,6 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 	// The session runs on its own context: it keeps serving a device call
 	// the relay is finishing after ctx is cancelled, and stops after.
 	sessCtx, stopSession := context.WithCancel(context.Background())
-	defer stopSession()
 	sessDone := make(chan error, 1)
 	go func() { sessDone <- session.Run(sessCtx) }()
 	defer func() {
@@ -141,12 +140,11 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 		}
 	}()
 
-	go func() {
-		<-ctx.Done()
+	defer context.AfterFunc(ctx, func() {
 		if err := n.Stopping(); err != nil {
 			log.Warn("systemd notify", "err", err)
 		}
-	}()
+	})()
 	// systemd hears from the start, before the device id is known: a first
 	// start without the modem shows why it is not ready yet.
 	notifyCtx, stopNotify := context.WithCancel(ctx)
