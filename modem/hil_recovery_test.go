@@ -71,38 +71,7 @@ func (c *countingSink) check(t *testing.T, want []string) {
 func runCounting(t *testing.T, sim *modemsim.Sim, tweak func(*Config), cmdTimeout time.Duration) (*hil, *countingSink) {
 	t.Helper()
 	cs := newCountingSink()
-	h := &hil{t: t, sim: sim, sink: cs.MemorySink, events: make(chan Event, 1000)}
-	cfg := Config{
-		Port: sim.Link(), Profile: "auto", SMS: true, AllowedSenders: []string{"000"},
-		PollInterval: 200 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-		BootTimeout: 20 * time.Second, Logger: testLogger(),
-		OnEvent: func(e Event) {
-			select {
-			case h.events <- e:
-			default:
-			}
-		},
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	h.s = NewSession(cfg, cs)
-	h.s.cmdTimeout = cmdTimeout
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan error, 1)
-	go func() { h.done <- h.s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-h.done:
-			if err != nil {
-				t.Errorf("Run() = %v", err)
-			}
-		case <-time.After(wait):
-			t.Error("Run did not return after cancel")
-		}
-	})
-	return h, cs
+	return runHILSink(t, sim, cs, cs.MemorySink, tweak, cmdTimeout), cs
 }
 
 // waitBooted waits until the simulated module has finished booting, so

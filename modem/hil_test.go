@@ -53,7 +53,16 @@ func runHIL(t *testing.T, sim *modemsim.Sim, tweak func(*Config)) *hil {
 
 func runHILTimeout(t *testing.T, sim *modemsim.Sim, tweak func(*Config), cmdTimeout time.Duration) *hil {
 	t.Helper()
-	h := &hil{t: t, sim: sim, sink: NewMemorySink(), events: make(chan Event, 1000)}
+	mem := NewMemorySink()
+	return runHILSink(t, sim, mem, mem, tweak, cmdTimeout)
+}
+
+// runHILSink starts a session on sim that hands messages to sink; mem is
+// the MemorySink the test reads them from (sink itself, or the one it
+// wraps).
+func runHILSink(t *testing.T, sim *modemsim.Sim, sink Sink, mem *MemorySink, tweak func(*Config), cmdTimeout time.Duration) *hil {
+	t.Helper()
+	h := &hil{t: t, sim: sim, sink: mem, events: make(chan Event, 1000)}
 	cfg := Config{
 		Port: sim.Link(), Profile: "auto", SMS: true, AllowedSenders: []string{"000"},
 		PollInterval: 200 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
@@ -68,7 +77,7 @@ func runHILTimeout(t *testing.T, sim *modemsim.Sim, tweak func(*Config), cmdTime
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	h.s = NewSession(cfg, h.sink)
+	h.s = NewSession(cfg, sink)
 	h.s.cmdTimeout = cmdTimeout
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)

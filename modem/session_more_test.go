@@ -321,20 +321,8 @@ func TestSessionStatusUpdates(t *testing.T) {
 // not start a new set that would later surface as a partial duplicate.
 func TestSessionRestoredCompleteSetWithPartStillOnSIM(t *testing.T) {
 	sink := NewMemorySink()
-	part := func(seq int, text string) mt {
-		return mt{from: "000", sent: t0, dcs: 0x00, udh: concat8(5, 2, seq), ud: septets(text)}
-	}
-	for seq, text := range map[int]string{1: "one ", 2: "two"} {
-		m := part(seq, text)
-		d, err := decodeDeliver(m.tpdu())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sink.PutSegment(context.Background(), Segment{Key: d.concatKey(), Seq: seq, Total: 2, TPDU: m.tpdu(), ReceivedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	port := attest.New(t, initSteps(list(entry(6, 1, part(2, "two"))), del(6))...)
+	part := holdParts(t, sink, 5, "one ", "two")
+	port := attest.New(t, initSteps(list(entry(6, 1, part(2))), del(6))...)
 	r := newRig(t, defaultConfig(), sink, port)
 	r.mem = sink
 	port.Wait(wait)
@@ -373,19 +361,7 @@ func TestSessionDrainRefusedWaitsForPoll(t *testing.T) {
 // is delivered first, ahead of a newer single SMS listed with it.
 func TestSessionRestoredCompleteSetKeepsOrder(t *testing.T) {
 	sink := NewMemorySink()
-	part := func(seq int, text string) mt {
-		return mt{from: "000", sent: t0, dcs: 0x00, udh: concat8(9, 2, seq), ud: septets(text)}
-	}
-	for seq, text := range map[int]string{1: "first ", 2: "message"} {
-		m := part(seq, text)
-		d, err := decodeDeliver(m.tpdu())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sink.PutSegment(context.Background(), Segment{Key: d.concatKey(), Seq: seq, Total: 2, TPDU: m.tpdu(), ReceivedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	holdParts(t, sink, 9, "first ", "message")
 	later := mt{from: "000", sent: t0.Add(time.Second), dcs: 0x00, ud: septets("second message")}
 	port := attest.New(t, initSteps(list(entry(3, 1, later)), del(3))...)
 	r := newRig(t, defaultConfig(), sink, port)
@@ -395,4 +371,25 @@ func TestSessionRestoredCompleteSetKeepsOrder(t *testing.T) {
 	if diff := cmp.Diff(want, r.messages(2), ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// holdParts stores in sink, as a run before a restart would have, every
+// part of a concatenated SMS from 000 with reference ref, one part per
+// text; it returns each part as the SIM would list it, by position.
+func holdParts(t *testing.T, sink *MemorySink, ref int, texts ...string) func(seq int) mt {
+	t.Helper()
+	part := func(seq int) mt {
+		return mt{from: "000", sent: t0, dcs: 0x00, udh: concat8(ref, len(texts), seq), ud: septets(texts[seq-1])}
+	}
+	for seq := 1; seq <= len(texts); seq++ {
+		m := part(seq)
+		d, err := decodeDeliver(m.tpdu())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sink.PutSegment(context.Background(), Segment{Key: d.concatKey(), Seq: seq, Total: len(texts), TPDU: m.tpdu(), ReceivedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return part
 }
