@@ -55,12 +55,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench: -n must be at least 1")
 		return 2
 	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	root, err := os.Getwd()
+	log, root, err := setup(stderr, *verbose)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 1
@@ -196,4 +191,15 @@ func (b *bench) run(ctx context.Context, keep bool) (err error) {
 	}
 	b.readyFootprint()
 	return errors.Join(errs...)
+}
+
+// setup gives bench and soak their logger (debug when verbose, else
+// warnings) and the repository root they run from.
+func setup(stderr io.Writer, verbose bool) (*slog.Logger, string, error) {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	root, err := os.Getwd()
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), root, err
 }

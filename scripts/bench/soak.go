@@ -83,12 +83,7 @@ func soakMain(args []string, stdout, stderr io.Writer) int {
 		}
 		plan = append(plan, f)
 	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	root, err := os.Getwd()
+	log, root, err := setup(stderr, *verbose)
 	if err != nil {
 		fmt.Fprintf(stderr, "soak: %v\n", err)
 		return 1
