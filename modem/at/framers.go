@@ -39,7 +39,9 @@ func LineFramer(prefix string, length func(fields []string) (n int, ok bool)) Fr
 		if more, ok := hasPrefix(buf, prefix); !ok {
 			return FrameSpec{}, false, more
 		}
-		i := bytes.IndexAny(buf, "\r\n")
+		// Only a head's worth is searched: a long line read in small pieces
+		// would otherwise be searched from its start on every read.
+		i := bytes.IndexAny(buf[:min(len(buf), maxHead)], "\r\n")
 		if i < 0 {
 			return FrameSpec{}, false, len(buf) < maxHead
 		}

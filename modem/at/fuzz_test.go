@@ -200,3 +200,46 @@ func BenchmarkMachineCMGL(b *testing.B) {
 		}
 	}
 }
+
+// TestMachineLinearScan feeds long lines one byte per read, as a slow UART
+// can deliver them: the line-end search must look at each byte a bounded
+// number of times, not search the line from its start on every read.
+func TestMachineLinearScan(t *testing.T) {
+	const n = 16 << 10
+	for _, tc := range []struct {
+		name string
+		line string
+	}{
+		{"plain line", "+XYZ: " + strings.Repeat("a", n-8) + "\r\n"},
+		{"framer prefix", "+QIURC: \"recv\",0," + strings.Repeat("7", n-24) + "\r\n"},
+		{"prefix of a reply", "+QIRD: " + strings.Repeat("1", n-9) + "\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(DefaultURCs())
+			m.begin(Cmd{Line: "AT+QIRD=0", Framer: QuectelRead}, false)
+			data := []byte(tc.line)
+			for i := range data {
+				m.feed(data[i : i+1])
+			}
+			if limit := int64(4 * len(data)); m.examined > limit {
+				t.Errorf("the line-end search looked at %d bytes for a %d-byte line fed a byte at a time; want at most %d", m.examined, len(data), limit)
+			}
+			if len(m.buf) != 0 {
+				t.Errorf("%d bytes left unparsed", len(m.buf))
+			}
+		})
+	}
+}
+
+// BenchmarkMachineLongLine parses a 16 KiB line delivered one byte per
+// read.
+func BenchmarkMachineLongLine(b *testing.B) {
+	data := []byte("+XYZ: " + strings.Repeat("a", 16<<10) + "\r\n")
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		m := newMachine(DefaultURCs())
+		for i := range data {
+			m.feed(data[i : i+1])
+		}
+	}
+}

@@ -38,8 +38,15 @@ type frame struct {
 type machine struct {
 	urcs []URCSpec
 	buf  []byte
-	cur  *active
-	fr   *frame
+	// scanned is how many bytes at the front of buf are known to hold no
+	// line end, so a line arriving in many small reads is searched once,
+	// not again from its start on every read.
+	scanned int
+	// examined counts the bytes the line-end search has looked at; tests
+	// use it to check that the work is linear in the bytes fed.
+	examined int64
+	cur      *active
+	fr       *frame
 
 	urcWant int // further lines the held URC still needs
 	urcHeld URC
@@ -86,7 +93,27 @@ func (m *machine) feed(p []byte) {
 	}
 	if len(m.buf) == 0 {
 		m.buf = m.buf[:0:0] // let a large read's array go
+		m.scanned = 0
 	}
+}
+
+// consume drops n bytes from the front of buf.
+func (m *machine) consume(n int) {
+	m.buf = m.buf[n:]
+	m.scanned = max(m.scanned-n, 0)
+}
+
+// lineEnd returns the index of the first CR or LF in buf, or -1. Only the
+// bytes not searched before are looked at.
+func (m *machine) lineEnd() int {
+	from := min(m.scanned, len(m.buf))
+	m.examined += int64(len(m.buf) - from)
+	j := bytes.IndexAny(m.buf[from:], "\r\n")
+	if j < 0 {
+		m.scanned = len(m.buf)
+		return -1
+	}
+	return from + j
 }
 
 // step makes one unit of progress and reports whether it did.
@@ -99,7 +126,7 @@ func (m *machine) step() bool {
 		i++
 	}
 	if i > 0 {
-		m.buf = m.buf[i:]
+		m.consume(i)
 		return true
 	}
 	if len(m.buf) == 0 {
@@ -124,26 +151,26 @@ func (m *machine) step() bool {
 		spec, ok, more, urc := m.tryFramers()
 		if ok {
 			m.fr = &frame{spec: spec, head: cleanLine(m.buf[:spec.Head]), urc: urc}
-			m.buf = m.buf[spec.Head:]
+			m.consume(spec.Head)
 			return true
 		}
 		if more {
 			return m.overflow()
 		}
 	}
-	j := bytes.IndexAny(m.buf, "\r\n")
+	j := m.lineEnd()
 	if j < 0 {
 		return m.overflow()
 	}
 	line := cleanLine(m.buf[:j])
-	m.buf = m.buf[j+1:]
+	m.consume(j + 1)
 	m.line(line)
 	return true
 }
 
 // consumePrompt drops the prompt character; the space after "> " is
 // skipped with the other blanks at a line start.
-func (m *machine) consumePrompt() { m.buf = m.buf[1:] }
+func (m *machine) consumePrompt() { m.consume(1) }
 
 // overflow drops an unterminated line that has grown past maxLine.
 func (m *machine) overflow() bool {
@@ -152,6 +179,7 @@ func (m *machine) overflow() bool {
 	}
 	m.stale = append(m.stale, "dropped "+itoa(len(m.buf))+" bytes without a line end")
 	m.buf = m.buf[:0:0]
+	m.scanned = 0
 	return true
 }
 
@@ -187,7 +215,7 @@ func (m *machine) stepFrame() bool {
 			return false
 		}
 		f.data = append(f.data, m.buf[:n]...)
-		m.buf = m.buf[n:]
+		m.consume(n)
 		return true
 	}
 	if t := f.spec.Tail; t != "" {
@@ -195,7 +223,7 @@ func (m *machine) stepFrame() bool {
 			return false // the tail may be on its way
 		}
 		if strings.HasPrefix(string(m.buf[:min(len(t), len(m.buf))]), t) {
-			m.buf = m.buf[len(t):]
+			m.consume(len(t))
 		}
 	}
 	m.fr = nil
