@@ -160,8 +160,9 @@ type Session struct {
 	suspects  map[int]bool
 	missed    int
 
-	urcC    <-chan at.URC
-	backlog []at.URC // URCs put aside while waiting for a particular one
+	urcs         *at.Engine // the engine whose URCs are being taken
+	backlog      []at.URC   // URCs put aside while waiting for a particular one
+	backlogBytes int
 	pollDue bool
 	// idle fires when the line has been silent for Config.IdleProbe;
 	// idleAt is when the last idle probe was due, so a busy engine defers
@@ -354,25 +355,23 @@ func (s *Session) attempt(ctx context.Context) error {
 	s.opened = true
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	urcs := make(chan at.URC, 64)
-	s.urcC, s.backlog = urcs, nil
+	s.backlog, s.backlogBytes = nil, 0
 	// A live module answers the resynchronisation probe at once; a short
 	// wait lets a silent one be noticed (and the ladder climbed) sooner.
 	probe := s.cfg.ProbeTimeout
 	if s.cmdTimeout > 0 {
 		probe = s.cmdTimeout
 	}
+	// URCs are pulled rather than pushed: the drain sees every +CMTI that
+	// arrived before its AT+CMGL answer, and what waits is bounded in bytes
+	// by the engine's queue alone.
 	eng := at.New(port, at.Config{
 		Logger:       s.log,
 		Timeout:      s.cmdTimeout,
 		ProbeTimeout: probe,
-		OnURC: func(u at.URC) {
-			select {
-			case urcs <- u:
-			case <-ctx.Done():
-			}
-		},
+		PullURCs:     true,
 	})
+	s.urcs = eng
 	s.mu.Lock()
 	s.live = eng
 	s.mu.Unlock()
@@ -441,20 +440,44 @@ func gone(eng *at.Engine) bool {
 // URCs (a datagram pushed meanwhile) wait in the backlog for serve.
 func (s *Session) afterInit() {
 	for {
-		select {
-		case u := <-s.urcC:
-			switch {
-			case strings.HasPrefix(u.Line, "+CEREG:") || strings.HasPrefix(u.Line, "+CGREG:") || strings.HasPrefix(u.Line, "+CREG:"):
-				s.registrationURC(u.Line)
-			case bootURC(u.Line) || strings.HasPrefix(u.Line, "+CMTI:"):
-				s.log.Debug("URC during initialisation", "line", u.Line)
-			default:
-				s.backlog = append(s.backlog, u)
-			}
-		default:
+		u, ok := s.urcs.NextURC()
+		if !ok {
 			return
 		}
+		switch {
+		case strings.HasPrefix(u.Line, "+CEREG:") || strings.HasPrefix(u.Line, "+CGREG:") || strings.HasPrefix(u.Line, "+CREG:"):
+			s.registrationURC(u.Line)
+		case bootURC(u.Line) || strings.HasPrefix(u.Line, "+CMTI:"):
+			s.log.Debug("URC during initialisation", "line", u.Line)
+		default:
+			s.putBack(u)
+		}
 	}
+}
+
+// putBack keeps u in the backlog for serve. The backlog is bounded in
+// bytes like the engine's queue: the oldest goes first.
+func (s *Session) putBack(u at.URC) {
+	s.backlog = append(s.backlog, u)
+	s.backlogBytes += urcBytes(u)
+	dropped := 0
+	for len(s.backlog) > 1 && s.backlogBytes > at.MaxQueuedURCBytes {
+		s.backlogBytes -= urcBytes(s.backlog[0])
+		s.backlog[0] = at.URC{}
+		s.backlog = s.backlog[1:]
+		dropped++
+	}
+	if dropped > 0 {
+		s.log.Warn("URC backlog full, dropped the oldest", "dropped", dropped, "limit_bytes", at.MaxQueuedURCBytes)
+	}
+}
+
+func urcBytes(u at.URC) int {
+	n := 64 + len(u.Line) + len(u.Data)
+	for _, x := range u.Extra {
+		n += len(x)
+	}
+	return n
 }
 
 // bootURC reports the announcements a module makes while it boots.
@@ -540,8 +563,8 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		return at.ErrClosed
 	case <-s.idle.C:
 		return s.idleCheck(ctx, eng)
-	case u := <-s.urcC:
-		return s.onURC(ctx, eng, u)
+	case <-eng.URCReady():
+		// Taken by nextURC at the next step.
 	case <-pollC:
 		return s.pollChecked(ctx, eng)
 	case <-timerC(s.dp.timer):
@@ -586,15 +609,15 @@ func (s *Session) idleCheck(ctx context.Context, eng *at.Engine) error {
 func (s *Session) nextURC() (at.URC, bool) {
 	if len(s.backlog) > 0 {
 		u := s.backlog[0]
+		s.backlog[0] = at.URC{}
 		s.backlog = s.backlog[1:]
+		s.backlogBytes -= urcBytes(u)
+		if len(s.backlog) == 0 {
+			s.backlog, s.backlogBytes = nil, 0
+		}
 		return u, true
 	}
-	select {
-	case u := <-s.urcC:
-		return u, true
-	default:
-		return at.URC{}, false
-	}
+	return s.urcs.NextURC()
 }
 
 func (s *Session) onURC(ctx context.Context, eng *at.Engine, u at.URC) error {
@@ -612,12 +635,15 @@ func (s *Session) awaitURC(ctx context.Context, eng *at.Engine, what string, tim
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
-		select {
-		case u := <-s.urcC:
+		if u, ok := eng.NextURC(); ok {
 			if match(u) {
 				return u, nil
 			}
-			s.backlog = append(s.backlog, u)
+			s.putBack(u)
+			continue
+		}
+		select {
+		case <-eng.URCReady():
 		case <-t.C:
 			return at.URC{}, fmt.Errorf("no %s within %s: %w", what, timeout, errNoURC)
 		case <-ctx.Done():

@@ -19,9 +19,14 @@ type Config struct {
 	URCs []URCSpec
 	// OnURC receives every URC in arrival order, from a goroutine of its
 	// own: it may block or issue commands without stalling the port. URCs
-	// queue meanwhile, up to MaxQueuedURCs; beyond that the oldest are
-	// dropped and logged. Nil drops URCs after logging them.
+	// queue meanwhile, up to MaxQueuedURCs and MaxQueuedURCBytes; beyond
+	// that the oldest are dropped and logged. Nil drops URCs after logging
+	// them, unless PullURCs is set.
 	OnURC func(URC)
+	// PullURCs keeps URCs queued (within the same bounds) for NextURC
+	// instead of handing them to OnURC. The caller then sees every URC
+	// that arrived before a command's reply as soon as Do returns.
+	PullURCs bool
 	// Timeout overrides DefaultTimeout for commands without their own.
 	Timeout time.Duration
 	// ProbeTimeout bounds the resynchronisation probe; 0 means 5 s.
@@ -38,9 +43,26 @@ type Config struct {
 // modules say when they boot.
 func DefaultIsReset(line string) bool { return line == "RDY" }
 
-// MaxQueuedURCs bounds the URCs waiting for OnURC. A dropped +CMTI loses no
-// SMS: it stays on the SIM and the next drain (AT+CMGL) finds it.
-const MaxQueuedURCs = 4096
+// MaxQueuedURCs and MaxQueuedURCBytes bound the URCs waiting for OnURC or
+// NextURC, in number and in bytes (text and framed data): a module pushing
+// framed data of up to 64 KiB each while its reader is busy must not grow
+// memory by hundreds of megabytes. A dropped +CMTI loses no SMS: it stays
+// on the SIM and the next drain (AT+CMGL) finds it.
+const (
+	MaxQueuedURCs     = 4096
+	MaxQueuedURCBytes = 1 << 20
+)
+
+// urcOverhead is what a queued URC costs besides its text and data.
+const urcOverhead = 64
+
+func urcSize(u URC) int {
+	n := urcOverhead + len(u.Line) + len(u.Data)
+	for _, x := range u.Extra {
+		n += len(x)
+	}
+	return n
+}
 
 // probeLine is sent to resynchronise after an abandoned command. Its
 // information line "+CMEE: <n>" cannot be the answer to anything the engine
@@ -71,10 +93,11 @@ type Engine struct {
 	echoes     atomic.Int64
 	closing    atomic.Bool // the owner is closing the port: read errors are expected
 
-	urcMu   sync.Mutex
-	urcQ    []URC
-	urcWake chan struct{}
-	dropped int
+	urcMu    sync.Mutex
+	urcQ     []URC
+	urcBytes int // urcSize of everything in urcQ
+	urcWake  chan struct{}
+	dropped  int
 
 	// owner goroutine state
 	needSync bool
@@ -123,7 +146,9 @@ func New(port io.ReadWriter, cfg Config) *Engine {
 	reads := make(chan []byte)
 	readErr := make(chan error, 1)
 	go e.read(reads, readErr)
-	go e.dispatch()
+	if !cfg.PullURCs {
+		go e.dispatch()
+	}
 	go e.run(reads, readErr)
 	return e
 }
@@ -470,10 +495,18 @@ func (e *Engine) stop(err error) {
 
 func (e *Engine) queueURCs(us []URC) {
 	e.urcMu.Lock()
-	e.urcQ = append(e.urcQ, us...)
-	if over := len(e.urcQ) - MaxQueuedURCs; over > 0 {
-		e.dropped += over
-		e.urcQ = append([]URC(nil), e.urcQ[over:]...)
+	for _, u := range us {
+		e.urcQ = append(e.urcQ, u)
+		e.urcBytes += urcSize(u)
+	}
+	drop := 0
+	for drop < len(e.urcQ) && (len(e.urcQ)-drop > MaxQueuedURCs || e.urcBytes > MaxQueuedURCBytes) {
+		e.urcBytes -= urcSize(e.urcQ[drop])
+		drop++
+	}
+	if drop > 0 {
+		e.dropped += drop
+		e.urcQ = append([]URC(nil), e.urcQ[drop:]...)
 	}
 	e.urcMu.Unlock()
 	select {
@@ -482,7 +515,48 @@ func (e *Engine) queueURCs(us []URC) {
 	}
 }
 
-// dispatch hands URCs to OnURC in order, off the owner goroutine.
+// popURC takes the oldest queued URC.
+func (e *Engine) popURC() (URC, bool) {
+	e.urcMu.Lock()
+	dropped := e.dropped
+	e.dropped = 0
+	var u URC
+	ok := len(e.urcQ) > 0
+	if ok {
+		u = e.urcQ[0]
+		e.urcQ[0] = URC{}
+		e.urcQ = e.urcQ[1:]
+		e.urcBytes -= urcSize(u)
+		if len(e.urcQ) == 0 {
+			e.urcQ = nil // let the array go
+		}
+	}
+	e.urcMu.Unlock()
+	if dropped > 0 {
+		e.log.Warn("URC queue full, dropped the oldest", "dropped", dropped,
+			"limit_urcs", MaxQueuedURCs, "limit_bytes", MaxQueuedURCBytes)
+	}
+	return u, ok
+}
+
+// queuedURCs reports how many URCs wait, and their urcSize in total.
+func (e *Engine) queuedURCs() (n, size int) {
+	e.urcMu.Lock()
+	defer e.urcMu.Unlock()
+	return len(e.urcQ), e.urcBytes
+}
+
+// NextURC returns the oldest URC waiting (Config.PullURCs), if any. Every
+// URC that arrived before a command's final result is waiting by the time
+// Do returns.
+func (e *Engine) NextURC() (URC, bool) { return e.popURC() }
+
+// URCReady receives a value after URCs were queued (Config.PullURCs); a
+// value may be left over from URCs already taken with NextURC.
+func (e *Engine) URCReady() <-chan struct{} { return e.urcWake }
+
+// dispatch hands URCs to OnURC in order, off the owner goroutine. It takes
+// them one at a time, so what waits stays within the queue's bounds.
 func (e *Engine) dispatch() {
 	for {
 		select {
@@ -491,28 +565,20 @@ func (e *Engine) dispatch() {
 		case <-e.urcWake:
 		}
 		for {
-			e.urcMu.Lock()
-			q, dropped := e.urcQ, e.dropped
-			e.urcQ, e.dropped = nil, 0
-			e.urcMu.Unlock()
-			if dropped > 0 {
-				e.log.Warn("URC queue full, dropped the oldest", "dropped", dropped)
-			}
-			if len(q) == 0 {
+			u, ok := e.popURC()
+			if !ok {
 				break
 			}
-			for _, u := range q {
-				select {
-				case <-e.quit:
-					return
-				default:
-				}
-				if e.cfg.OnURC == nil {
-					e.log.Debug("URC", "line", u.Line, "known", u.Known)
-					continue
-				}
-				e.cfg.OnURC(u)
+			select {
+			case <-e.quit:
+				return
+			default:
 			}
+			if e.cfg.OnURC == nil {
+				e.log.Debug("URC", "line", u.Line, "known", u.Known)
+				continue
+			}
+			e.cfg.OnURC(u)
 		}
 	}
 }

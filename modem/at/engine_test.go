@@ -632,3 +632,65 @@ func TestLastRead(t *testing.T) {
 		t.Errorf("LastRead() = %v after an answer, not after %v", after, before)
 	}
 }
+
+// TestURCQueueBoundedInBytes queues framed 64 KiB URCs that nobody takes,
+// as a module pushing data to a reader stuck in a long command does: the
+// queue keeps the newest within MaxQueuedURCBytes and counts the rest as
+// dropped.
+func TestURCQueueBoundedInBytes(t *testing.T) {
+	h := startConfig(t, Config{PullURCs: true}, 0)
+	data := make([]byte, maxFrame)
+	const n = 200
+	for i := range n {
+		h.eng.queueURCs([]URC{{Line: `+QIURC: "recv",0,65536`, Data: data, Known: true, Extra: []string{itoa(i)}}})
+	}
+	count, size := h.eng.queuedURCs()
+	// 1 MiB, written out so that raising the constant fails the test: the
+	// daemon's memory target is 20 MB in all.
+	if size > 1<<20 || size > MaxQueuedURCBytes {
+		t.Errorf("%d URCs of %d bytes wait; want at most 1 MiB", count, size)
+	}
+	if count == 0 {
+		t.Fatal("every URC was dropped; the newest must be kept")
+	}
+	// The oldest went: what is left is the newest, in order.
+	for i := n - count; i < n; i++ {
+		u, ok := h.eng.NextURC()
+		if !ok || u.Extra[0] != itoa(i) {
+			t.Fatalf("URC %d: got %v (ok %v)", i, u.Extra, ok)
+		}
+	}
+	if _, ok := h.eng.NextURC(); ok {
+		t.Error("more URCs than counted")
+	}
+	if _, size := h.eng.queuedURCs(); size != 0 {
+		t.Errorf("empty queue accounts %d bytes", size)
+	}
+}
+
+// TestPullURCsBeforeReply checks that with PullURCs every URC that arrived
+// before a command's final result can be taken as soon as Do returns.
+func TestPullURCsBeforeReply(t *testing.T) {
+	port := attest.New(t, attest.Step{Write: "AT+CMGL=4\r", Read: "\r\n+CMTI: \"SM\",3\r\n+CMGL: 1,0,,2\r\nABCD\r\n+CMTI: \"SM\",4\r\n\r\nOK\r\n"})
+	eng := New(port, Config{PullURCs: true})
+	t.Cleanup(func() {
+		eng.Close()
+		port.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := eng.Do(ctx, Cmd{Line: "AT+CMGL=4", Trailing: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		u, ok := eng.NextURC()
+		if !ok {
+			break
+		}
+		got = append(got, u.Line)
+	}
+	if diff := cmp.Diff([]string{`+CMTI: "SM",3`, `+CMTI: "SM",4`}, got); diff != "" {
+		t.Errorf("URCs waiting after the reply (-want +got):\n%s", diff)
+	}
+}
