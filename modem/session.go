@@ -163,7 +163,7 @@ type Session struct {
 	urcs         *at.Engine // the engine whose URCs are being taken
 	backlog      []at.URC   // URCs put aside while waiting for a particular one
 	backlogBytes int
-	pollDue bool
+	pollDue      bool
 	// idle fires when the line has been silent for Config.IdleProbe;
 	// idleAt is when the last idle probe was due, so a busy engine defers
 	// it rather than spinning.
