@@ -46,6 +46,13 @@ func (c *countingSink) Put(ctx context.Context, m Inbound) error {
 	return nil
 }
 
+func (c *countingSink) PutSMS(ctx context.Context, m Inbound, j SIMJournal) error {
+	if err := c.Put(ctx, m); err != nil {
+		return err
+	}
+	return c.SaveJournal(ctx, j)
+}
+
 // check fails the test unless exactly want (channel:payload) were stored,
 // each under one id.
 func (c *countingSink) check(t *testing.T, want []string) {

@@ -15,6 +15,7 @@ type MemorySink struct {
 	msgs    []Inbound
 	ids     map[string]bool
 	segs    map[string][]Segment
+	journal SIMJournal
 	fail    error
 	changed chan struct{}
 }
@@ -124,4 +125,63 @@ func (m *MemorySink) Wait(ctx context.Context, n int) ([]Inbound, error) {
 		case <-changed:
 		}
 	}
+}
+
+// PutSMS stores msg once per ID and keeps j.
+func (m *MemorySink) PutSMS(ctx context.Context, msg Inbound, j SIMJournal) error {
+	if err := m.Put(ctx, msg); err != nil {
+		return err
+	}
+	return m.SaveJournal(ctx, j)
+}
+
+// PutSMSPart stores s like PutSegment and keeps j.
+func (m *MemorySink) PutSMSPart(ctx context.Context, s Segment, j SIMJournal) ([]Segment, error) {
+	held, err := m.PutSegment(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return held, m.SaveJournal(ctx, j)
+}
+
+// SaveJournal keeps a copy of j.
+func (m *MemorySink) SaveJournal(ctx context.Context, j SIMJournal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	m.journal = j.clone()
+	return nil
+}
+
+// Journal returns a copy of the journal last saved.
+func (m *MemorySink) Journal(ctx context.Context) (SIMJournal, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return SIMJournal{}, m.fail
+	}
+	return m.journal.clone(), nil
+}
+
+// Known reports whether id was stored.
+func (m *MemorySink) Known(ctx context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return false, m.fail
+	}
+	return m.ids[id], nil
+}
+
+func (j SIMJournal) clone() SIMJournal {
+	out := SIMJournal{Announced: slices.Clone(j.Announced)}
+	if len(j.Stored) > 0 {
+		out.Stored = make(map[int]StoredSlot, len(j.Stored))
+		for k, v := range j.Stored {
+			out.Stored[k] = v
+		}
+	}
+	return out
 }

@@ -156,9 +156,17 @@ type Session struct {
 	// storage poll) found messages no +CMTI announced (suspects); a +CMTI
 	// that turns up late clears one.
 	liveDrain bool
-	cmtiSeen  map[int]bool
-	suspects  map[int]bool
-	missed    int
+	// cmtiSeq holds, for each SIM index whose +CMTI arrived and whose SMS
+	// is not handled yet, the order the module announced it in: the
+	// arrival order, which SIM indexes are not (freed slots are reused).
+	cmtiSeq  map[int]uint64
+	lastCMTI uint64
+	suspects map[int]bool
+	missed   int
+	// journal mirrors the SIM journal in the sink; journalDirty is set when
+	// it changed since it was last committed.
+	journal      SIMJournal
+	journalDirty bool
 
 	urcs         *at.Engine // the engine whose URCs are being taken
 	backlog      []at.URC   // URCs put aside while waiting for a particular one
@@ -247,7 +255,7 @@ func NewSession(cfg Config, sink Sink) *Session {
 		note:     newNotifier(cfg.OnEvent, cfg.OnStatus, log),
 		pending:  map[string]*pendingSet{},
 		regs:     map[string]registration{},
-		cmtiSeen: map[int]bool{},
+		cmtiSeq:  map[int]uint64{},
 		suspects: map[int]bool{},
 		lostAt:   time.Now(),
 		dp:       dataPath{sock: -1},

@@ -1,6 +1,7 @@
 package modem
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -235,14 +236,19 @@ func TestSessionDrainsStoredMessagesInSentOrder(t *testing.T) {
 	mo := "+CMGL: 9,2,,14\r\n000100038100F0000005E8329BFD06" // a stored outgoing SMS: left alone
 	port := attest.New(t, initSteps(
 		list(entry(1, 1, a), entry(2, 0, b), entry(3, 0, c), entry(4, 0, spam), "+CMGL: 5,0,,3\r\n00C0FFEE", mo),
-		del(5),         // undecodable: reported, then deleted so it cannot fill the SIM
+		del(5),         // undecodable: stored with its PDU, reported, then deleted so it cannot fill the SIM
 		del(2),         // "first" was sent first
 		del(4),         // the rejected sender
 		del(1), del(3), // then in timestamp order
 	)...)
 	r := newRig(t, defaultConfig(), nil, port)
 	port.Wait(wait)
-	got := r.messages(3)
+	got := r.messages(4)
+	undecodable := got[0]
+	got = got[1:]
+	if undecodable.Undecodable == "" || !bytes.Equal(undecodable.Payload, []byte{0x00, 0xc0, 0xff, 0xee}) || !undecodable.Binary || undecodable.ID != MessageID(undecodable) {
+		t.Errorf("first stored is not the undecodable SMS with its PDU: %+v", undecodable)
+	}
 	want := []Inbound{
 		sms("000", "first", t0, 1),
 		sms("000", "second", t0.Add(2*time.Minute), 1),
@@ -256,7 +262,7 @@ func TestSessionDrainsStoredMessagesInSentOrder(t *testing.T) {
 			t.Errorf("message %q: ID %q ReceivedAt %v", m.Payload, m.ID, m.ReceivedAt)
 		}
 	}
-	if e := r.event(EventUndecodable); e.Fields["pdu"] != "00C0FFEE" {
+	if e := r.event(EventUndecodable); e.Fields["pdu"] != "00C0FFEE" || e.Fields["id"] != undecodable.ID {
 		t.Errorf("undecodable event lacks the PDU: %+v", e)
 	}
 	if e := r.event(EventSenderRejected); e.Fields["from"] != "+15551234567" {
@@ -290,6 +296,13 @@ func (o *orderSink) Put(ctx context.Context, m Inbound) error {
 		o.t.Errorf("SMS %q deleted before it was stored", m.Payload)
 	}
 	return o.MemorySink.Put(ctx, m)
+}
+
+func (o *orderSink) PutSMS(ctx context.Context, m Inbound, j SIMJournal) error {
+	if err := o.Put(ctx, m); err != nil {
+		return err
+	}
+	return o.SaveJournal(ctx, j)
 }
 
 func TestSessionCMTIWithURCsAround(t *testing.T) {
@@ -326,8 +339,9 @@ func TestSessionConcatenatedOutOfOrder(t *testing.T) {
 	r := newRig(t, defaultConfig(), nil, port)
 	port.Wait(wait)
 	// One drain reads all three, whichever +CMTI asked for it, in the
-	// order they were sent; the other +CMTIs find nothing left to read.
-	port.Append(list(entry(7, 0, p3), entry(8, 0, p1), entry(9, 0, p2)), del(8), del(9), del(7))
+	// order the module announced them; the other +CMTIs find nothing left
+	// to read.
+	port.Append(list(entry(7, 0, p3), entry(8, 0, p1), entry(9, 0, p2)), del(7), del(8), del(9))
 	port.Send("\r\n+CMTI: \"SM\",7\r\n\r\n+CMTI: \"SM\",8\r\n\r\n+CMTI: \"SM\",9\r\n")
 	got := r.messages(1)
 	if diff := cmp.Diff([]Inbound{sms("000", text, t0.Add(time.Second), 3)}, got, ignoreVolatile); diff != "" {

@@ -1,7 +1,9 @@
 package modem
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -67,7 +69,7 @@ func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error
 		// +CMTI lost) may be older, and the drain hands everything over in
 		// the order it was sent. While a refused SMS waits for the next
 		// poll (retryDrain), new ones wait behind it.
-		s.cmtiSeen[idx] = true
+		s.announce(idx)
 		if !s.retryDrain {
 			if !s.needDrain {
 				s.liveDrain = true
@@ -111,11 +113,23 @@ func (s *Session) directSMS(ctx context.Context, eng *at.Engine, u at.URC) error
 	return s.handle(ctx, eng, newEntry(-1, 0, length, u.Extra[0]))
 }
 
+// announce records that the module announced an SMS at SIM index idx.
+func (s *Session) announce(idx int) {
+	s.lastCMTI++
+	s.cmtiSeq[idx] = s.lastCMTI
+}
+
 // drain reads every SMS on the SIM (AT+CMGL=4) and handles them in the
-// order they were sent: by service centre timestamp, then SIM index. SIM
-// index order is not arrival order, since the SIM reuses freed slots. The
-// timestamp is the network's clock, not the Pi's.
+// order they arrived (arrivalOrder).
 func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
+	// The journal must not name a slot already deleted when the list is
+	// taken: listing marks a new SMS there as read, and a read SMS the
+	// journal names is taken for the one stored before.
+	if err := s.saveJournal(ctx); err != nil {
+		s.needDrain, s.retryDrain = false, true
+		s.log.Warn("could not commit the SIM journal; the SIM is listed at the next poll", "err", err)
+		return fmt.Errorf("%w: commit the SIM journal: %w", errStore, err)
+	}
 	r, err := s.do(ctx, eng, "list", at.Cmd{Line: "AT+CMGL=4", Trailing: 1})
 	if err != nil {
 		// Retry at the next poll rather than at once: a module refusing
@@ -126,13 +140,9 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	suspect := s.liveDrain
 	s.liveDrain = false
 	entries := parseList(r.Lines, s.log.Warn)
-	sort.SliceStable(entries, func(i, j int) bool {
-		ti, tj := entryTime(entries[i]), entryTime(entries[j])
-		if !ti.Equal(tj) {
-			return ti.Before(tj)
-		}
-		return entries[i].Index < entries[j].Index
-	})
+	s.takeAnnouncements(eng, entries)
+	s.pruneJournal(entries)
+	entries = s.arrivalOrder(entries)
 	s.needDrain, s.retryDrain = false, false
 	// Sets held complete (the process stopped between storing the last
 	// part and assembling) go first: their parts were read before anything
@@ -158,7 +168,7 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		// While the module is serving, an SMS on the SIM that no +CMTI
 		// announced is a missed notification, unless its +CMTI is merely
 		// late (handleURC clears it then).
-		if suspect && !s.cmtiSeen[e.Index] {
+		if _, announced := s.cmtiSeq[e.Index]; suspect && !announced {
 			s.suspects[e.Index] = true
 		}
 		if err := s.handle(ctx, eng, e); err != nil {
@@ -167,8 +177,184 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	}
 	s.skipped = skipped
 	// Every +CMTI acted on before the list was taken is accounted for.
-	clear(s.cmtiSeen)
+	clear(s.cmtiSeq)
 	s.expire(ctx)
+	// The last deletion is committed now rather than with the next SMS, so
+	// that the next list finds the journal clean (see the top).
+	if err := s.saveJournal(ctx); err != nil {
+		s.log.Warn("could not commit the SIM journal; retried before the next list", "err", err)
+	}
+	return nil
+}
+
+// takeAnnouncements takes the +CMTIs that arrived before the list's answer
+// and are still waiting to be handled: the SMS they announce are in the
+// list, and their order is the arrival order. Other URCs wait as before.
+func (s *Session) takeAnnouncements(eng *at.Engine, entries []*smsEntry) {
+	listed := map[int]bool{}
+	for _, e := range entries {
+		listed[e.Index] = true
+	}
+	waiting := s.backlog
+	s.backlog, s.backlogBytes = nil, 0
+	for {
+		u, ok := eng.NextURC()
+		if !ok {
+			break
+		}
+		waiting = append(waiting, u)
+	}
+	for _, u := range waiting {
+		if strings.HasPrefix(u.Line, "+CMTI:") && s.cfg.SMS {
+			if _, idx, err := parseCMTI(u.Line); err == nil && listed[idx] && !s.suspects[idx] {
+				if _, seen := s.cmtiSeq[idx]; !seen {
+					s.announce(idx)
+				}
+				continue
+			}
+		}
+		s.putBack(u)
+	}
+}
+
+// arrivalOrder sorts a listing into the order the SMS arrived. Those the
+// module announced go in the order of their +CMTI. SMS stored without one
+// (while the module hung, while simgate was down, with +CMTI lost) go by
+// service centre timestamp, then SIM index, and each goes before the
+// first announced SMS sent after it. SIM index order alone is not arrival
+// order, since the SIM reuses freed slots; the timestamp is the network's
+// clock (1-second resolution), not the Pi's.
+func (s *Session) arrivalOrder(entries []*smsEntry) []*smsEntry {
+	var announced, silent []*smsEntry
+	for _, e := range entries {
+		if _, ok := s.cmtiSeq[e.Index]; ok {
+			announced = append(announced, e)
+		} else {
+			silent = append(silent, e)
+		}
+	}
+	sort.SliceStable(announced, func(i, j int) bool {
+		return s.cmtiSeq[announced[i].Index] < s.cmtiSeq[announced[j].Index]
+	})
+	sort.SliceStable(silent, func(i, j int) bool {
+		ti, tj := entryTime(silent[i]), entryTime(silent[j])
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return silent[i].Index < silent[j].Index
+	})
+	out := make([]*smsEntry, 0, len(entries))
+	for len(announced) > 0 || len(silent) > 0 {
+		if len(silent) > 0 && (len(announced) == 0 || entryTime(silent[0]).Before(entryTime(announced[0]))) {
+			out, silent = append(out, silent[0]), silent[1:]
+		} else {
+			out, announced = append(out, announced[0]), announced[1:]
+		}
+	}
+	return out
+}
+
+// pruneJournal forgets stored slots the listing shows deleted: empty, or
+// holding another SMS.
+func (s *Session) pruneJournal(entries []*smsEntry) {
+	if len(s.journal.Stored) == 0 {
+		return
+	}
+	now := map[int]string{}
+	for _, e := range entries {
+		now[e.Index] = pduHash(e.PDU)
+	}
+	for idx, slot := range s.journal.Stored {
+		if now[idx] != slot.PDU {
+			delete(s.journal.Stored, idx)
+			s.journalDirty = true
+		}
+	}
+}
+
+// journalNow is the journal to commit: the stored slots and the SIM
+// indexes announced but not handled yet, in announcement order.
+func (s *Session) journalNow() SIMJournal {
+	j := s.journal.clone()
+	j.Announced = nil
+	for idx := range s.cmtiSeq {
+		j.Announced = append(j.Announced, idx)
+	}
+	slices.SortFunc(j.Announced, func(a, b int) int { return cmp.Compare(s.cmtiSeq[a], s.cmtiSeq[b]) })
+	return j
+}
+
+// saveJournal commits the journal if it changed.
+func (s *Session) saveJournal(ctx context.Context) error {
+	if !s.journalDirty {
+		return nil
+	}
+	if err := s.sink.SaveJournal(ctx, s.journalNow()); err != nil {
+		return err
+	}
+	s.journalDirty = false
+	return nil
+}
+
+// pduHash names a PDU as read from the SIM.
+func pduHash(pdu string) string {
+	sum := sha256.Sum256([]byte(strings.ToUpper(strings.TrimSpace(pdu))))
+	return hex.EncodeToString(sum[:8])
+}
+
+// identify gives m, read from SIM slot e, its id. An SMS the journal says
+// was stored from this slot, and that the module has marked read (so it
+// was listed before), is that SMS read again: it keeps its id and the sink
+// drops the copy. Anything else is a new message, even when identical to
+// one stored before: it gets the first occurrence number whose id is not
+// taken. A +CMT, never stored, is identified by its content alone.
+func (s *Session) identify(ctx context.Context, e *smsEntry, m *Inbound) error {
+	m.Occurrence = 0
+	m.ID = MessageID(*m)
+	if e.Index < 0 {
+		return nil
+	}
+	if slot, ok := s.journal.Stored[e.Index]; ok && slot.PDU == pduHash(e.PDU) && e.Stat == 1 {
+		m.ID, m.Occurrence = slot.ID, slot.Occurrence
+		return nil
+	}
+	for {
+		known, err := s.sink.Known(ctx, m.ID)
+		if err != nil {
+			return err
+		}
+		if !known {
+			return nil
+		}
+		m.Occurrence++
+		m.ID = MessageID(*m)
+	}
+}
+
+// putSMS stores m, read from SIM slot e, with the journal that records it.
+func (s *Session) putSMS(ctx context.Context, e *smsEntry, m Inbound) error {
+	if e.Index < 0 {
+		return s.sink.Put(ctx, m)
+	}
+	prev, had := s.journal.Stored[e.Index]
+	if s.journal.Stored == nil {
+		s.journal.Stored = map[int]StoredSlot{}
+	}
+	s.journal.Stored[e.Index] = StoredSlot{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
+	seq, announced := s.cmtiSeq[e.Index]
+	delete(s.cmtiSeq, e.Index)
+	if err := s.sink.PutSMS(ctx, m, s.journalNow()); err != nil {
+		if had {
+			s.journal.Stored[e.Index] = prev
+		} else {
+			delete(s.journal.Stored, e.Index)
+		}
+		if announced {
+			s.cmtiSeq[e.Index] = seq
+		}
+		return err
+	}
+	s.journalDirty = false
 	return nil
 }
 
@@ -279,9 +465,7 @@ func (s *Session) allowed(from string) bool {
 func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error {
 	now := time.Now().UTC()
 	if e.err != nil {
-		return s.reject(ctx, eng, e, EventUndecodable,
-			fmt.Sprintf("SMS at SIM index %d could not be decoded and was deleted: %v", e.Index, e.err),
-			map[string]any{"index": e.Index, "pdu": e.PDU})
+		return s.undecodable(ctx, eng, e, now)
 	}
 	d := e.d
 	if !s.allowed(d.From) {
@@ -297,8 +481,10 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 		}
 		m := Inbound{Channel: ChannelSMS, From: d.From, Payload: payload, Binary: binary, Parts: 1,
 			SentAt: d.SentAt.UTC(), ReceivedAt: now}
-		m.ID = MessageID(m)
-		if err := s.sink.Put(ctx, m); err != nil {
+		if err := s.identify(ctx, e, &m); err != nil {
+			return s.storeFailed(err, e)
+		}
+		if err := s.putSMS(ctx, e, m); err != nil {
 			return s.storeFailed(err, e)
 		}
 		s.storeOK()
@@ -306,7 +492,7 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 		return s.delete(ctx, eng, e.Index)
 	}
 	seg := Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}
-	held, err := s.sink.PutSegment(ctx, seg)
+	held, err := s.putPart(ctx, e, seg)
 	if err != nil {
 		return s.storeFailed(err, e)
 	}
@@ -324,11 +510,53 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 	return nil
 }
 
+// putPart stores one part read from SIM slot e; the journal it commits
+// keeps the announcement order of the rest.
+func (s *Session) putPart(ctx context.Context, e *smsEntry, seg Segment) ([]Segment, error) {
+	if e.Index < 0 {
+		return s.sink.PutSegment(ctx, seg)
+	}
+	seq, announced := s.cmtiSeq[e.Index]
+	delete(s.cmtiSeq, e.Index)
+	held, err := s.sink.PutSMSPart(ctx, seg, s.journalNow())
+	if err != nil {
+		if announced {
+			s.cmtiSeq[e.Index] = seq
+		}
+		return nil, err
+	}
+	s.journalDirty = false
+	return held, nil
+}
+
+// undecodable stores an SMS that cannot be decoded as it was read, its PDU
+// in the payload, so that nothing deleted from the SIM is lost; it is
+// published on P/sms/undecodable. Only then is it deleted.
+func (s *Session) undecodable(ctx context.Context, eng *at.Engine, e *smsEntry, now time.Time) error {
+	raw, err := hex.DecodeString(strings.TrimSpace(e.PDU))
+	if err != nil {
+		raw = []byte(e.PDU) // not even hex: kept as the modem sent it
+	}
+	m := Inbound{Channel: ChannelSMS, Payload: raw, Binary: true, Parts: 1, ReceivedAt: now, Undecodable: e.err.Error()}
+	if err := s.identify(ctx, e, &m); err != nil {
+		return s.storeFailed(err, e)
+	}
+	if err := s.putSMS(ctx, e, m); err != nil {
+		return s.storeFailed(err, e)
+	}
+	s.storeOK()
+	msg := fmt.Sprintf("SMS at SIM index %d could not be decoded: %v; it was stored as %s with its PDU and deleted from the SIM", e.Index, e.err, m.ID)
+	s.log.Warn(msg)
+	s.event(EventUndecodable, msg, map[string]any{"id": m.ID, "index": e.Index, "pdu": e.PDU})
+	return s.delete(ctx, eng, e.Index)
+}
+
 // reject reports an SMS simgate will not deliver, then deletes it so it
 // does not fill the SIM; the event carries what identifies it.
 func (s *Session) reject(ctx context.Context, eng *at.Engine, e *smsEntry, typ, msg string, f map[string]any) error {
 	s.log.Warn(msg)
 	s.event(typ, msg, f)
+	delete(s.cmtiSeq, e.Index)
 	return s.delete(ctx, eng, e.Index)
 }
 
@@ -353,9 +581,14 @@ func (s *Session) delete(ctx context.Context, eng *at.Engine, idx int) error {
 	_, err := s.do(ctx, eng, "delete", at.Cmd{Line: fmt.Sprintf("AT+CMGD=%d", idx)})
 	if err != nil && cmsCode(err) != 321 {
 		// It is stored already; reading it again later is harmless (the
-		// sink drops duplicates), leaving it would fill the SIM.
+		// journal gives it the same id and the sink drops the copy),
+		// leaving it would fill the SIM.
 		s.retryDrain = true
 		return err
+	}
+	if _, ok := s.journal.Stored[idx]; ok {
+		delete(s.journal.Stored, idx)
+		s.journalDirty = true
 	}
 	return nil
 }
@@ -459,6 +692,19 @@ func senderOfKey(key string) string {
 // restore loads the parts of concatenated SMS held across a restart, so
 // their wait resumes; the first drain assembles complete and overdue sets.
 func (s *Session) restore(ctx context.Context) {
+	j, err := s.sink.Journal(ctx)
+	if err != nil {
+		s.log.Warn("could not load the SIM journal; retrying at the next reconnect", "err", err)
+		return
+	}
+	s.journal = j
+	// SMS announced before the restart keep their order ahead of any
+	// announced from now on.
+	for _, idx := range j.Announced {
+		if _, ok := s.cmtiSeq[idx]; !ok {
+			s.announce(idx)
+		}
+	}
 	segs, err := s.sink.Segments(ctx)
 	if err != nil {
 		s.log.Warn("could not load held SMS parts; retrying at the next reconnect", "err", err)

@@ -37,6 +37,38 @@ type Inbound struct {
 	// or socket. It is for people: ordering uses the queue's own sequence,
 	// because a Pi can boot with its clock in 1970.
 	ReceivedAt time.Time `json:"received_at"`
+	// Occurrence tells apart SMS that are identical (same sender, service
+	// centre second and content) but arrived as separate messages: the
+	// first is 0, and the id of any later one includes its number. A cloud
+	// that repeats a command within a second sends exactly that.
+	Occurrence int `json:"occurrence,omitempty"`
+	// Undecodable is set, to the reason, for an SMS that could not be
+	// decoded; Payload then holds its PDU as read from the SIM (the SMSC
+	// address included) and From and SentAt are empty.
+	Undecodable string `json:"undecodable,omitempty"`
+}
+
+// SIMJournal is what a session must remember about the SIM's SMS store
+// across a restart. It is committed with each SMS stored from the SIM, so
+// it costs no sync of its own.
+type SIMJournal struct {
+	// Stored maps a SIM index to the SMS last stored from it that may not
+	// be deleted yet: the hash of its PDU and the id it was stored under.
+	// The same SMS read again from that index (the process stopped before
+	// AT+CMGD) keeps its id, so it is not delivered as a new message;
+	// entries go once the deletion is known.
+	Stored map[int]StoredSlot `json:"stored,omitempty"`
+	// Announced are SIM indexes whose +CMTI arrived but whose SMS is not
+	// stored yet, in the order the module announced them, so a restart
+	// keeps that order.
+	Announced []int `json:"announced,omitempty"`
+}
+
+// StoredSlot is one entry of SIMJournal.Stored.
+type StoredSlot struct {
+	PDU        string `json:"pdu"` // pduHash of the PDU as read
+	ID         string `json:"id"`
+	Occurrence int    `json:"occurrence,omitempty"`
 }
 
 // Segment is one part of a concatenated SMS, held durably until the whole
@@ -68,6 +100,20 @@ type Sink interface {
 	// Segments returns every segment held, ordered by Key then Seq, so a
 	// session can time out incomplete messages after a restart.
 	Segments(ctx context.Context) ([]Segment, error)
+
+	// PutSMS is Put for an SMS read from the SIM, committing j as the SIM
+	// journal in the same commit.
+	PutSMS(ctx context.Context, m Inbound, j SIMJournal) error
+	// PutSMSPart is PutSegment for a part read from the SIM, committing j
+	// with it.
+	PutSMSPart(ctx context.Context, s Segment, j SIMJournal) ([]Segment, error)
+	// SaveJournal commits j alone.
+	SaveJournal(ctx context.Context, j SIMJournal) error
+	// Journal returns the SIM journal last committed; empty when none was.
+	Journal(ctx context.Context) (SIMJournal, error)
+	// Known reports whether a message with this id is stored, or was
+	// delivered recently enough that Put would drop it as a duplicate.
+	Known(ctx context.Context, id string) (bool, error)
 }
 
 // Event is something a user should hear about that is not a message:

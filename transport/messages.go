@@ -12,14 +12,17 @@ import (
 
 // Topics under the prefix, as in CONTRACT.md.
 const (
-	TopicSMSIn        = "sms/in"
-	TopicIPIn         = "ip/in"
-	TopicSMSOut       = "sms/out"
-	TopicSMSOutResult = "sms/out/result"
-	TopicIPOut        = "ip/out"
-	TopicIPOutResult  = "ip/out/result"
-	TopicStatus       = "status"
-	TopicEvents       = "events"
+	TopicSMSIn = "sms/in"
+	// TopicSMSUndecodable carries SMS that could not be decoded, with their
+	// PDU, so that nothing deleted from the SIM is lost.
+	TopicSMSUndecodable = "sms/undecodable"
+	TopicIPIn           = "ip/in"
+	TopicSMSOut         = "sms/out"
+	TopicSMSOutResult   = "sms/out/result"
+	TopicIPOut          = "ip/out"
+	TopicIPOutResult    = "ip/out/result"
+	TopicStatus         = "status"
+	TopicEvents         = "events"
 )
 
 // OfflinePayload is the retained status when the gateway is gone: the will,
@@ -45,16 +48,43 @@ type inboundJSON struct {
 
 // inboundTopic is the topic suffix of m.
 func inboundTopic(m modem.Inbound) string {
-	if m.Channel == modem.ChannelIP {
+	switch {
+	case m.Channel == modem.ChannelIP:
 		return TopicIPIn
+	case m.Undecodable != "":
+		return TopicSMSUndecodable
 	}
 	return TopicSMSIn
+}
+
+// undecodableJSON is P/sms/undecodable: the SMS as the SIM held it.
+type undecodableJSON struct {
+	ID         string `json:"id"`
+	Type       string `json:"type"`
+	Channel    string `json:"channel"`
+	PDU        string `json:"pdu"` // base64
+	Error      string `json:"error"`
+	ReceivedAt string `json:"received_at"`
 }
 
 // renderInbound is the JSON published for m. Text that is not valid UTF-8
 // goes out as base64 rather than be mangled by JSON's replacement character:
 // nothing is lost either way.
 func renderInbound(m modem.Inbound) ([]byte, error) {
+	if m.Undecodable != "" && m.Channel == modem.ChannelSMS {
+		b, err := json.Marshal(undecodableJSON{
+			ID:         m.ID,
+			Type:       modem.EventUndecodable,
+			Channel:    m.Channel,
+			PDU:        base64.StdEncoding.EncodeToString(m.Payload),
+			Error:      m.Undecodable,
+			ReceivedAt: rfc3339(m.ReceivedAt),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("render %s: %w", m.ID, err)
+		}
+		return b, nil
+	}
 	j := inboundJSON{
 		ID:         m.ID,
 		Channel:    m.Channel,

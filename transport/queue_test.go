@@ -631,3 +631,53 @@ func TestQueueAddWakesReaderWhenCountLevel(t *testing.T) {
 		t.Fatal("a result added in a commit that also removed one did not wake the publisher")
 	}
 }
+
+// TestQueueSIMJournal checks that the SIM journal commits with the SMS it
+// records, survives a reopen, and that Known sees queued and delivered
+// ids.
+func TestQueueSIMJournal(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	q, err := OpenQueue(StoreConfig{Dir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := q.Journal(ctx); err != nil || len(j.Stored) != 0 || len(j.Announced) != 0 {
+		t.Fatalf("fresh journal %+v, %v", j, err)
+	}
+	m := modem.Inbound{ID: "sms-a", Channel: modem.ChannelSMS, From: "000", Payload: []byte("reboot"), ReceivedAt: time.Now()}
+	j := modem.SIMJournal{Stored: map[int]modem.StoredSlot{3: {PDU: "abcd", ID: "sms-a"}}, Announced: []int{7, 4}}
+	if err := q.PutSMS(ctx, m, j); err != nil {
+		t.Fatal(err)
+	}
+	seg := modem.Segment{Key: "sms/000/8/1/2", Seq: 1, Total: 2, TPDU: []byte{1}, ReceivedAt: time.Now()}
+	j2 := modem.SIMJournal{Stored: j.Stored, Announced: []int{4}}
+	if held, err := q.PutSMSPart(ctx, seg, j2); err != nil || len(held) != 1 {
+		t.Fatalf("PutSMSPart: %v %v", held, err)
+	}
+	for id, want := range map[string]bool{"sms-a": true, "sms-b": false} {
+		if got, err := q.Known(ctx, id); err != nil || got != want {
+			t.Errorf("Known(%s) = %v, %v; want %v", id, got, err, want)
+		}
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openTestQueue(t, dir, 0)
+	got, err := q.Journal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(j2, got); diff != "" {
+		t.Errorf("journal after reopen (-want +got):\n%s", diff)
+	}
+	if err := q.SaveJournal(ctx, modem.SIMJournal{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := q.Journal(ctx); len(got.Stored) != 0 || len(got.Announced) != 0 {
+		t.Errorf("journal after SaveJournal(empty) = %+v", got)
+	}
+	if ok, _ := q.Known(ctx, "sms-a"); !ok {
+		t.Error("a queued message is not Known after a reopen")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -80,6 +81,11 @@ func isSegmentOf(k []byte, key string) bool {
 // by Seq. A segment already held is not stored twice; a new one is refused
 // with ErrQueueFull when the queue is full.
 func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segment, error) {
+	return q.putSegment(ctx, s, nil)
+}
+
+// putSegment is PutSegment, committing j too when it is not nil.
+func (q *Queue) putSegment(ctx context.Context, s modem.Segment, j *modem.SIMJournal) ([]modem.Segment, error) {
 	val, err := encodeSegment(s)
 	if err != nil {
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
@@ -112,6 +118,9 @@ func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segmen
 				continue
 			}
 			held = append(held, seg)
+		}
+		if j != nil {
+			return nil, putJournal(tx, *j)
 		}
 		return nil, nil
 	})
@@ -255,4 +264,110 @@ func seekAfter(cur *bolt.Cursor, after []byte) ([]byte, []byte) {
 		return cur.Next()
 	}
 	return k, v
+}
+
+// bucketSIM holds the session's SIM journal under journalKey. It is created
+// by the first write, so a queue file from an older version needs nothing.
+var (
+	bucketSIM  = []byte("sim")
+	journalKey = []byte("journal")
+)
+
+func putJournal(tx *bolt.Tx, j modem.SIMJournal) error {
+	b, err := tx.CreateBucketIfNotExists(bucketSIM)
+	if err != nil {
+		return fmt.Errorf("journal bucket: %w", err)
+	}
+	val, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("encode journal: %w", err)
+	}
+	if err := b.Put(journalKey, val); err != nil {
+		return fmt.Errorf("store journal: %w", err)
+	}
+	return nil
+}
+
+// PutSMS is Put that also commits j, the session's SIM journal, in the same
+// transaction.
+func (q *Queue) PutSMS(ctx context.Context, m modem.Inbound, j modem.SIMJournal) error {
+	val, err := encodeInbound(m)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", m.ID, err)
+	}
+	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		if res, err := q.putTx(tx, c, m.ID, val, true); res != nil || err != nil {
+			return res, err
+		}
+		return nil, putJournal(tx, j)
+	})
+	if errors.Is(err, ErrQueueFull) {
+		q.fullEvent("messages")
+	}
+	if err != nil {
+		return fmt.Errorf("put %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// PutSMSPart is PutSegment that also commits j in the same transaction.
+func (q *Queue) PutSMSPart(ctx context.Context, s modem.Segment, j modem.SIMJournal) ([]modem.Segment, error) {
+	return q.putSegment(ctx, s, &j)
+}
+
+// SaveJournal commits the SIM journal alone.
+func (q *Queue) SaveJournal(ctx context.Context, j modem.SIMJournal) error {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		return nil, putJournal(tx, j)
+	})
+	if err != nil {
+		return fmt.Errorf("save SIM journal: %w", err)
+	}
+	return nil
+}
+
+// Journal returns the SIM journal last committed; an empty one when none
+// was. A journal that cannot be decoded is reported and taken as empty: it
+// only orders and deduplicates, and nothing is lost without it.
+func (q *Queue) Journal(ctx context.Context) (modem.SIMJournal, error) {
+	var j modem.SIMJournal
+	if err := ctx.Err(); err != nil {
+		return j, fmt.Errorf("journal: %w", err)
+	}
+	err := q.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSIM)
+		if b == nil {
+			return nil
+		}
+		v := b.Get(journalKey)
+		if v == nil {
+			return nil
+		}
+		if err := json.Unmarshal(v, &j); err != nil {
+			q.log.Error("unreadable SIM journal; starting a new one", "err", err)
+			j = modem.SIMJournal{}
+		}
+		return nil
+	})
+	if err != nil {
+		return modem.SIMJournal{}, fmt.Errorf("journal: %w", err)
+	}
+	return j, nil
+}
+
+// Known reports whether a message with id is queued or was delivered
+// within the dedup window.
+func (q *Queue) Known(ctx context.Context, id string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("known %s: %w", id, err)
+	}
+	known := false
+	err := q.db.View(func(tx *bolt.Tx) error {
+		known = tx.Bucket(bucketInIDs).Get([]byte(id)) != nil || isDone(tx, doneInbound, id)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("known %s: %w", id, err)
+	}
+	return known, nil
 }
