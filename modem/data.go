@@ -321,6 +321,14 @@ func (s *Session) datagram(ctx context.Context, from netip.AddrPort, data []byte
 		s.event(EventSourceRejected, msg, map[string]any{"from": src, "bytes": len(data)})
 		return
 	}
+	if len(data) > MaxUDPPayload {
+		// The same rule as ip.mode os: an IP Command holds at most 1300
+		// bytes, and a module reads up to 1500 (a framed push up to 64 KiB).
+		msg := fmt.Sprintf("IP Command from %s dropped: it is %d bytes, one IP Command holds at most %d", orUnknown(src), len(data), MaxUDPPayload)
+		s.log.Warn(msg)
+		s.event(EventIPOversize, msg, map[string]any{"from": src, "port": s.cfg.IPPort, "size": len(data)})
+		return
+	}
 	m := Inbound{Channel: ChannelIP, From: src, Port: s.cfg.IPPort, Payload: data, Binary: !IsText(data), ReceivedAt: time.Now().UTC()}
 	m.ID = MessageID(m)
 	s.dp.held = append(s.dp.held, m)

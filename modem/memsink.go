@@ -177,10 +177,10 @@ func (m *MemorySink) Known(ctx context.Context, id string) (bool, error) {
 
 func (j SIMJournal) clone() SIMJournal {
 	out := SIMJournal{Announced: slices.Clone(j.Announced)}
-	if len(j.Stored) > 0 {
-		out.Stored = make(map[int]StoredSlot, len(j.Stored))
-		for k, v := range j.Stored {
-			out.Stored[k] = v
+	if len(j.Slots) > 0 {
+		out.Slots = make(map[int]SlotID, len(j.Slots))
+		for k, v := range j.Slots {
+			out.Slots[k] = v
 		}
 	}
 	return out

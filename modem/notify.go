@@ -37,6 +37,7 @@ const (
 	EventSourceRejected  = "source_rejected"  // a datagram from a source outside ip.allowed_sources was dropped
 	EventIPStoreFailed   = "ip_store_failed"  // the Sink refused a datagram; it is kept in memory and retried
 	EventIPDropped       = "ip_dropped"       // a held datagram was dropped: too many waited for a refusing Sink
+	EventIPOversize      = "ip_oversize"      // a datagram over MaxUDPPayload bytes was dropped, never stored
 )
 
 // maxQueuedEvents bounds events waiting for a slow OnEvent.

@@ -25,6 +25,10 @@ type smsEntry struct {
 	PDU   string
 	d     *deliver
 	err   error
+	// base is the id of the SMS from its content alone; id and occ are
+	// what assign gave it (empty for a part or a +CMT).
+	base, id string
+	occ      int
 }
 
 func newEntry(index, stat, length int, pdu string) *smsEntry {
@@ -143,6 +147,10 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	s.takeAnnouncements(eng, entries)
 	s.pruneJournal(entries)
 	entries = s.arrivalOrder(entries)
+	if err := s.assign(ctx, entries); err != nil {
+		s.needDrain, s.retryDrain = false, true
+		return s.storeFailed(err, entries[0])
+	}
 	s.needDrain, s.retryDrain = false, false
 	// Sets held complete (the process stopped between storing the last
 	// part and assembling) go first: their parts were read before anything
@@ -257,16 +265,16 @@ func (s *Session) arrivalOrder(entries []*smsEntry) []*smsEntry {
 // pruneJournal forgets stored slots the listing shows deleted: empty, or
 // holding another SMS.
 func (s *Session) pruneJournal(entries []*smsEntry) {
-	if len(s.journal.Stored) == 0 {
+	if len(s.journal.Slots) == 0 {
 		return
 	}
 	now := map[int]string{}
 	for _, e := range entries {
 		now[e.Index] = pduHash(e.PDU)
 	}
-	for idx, slot := range s.journal.Stored {
+	for idx, slot := range s.journal.Slots {
 		if now[idx] != slot.PDU {
-			delete(s.journal.Stored, idx)
+			delete(s.journal.Slots, idx)
 			s.journalDirty = true
 		}
 	}
@@ -302,53 +310,120 @@ func pduHash(pdu string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// identify gives m, read from SIM slot e, its id. An SMS the journal says
-// was stored from this slot, and that the module has marked read (so it
-// was listed before), is that SMS read again: it keeps its id and the sink
-// drops the copy. Anything else is a new message, even when identical to
-// one stored before: it gets the first occurrence number whose id is not
-// taken. A +CMT, never stored, is identified by its content alone.
-func (s *Session) identify(ctx context.Context, e *smsEntry, m *Inbound) error {
-	m.Occurrence = 0
-	m.ID = MessageID(*m)
-	if e.Index < 0 {
-		return nil
+// message is the Inbound a single SMS or an undecodable one is stored as;
+// false for a part of a concatenated SMS. A text that does not decode
+// makes the entry undecodable.
+func (e *smsEntry) message(now time.Time) (Inbound, bool) {
+	if e.err == nil && e.d.Total > 0 {
+		return Inbound{}, false
 	}
-	if slot, ok := s.journal.Stored[e.Index]; ok && slot.PDU == pduHash(e.PDU) && e.Stat == 1 {
-		m.ID, m.Occurrence = slot.ID, slot.Occurrence
-		return nil
-	}
-	for {
-		known, err := s.sink.Known(ctx, m.ID)
-		if err != nil {
-			return err
+	if e.err == nil {
+		payload, binary, err := joinText([]*deliver{e.d})
+		if err == nil {
+			return Inbound{Channel: ChannelSMS, From: e.d.From, Payload: payload, Binary: binary, Parts: 1,
+				SentAt: e.d.SentAt.UTC(), ReceivedAt: now}, true
 		}
-		if !known {
-			return nil
-		}
-		m.Occurrence++
-		m.ID = MessageID(*m)
+		e.err = err
 	}
+	raw, err := hex.DecodeString(strings.TrimSpace(e.PDU))
+	if err != nil {
+		raw = []byte(e.PDU) // not even hex: kept as the modem sent it
+	}
+	return Inbound{Channel: ChannelSMS, Payload: raw, Binary: true, Parts: 1, ReceivedAt: now, Undecodable: e.err.Error()}, true
 }
 
-// putSMS stores m, read from SIM slot e, with the journal that records it.
+// assign gives every SMS of a listing the id it is stored under. An SMS
+// the journal names for its slot, and that the module marked read (so it
+// was listed before), keeps the id its first listing gave it: the process
+// stopped before it was deleted. An SMS alone on the SIM gets the id of
+// its sender, timestamp and content, so a copy the network delivers again
+// later is dropped as the duplicate it is. Identical SMS on the SIM at
+// once are separate messages (a cloud that repeats a command within a
+// second): each gets the first occurrence number whose id is neither taken
+// nor known to the sink.
+func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
+	groups := map[string][]*smsEntry{}
+	var bases []string
+	for _, e := range entries {
+		e.id, e.occ = "", 0
+		if !received(e.Stat) || (e.err == nil && !s.allowed(e.d.From)) {
+			continue
+		}
+		m, ok := e.message(time.Time{})
+		if !ok {
+			continue
+		}
+		e.base = MessageID(m)
+		if _, seen := groups[e.base]; !seen {
+			bases = append(bases, e.base)
+		}
+		groups[e.base] = append(groups[e.base], e)
+	}
+	used := map[string]bool{}
+	for _, e := range entries {
+		if slot, ok := s.journal.Slots[e.Index]; ok && e.base != "" && e.Stat == 1 && slot.PDU == pduHash(e.PDU) {
+			e.id, e.occ = slot.ID, slot.Occurrence
+			used[e.id] = true
+		}
+	}
+	for _, base := range bases {
+		group := groups[base]
+		if len(group) == 1 {
+			if e := group[0]; e.id == "" {
+				e.id = base
+			}
+			continue
+		}
+		n := 0
+		for _, e := range group {
+			if e.id != "" {
+				continue
+			}
+			m, _ := e.message(time.Time{})
+			for ; ; n++ {
+				m.Occurrence = n
+				id := MessageID(m)
+				if used[id] {
+					continue
+				}
+				known, err := s.sink.Known(ctx, id)
+				if err != nil {
+					return err
+				}
+				if !known {
+					e.id, e.occ = id, n
+					used[id] = true
+					break
+				}
+			}
+		}
+		s.log.Info("identical SMS on the SIM at once; each is a message of its own", "count", len(group), "id", base)
+	}
+	for _, e := range entries {
+		if e.id == "" {
+			continue
+		}
+		slot := SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ}
+		if s.journal.Slots[e.Index] != slot {
+			if s.journal.Slots == nil {
+				s.journal.Slots = map[int]SlotID{}
+			}
+			s.journal.Slots[e.Index] = slot
+			s.journalDirty = true
+		}
+	}
+	return nil
+}
+
+// putSMS stores m, read from SIM slot e, with the journal: the ids given
+// to the listing and the order of what is announced but not stored.
 func (s *Session) putSMS(ctx context.Context, e *smsEntry, m Inbound) error {
 	if e.Index < 0 {
 		return s.sink.Put(ctx, m)
 	}
-	prev, had := s.journal.Stored[e.Index]
-	if s.journal.Stored == nil {
-		s.journal.Stored = map[int]StoredSlot{}
-	}
-	s.journal.Stored[e.Index] = StoredSlot{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
 	seq, announced := s.cmtiSeq[e.Index]
 	delete(s.cmtiSeq, e.Index)
 	if err := s.sink.PutSMS(ctx, m, s.journalNow()); err != nil {
-		if had {
-			s.journal.Stored[e.Index] = prev
-		} else {
-			delete(s.journal.Stored, e.Index)
-		}
 		if announced {
 			s.cmtiSeq[e.Index] = seq
 		}
@@ -474,16 +549,11 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 			map[string]any{"from": d.From, "index": e.Index})
 	}
 	if d.Total == 0 {
-		payload, binary, err := joinText([]*deliver{d})
-		if err != nil {
-			e.err = err
+		m, _ := e.message(now)
+		if e.err != nil {
 			return s.handle(ctx, eng, e)
 		}
-		m := Inbound{Channel: ChannelSMS, From: d.From, Payload: payload, Binary: binary, Parts: 1,
-			SentAt: d.SentAt.UTC(), ReceivedAt: now}
-		if err := s.identify(ctx, e, &m); err != nil {
-			return s.storeFailed(err, e)
-		}
+		e.identify(&m)
 		if err := s.putSMS(ctx, e, m); err != nil {
 			return s.storeFailed(err, e)
 		}
@@ -510,6 +580,16 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 	return nil
 }
 
+// identify sets m's id: the one assign gave the entry, else (a +CMT) the
+// one its sender, timestamp and content give.
+func (e *smsEntry) identify(m *Inbound) {
+	m.Occurrence = 0
+	m.ID = MessageID(*m)
+	if e.id != "" {
+		m.ID, m.Occurrence = e.id, e.occ
+	}
+}
+
 // putPart stores one part read from SIM slot e; the journal it commits
 // keeps the announcement order of the rest.
 func (s *Session) putPart(ctx context.Context, e *smsEntry, seg Segment) ([]Segment, error) {
@@ -533,14 +613,8 @@ func (s *Session) putPart(ctx context.Context, e *smsEntry, seg Segment) ([]Segm
 // in the payload, so that nothing deleted from the SIM is lost; it is
 // published on P/sms/undecodable. Only then is it deleted.
 func (s *Session) undecodable(ctx context.Context, eng *at.Engine, e *smsEntry, now time.Time) error {
-	raw, err := hex.DecodeString(strings.TrimSpace(e.PDU))
-	if err != nil {
-		raw = []byte(e.PDU) // not even hex: kept as the modem sent it
-	}
-	m := Inbound{Channel: ChannelSMS, Payload: raw, Binary: true, Parts: 1, ReceivedAt: now, Undecodable: e.err.Error()}
-	if err := s.identify(ctx, e, &m); err != nil {
-		return s.storeFailed(err, e)
-	}
+	m, _ := e.message(now)
+	e.identify(&m)
 	if err := s.putSMS(ctx, e, m); err != nil {
 		return s.storeFailed(err, e)
 	}
@@ -586,8 +660,8 @@ func (s *Session) delete(ctx context.Context, eng *at.Engine, idx int) error {
 		s.retryDrain = true
 		return err
 	}
-	if _, ok := s.journal.Stored[idx]; ok {
-		delete(s.journal.Stored, idx)
+	if _, ok := s.journal.Slots[idx]; ok {
+		delete(s.journal.Slots, idx)
 		s.journalDirty = true
 	}
 	return nil

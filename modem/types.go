@@ -52,20 +52,20 @@ type Inbound struct {
 // across a restart. It is committed with each SMS stored from the SIM, so
 // it costs no sync of its own.
 type SIMJournal struct {
-	// Stored maps a SIM index to the SMS last stored from it that may not
-	// be deleted yet: the hash of its PDU and the id it was stored under.
-	// The same SMS read again from that index (the process stopped before
-	// AT+CMGD) keeps its id, so it is not delivered as a new message;
-	// entries go once the deletion is known.
-	Stored map[int]StoredSlot `json:"stored,omitempty"`
+	// Slots maps a SIM index to the id given to the SMS listed there, with
+	// the hash of its PDU, until it is known deleted. The same SMS read
+	// again from that index (the process stopped before AT+CMGD) keeps its
+	// id: stored already, the sink drops the copy; not stored yet, it is
+	// stored under the id the first listing gave it.
+	Slots map[int]SlotID `json:"slots,omitempty"`
 	// Announced are SIM indexes whose +CMTI arrived but whose SMS is not
 	// stored yet, in the order the module announced them, so a restart
 	// keeps that order.
 	Announced []int `json:"announced,omitempty"`
 }
 
-// StoredSlot is one entry of SIMJournal.Stored.
-type StoredSlot struct {
+// SlotID is one entry of SIMJournal.Slots.
+type SlotID struct {
 	PDU        string `json:"pdu"` // pduHash of the PDU as read
 	ID         string `json:"id"`
 	Occurrence int    `json:"occurrence,omitempty"`

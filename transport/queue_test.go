@@ -642,16 +642,16 @@ func TestQueueSIMJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j, err := q.Journal(ctx); err != nil || len(j.Stored) != 0 || len(j.Announced) != 0 {
+	if j, err := q.Journal(ctx); err != nil || len(j.Slots) != 0 || len(j.Announced) != 0 {
 		t.Fatalf("fresh journal %+v, %v", j, err)
 	}
 	m := modem.Inbound{ID: "sms-a", Channel: modem.ChannelSMS, From: "000", Payload: []byte("reboot"), ReceivedAt: time.Now()}
-	j := modem.SIMJournal{Stored: map[int]modem.StoredSlot{3: {PDU: "abcd", ID: "sms-a"}}, Announced: []int{7, 4}}
+	j := modem.SIMJournal{Slots: map[int]modem.SlotID{3: {PDU: "abcd", ID: "sms-a"}}, Announced: []int{7, 4}}
 	if err := q.PutSMS(ctx, m, j); err != nil {
 		t.Fatal(err)
 	}
 	seg := modem.Segment{Key: "sms/000/8/1/2", Seq: 1, Total: 2, TPDU: []byte{1}, ReceivedAt: time.Now()}
-	j2 := modem.SIMJournal{Stored: j.Stored, Announced: []int{4}}
+	j2 := modem.SIMJournal{Slots: j.Slots, Announced: []int{4}}
 	if held, err := q.PutSMSPart(ctx, seg, j2); err != nil || len(held) != 1 {
 		t.Fatalf("PutSMSPart: %v %v", held, err)
 	}
@@ -674,7 +674,7 @@ func TestQueueSIMJournal(t *testing.T) {
 	if err := q.SaveJournal(ctx, modem.SIMJournal{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := q.Journal(ctx); len(got.Stored) != 0 || len(got.Announced) != 0 {
+	if got, _ := q.Journal(ctx); len(got.Slots) != 0 || len(got.Announced) != 0 {
 		t.Errorf("journal after SaveJournal(empty) = %+v", got)
 	}
 	if ok, _ := q.Known(ctx, "sms-a"); !ok {

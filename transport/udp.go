@@ -22,7 +22,7 @@ const (
 	// EventSourceRejected: a datagram from outside ip.allowed_sources was dropped.
 	EventSourceRejected = "source_rejected"
 	// EventIPOversize: a datagram over modem.MaxUDPPayload bytes was dropped.
-	EventIPOversize = "ip_oversize"
+	EventIPOversize = modem.EventIPOversize
 	// EventIPStoreFailed: the store kept failing and datagrams were dropped.
 	EventIPStoreFailed = "ip_store_failed"
 	// EventIPSocketLost: reading the socket failed; it is being reopened.
