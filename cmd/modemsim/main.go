@@ -204,6 +204,8 @@ func cmdSMS(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&m.Parts, "parts", 0, "split into this many concatenated segments")
 	fs.BoolVar(&m.Ref16, "ref16", false, "16-bit concatenation reference")
 	order := fs.String("order", "", "delivery order of segments, e.g. 3,1,2")
+	fs.IntVar(&m.Copies, "copies", 0, "deliver this many identical copies at once (same timestamp)")
+	fs.BoolVar(&m.Silent, "silent", false, "store without a +CMTI, as a module that lost the indication")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}

@@ -98,6 +98,18 @@ type SMS struct {
 	// SentAt is the service centre timestamp; default now. It is stored with
 	// one-second and quarter-hour time zone resolution, as in the PDU.
 	SentAt time.Time `json:"sent_at,omitzero"`
+	// Copies, when > 1, delivers the message that many times at once:
+	// identical SMS with the same timestamp, as a cloud that repeats a
+	// command within a second sends. They are on the SIM together before
+	// the host can list any of them.
+	Copies int `json:"copies,omitempty"`
+	// Silent stores the message without a +CMTI, as a module that lost
+	// the indication does.
+	Silent bool `json:"silent,omitempty"`
+	// TPDU, when set, is stored as the message's SMS-DELIVER TPDU exactly
+	// as given instead of one built from the fields above: for PDUs a host
+	// cannot decode (a corrupt or unsupported message).
+	TPDU []byte `json:"tpdu,omitempty"`
 }
 
 // ErrStoreFull is returned by InjectSMS when the SIM has no room for a

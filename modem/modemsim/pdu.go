@@ -29,8 +29,9 @@ var dcsOf = map[string]byte{encGSM7: 0x00, enc8Bit: 0x04, encUCS2: 0x08}
 
 // delivery is one SMS-DELIVER segment on its way from the network.
 type delivery struct {
-	tpdu []byte
-	from string
+	tpdu   []byte
+	from   string
+	silent bool // stored without a +CMTI
 }
 
 // segLimits returns how many units (septets, or octets for ucs2 and 8bit)

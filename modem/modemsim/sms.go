@@ -505,9 +505,28 @@ func (s *Sim) InjectSMS(m SMS) ([]int, error) {
 	if s.closed {
 		return nil, fmt.Errorf("inject sms: simulator closed")
 	}
-	dels, err := buildDeliver(m, s.nextRef, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("inject sms: %w", err)
+	var one []*delivery
+	if len(m.TPDU) > 0 {
+		if len(m.TPDU) > 164 {
+			return nil, fmt.Errorf("inject sms: tpdu of %d bytes: an SMS holds at most 164", len(m.TPDU))
+		}
+		one = []*delivery{{tpdu: append([]byte(nil), m.TPDU...), from: m.From}}
+	} else {
+		var err error
+		if one, err = buildDeliver(m, s.nextRef, time.Now()); err != nil {
+			return nil, fmt.Errorf("inject sms: %w", err)
+		}
+	}
+	if m.Copies < 0 || m.Copies > 255 {
+		return nil, fmt.Errorf("inject sms: copies %d: want 0..255", m.Copies)
+	}
+	var dels []*delivery
+	for range max(m.Copies, 1) {
+		for _, d := range one {
+			c := *d
+			c.silent = m.Silent
+			dels = append(dels, &c)
+		}
 	}
 	idx := []int{}
 	full := false
@@ -563,7 +582,7 @@ func (s *Sim) deliverLocked(d *delivery) (int, error) {
 	}
 	s.store[free] = &slot{status: statRecUnread, from: d.from, tpdu: d.tpdu}
 	idx := free + s.prof.indexBase
-	if (mt == 1 || mt == 3) && mode != 0 {
+	if (mt == 1 || mt == 3) && mode != 0 && !d.silent {
 		s.urc(fmt.Sprintf(`+CMTI: "SM",%d`, idx))
 		s.count(CounterCMTI)
 	}

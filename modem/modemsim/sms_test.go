@@ -384,3 +384,34 @@ func TestStoredState(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// Copies stores identical SMS together, Silent stores without a +CMTI, and
+// TPDU stores the bytes as given.
+func TestInjectCopiesSilentAndRawTPDU(t *testing.T) {
+	e := newEngine(t, Options{Profile: "quectel"})
+	e.quiet("ATE0", "AT+CMGF=0", "AT+CNMI=2,1,0,0,0")
+	idx := inject(t, e.sim, SMS{Text: "reboot", Copies: 3})
+	if diff := cmp.Diff([]int{0, 1, 2}, idx); diff != "" {
+		t.Errorf("indexes (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff("\r\n+CMTI: \"SM\",0\r\n\r\n+CMTI: \"SM\",1\r\n\r\n+CMTI: \"SM\",2\r\n", e.out.take()); diff != "" {
+		t.Errorf("indications (-want +got):\n%s", diff)
+	}
+	st := e.sim.State()
+	if len(st.Stored) != 3 || st.Stored[0].PDU != st.Stored[1].PDU || st.Stored[1].PDU != st.Stored[2].PDU {
+		t.Errorf("copies are not identical: %+v", st.Stored)
+	}
+	inject(t, e.sim, SMS{Text: "quiet", Silent: true})
+	if got := e.out.take(); got != "" {
+		t.Errorf("a silent SMS was announced: %q", got)
+	}
+	raw := []byte{0x00, 0xc0, 0xff, 0xee}
+	idx = inject(t, e.sim, SMS{TPDU: raw, Silent: true})
+	want := fmt.Sprintf("\r\n+CMGR: 0,,4\r\n%s00C0FFEE\r\n\r\nOK\r\n", strings.ToUpper(hex.EncodeToString(smscPrefix(e.sim.opts.SMSC))))
+	if diff := cmp.Diff(want, e.at(fmt.Sprintf("AT+CMGR=%d", idx[0]))); diff != "" {
+		t.Errorf("raw TPDU read (-want +got):\n%s", diff)
+	}
+	if _, err := e.sim.InjectSMS(SMS{Text: "x", Copies: -1}); err == nil {
+		t.Error("negative copies accepted")
+	}
+}
