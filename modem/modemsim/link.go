@@ -153,6 +153,13 @@ func (l *link) send(b []byte) {
 	l.cond.Broadcast()
 }
 
+// waiting is how many bytes are queued for the host.
+func (l *link) waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queued
+}
+
 func (l *link) setChunked(on bool) {
 	l.mu.Lock()
 	l.chunked = on

@@ -421,6 +421,19 @@ func (s *Sim) Garbage(b []byte) {
 	}
 }
 
+// Waiting is how many bytes wait for the host to read them. Output beyond
+// 1 MiB waiting is dropped, as a USB serial driver drops what nobody
+// reads, so a test that floods the line paces itself by this.
+func (s *Sim) Waiting() int {
+	s.mu.Lock()
+	l, ok := s.out.(*link)
+	s.mu.Unlock()
+	if !ok || l == nil {
+		return 0
+	}
+	return l.waiting()
+}
+
 // SetFaults replaces the active line faults.
 func (s *Sim) SetFaults(f Faults) {
 	s.mu.Lock()
