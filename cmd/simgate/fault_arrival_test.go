@@ -65,16 +65,20 @@ func TestFaultArrivalOrderLiveBurst(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	r.waitReady()
 	at := sentAtBase()
-	var msgs []modemsim.SMS
 	var want []smsIn
-	for i := range 40 {
-		text := fmt.Sprintf("order %02d", i)
-		msgs = append(msgs, modemsim.SMS{From: "000", Text: text, SentAt: at})
-		want = append(want, wantText("000", text, 1, at))
+	// Bursts with gaps of a few milliseconds, so the daemon deletes some
+	// while others arrive and the SIM hands their slots to later ones.
+	for b, gap := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond} {
+		var msgs []modemsim.SMS
+		for i := range 40 {
+			text := fmt.Sprintf("burst %d order %02d", b, i)
+			msgs = append(msgs, modemsim.SMS{From: "000", Text: text, SentAt: at})
+			want = append(want, wantText("000", text, 1, at))
+		}
+		in := r.injectPaced(msgs, gap)
+		in.wait(t)
+		r.waitSMS(want, false, 2*e2eWait)
 	}
-	in := r.injectPaced(msgs, 0)
-	in.wait(t)
-	r.waitSMS(want, false, 2*e2eWait)
 }
 
 // undecodableMsg is P/sms/undecodable.
