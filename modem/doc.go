@@ -83,12 +83,22 @@
 // AT+CPMS? shows more stored than expected; an SMS that a drain finds while
 // the module is serving and that no +CMTI announced, even late, is a missed
 // notification ("sms_missed_notification"), and AT+CNMI is sent again. A
-// drain hands messages over in the order they were sent (service centre
-// timestamp, then SIM index), not in SIM index order, which reuses freed
-// slots. SMS from senders outside Config.AllowedSenders and SMS that do not
-// decode are reported as events and deleted, so they cannot fill the SIM.
+// drain hands messages over in the order they arrived: the +CMTI order
+// (URCs are pulled from the engine, so every +CMTI that came before the
+// list's answer is counted), and for SMS stored unannounced the service
+// centre timestamp, then SIM index; never SIM index order alone, which
+// reuses freed slots. SMS from senders outside Config.AllowedSenders are
+// reported and deleted, so they cannot fill the SIM; an SMS that does not
+// decode is stored with its PDU (Inbound.Undecodable), then deleted.
 //
-// Parts of a concatenated SMS are stored with Sink.PutSegment and deleted
+// Each SMS stored from the SIM commits the SIM journal (SIMJournal) with
+// it: the ids the last listing gave and the +CMTI order of what is not
+// stored yet. An SMS read again after a restart (stored, not yet deleted)
+// keeps its id; identical SMS on the SIM together get ids of their own
+// (Inbound.Occurrence); one alone keeps the id its content gives, so the
+// network's late copy is dropped by the Sink as a duplicate.
+//
+// Parts of a concatenated SMS are stored with Sink.PutSMSPart and deleted
 // from the SIM one by one; when all are held, Sink.Assemble stores the
 // message. Parts still missing after Config.ReassemblyTimeout (default 24 h,
 // as long as the Super SIM cloud retries) are delivered as a Partial

@@ -15,7 +15,7 @@
 //     DedupWindow (48 h, at most DedupMax ids), so an SMS the network
 //     redelivers is not published twice.
 //   - Relay (NewRelay, Run) connects to the broker with paho and relays:
-//     queued messages to P/sms/in and P/ip/in, requests from P/sms/out and
+//     queued messages to P/sms/in, P/sms/undecodable and P/ip/in, requests from P/sms/out and
 //     P/ip/out to the modem.Device, results to P/.../out/result, events to
 //     P/events and the retained P/status (on connect, on StatusChanged, and
 //     every StatusInterval), with the will {"online":false}.
