@@ -59,7 +59,10 @@ func ReadRetained(ctx context.Context, cfg MQTTConfig, topic string) (payload []
 		return nil, "", fmt.Errorf("read retained %s: %w", topic, err)
 	}
 	// A reader must never leave a will on P/status behind, nor a session.
+	// UnsetWill leaves the will's retain flag and QoS set, which brokers
+	// refuse in a CONNECT without a will, so they are cleared too.
 	opts.UnsetWill()
+	opts.WillRetained, opts.WillQos, opts.WillTopic, opts.WillPayload = false, 0, "", nil
 	opts.SetCleanSession(true)
 	opts.SetAutoReconnect(false)
 	opts.SetAutoAckDisabled(false)
