@@ -22,6 +22,9 @@ type Observer struct {
 	// channel (modem.ChannelSMS or modem.ChannelIP), how long it took and
 	// its error (nil when sent).
 	DeviceCall func(channel string, d time.Duration, err error)
+	// Event is called for every event queued for P/events, with its type:
+	// the modem's, the queue's and the relay's own.
+	Event func(typ string)
 }
 
 // ChannelStats counts one channel's traffic since the relay started.

@@ -18,6 +18,7 @@ type recorder struct {
 	mu      sync.Mutex
 	pubacks map[string]int
 	calls   []string // "channel ok|failed"
+	events  map[string]int
 }
 
 func (o *recorder) observer() Observer {
@@ -38,6 +39,11 @@ func (o *recorder) observer() Observer {
 				res = "failed"
 			}
 			o.calls = append(o.calls, channel+" "+res)
+		},
+		Event: func(typ string) {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			o.events[typ]++
 		},
 	}
 }
@@ -79,7 +85,7 @@ func TestRelayChannelStatsAndObserver(t *testing.T) {
 		t.Errorf("Ages() = %+v, want inbound %v and no requests", ages, want.Inbound)
 	}
 
-	rec := &recorder{pubacks: map[string]int{}}
+	rec := &recorder{pubacks: map[string]int{}, events: map[string]int{}}
 	cfg := testRelayConfig("tcp://" + addr)
 	cfg.Observer = rec.observer()
 	dev := newFakeDevice()
@@ -124,6 +130,12 @@ func TestRelayChannelStatsAndObserver(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"sms ok", "ip ok", "ip failed"}, sortedCalls(calls)); diff != "" {
 		t.Errorf("device calls (-want +got):\n%s", diff)
+	}
+	rec.mu.Lock()
+	events := rec.events
+	rec.mu.Unlock()
+	if diff := cmp.Diff(map[string]int{"request_duplicate": 1, "request_rejected": 1}, events); diff != "" {
+		t.Errorf("events observed (-want +got):\n%s", diff)
 	}
 }
 

@@ -200,6 +200,9 @@ func (r *Relay) Event(ev modem.Event) {
 		ev.Time = time.Now().UTC()
 	}
 	r.log.Info("event", "type", ev.Type, "message", ev.Message)
+	if f := r.cfg.Observer.Event; f != nil {
+		f(ev.Type)
+	}
 	if dropped := r.events.push(ev); dropped {
 		r.log.Warn("event buffer full: oldest event dropped", "size", eventBufferSize)
 	}

@@ -379,8 +379,6 @@ type hub struct {
 	held    []modem.Event
 	last    modem.Status
 	changes chan struct{}
-	// countEvent, when set, counts every event by type (observe.go).
-	countEvent func(typ string)
 }
 
 // heldEvents bounds events kept before the relay starts.
@@ -390,7 +388,7 @@ func newHub() *hub { return &hub{changes: make(chan struct{})} }
 
 func (h *hub) event(ev modem.Event) {
 	h.mu.Lock()
-	r, count := h.relay, h.countEvent
+	r := h.relay
 	if r == nil {
 		if len(h.held) == heldEvents {
 			h.held = h.held[1:]
@@ -398,18 +396,9 @@ func (h *hub) event(ev modem.Event) {
 		h.held = append(h.held, ev)
 	}
 	h.mu.Unlock()
-	if count != nil {
-		count(ev.Type)
-	}
 	if r != nil {
 		r.Event(ev)
 	}
-}
-
-func (h *hub) setEventCounter(f func(typ string)) {
-	h.mu.Lock()
-	h.countEvent = f
-	h.mu.Unlock()
 }
 
 func (h *hub) status(st modem.Status) {

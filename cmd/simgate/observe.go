@@ -51,7 +51,6 @@ type agesCache struct {
 func newObservability(cfg *config.Config, s *modem.Session, q *transport.Queue, h *hub, dev *device, log *slog.Logger) *observability {
 	o := &observability{cfg: cfg, reg: metrics.NewRegistry(), session: s, q: q, hub: h, dev: dev, log: log}
 	o.register()
-	h.setEventCounter(func(typ string) { o.reg.Counter("simgate_events_total", "type", typ).Inc() })
 	return o
 }
 
@@ -192,6 +191,7 @@ func (o *observability) observer() transport.Observer {
 			}
 			metrics.ObserveDuration(o.reg.Histogram("simgate_device_call_seconds", metrics.LatencyBuckets, "channel", channel, "result", res), d)
 		},
+		Event: func(typ string) { o.reg.Counter("simgate_events_total", "type", typ).Inc() },
 	}
 }
 
