@@ -220,8 +220,10 @@ func (o *observability) setDeviceID(id string) {
 }
 
 // serve starts the HTTP endpoint when http.listen is set and the status
-// socket in store.dir. A listen address that cannot be bound is a
-// configuration error; a status socket that cannot be made is logged, and
+// socket in store.dir. An address that cannot be bound fails the start with
+// exit status 1, not 78: its form was validated, and a port still held by a
+// previous instance or an interface not up yet may be fine on the restart
+// systemd makes. A status socket that cannot be made is only logged, and
 // `simgate status` then reads the retained status instead. stop ends both.
 func (o *observability) serve(log *slog.Logger) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -234,7 +236,7 @@ func (o *observability) serve(log *slog.Logger) (stop func(), err error) {
 		srv, err := metrics.Listen(o.cfg.HTTP.Listen, metrics.Handler(o.reg, o.health), log.With("component", "http"))
 		if err != nil {
 			cancel()
-			return nil, errConfig{fmt.Errorf("http.listen: %w", err)}
+			return nil, fmt.Errorf("http.listen: %w", err)
 		}
 		log.Info("serving /metrics and /healthz", "listen", srv.Addr().String())
 		wg.Go(func() {

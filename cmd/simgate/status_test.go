@@ -3,16 +3,21 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/systemd"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -234,4 +239,32 @@ func FuzzStatusSummary(f *testing.F) {
 		}
 		verdict(obj)
 	})
+}
+
+// An http.listen address in use stops the start with a plain error (exit
+// 1, so systemd tries again), not a configuration error (78).
+func TestGatewayHTTPListenInUse(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	sim := startSim(t, modemsim.Options{Profile: "quectel"})
+	cfg := testConfig(t, sim)
+	cfg.HTTP.Listen = held.Addr().String()
+	done := make(chan error, 1)
+	go func() {
+		done <- runGateway(context.Background(), cfg, testLog(t), gatewayOptions{Notifier: systemd.New(nil)})
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "http.listen") || errors.As(err, new(errConfig)) {
+			t.Errorf("runGateway with http.listen in use: %v, want a plain error naming http.listen", err)
+		}
+		if code := exitCode(testLog(t), err); code != exitError {
+			t.Errorf("exit code %d, want %d", code, exitError)
+		}
+	case <-time.After(testWait):
+		t.Fatal("the gateway started with its http.listen address in use")
+	}
 }
