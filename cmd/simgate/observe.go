@@ -38,14 +38,6 @@ type observability struct {
 
 	mu       sync.Mutex
 	deviceID string
-	ages     agesCache
-}
-
-// agesCache keeps the queue ages read for one scrape, so the three series
-// of one scrape cost one read of the store.
-type agesCache struct {
-	at   time.Time
-	ages transport.QueueAges
 }
 
 func newObservability(cfg *config.Config, s *modem.Session, q *transport.Queue, h *hub, dev *device, log *slog.Logger) *observability {
@@ -160,18 +152,15 @@ func unixSeconds(t time.Time) float64 {
 }
 
 // age returns how long the oldest item that pick chooses has waited, 0
-// when there is none; the store is read at most once a second.
+// when there is none. Reading the heads of the outboxes is a read-only
+// transaction of a few microseconds, so every scrape reads them afresh.
 func (o *observability) age(pick func(transport.QueueAges) time.Time) float64 {
-	o.mu.Lock()
-	if time.Since(o.ages.at) > time.Second {
-		a, err := o.q.Ages()
-		if err != nil {
-			o.log.Warn("metrics: cannot read queue ages", "err", err)
-		}
-		o.ages = agesCache{at: time.Now(), ages: a}
+	a, err := o.q.Ages()
+	if err != nil {
+		o.log.Warn("metrics: cannot read queue ages", "err", err)
+		return math.NaN()
 	}
-	t := pick(o.ages.ages)
-	o.mu.Unlock()
+	t := pick(a)
 	if t.IsZero() {
 		return 0
 	}
