@@ -52,7 +52,8 @@ type RelayConfig struct {
 	// connection, or a device call may overrun SendTimeout, before Healthy
 	// reports the relay stuck.
 	StallTimeout time.Duration
-	// Observer receives PUBACK and device-call timings (observe.go).
+	// Observer receives PUBACK and device-call timings and event types
+	// (observe.go).
 	Observer Observer
 }
 
