@@ -29,6 +29,7 @@ func Example_cloudBridge() {
 		return
 	}
 	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 
