@@ -422,19 +422,42 @@ func TestE2EHomeAssistantDiscovery(t *testing.T) {
 		t.Errorf("availability would read online=%v from the will", v)
 	}
 
+	// A new prefix: the configs move, none is left under the old one.
+	r.conf.Extra = "homeassistant:\n  discovery: true\n  prefix: ha2\n"
+	if err := os.WriteFile(r.gw.config, []byte(r.conf.yaml()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.gw.start()
+	if !waitUntil(e2eWait, func() bool {
+		return len(retainedUnder(t, r.url, "ha2/#", 300*time.Millisecond)) == 6 &&
+			len(retainedUnder(t, r.url, "homeassistant/#", 300*time.Millisecond)) == 0
+	}) {
+		t.Fatalf("after the prefix changed: %d configs under ha2, %d left under homeassistant",
+			len(retainedUnder(t, r.url, "ha2/#", 300*time.Millisecond)), len(retainedUnder(t, r.url, "homeassistant/#", 300*time.Millisecond)))
+	}
+	for topic, payload := range retainedUnder(t, r.url, "ha2/#", 300*time.Millisecond) {
+		if problems := hasstest.Check("ha2", topic, payload); len(problems) > 0 {
+			t.Errorf("%s: %v", topic, problems)
+		}
+	}
+	if c := r.gw.stop(syscall.SIGTERM); c != 0 {
+		t.Fatalf("SIGTERM: exit %d", c)
+	}
+
 	// Turned off: the configs are removed (empty retained), once.
 	r.conf.Extra = ""
 	if err := os.WriteFile(r.gw.config, []byte(r.conf.yaml()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r.gw.start()
-	r.waitReady()
 	marker := filepath.Join(r.conf.StoreDir, haMarkerFile)
 	if !waitUntil(e2eWait, func() bool { _, err := os.Stat(marker); return os.IsNotExist(err) }) {
 		t.Fatalf("the record of published configs is still there: the configs were not removed")
 	}
-	if left := retainedUnder(t, r.url, "homeassistant/#", time.Second); len(left) != 0 {
-		t.Errorf("discovery configs left after turning discovery off: %q", left)
+	for _, filter := range []string{"homeassistant/#", "ha2/#"} {
+		if left := retainedUnder(t, r.url, filter, time.Second); len(left) != 0 {
+			t.Errorf("discovery configs left after turning discovery off: %q", left)
+		}
 	}
 	if n := len(r.gw.logLines("Home Assistant discovery configs removed")); n != 1 {
 		t.Errorf("configs removed %d times, want once", n)
