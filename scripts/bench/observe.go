@@ -51,7 +51,9 @@ type arrival struct {
 	count  int
 	status string // "status" of a result payload
 	err    string // "error" of a result payload
+	ids    int    // distinct "id"s that carried the marker
 	done   chan struct{}
+	seenID map[string]bool
 }
 
 // observer subscribes to everything under a prefix and timestamps each
@@ -110,7 +112,7 @@ func (o *observer) handle(topic string, payload []byte) {
 	suffix := strings.TrimPrefix(topic, o.prefix+"/")
 	mk := findMarker(payload)
 	var r result
-	if strings.HasSuffix(suffix, "/result") {
+	if strings.HasSuffix(suffix, "/result") || suffix == "sms/in" {
 		if err := json.Unmarshal(payload, &r); err != nil {
 			o.log.Warn("observer: result is not JSON", "topic", topic, "err", err)
 		}
@@ -126,6 +128,13 @@ func (o *observer) handle(topic string, payload []byte) {
 	}
 	a := o.entryLocked(suffix, mk)
 	a.count++
+	if r.ID != "" && !a.seenID[r.ID] {
+		if a.seenID == nil {
+			a.seenID = map[string]bool{}
+		}
+		a.seenID[r.ID] = true
+		a.ids++
+	}
 	if a.count == 1 {
 		a.first = now
 		a.status, a.err = r.Status, r.Error
@@ -154,7 +163,7 @@ func (o *observer) wait(suffix, mk string, timeout time.Duration) (arrival, erro
 	case <-a.done:
 		o.mu.Lock()
 		defer o.mu.Unlock()
-		return arrival{first: a.first, count: a.count, status: a.status, err: a.err}, nil
+		return arrival{first: a.first, count: a.count, status: a.status, err: a.err, ids: a.ids}, nil
 	case <-t.C:
 		return arrival{}, fmt.Errorf("%s did not arrive on %s/%s within %s", mk, o.prefix, suffix, timeout)
 	}
@@ -168,7 +177,7 @@ func (o *observer) got(suffix, mk string) arrival {
 	if a == nil {
 		return arrival{}
 	}
-	return arrival{first: a.first, count: a.count, status: a.status, err: a.err}
+	return arrival{first: a.first, count: a.count, status: a.status, err: a.err, ids: a.ids}
 }
 
 // publish sends a request with QoS 1 and waits for the broker's PUBACK.

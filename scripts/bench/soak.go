@@ -43,6 +43,10 @@ type soakConfig struct {
 // faultKinds are the faults the soak injects, round robin by default.
 var faultKinds = []string{"unplug", "hang", "broker-restart"}
 
+// identicalCopies is how many identical copies every tenth SMS of the soak
+// is sent as.
+const identicalCopies = 3
+
 // A datagram sent from atRiskBefore before a fault to atRiskGrace after it
 // counts as sent into the fault: a module that re-enumerates or hangs loses
 // what its socket buffered, as a real one does, and that is not the
@@ -314,7 +318,13 @@ func (s *soak) load(ctx context.Context) error {
 		case <-smsT.C:
 			mk := marker("s", nSMS)
 			nSMS++
-			_, err := s.sim.InjectSMS(modemsim.SMS{Text: smsText(mk)})
+			// Every tenth is a cloud repeating a command within a second:
+			// identical copies, each a message of its own.
+			copies := 1
+			if nSMS%10 == 0 {
+				copies = identicalCopies
+			}
+			_, err := s.sim.InjectSMS(modemsim.SMS{Text: smsText(mk), Copies: copies})
 			if err != nil && !errors.Is(err, modemsim.ErrStoreFull) {
 				s.injectErrs++
 				s.log.Warn("inject SMS", "err", err)
@@ -322,8 +332,10 @@ func (s *soak) load(ctx context.Context) error {
 			}
 			// A full store keeps the SMS in the network, to be delivered
 			// once the gateway frees a slot: still expected.
-			s.sms = append(s.sms, mk)
-			s.smsAt = append(s.smsAt, time.Now())
+			for range copies {
+				s.sms = append(s.sms, mk)
+				s.smsAt = append(s.smsAt, time.Now())
+			}
 		case <-udpT.C:
 			if s.ipMode == "UDP in skipped" {
 				continue
@@ -419,12 +431,25 @@ func (s *soak) count() tally {
 		a := s.obs.got(suffix, mk)
 		return a.count > 0, max(0, a.count-1)
 	}
+	// An SMS injected as identical copies is listed once per copy; each
+	// copy must arrive under an id of its own.
+	copies := map[string]int{}
 	for _, mk := range s.sms {
-		ok, d := got("sms/in", mk)
-		if ok {
-			t.sms++
+		copies[mk]++
+	}
+	for mk, n := range copies {
+		a := s.obs.got("sms/in", mk)
+		if n == 1 {
+			ok, d := got("sms/in", mk)
+			if ok {
+				t.sms++
+			}
+			t.smsDup += d
+			continue
 		}
-		t.smsDup += d
+		distinct := min(a.ids, n)
+		t.sms += distinct
+		t.smsDup += max(0, a.count-distinct)
 	}
 	for i, mk := range s.udpIn {
 		ok, d := got("ip/in", mk)
@@ -559,8 +584,16 @@ func (s *soak) missing(n int) []string {
 			out = append(out, suffix+" "+mk)
 		}
 	}
+	copies := map[string]int{}
 	for _, mk := range s.sms {
-		add("sms/in", mk)
+		if copies[mk]++; copies[mk] == 1 {
+			add("sms/in", mk)
+		}
+	}
+	for mk, n := range copies {
+		if a := s.obs.got("sms/in", mk); n > 1 && a.count > 0 && a.ids < n && len(out) < 10 {
+			out = append(out, fmt.Sprintf("sms/in %s (%d of %d identical copies)", mk, a.ids, n))
+		}
 	}
 	for i, mk := range s.udpIn {
 		if !s.atRisk(s.udpAt[i]) {
