@@ -23,7 +23,13 @@
 //   - Prompts "> " and "@" arrive without a line end and are recognised
 //     only while a command waits for one.
 //
+//   - URCs wait for their reader (Config.OnURC, or Engine.NextURC with
+//     Config.PullURCs) in a queue bounded in number and in bytes
+//     (MaxQueuedURCs, MaxQueuedURCBytes), so a module flooding the line
+//     while the reader is busy cannot grow memory without limit.
+//
 // The parser is a plain state machine (no goroutines, no I/O), so it is
 // fuzzed directly: the same bytes split into different reads must give the
-// same replies and URCs.
+// same replies and URCs. It searches each byte for a line end once, so a
+// long line arriving in small reads costs time linear in its length.
 package at
