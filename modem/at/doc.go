@@ -11,15 +11,19 @@
 //     between a command and its reply, or between reply lines, is delivered
 //     as a URC and never ends up in the reply. warthog618's engine puts every
 //     line it does not recognise as a registered indication into the reply.
+//
 //   - Every call takes a context.Context and has a per-command timeout
 //     (AT+CMGS 120 s, AT+COPS= 180 s, AT+QIOPEN 150 s, ...).
+//
 //   - A command that times out leaves the engine unsynchronised: before the
 //     next command it sends a probe (AT+CMEE?) and discards everything up to
 //     the probe's own reply, so a late OK is never taken as the next
 //     command's answer. warthog618's engine has no resynchronisation.
+//
 //   - Binary payloads announced by length (+QIRD, +USORF, +QIURC "recv"
 //     direct push, +RECEIVE) are read byte-exact, even when they contain
 //     CR, LF or NUL; a line scanner cannot do that.
+//
 //   - Prompts "> " and "@" arrive without a line end and are recognised
 //     only while a command waits for one.
 //
