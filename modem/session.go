@@ -467,10 +467,10 @@ func (s *Session) afterInit() {
 // bytes like the engine's queue: the oldest goes first.
 func (s *Session) putBack(u at.URC) {
 	s.backlog = append(s.backlog, u)
-	s.backlogBytes += urcBytes(u)
+	s.backlogBytes += u.Size()
 	dropped := 0
 	for len(s.backlog) > 1 && s.backlogBytes > at.MaxQueuedURCBytes {
-		s.backlogBytes -= urcBytes(s.backlog[0])
+		s.backlogBytes -= s.backlog[0].Size()
 		s.backlog[0] = at.URC{}
 		s.backlog = s.backlog[1:]
 		dropped++
@@ -480,13 +480,6 @@ func (s *Session) putBack(u at.URC) {
 	}
 }
 
-func urcBytes(u at.URC) int {
-	n := 64 + len(u.Line) + len(u.Data)
-	for _, x := range u.Extra {
-		n += len(x)
-	}
-	return n
-}
 
 // bootURC reports the announcements a module makes while it boots.
 func bootURC(line string) bool {
@@ -619,7 +612,7 @@ func (s *Session) nextURC() (at.URC, bool) {
 		u := s.backlog[0]
 		s.backlog[0] = at.URC{}
 		s.backlog = s.backlog[1:]
-		s.backlogBytes -= urcBytes(u)
+		s.backlogBytes -= u.Size()
 		if len(s.backlog) == 0 {
 			s.backlog, s.backlogBytes = nil, 0
 		}

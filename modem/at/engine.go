@@ -56,7 +56,8 @@ const (
 // urcOverhead is what a queued URC costs besides its text and data.
 const urcOverhead = 64
 
-func urcSize(u URC) int {
+// Size is what u costs queued, as counted against MaxQueuedURCBytes.
+func (u URC) Size() int {
 	n := urcOverhead + len(u.Line) + len(u.Data)
 	for _, x := range u.Extra {
 		n += len(x)
@@ -95,7 +96,7 @@ type Engine struct {
 
 	urcMu    sync.Mutex
 	urcQ     []URC
-	urcBytes int // urcSize of everything in urcQ
+	urcBytes int // Size of everything in urcQ
 	urcWake  chan struct{}
 	dropped  int
 
@@ -497,11 +498,11 @@ func (e *Engine) queueURCs(us []URC) {
 	e.urcMu.Lock()
 	for _, u := range us {
 		e.urcQ = append(e.urcQ, u)
-		e.urcBytes += urcSize(u)
+		e.urcBytes += u.Size()
 	}
 	drop := 0
 	for drop < len(e.urcQ) && (len(e.urcQ)-drop > MaxQueuedURCs || e.urcBytes > MaxQueuedURCBytes) {
-		e.urcBytes -= urcSize(e.urcQ[drop])
+		e.urcBytes -= e.urcQ[drop].Size()
 		drop++
 	}
 	if drop > 0 {
@@ -526,7 +527,7 @@ func (e *Engine) popURC() (URC, bool) {
 		u = e.urcQ[0]
 		e.urcQ[0] = URC{}
 		e.urcQ = e.urcQ[1:]
-		e.urcBytes -= urcSize(u)
+		e.urcBytes -= u.Size()
 		if len(e.urcQ) == 0 {
 			e.urcQ = nil // let the array go
 		}
@@ -539,7 +540,7 @@ func (e *Engine) popURC() (URC, bool) {
 	return u, ok
 }
 
-// queuedURCs reports how many URCs wait, and their urcSize in total.
+// queuedURCs reports how many URCs wait, and their Size in total.
 func (e *Engine) queuedURCs() (n, size int) {
 	e.urcMu.Lock()
 	defer e.urcMu.Unlock()
