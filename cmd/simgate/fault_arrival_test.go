@@ -140,6 +140,29 @@ func TestFaultUndecodableSMSStored(t *testing.T) {
 	}
 }
 
+// With the broker down, an undecodable SMS deleted from the SIM is in the
+// daemon's queue on disk, across a SIGKILL, and is published once the
+// broker is back.
+func TestFaultUndecodableSMSDurable(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{})
+	r.waitReady()
+	r.mq.stop(syscall.SIGTERM)
+	r.inject(modemsim.SMS{TPDU: []byte{0x04, 0xC0, 0xFF, 0xEE}})
+	if !waitUntil(e2eWait, func() bool { s, n := r.onSIM(); return s+n == 0 }) {
+		t.Fatalf("the daemon did not take the SMS off the SIM; %s", r.simSummary())
+	}
+	r.gw.kill()
+	if held := r.heldByDaemon(); held.Inbound != 1 {
+		t.Fatalf("the queue on disk holds %d messages after the SMS left the SIM, want 1", held.Inbound)
+	}
+	r.mq.start()
+	r.gw.start()
+	if !waitUntil(e2eWait, func() bool { return len(r.obs.on("sms/undecodable")) > 0 }) {
+		t.Fatalf("nothing on P/sms/undecodable after the restart; events %v", eventTypes(r.obs.events()))
+	}
+}
+
 // In ip.mode modem a datagram over 1300 bytes is refused with the same
 // rule as ip.mode os: an ip_oversize event, and nothing stored or
 // published. 1300 bytes still pass.
