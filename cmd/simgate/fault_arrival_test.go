@@ -56,6 +56,37 @@ func TestFaultIdenticalSMS(t *testing.T) {
 	}
 }
 
+// Three identical SMS are on the SIM; the daemon is killed (SIGKILL) in
+// the middle of the drain, once it has deleted two of them (and stored the
+// third or not). After the restart each of the three arrives under the id
+// the first listing gave it: one stored before the kill is not stored
+// again under a new id, and the last, alone on the SIM now, is not
+// mistaken for a copy of the first.
+func TestFaultIdenticalSMSKilledMidDrain(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{})
+	r.waitReady()
+	deletes := func() int { return r.sim.State().Counters[modemsim.CounterCMGD] }
+	before := deletes()
+	at := sentAtBase()
+	r.inject(modemsim.SMS{From: "000", Text: "reset", SentAt: at, Copies: 3})
+	if !waitUntilFast(e2eWait, func() bool { return deletes() >= before+2 }) {
+		t.Fatalf("the daemon did not delete two of the SMS; %s", r.simSummary())
+	}
+	r.sim.Hang(2 * time.Second)
+	r.gw.kill()
+	if !waitUntil(e2eWait, func() bool { return !r.sim.State().Hung }) {
+		t.Fatal("modemsim still hung")
+	}
+	r.gw.start()
+	want := []smsIn{wantCopy("reset", at, 0), wantCopy("reset", at, 1), wantCopy("reset", at, 2)}
+	dups := r.waitSMS(want, true, e2eWait)
+	t.Logf("%d delivered twice (same id) across the kill", dups)
+	if !waitUntil(e2eWait, func() bool { s, n := r.onSIM(); return s+n == 0 }) {
+		t.Errorf("SMS left on the SIM; %s", r.simSummary())
+	}
+}
+
 // Forty distinct SMS injected back to back while the daemon runs, all with
 // the same service centre second, arrive in the order they were sent. The
 // SIM reuses the slots the daemon frees, so SIM index order is not arrival
