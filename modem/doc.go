@@ -92,8 +92,8 @@
 // decode is stored with its PDU (Inbound.Undecodable), then deleted.
 //
 // Each SMS stored from the SIM commits the SIM journal (SIMJournal) with
-// it: the ids the last listing gave and the +CMTI order of what is not
-// stored yet. An SMS read again after a restart (stored, not yet deleted)
+// it: the ids the last listing gave identical SMS and the +CMTI order of
+// what is not stored yet. An SMS read again after a restart (stored, not yet deleted)
 // keeps its id; identical SMS on the SIM together get ids of their own
 // (Inbound.Occurrence); one alone keeps the id its content gives, so the
 // network's late copy is dropped by the Sink as a duplicate.

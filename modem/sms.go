@@ -335,7 +335,8 @@ func (e *smsEntry) message(now time.Time) (Inbound, bool) {
 // assign gives every SMS of a listing the id it is stored under. An SMS
 // the journal names for its slot, and that the module marked read (so it
 // was listed before), keeps the id its first listing gave it: the process
-// stopped before it was deleted. An SMS alone on the SIM gets the id of
+// stopped before it was deleted (the journal names only SMS that had an
+// identical one beside them). An SMS alone on the SIM gets the id of
 // its sender, timestamp and content, so a copy the network delivers again
 // later is dropped as the duplicate it is. Identical SMS on the SIM at
 // once are separate messages (a cloud that repeats a command within a
@@ -399,8 +400,11 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 		}
 		s.log.Info("identical SMS on the SIM at once; each is a message of its own", "count", len(group), "id", base)
 	}
+	// Only identical SMS need their ids remembered: an SMS alone on the SIM
+	// gets the same id from its content after a restart. So ordinary
+	// traffic costs the journal nothing beyond the commits it shares.
 	for _, e := range entries {
-		if e.id == "" {
+		if e.id == "" || len(groups[e.base]) < 2 {
 			continue
 		}
 		slot := SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ}

@@ -53,10 +53,12 @@ type Inbound struct {
 // it costs no sync of its own.
 type SIMJournal struct {
 	// Slots maps a SIM index to the id given to the SMS listed there, with
-	// the hash of its PDU, until it is known deleted. The same SMS read
-	// again from that index (the process stopped before AT+CMGD) keeps its
-	// id: stored already, the sink drops the copy; not stored yet, it is
-	// stored under the id the first listing gave it.
+	// the hash of its PDU, until it is known deleted; only SMS listed beside
+	// an identical one are named (any other gets the same id from its
+	// content again). The same SMS read again from that index (the process
+	// stopped before AT+CMGD) keeps its id: stored already, the sink drops
+	// the copy; not stored yet, it is stored under the id the first listing
+	// gave it.
 	Slots map[int]SlotID `json:"slots,omitempty"`
 	// Announced are SIM indexes whose +CMTI arrived but whose SMS is not
 	// stored yet, in the order the module announced them, so a restart
