@@ -480,7 +480,6 @@ func (s *Session) putBack(u at.URC) {
 	}
 }
 
-
 // bootURC reports the announcements a module makes while it boots.
 func bootURC(line string) bool {
 	for _, p := range []string{"RDY", "APP RDY", "SMS DONE", "PB DONE", "+CPIN:", "+QUSIM:", "+QIND:", "+CFUN:"} {
