@@ -33,11 +33,13 @@ func newCountingSink() *countingSink {
 }
 
 func (c *countingSink) Put(ctx context.Context, m Inbound) error {
+	// Recorded under the lock held while storing: a test that saw the
+	// message stored and then checks must find it recorded.
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err := c.MemorySink.Put(ctx, m); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	key := m.Channel + ":" + string(m.Payload)
 	if c.puts[key] == nil {
 		c.puts[key] = map[string]bool{}
