@@ -9,7 +9,7 @@ import (
 // Event types a Session reports.
 const (
 	EventSenderRejected    = "sms_sender_rejected"     // an SMS from a sender not in sms.allowed_senders was deleted
-	EventUndecodable       = "sms_undecodable"         // an SMS could not be decoded; its PDU is in Fields["pdu"]
+	EventUndecodable       = "sms_undecodable"         // an SMS could not be decoded; it was stored with its PDU (Fields["id"], Fields["pdu"])
 	EventStoreFailed       = "sms_store_failed"        // the Sink refused an SMS; it stays on the SIM and is retried
 	EventPartial           = "sms_partial"             // a concatenated SMS timed out and was delivered incomplete
 	EventStorageNearlyFull = "sms_storage_nearly_full" // the SIM's SMS store is 80% full
