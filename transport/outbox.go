@@ -51,7 +51,7 @@ func (q *Queue) admit(ctx context.Context, items []*admit) error {
 				it.Outcome = admitDuplicate
 				continue
 			}
-			if c.occupancy() >= q.cfg.MaxMessages {
+			if c.requests() >= q.cfg.MaxRequests {
 				it.Outcome, full = admitFull, true
 				if err := q.putResult(tx, c, Result{ID: it.Req.ID, Channel: it.Req.Channel, Status: StatusFailed, Error: "queue full"}); err != nil {
 					return nil, err
@@ -81,7 +81,7 @@ func (q *Queue) admit(ctx context.Context, items []*admit) error {
 		return nil, nil
 	})
 	if full {
-		q.fullEvent("requests")
+		q.fullEvent(dirRequests, "requests")
 	}
 	if err != nil {
 		return fmt.Errorf("queue requests: %w", err)

@@ -38,10 +38,13 @@ const (
 type StoreConfig struct {
 	// Dir holds the database file queue.db; it is created if missing.
 	Dir string
-	// MaxMessages bounds what the queue holds: inbound messages, segments of
-	// incomplete SMS and outbound requests. Results of accepted requests do
-	// not count, so a result is never refused.
+	// MaxMessages bounds the received side of the queue: inbound messages
+	// and segments of incomplete SMS. MaxRequests (default MaxMessages)
+	// bounds the outbound requests apart from it, so a flood of requests
+	// never makes the gateway refuse a received command. Results of
+	// accepted requests count in neither, so a result is never refused.
 	MaxMessages int
+	MaxRequests int
 	// DedupWindow is how long the id of a delivered message is remembered,
 	// so a redelivered copy is dropped; DedupMax caps how many are kept.
 	DedupWindow time.Duration
@@ -57,6 +60,12 @@ func (c *StoreConfig) fill() error {
 	}
 	if c.MaxMessages < 1 {
 		return fmt.Errorf("store max_messages must be at least 1, got %d", c.MaxMessages)
+	}
+	if c.MaxRequests == 0 {
+		c.MaxRequests = c.MaxMessages
+	}
+	if c.MaxRequests < 1 {
+		return fmt.Errorf("store max_requests must be at least 1, got %d", c.MaxRequests)
 	}
 	if c.DedupWindow <= 0 {
 		c.DedupWindow = DefaultDedupWindow
@@ -127,7 +136,10 @@ type counts struct {
 	addedOut          [numOut]bool
 }
 
-func (c counts) occupancy() int { return c.in + c.seg + c.out[outSMS] + c.out[outIP] }
+// received is what store.max_messages bounds; requests what MaxRequests
+// bounds. Each direction has its own bound.
+func (c counts) received() int { return c.in + c.seg }
+func (c counts) requests() int { return c.out[outSMS] + c.out[outIP] }
 
 // QueueStats is a snapshot of what the queue holds.
 type QueueStats struct {
@@ -168,8 +180,8 @@ type Queue struct {
 
 	onEvent   atomic.Pointer[func(modem.Event)]
 	fullMu    sync.Mutex
-	lastFull  time.Time // monotonic reading; rate-limits queue_full events
-	fullShown bool
+	lastFull  [numDirs]time.Time // monotonic reading; rate-limits queue_full events
+	fullShown [numDirs]bool
 }
 
 // maxBatch caps how many writes share one transaction, bounding how long a
@@ -231,7 +243,7 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 	q.snap.Store(&c)
 	go q.writer()
 	log.Info("queue opened", "path", path, "inbound", c.in, "segments", c.seg,
-		"outbound", c.out[outSMS]+c.out[outIP], "results", c.res, "max_messages", cfg.MaxMessages)
+		"outbound", c.out[outSMS]+c.out[outIP], "results", c.res, "max_messages", cfg.MaxMessages, "max_requests", cfg.MaxRequests)
 	return q, nil
 }
 
@@ -282,24 +294,48 @@ func (q *Queue) event(typ, msg string, fields map[string]any) {
 	}
 }
 
-// fullEvent reports a refusal, at most once a minute while the queue stays
-// full, so a modem re-reading its SIM does not flood P/events.
-func (q *Queue) fullEvent(what string) {
+// Directions of the queue, each with its own bound and its own queue_full
+// state.
+const (
+	dirReceived = iota // inbound messages and segments: store.max_messages
+	dirRequests        // outbound requests: MaxRequests
+	numDirs
+)
+
+// limit is the bound of direction d.
+func (q *Queue) limit(d int) int {
+	if d == dirRequests {
+		return q.cfg.MaxRequests
+	}
+	return q.cfg.MaxMessages
+}
+
+// limitKey names the bound of direction d as a user configures it.
+func limitKey(d int) string {
+	if d == dirRequests {
+		return "max_requests"
+	}
+	return "max_messages"
+}
+
+// fullEvent reports a refusal, at most once a minute while that direction
+// stays full, so a modem re-reading its SIM does not flood P/events.
+func (q *Queue) fullEvent(d int, what string) {
 	q.fullMu.Lock()
-	show := !q.fullShown || time.Since(q.lastFull) > time.Minute
+	show := !q.fullShown[d] || time.Since(q.lastFull[d]) > time.Minute
 	if show {
-		q.fullShown, q.lastFull = true, time.Now()
+		q.fullShown[d], q.lastFull[d] = true, time.Now()
 	}
 	q.fullMu.Unlock()
-	q.log.Warn("queue full: refusing new work", "what", what, "max_messages", q.cfg.MaxMessages)
+	q.log.Warn("queue full: refusing new work", "what", what, limitKey(d), q.limit(d))
 	if show {
-		q.event("queue_full", fmt.Sprintf("queue holds store.max_messages=%d; new %s refused until the broker takes some", q.cfg.MaxMessages, what),
-			map[string]any{"max_messages": q.cfg.MaxMessages})
+		q.event("queue_full", fmt.Sprintf("queue holds store.%s=%d; new %s refused until the broker takes some", limitKey(d), q.limit(d), what),
+			map[string]any{limitKey(d): q.limit(d)})
 	}
 }
 
-func (q *Queue) fullError() error {
-	return fmt.Errorf("%w: store.max_messages=%d reached", ErrQueueFull, q.cfg.MaxMessages)
+func (q *Queue) fullError(d int) error {
+	return fmt.Errorf("%w: store.%s=%d reached", ErrQueueFull, limitKey(d), q.limit(d))
 }
 
 // op is one write handed to the writer goroutine. fn may run more than once
@@ -415,11 +451,14 @@ func (q *Queue) committed(c counts) {
 			poke(q.sigOut[i])
 		}
 	}
-	if c.occupancy() < q.cfg.MaxMessages {
-		q.fullMu.Lock()
-		q.fullShown = false
-		q.fullMu.Unlock()
+	q.fullMu.Lock()
+	if c.received() < q.cfg.MaxMessages {
+		q.fullShown[dirReceived] = false
 	}
+	if c.requests() < q.cfg.MaxRequests {
+		q.fullShown[dirRequests] = false
+	}
+	q.fullMu.Unlock()
 }
 
 func poke(ch chan struct{}) {

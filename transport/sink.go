@@ -27,7 +27,7 @@ func (q *Queue) Put(ctx context.Context, m modem.Inbound) error {
 		return q.putTx(tx, c, m.ID, val, true)
 	})
 	if errors.Is(err, ErrQueueFull) {
-		q.fullEvent("messages")
+		q.fullEvent(dirReceived, "messages")
 	}
 	if err != nil {
 		return fmt.Errorf("put %s: %w", m.ID, err)
@@ -42,8 +42,8 @@ func (q *Queue) putTx(tx *bolt.Tx, c *counts, id string, val []byte, bounded boo
 	if ids.Get([]byte(id)) != nil || isDone(tx, doneInbound, id) {
 		return nil, nil
 	}
-	if bounded && c.occupancy() >= q.cfg.MaxMessages {
-		return q.fullError(), nil
+	if bounded && c.received() >= q.cfg.MaxMessages {
+		return q.fullError(dirReceived), nil
 	}
 	in := tx.Bucket(bucketIn)
 	seq, err := in.NextSequence()
@@ -90,8 +90,8 @@ func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segmen
 		b := tx.Bucket(bucketSegments)
 		k := segmentKey(s.Key, s.Seq)
 		if b.Get(k) == nil {
-			if c.occupancy() >= q.cfg.MaxMessages {
-				return q.fullError(), nil
+			if c.received() >= q.cfg.MaxMessages {
+				return q.fullError(dirReceived), nil
 			}
 			if err := b.Put(k, val); err != nil {
 				return nil, fmt.Errorf("store: %w", err)
@@ -116,7 +116,7 @@ func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segmen
 		return nil, nil
 	})
 	if errors.Is(err, ErrQueueFull) {
-		q.fullEvent("SMS segments")
+		q.fullEvent(dirReceived, "SMS segments")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)

@@ -64,7 +64,7 @@ func (q *Queue) PutBatch(ctx context.Context, ms []modem.Inbound) ([]error, erro
 	}
 	for _, r := range res {
 		if errors.Is(r, ErrQueueFull) {
-			q.fullEvent("messages")
+			q.fullEvent(dirReceived, "messages")
 			break
 		}
 	}
