@@ -518,7 +518,7 @@ func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 		}
 		items := make([]*admit, len(msgs))
 		for i, m := range msgs {
-			req, err := parseRequest(m.channel, m.msg.Payload(), newID)
+			req, err := parseDelivered(m.channel, m.msg)
 			req.ReceivedAt = m.at
 			items[i] = &admit{Req: req}
 			if err != nil {
