@@ -106,6 +106,7 @@ type Relay struct {
 
 	conn         connState
 	fifo         requestFIFO
+	drops        dropReport
 	events       eventBuffer
 	statusPoke   chan struct{}
 	connectedSig chan struct{}
@@ -145,6 +146,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	}
 	r.conn.init()
 	r.fifo.init()
+	r.fifo.dropped = r.requestDropped
 	r.events.init(eventBufferSize)
 	opts, err := clientOptions(cfg.MQTT)
 	if err != nil {

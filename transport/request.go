@@ -124,7 +124,13 @@ func parseRequest(channel string, body []byte, genID func() string) (Request, er
 		return fail("unknown channel %q", channel)
 	}
 	if len(body) > MaxRequestBytes {
-		return fail("request is %d bytes, at most %d", len(body), MaxRequestBytes)
+		// A longer MQTT packet reaches the parser cut to one byte over
+		// the limit (boundedConn): its true size is not known here.
+		size := fmt.Sprint(len(body))
+		if len(body) == MaxRequestBytes+1 {
+			size = fmt.Sprintf("more than %d", MaxRequestBytes)
+		}
+		return fail("request is %s bytes, at most %d", size, MaxRequestBytes)
 	}
 	if !utf8.Valid(body) {
 		return fail("request is not UTF-8 JSON")
