@@ -49,6 +49,10 @@ type StoreConfig struct {
 	// so a redelivered copy is dropped; DedupMax caps how many are kept.
 	DedupWindow time.Duration
 	DedupMax    int
+	// ReserveBytes is disk space held back in Dir so that delivered
+	// messages can still be removed when the disk fills up (default
+	// DefaultReserveBytes; negative: none).
+	ReserveBytes int64
 }
 
 func (c *StoreConfig) fill() error {
@@ -72,6 +76,9 @@ func (c *StoreConfig) fill() error {
 	}
 	if c.DedupMax <= 0 {
 		c.DedupMax = DefaultDedupMax
+	}
+	if c.ReserveBytes == 0 {
+		c.ReserveBytes = DefaultReserveBytes
 	}
 	return nil
 }
@@ -148,6 +155,13 @@ type QueueStats struct {
 	OutboundSMS int // requests waiting for the modem
 	OutboundIP  int
 	Results     int // results waiting for the broker
+	// StoreFull is set while the disk under store.dir is full: new work
+	// is refused, deliveries go on.
+	StoreFull bool
+	// StoreCorrupt is set when a damaged queue.db was found and set aside
+	// (at this start or an earlier one: while CorruptFile is in store.dir).
+	StoreCorrupt bool
+	CorruptFile  string
 }
 
 // Pending is everything not yet delivered: messages, requests and results.
@@ -164,6 +178,18 @@ type Queue struct {
 	log *slog.Logger
 	cfg StoreConfig
 	now func() time.Time
+
+	hwm       *hwmFile
+	hwmFailed bool // owned by the writer: the mark could not be written
+	reserve   reserve
+	storeFull atomic.Bool
+	lastProbe time.Time // owned by the writer
+	onState   atomic.Pointer[func()]
+	// damage is what was found at open; reported once through the event
+	// handler. corruptFile is the newest set-aside file in the directory.
+	damage      *StoreDamage
+	damageShown atomic.Bool
+	corruptFile string
 
 	ops        chan *op
 	closeMu    sync.RWMutex // held shared while submitting, so Close knows no send is pending
@@ -200,19 +226,26 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
-	path := filepath.Join(cfg.Dir, "queue.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("open queue %s: locked by another process (is another simgate running?): %w", path, err)
-	}
+	path := filepath.Join(cfg.Dir, dbName)
+	hwm, mark, markOK, err := openHWM(cfg.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("open queue %s: %w", path, err)
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	if !markOK {
+		log.Warn("queue: the transaction mark is unreadable; the store's transaction ids are not checked this time", "file", filepath.Join(cfg.Dir, hwmName))
+	}
+	db, damage, err := openStore(path, mark)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), hwm.close())
 	}
 	q := &Queue{
 		db:         db,
 		log:        log,
 		cfg:        cfg,
 		now:        time.Now,
+		hwm:        hwm,
+		reserve:    reserve{path: filepath.Join(cfg.Dir, reserveName), size: max(cfg.ReserveBytes, 0)},
+		damage:     damage,
 		ops:        make(chan *op),
 		stop:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -228,16 +261,39 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
-		q.counts = counts{
-			in:   tx.Bucket(bucketIn).Stats().KeyN,
-			seg:  tx.Bucket(bucketSegments).Stats().KeyN,
-			res:  tx.Bucket(bucketResults).Stats().KeyN,
-			done: tx.Bucket(bucketDoneOrder).Stats().KeyN,
-			out:  [numOut]int{tx.Bucket(bucketOutSMS).Stats().KeyN, tx.Bucket(bucketOutIP).Stats().KeyN},
-		}
 		return nil
 	}); err != nil {
-		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close())
+		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
+	}
+	if err := q.recount(); err != nil {
+		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
+	}
+	if damage != nil && damage.SetAside != "" {
+		damage.Salvaged = salvage(damage.SetAside, db, log)
+		if err := q.recount(); err != nil {
+			return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
+		}
+	}
+	if damage != nil {
+		log.Error("QUEUE DAMAGED: started a new queue.db; what the damaged one held is lost unless salvaged",
+			"reason", damage.Reason, "set_aside", damage.SetAside, "salvaged_records", damage.Salvaged)
+	}
+	if files := setAsideFiles(cfg.Dir); len(files) > 0 {
+		q.corruptFile = files[len(files)-1]
+		if damage == nil {
+			log.Warn("a damaged queue file set aside earlier is still in store.dir; status shows store_corrupt until it is removed", "file", q.corruptFile)
+		}
+	}
+	if err := db.View(func(tx *bolt.Tx) error { return hwm.set(uint64(tx.ID())) }); err != nil {
+		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
+	}
+	if err := q.reserve.fill(); err != nil {
+		if !isNoSpace(err) {
+			log.Warn("no disk reserve for the queue", "err", err)
+		} else {
+			q.storeFull.Store(true)
+			log.Error("store full at start: the disk under store.dir has no room for the reserve; new work is refused until it has", "err", err)
+		}
 	}
 	c := q.counts
 	q.snap.Store(&c)
@@ -246,6 +302,69 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 		"outbound", c.out[outSMS]+c.out[outIP], "results", c.res, "max_messages", cfg.MaxMessages, "max_requests", cfg.MaxRequests)
 	return q, nil
 }
+
+// openStore opens queue.db, checked against the transaction mark. A
+// damaged file is renamed aside and a new one started: the gateway keeps
+// working, and says so loudly, rather than exit and be restarted into the
+// same damage by systemd. Only failures that are not damage (a lock held
+// by another process, permissions) are returned as errors.
+func openStore(path string, mark uint64) (*bolt.DB, *StoreDamage, error) {
+	var damage *StoreDamage
+	info, err := os.Stat(path)
+	exists := err == nil
+	switch {
+	case err == nil && info.Size() == 0:
+		damage = &StoreDamage{Reason: "queue.db is empty (zero length)"}
+		if mark > 0 {
+			damage.Reason += fmt.Sprintf(" although transaction %d was committed", mark)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if mark > 0 {
+			damage = &StoreDamage{Reason: fmt.Sprintf("queue.db is missing although transaction %d was committed: everything it held is lost", mark)}
+		}
+	case err != nil:
+		return nil, nil, err
+	default:
+		db, err := openChecked(path, mark)
+		var d *errDamaged
+		if !errors.As(err, &d) {
+			return db, nil, err
+		}
+		damage = &StoreDamage{Reason: d.reason}
+	}
+	if damage != nil && exists {
+		aside, err := setAside(path, time.Now())
+		if err != nil {
+			return nil, nil, err
+		}
+		damage.SetAside = aside
+	}
+	db, err := bolt.Open(path, 0o600, boltOptions(false))
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, nil, fmt.Errorf("locked by another process (is another simgate running?): %w", err)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, damage, nil
+}
+
+// recount sets the counts from the buckets.
+func (q *Queue) recount() error {
+	return q.db.View(func(tx *bolt.Tx) error {
+		q.counts = counts{
+			in:   tx.Bucket(bucketIn).Stats().KeyN,
+			seg:  tx.Bucket(bucketSegments).Stats().KeyN,
+			res:  tx.Bucket(bucketResults).Stats().KeyN,
+			done: tx.Bucket(bucketDoneOrder).Stats().KeyN,
+			out:  [numOut]int{tx.Bucket(bucketOutSMS).Stats().KeyN, tx.Bucket(bucketOutIP).Stats().KeyN},
+		}
+		return nil
+	})
+}
+
+// Damage returns what was found wrong with queue.db at open, or nil.
+func (q *Queue) Damage() *StoreDamage { return q.damage }
 
 // Close waits for writes in progress and closes the database. Calls after
 // Close fail with ErrClosed.
@@ -259,7 +378,7 @@ func (q *Queue) Close() error {
 	q.closeMu.Unlock()
 	close(q.stop)
 	<-q.writerDone
-	if err := q.db.Close(); err != nil {
+	if err := errors.Join(q.db.Close(), q.hwm.close()); err != nil {
 		return fmt.Errorf("close queue: %w", err)
 	}
 	return nil
@@ -274,17 +393,31 @@ func (q *Queue) Stats() QueueStats {
 		OutboundSMS: c.out[outSMS],
 		OutboundIP:  c.out[outIP],
 		Results:     c.res,
+		StoreFull:   q.storeFull.Load(),
+		// Set for the life of the process once a damaged file was set
+		// aside; a restart clears it once the file is removed.
+		StoreCorrupt: q.corruptFile != "",
+		CorruptFile:  q.corruptFile,
 	}
 }
 
 // SetEventHandler sets where the queue reports events users should hear
 // about (queue full, records it could not read). The relay installs itself.
+// Damage found at open is reported to the first handler set.
 func (q *Queue) SetEventHandler(fn func(modem.Event)) {
 	if fn == nil {
 		q.onEvent.Store(nil)
 		return
 	}
 	q.onEvent.Store(&fn)
+	if d := q.damage; d != nil && q.damageShown.CompareAndSwap(false, true) {
+		msg := fmt.Sprintf("queue.db was damaged (%s) and a new one was started", d.Reason)
+		if d.SetAside != "" {
+			msg += fmt.Sprintf("; the damaged file is kept as %s and %d records were salvaged from it", d.SetAside, d.Salvaged)
+		}
+		q.event("store_corrupt", msg+"; messages it held may be lost",
+			map[string]any{"reason": d.Reason, "set_aside": d.SetAside, "salvaged": d.Salvaged})
+	}
 }
 
 func (q *Queue) event(typ, msg string, fields map[string]any) {
@@ -321,6 +454,10 @@ func limitKey(d int) string {
 // fullEvent reports a refusal, at most once a minute while that direction
 // stays full, so a modem re-reading its SIM does not flood P/events.
 func (q *Queue) fullEvent(d int, what string) {
+	if q.storeFull.Load() {
+		// store_full said it once; the refusals are counted in status.
+		return
+	}
 	q.fullMu.Lock()
 	show := !q.fullShown[d] || time.Since(q.lastFull[d]) > time.Minute
 	if show {
@@ -402,8 +539,11 @@ func (q *Queue) writer() {
 }
 
 func (q *Queue) run(batch []*op) {
+	q.probeSpace()
 	c := q.counts
+	var txid uint64
 	err := q.db.Update(func(tx *bolt.Tx) error {
+		txid = uint64(tx.ID())
 		for _, o := range batch {
 			o.res, o.err = o.fn(tx, &c)
 			if o.err != nil {
@@ -413,11 +553,23 @@ func (q *Queue) run(batch []*op) {
 		return nil
 	})
 	if err == nil {
+		// The mark is written before anyone hears of the commit: an SMS
+		// is deleted from the SIM only once it is durable, and a later
+		// open must be able to tell if the file lost this transaction.
+		if herr := q.hwm.set(txid); herr != nil && !q.hwmFailed {
+			q.hwmFailed = true
+			q.log.Error("cannot record the committed transaction; damage to queue.db may go unnoticed at the next start", "err", herr)
+		} else if herr == nil {
+			q.hwmFailed = false
+		}
 		q.committed(c)
 		for _, o := range batch {
 			close(o.done)
 		}
 		return
+	}
+	if isNoSpace(err) {
+		q.noSpace(err)
 	}
 	if len(batch) == 1 {
 		o := batch[0]

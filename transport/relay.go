@@ -162,6 +162,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	// From now on the queue's events (queue full, unreadable records) are
 	// buffered for P/events, even before Run connects.
 	q.SetEventHandler(r.Event)
+	q.SetStateHandler(r.StatusChanged)
 	return r, nil
 }
 

@@ -42,6 +42,9 @@ func (q *Queue) putTx(tx *bolt.Tx, c *counts, id string, val []byte, bounded boo
 	if ids.Get([]byte(id)) != nil || isDone(tx, doneInbound, id) {
 		return nil, nil
 	}
+	if bounded && q.storeFull.Load() {
+		return ErrStoreFull, nil
+	}
 	if bounded && c.received() >= q.cfg.MaxMessages {
 		return q.fullError(dirReceived), nil
 	}
@@ -90,6 +93,9 @@ func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segmen
 		b := tx.Bucket(bucketSegments)
 		k := segmentKey(s.Key, s.Seq)
 		if b.Get(k) == nil {
+			if q.storeFull.Load() {
+				return ErrStoreFull, nil
+			}
 			if c.received() >= q.cfg.MaxMessages {
 				return q.fullError(dirReceived), nil
 			}
