@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -224,7 +225,18 @@ func (q *Queue) resultsAfter(after []byte, n int) ([]storedResult, error) {
 	return out, nil
 }
 
+// ackResults removes published results, split like ackInbound when the
+// disk is full.
 func (q *Queue) ackResults(ctx context.Context, items []storedResult) error {
+	err := q.ackResultsOnce(ctx, items)
+	if isNoSpace(err) && len(items) > 1 {
+		half := len(items) / 2
+		return errors.Join(q.ackResults(ctx, items[:half]), q.ackResults(ctx, items[half:]))
+	}
+	return err
+}
+
+func (q *Queue) ackResultsOnce(ctx context.Context, items []storedResult) error {
 	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		b := tx.Bucket(bucketResults)
 		for _, it := range items {

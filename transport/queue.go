@@ -184,7 +184,10 @@ type Queue struct {
 	reserve   reserve
 	storeFull atomic.Bool
 	lastProbe time.Time // owned by the writer
-	onState   atomic.Pointer[func()]
+	// reserveMissing is set while the reserve file is not in place.
+	// Owned by the writer once open returns.
+	reserveMissing bool
+	onState        atomic.Pointer[func()]
 	// damage is what was found at open; reported once through the event
 	// handler. corruptFile is the newest set-aside file in the directory.
 	damage      *StoreDamage
@@ -244,7 +247,7 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 		cfg:        cfg,
 		now:        time.Now,
 		hwm:        hwm,
-		reserve:    reserve{path: filepath.Join(cfg.Dir, reserveName), size: max(cfg.ReserveBytes, 0)},
+		reserve:    reserve{path: filepath.Join(cfg.Dir, reserveName), size: reserveSize(cfg.Dir, cfg.ReserveBytes)},
 		damage:     damage,
 		ops:        make(chan *op),
 		stop:       make(chan struct{}),
@@ -288,12 +291,10 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
 	}
 	if err := q.reserve.fill(); err != nil {
-		if !isNoSpace(err) {
-			log.Warn("no disk reserve for the queue", "err", err)
-		} else {
-			q.storeFull.Store(true)
-			log.Error("store full at start: the disk under store.dir has no room for the reserve; new work is refused until it has", "err", err)
-		}
+		// Measured again before each commit: new work is refused once
+		// less than the reserve is left.
+		q.reserveMissing = true
+		log.Warn("no disk reserve for the queue: the disk under store.dir has too little room", "err", err)
 	}
 	c := q.counts
 	q.snap.Store(&c)
@@ -515,10 +516,17 @@ func (q *Queue) do(ctx context.Context, fn func(tx *bolt.Tx, c *counts) (error, 
 
 func (q *Queue) writer() {
 	defer close(q.writerDone)
+	// While the store is full, room is looked for even when nothing is
+	// written, so status clears store_full without waiting for new work.
+	probe := time.NewTicker(probeEvery)
+	defer probe.Stop()
 	for {
 		var first *op
 		select {
 		case first = <-q.ops:
+		case <-probe.C:
+			q.probeSpace()
+			continue
 		case <-q.stop:
 			return
 		}

@@ -223,8 +223,19 @@ func (q *Queue) inboundAfter(after []byte, n int) ([]storedInbound, error) {
 	return out, nil
 }
 
-// ackInbound removes delivered messages and remembers their ids.
+// ackInbound removes delivered messages and remembers their ids. A commit
+// that fails for lack of space is split in halves: a smaller transaction
+// needs fewer fresh pages, and each one frees pages for the next.
 func (q *Queue) ackInbound(ctx context.Context, items []storedInbound) error {
+	err := q.ackInboundOnce(ctx, items)
+	if isNoSpace(err) && len(items) > 1 {
+		half := len(items) / 2
+		return errors.Join(q.ackInbound(ctx, items[:half]), q.ackInbound(ctx, items[half:]))
+	}
+	return err
+}
+
+func (q *Queue) ackInboundOnce(ctx context.Context, items []storedInbound) error {
 	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		in, ids := tx.Bucket(bucketIn), tx.Bucket(bucketInIDs)
 		for _, it := range items {

@@ -17,11 +17,12 @@ import (
 // on the SIM as it does when the queue is at its bound.
 var ErrStoreFull = fmt.Errorf("%w: the disk under store.dir is full", ErrQueueFull)
 
-// DefaultReserveBytes is the space held back in store.dir for removals.
+// DefaultReserveBytes is the space held back in store.dir for removals
+// (at most an eighth of the file system).
 // bbolt writes every change to fresh pages, deleting included, so a queue on
 // a full disk could no longer remove what the broker has acknowledged: it
 // would never shrink, and everything would be sent again after a restart.
-const DefaultReserveBytes = 1 << 20
+const DefaultReserveBytes = 4 << 20
 
 // reserveName is the file that holds the reserve: blocks really allocated,
 // given back to the file system the moment a write fails for space.
@@ -110,33 +111,94 @@ func (q *Queue) noSpace(err error) {
 	}
 	q.storeFull.Store(true)
 	q.lastProbe = time.Now()
+	released := int64(0)
+	if !q.reserveMissing {
+		released = q.reserve.size
+	}
+	q.reserveMissing = true
 	rerr := q.reserve.release()
 	q.log.Error("store full: the disk under store.dir has no space; new messages and requests are refused, deliveries go on",
-		"dir", q.cfg.Dir, "err", err, "reserve_released", q.reserve.size, "release_err", rerr)
+		"dir", q.cfg.Dir, "err", err, "reserve_released", released, "release_err", rerr)
+	q.fullNotice()
+}
+
+// room is the space new pages can take: what the file system has left and
+// the free pages inside queue.db, which bbolt reuses before it grows the
+// file.
+func (q *Queue) room() (int64, error) {
+	free, err := freeBytes(q.cfg.Dir)
+	if err != nil {
+		return 0, err
+	}
+	return free + int64(q.db.Stats().FreeAlloc), nil
+}
+
+// probeSpace runs on the writer before each commit. While the store is
+// full it looks for room, at most once per probeEvery: the reserve is taken
+// back once the file system has room for it, and new work is accepted
+// again once there is room for the reserve twice over, counting the free
+// pages that deliveries left inside queue.db (a file bbolt never shrinks:
+// on a disk it filled, the reserve may not fit again until the file's own
+// free pages are used up). While the reserve is missing, new work stops as
+// soon as less than the reserve is left, so removals always have room.
+func (q *Queue) probeSpace() {
+	full := q.storeFull.Load()
+	if !full && !q.reserveMissing {
+		return
+	}
+	if !full {
+		// Without a reserve, every commit checks that one is left.
+		room, err := q.room()
+		if err != nil || room >= q.reserve.size {
+			return
+		}
+		q.storeFull.Store(true)
+		q.lastProbe = time.Now()
+		q.log.Error("store full: less than the reserve is left on the disk under store.dir; new messages and requests are refused, deliveries go on",
+			"dir", q.cfg.Dir, "room_bytes", room, "reserve_bytes", q.reserve.size)
+		q.fullNotice()
+		return
+	}
+	if time.Since(q.lastProbe) < probeEvery {
+		return
+	}
+	q.lastProbe = time.Now()
+	free, err := freeBytes(q.cfg.Dir)
+	if err != nil {
+		q.log.Warn("cannot measure free space", "err", err)
+		return
+	}
+	if q.reserveMissing && free >= 2*q.reserve.size {
+		if err := q.reserve.fill(); err == nil {
+			q.reserveMissing = false
+		}
+	}
+	room, err := q.room()
+	if err != nil {
+		return
+	}
+	if !q.reserveMissing || room >= 2*q.reserve.size {
+		q.storeFull.Store(false)
+		q.log.Info("store has room again: accepting new messages and requests", "room_bytes", room, "reserve_restored", !q.reserveMissing)
+		q.stateChanged()
+	}
+}
+
+// fullNotice raises store_full and refreshes status.
+func (q *Queue) fullNotice() {
 	q.event("store_full", fmt.Sprintf("the disk under store.dir (%s) is full: new messages stay on the SIM and new requests fail until space is freed; queued ones are still delivered", q.cfg.Dir),
 		map[string]any{"dir": q.cfg.Dir})
 	q.stateChanged()
 }
 
-// probeSpace runs on the writer while the store is full: once the disk has
-// room for the reserve and as much again, the reserve is taken back and new
-// work accepted.
-func (q *Queue) probeSpace() {
-	if !q.storeFull.Load() || time.Since(q.lastProbe) < probeEvery {
-		return
+// reserveSize is the reserve for a file system: at most an eighth of it,
+// so a small disk still has room for work.
+func reserveSize(dir string, want int64) int64 {
+	var st unix.Statfs_t
+	if want <= 0 || unix.Statfs(dir, &st) != nil {
+		return max(want, 0)
 	}
-	q.lastProbe = time.Now()
-	free, err := freeBytes(q.cfg.Dir)
-	if err != nil || free < 2*q.reserve.size {
-		return
-	}
-	if err := q.reserve.fill(); err != nil {
-		q.log.Warn("store still full", "err", err)
-		return
-	}
-	q.storeFull.Store(false)
-	q.log.Info("store has room again: accepting new messages and requests", "free_bytes", free)
-	q.stateChanged()
+	return min(want, int64(st.Blocks)*int64(st.Bsize)/8)
 }
 
 // SetStateHandler sets fn to be called when StoreFull or StoreCorrupt in
