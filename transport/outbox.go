@@ -51,7 +51,7 @@ func (q *Queue) admit(ctx context.Context, items []*admit) error {
 
 func (q *Queue) admitChunk(ctx context.Context, items []*admit) error {
 	full := false
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		full = false
 		ids := tx.Bucket(bucketOutIDs)
 		for _, it := range items {

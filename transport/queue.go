@@ -287,7 +287,7 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 			log.Warn("a damaged queue file set aside earlier is still in store.dir; status shows store_corrupt until it is removed", "file", q.corruptFile)
 		}
 	}
-	if err := db.View(func(tx *bolt.Tx) error { return hwm.set(uint64(tx.ID())) }); err != nil {
+	if err := db.View(func(tx *bolt.Tx) error { return hwm.set(uint64(tx.ID()), true) }); err != nil {
 		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
 	}
 	if err := q.reserve.fill(); err != nil {
@@ -481,10 +481,16 @@ func (q *Queue) fullError(d int) error {
 // every output it has on each run. It returns a refusal (res), which does
 // not abort the transaction, or a failure (err), which does.
 type op struct {
-	fn   func(tx *bolt.Tx, c *counts) (res, err error)
-	res  error
-	err  error
-	done chan struct{}
+	fn func(tx *bolt.Tx, c *counts) (res, err error)
+	// taken marks work taken from outside, whose source forgets it once
+	// the commit is reported (an SMS deleted from the SIM, a request
+	// acknowledged to the broker): the transaction mark must be durable
+	// before then. Other writes (removals, results) would at worst be
+	// done again if a damaged file rolled them back.
+	taken bool
+	res   error
+	err   error
+	done  chan struct{}
 }
 
 // errSplit aborts a shared transaction so its ops run one by one.
@@ -494,7 +500,15 @@ var errSplit = errors.New("split batch")
 // waiting, and returns once it is committed. Once handed over the write
 // always completes: ctx only limits the wait to hand it over.
 func (q *Queue) do(ctx context.Context, fn func(tx *bolt.Tx, c *counts) (error, error)) error {
-	o := &op{fn: fn, done: make(chan struct{})}
+	return q.submit(ctx, &op{fn: fn, done: make(chan struct{})})
+}
+
+// doTaken is do for work taken from outside (see op.taken).
+func (q *Queue) doTaken(ctx context.Context, fn func(tx *bolt.Tx, c *counts) (error, error)) error {
+	return q.submit(ctx, &op{fn: fn, taken: true, done: make(chan struct{})})
+}
+
+func (q *Queue) submit(ctx context.Context, o *op) error {
 	q.closeMu.RLock()
 	if q.closed {
 		q.closeMu.RUnlock()
@@ -564,7 +578,12 @@ func (q *Queue) run(batch []*op) {
 		// The mark is written before anyone hears of the commit: an SMS
 		// is deleted from the SIM only once it is durable, and a later
 		// open must be able to tell if the file lost this transaction.
-		if herr := q.hwm.set(txid); herr != nil && !q.hwmFailed {
+		// A batch of removals only writes it; the next sync takes it.
+		durable := false
+		for _, o := range batch {
+			durable = durable || o.taken
+		}
+		if herr := q.hwm.set(txid, durable); herr != nil && !q.hwmFailed {
 			q.hwmFailed = true
 			q.log.Error("cannot record the committed transaction; damage to queue.db may go unnoticed at the next start", "err", herr)
 		} else if herr == nil {

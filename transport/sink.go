@@ -23,7 +23,7 @@ func (q *Queue) Put(ctx context.Context, m modem.Inbound) error {
 	if err != nil {
 		return fmt.Errorf("put %s: %w", m.ID, err)
 	}
-	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		return q.putTx(tx, c, m.ID, val, true)
 	})
 	if errors.Is(err, ErrQueueFull) {
@@ -88,7 +88,7 @@ func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segmen
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
 	}
 	var held []modem.Segment
-	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		held = nil
 		b := tx.Bucket(bucketSegments)
 		k := segmentKey(s.Key, s.Seq)
@@ -139,7 +139,7 @@ func (q *Queue) Assemble(ctx context.Context, m modem.Inbound, key string) error
 	if err != nil {
 		return fmt.Errorf("assemble %s: %w", m.ID, err)
 	}
-	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		b := tx.Bucket(bucketSegments)
 		var drop [][]byte
 		cur := b.Cursor()

@@ -81,11 +81,16 @@ func openHWM(dir string) (*hwmFile, uint64, bool, error) {
 	return &hwmFile{f: f}, txid, ok || len(b) == 0, nil
 }
 
-// set records txid durably; it must return before anyone is told the
-// transaction committed.
-func (h *hwmFile) set(txid uint64) error {
+// set records txid, durably when sync is set; it must return before
+// anyone is told the transaction committed. A mark left unsynced can only
+// be lower than the file after a power cut, never higher, so it never
+// makes a sound file look damaged.
+func (h *hwmFile) set(txid uint64, sync bool) error {
 	if _, err := h.f.WriteAt(encodeHWM(txid), 0); err != nil {
 		return fmt.Errorf("write %s: %w", hwmName, err)
+	}
+	if !sync {
+		return nil
 	}
 	if err := h.f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", hwmName, err)
