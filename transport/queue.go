@@ -530,15 +530,20 @@ func (q *Queue) submit(ctx context.Context, o *op) error {
 
 func (q *Queue) writer() {
 	defer close(q.writerDone)
-	// While the store is full, room is looked for even when nothing is
-	// written, so status clears store_full without waiting for new work.
+	// While the store is full, or has no reserve, room is looked for
+	// even when nothing is written, so status clears store_full without
+	// waiting for new work. Otherwise the writer sleeps until work comes.
 	probe := time.NewTicker(probeEvery)
 	defer probe.Stop()
 	for {
+		var tick <-chan time.Time
+		if q.storeFull.Load() || q.reserveMissing {
+			tick = probe.C
+		}
 		var first *op
 		select {
 		case first = <-q.ops:
-		case <-probe.C:
+		case <-tick:
 			q.probeSpace()
 			continue
 		case <-q.stop:

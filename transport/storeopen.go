@@ -190,7 +190,11 @@ func syncDir(dir string) error {
 
 // setAsideFiles lists damaged files left in dir, newest last.
 func setAsideFiles(dir string) []string {
-	m, _ := filepath.Glob(filepath.Join(dir, dbName+corruptInfix+"*"))
+	m, err := filepath.Glob(filepath.Join(dir, dbName+corruptInfix+"*"))
+	if err != nil {
+		// Only a malformed pattern fails, and this one is fixed.
+		return nil
+	}
 	sort.Strings(m)
 	return m
 }
