@@ -308,6 +308,7 @@ type gwConfig struct {
 	StoreDir    string
 	MaxMessages int
 	IPMode      string
+	Extra       string // more YAML, appended as it is
 }
 
 func (c gwConfig) yaml() string {
@@ -322,6 +323,7 @@ func (c gwConfig) yaml() string {
 		fmt.Fprintf(&b, "  max_messages: %d\n", c.MaxMessages)
 	}
 	fmt.Fprintf(&b, "log:\n  level: debug\n  format: text\n")
+	b.WriteString(c.Extra)
 	return b.String()
 }
 
@@ -786,6 +788,8 @@ type rigOptions struct {
 	Stopped bool
 	// BrokerConf is added to mosquitto's configuration.
 	BrokerConf []string
+	// Extra is YAML appended to the daemon's configuration.
+	Extra string
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -825,6 +829,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		StoreDir:    filepath.Join(r.dir, "store"),
 		MaxMessages: o.MaxMessages,
 		IPMode:      o.IPMode,
+		Extra:       o.Extra,
 	}
 	r.gw = newDaemon(t, bin, r.dir, r.conf)
 	if !o.Embedded {
