@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,11 +89,15 @@ func TestReadSelf(t *testing.T) {
 	if m.RSS <= 0 || m.HWM < m.RSS {
 		t.Errorf("memory = %+v, want 0 < RSS <= HWM", m)
 	}
-	// Burn some CPU so the count moves past one tick.
-	start := time.Now()
+	// Burn 50 ms of CPU, as the kernel's own accounting (getrusage) counts
+	// it, so the count moves past one tick; wall time would not do on a
+	// machine shared with other work, where 50 ms of it can hold far less
+	// CPU.
 	x := 0
-	for time.Since(start) < 50*time.Millisecond {
-		x++
+	for selfCPU(t) < 50*time.Millisecond {
+		for range 100000 {
+			x++
+		}
 	}
 	c, err := readCPU(os.Getpid())
 	if err != nil {
@@ -108,6 +113,16 @@ func TestReadSelf(t *testing.T) {
 	if run < 40*time.Millisecond {
 		t.Errorf("run time = %s after a busy loop of 50ms, want at least 40ms", run)
 	}
+}
+
+// selfCPU is the user and system time of this process.
+func selfCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestParseSchedstat(t *testing.T) {
