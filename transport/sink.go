@@ -283,8 +283,9 @@ func seekAfter(cur *bolt.Cursor, after []byte) ([]byte, []byte) {
 	return k, v
 }
 
-// bucketSIM holds the session's SIM journal under journalKey. It is created
-// by the first write, so a queue file from an older version needs nothing.
+// bucketSIM holds the session's SIM journal under journalKey. It is one of
+// allBuckets, so it is created at open and copied when a damaged file is
+// salvaged; a write creates it too, whatever opened the file.
 var (
 	bucketSIM  = []byte("sim")
 	journalKey = []byte("journal")
