@@ -112,6 +112,7 @@ func TestControlRequests(t *testing.T) {
 		{`{"op":"unplug","duration":"soon"}`, false, "bad_request", "duration"},
 		{`{"op":"hang","duration":"-1s"}`, false, "bad_request", "0..24h"},
 		{`{"op":"faults","faults":{"urc_noise":2}}`, false, "bad_request", "urc_noise"},
+		{`{"op":"faults","faults":{"error_on":[""]}}`, false, "bad_request", "error_on"},
 		{`{"op":"register","value":99}`, false, "bad_request", "stat"},
 		{`{"op":"boot-storm","value":0}`, false, "bad_request", "count"},
 		{`{"op":"dance"}`, false, "bad_request", "unknown op"},
