@@ -63,6 +63,23 @@ func TestDemo(t *testing.T) {
 	if n := strings.Count(text, "/sms/in {"); n != 4 {
 		t.Errorf("demo relayed %d SMS, want 4\n%s", n, text)
 	}
+	// Events show under the step they belong to: the modem's start-up
+	// before the first command, a refusal with its request.
+	for _, o := range []struct{ line, after, before string }{
+		{`"type":"modem_connected"`, "status and events while the modem starts", "network -> device"},
+		{`"type":"data_up"`, "status and events while the modem starts", "network -> device"},
+		{`"type":"request_rejected"`, `"id":"demo-sms-2"`, "ip/out {"},
+	} {
+		i, a, b := strings.Index(text, o.line), strings.Index(text, o.after), strings.Index(text, o.before)
+		if i < 0 || a < 0 || b < 0 || i < a || i > b {
+			t.Errorf("demo output: %s is not between %q and %q\n%s", o.line, o.after, o.before, text)
+		}
+	}
+	// Without -v nothing of the gateway's log shows: a refused request is
+	// an event, not a warning.
+	if e := errb.String(); e != "" {
+		t.Errorf("demo without -v wrote to stderr:\n%s", e)
+	}
 }
 
 // notifyListener plays systemd's side of sd_notify.
