@@ -135,6 +135,7 @@ func FuzzControlRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"udp","from":"1.2.3.4:5","port":6969,"data":"AAEC"}`))
 	f.Add([]byte(`{"op":"garbage","data":"AA=="}`))
 	f.Add([]byte(`{"op":"faults","faults":{"chunked":true}}`))
+	f.Add([]byte(`{"op":"faults","faults":{"chunked":true,"chunk_max":3,"error_on":["AT+CMEE?","+CSQ"]}}`))
 	f.Add([]byte(`{"op":"sms","sms":{"data":"/w==","encoding":"8bit","ref16":true}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s, err := newSim(Options{Seed: 1})
