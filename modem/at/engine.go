@@ -311,7 +311,7 @@ func (e *Engine) run(reads <-chan []byte, readErr <-chan error) {
 				// in flight, the line is in step.
 				e.log.Debug("resynchronised: the modem answered and then stayed silent", "probe", probeLine)
 				e.m.cur = nil
-				e.m.booted()
+				e.m.forgetOwed()
 				if !e.inStep() {
 					return
 				}
@@ -375,7 +375,10 @@ func (e *Engine) settle() bool {
 		booted := slices.ContainsFunc(e.m.out, func(u URC) bool { return e.cfg.IsReset(u.Line) })
 		reset := booted && e.cur != nil && e.m.cur != nil
 		if booted {
-			e.m.booted()
+			// Nothing written before the boot is answered; the command
+			// running now is counted again when it is given up below, as
+			// it may have been written just after the boot.
+			e.m.forgetOwed()
 		}
 		e.queueURCs(e.m.out)
 		e.m.out = nil

@@ -91,9 +91,10 @@ func (m *machine) abandon() {
 	m.cur = nil
 }
 
-// booted forgets the final results owed by commands written before the
-// module announced a boot: a module that restarted answers none of them.
-func (m *machine) booted() { m.owed = 0 }
+// forgetOwed forgets the final results owed by abandoned commands: the
+// module restarted (it answers none written before its boot), or it
+// answered and then stayed silent for a whole probe timeout.
+func (m *machine) forgetOwed() { m.owed = 0 }
 
 // staleFinal drops line as the final result of an abandoned command.
 func (m *machine) staleFinal(line string) {
