@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -89,40 +88,34 @@ func TestReadSelf(t *testing.T) {
 	if m.RSS <= 0 || m.HWM < m.RSS {
 		t.Errorf("memory = %+v, want 0 < RSS <= HWM", m)
 	}
-	// Burn 50 ms of CPU, as the kernel's own accounting (getrusage) counts
-	// it, so the count moves past one tick; wall time would not do on a
-	// machine shared with other work, where 50 ms of it can hold far less
-	// CPU.
+	// Burn CPU until this process has run for 50ms more, so the count
+	// moves past one tick. On a loaded machine that takes longer than 50ms
+	// of wall time; the limit only keeps a broken reader from hanging.
+	before, err := readSchedCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := time.Now().Add(30 * time.Second)
 	x := 0
-	for selfCPU(t) < 50*time.Millisecond {
-		for range 100000 {
+	run := before
+	for run-before < 50*time.Millisecond && time.Now().Before(limit) {
+		for range 1 << 16 {
 			x++
 		}
+		if run, err = readSchedCPU(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if run-before < 50*time.Millisecond {
+		t.Fatalf("run time moved by %s in 30s of busy loop (%d iterations), want 50ms", run-before, x)
 	}
 	c, err := readCPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c <= 0 {
-		t.Errorf("CPU time = %s after a busy loop of %d iterations, want > 0", c, x)
+		t.Errorf("CPU time = %s after running for %s, want > 0", c, run)
 	}
-	run, err := readSchedCPU(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run < 40*time.Millisecond {
-		t.Errorf("run time = %s after a busy loop of 50ms, want at least 40ms", run)
-	}
-}
-
-// selfCPU is the user and system time of this process.
-func selfCPU(t *testing.T) time.Duration {
-	t.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		t.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestParseSchedstat(t *testing.T) {
