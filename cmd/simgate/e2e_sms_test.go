@@ -198,6 +198,7 @@ func TestE2EMalformedRequests(t *testing.T) {
 		{"ip/out", `{"id":"ip-to","payload":"x","to":"000"}`, "ip-to", `"to" is not accepted on ip/out`},
 		{"sms/out", `{"id":"bad-to","payload":"x","to":"call me"}`, "bad-to", "digits"},
 		{"sms/out", `{"id":"no-payload"}`, "no-payload", "payload is missing"},
+		{"sms/out", `{"id":"empty-payload","payload":""}`, "empty-payload", "payload is empty"},
 		{"sms/out", `{"id":"unknown-field","payload":"x","priority":"high"}`, "unknown-field", `unknown field "priority"`},
 	}
 	for _, q := range bad {
