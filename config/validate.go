@@ -1,13 +1,16 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Values accepted by the enumerated keys.
@@ -86,7 +89,11 @@ func (l *loader) validateMQTT(m *MQTT) {
 	u, err := url.Parse(m.URL)
 	switch {
 	case err != nil:
-		l.addf("mqtt.url", "not a URL: %v", err)
+		l.addf("mqtt.url", "not a URL: %v", redactErr(err))
+	case u.User != nil:
+		// The file is world-readable by design and the url is logged;
+		// the password has a file of its own.
+		l.addf("mqtt.url", "must not hold a user name or password (%s): set mqtt.username and mqtt.password_file instead", RedactURL(m.URL))
 	case !contains(Schemes, u.Scheme):
 		l.addf("mqtt.url", "scheme must be one of tcp://, ssl://, ws://, wss://, got %q", m.URL)
 	case u.Hostname() == "":
@@ -115,8 +122,12 @@ func (l *loader) validateMQTT(m *MQTT) {
 		if f.path == "" {
 			continue
 		}
-		if err := readable(f.path); err != nil {
+		err := readable(f.path)
+		if err != nil {
 			l.addf(f.key, "%v", err)
+		}
+		if err == nil && (f.key == "mqtt.password_file" || f.key == "mqtt.key_file") {
+			l.checkSecretMode(f.key, f.path)
 		}
 		if f.key != "mqtt.password_file" && err == nil && !tls {
 			l.addf(f.key, "is only used with an ssl:// or wss:// url")
@@ -210,6 +221,82 @@ func readable(path string) error {
 		return fmt.Errorf("%s is a directory, not a file", path)
 	}
 	return nil
+}
+
+// ServiceGroup is the group the package runs simgate as; the install guide
+// makes secret files 0640 root:simgate, so that group may read them.
+const ServiceGroup = "simgate"
+
+// checkSecretMode refuses a secret file any user may rewrite (whoever
+// replaces the key or password controls what the gateway trusts) and warns
+// about one other users may read. Group read is fine for the group the
+// gateway runs as.
+func (l *loader) checkSecretMode(key, path string) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return // readable already reported it
+	}
+	perm := st.Mode().Perm()
+	switch {
+	case perm&0o002 != 0:
+		l.addf(key, "%s is writable by every user (mode %#o): anyone could replace it; chmod 0640 %s, owned by root:%s", path, perm, path, ServiceGroup)
+	case perm&0o004 != 0:
+		l.warnf(key, "%s is readable by every user (mode %#o): chmod 0640 %s, owned by root:%s", path, perm, path, ServiceGroup)
+	case perm&0o040 != 0 && !ownGroup(st):
+		l.warnf(key, "%s is readable by its group (mode %#o), which is not %s nor the group simgate runs as: chmod 0600 %s, or chgrp %s", path, perm, ServiceGroup, path, ServiceGroup)
+	}
+}
+
+// ownGroup reports whether the file's group is the service group or one
+// this process is in, the groups meant to read a 0640 secret.
+func ownGroup(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true // no owner to judge by: say nothing rather than guess
+	}
+	gid := int(sys.Gid)
+	if gid == os.Getgid() || gid == os.Getegid() {
+		return true
+	}
+	if groups, err := os.Getgroups(); err == nil {
+		for _, g := range groups {
+			if g == gid {
+				return true
+			}
+		}
+	}
+	g, err := user.LookupGroupId(strconv.Itoa(gid))
+	return err == nil && g.Name == ServiceGroup
+}
+
+// RedactURL returns raw with any user name and password replaced by
+// "REDACTED", for logs and messages; raw need not parse as a URL.
+func RedactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		scheme, rest = "", raw
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return raw
+	}
+	if ok {
+		scheme += "://"
+	}
+	return scheme + "REDACTED@" + rest[at+1:]
+}
+
+// redactErr rewrites a url.Parse error, which quotes the whole URL.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %q: %w", ue.Op, RedactURL(ue.URL), ue.Err)
+	}
+	return err
 }
 
 // Prefix returns topic_prefix with {device_id} filled in.

@@ -264,7 +264,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.heartbeat.Store(r.mono())
 	r.running.Store(true)
 	defer r.running.Store(false)
-	r.log.Info("relay starting", "url", r.cfg.MQTT.URL, "client_id", r.cfg.MQTT.ClientID, "prefix", r.cfg.MQTT.TopicPrefix)
+	r.log.Info("relay starting", "url", r.cfg.MQTT.shownURL(), "client_id", r.cfg.MQTT.ClientID, "prefix", r.cfg.MQTT.TopicPrefix)
 
 	connCtx, cancelConn := context.WithCancel(ctx)
 	defer cancelConn()
@@ -353,7 +353,7 @@ func (r *Relay) connectLoop(ctx context.Context, last *atomic.Pointer[paho.Token
 			return
 		}
 		d := bo.next()
-		r.log.Warn("mqtt connect failed", "url", r.cfg.MQTT.URL, "err", t.Error(), "retry_in", d.Round(time.Millisecond))
+		r.log.Warn("mqtt connect failed", "url", r.cfg.MQTT.shownURL(), "err", t.Error(), "retry_in", d.Round(time.Millisecond))
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
@@ -443,7 +443,7 @@ func (r *Relay) onReconnecting(paho.Client, *paho.ClientOptions) {
 
 // onConnect runs on its own goroutine, started by paho for each connection.
 func (r *Relay) onConnect(c paho.Client) {
-	r.log.Info("mqtt connected", "url", r.cfg.MQTT.URL)
+	r.log.Info("mqtt connected", "url", r.cfg.MQTT.shownURL())
 	// Subscribing again on every connection covers a broker that lost the
 	// session (restarted without persistence). Messages are routed by the
 	// default handler, so no per-topic callback is registered.
@@ -476,7 +476,7 @@ func (r *Relay) onConnectionLost(_ paho.Client, err error) {
 
 func (r *Relay) onNotification(_ paho.Client, n paho.ConnectionNotification) {
 	if f, ok := n.(paho.ConnectionNotificationBrokerFailed); ok {
-		r.log.Warn("mqtt connection attempt failed", "broker", f.Broker.Redacted(), "err", f.Reason)
+		r.log.Warn("mqtt connection attempt failed", "broker", redactURL(f.Broker.String()), "err", f.Reason)
 	}
 }
 

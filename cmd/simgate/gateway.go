@@ -76,7 +76,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 				log.Warn("embedded broker", "err", serr)
 			}
 		}()
-		log.Info("embedded MQTT broker listening", "url", cfg.MQTT.URL)
+		log.Info("embedded MQTT broker listening", "url", config.RedactURL(cfg.MQTT.URL))
 	}
 
 	h := newHub()
@@ -193,7 +193,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 	wg.Go(func() { watchSIM(runCtx, cfg, deviceID, h, simChanged, log) })
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(runCtx) }()
-	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", cfg.MQTT.URL, "modem", cfg.Modem.Port)
+	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", config.RedactURL(cfg.MQTT.URL), "modem", cfg.Modem.Port)
 	if opt.Started != nil {
 		opt.Started(deviceID, prefix)
 	}
