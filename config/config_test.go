@@ -198,6 +198,8 @@ func TestProblems(t *testing.T) {
 		{"prefix placeholder", "mqtt:\n  topic_prefix: a/{iccid}\n", []string{"t.yaml:2: mqtt.topic_prefix: the only placeholder is {device_id}"}},
 		{"prefix empty", "mqtt:\n  topic_prefix: \"\"\n", []string{"t.yaml:2: mqtt.topic_prefix: must not be empty"}},
 		{"device id", "device_id: a/b\n", []string{"t.yaml:1: device_id: must not contain"}},
+		{"device id control", "device_id: \"a\\tb\"\n", []string{"t.yaml:1: device_id: must not contain control characters"}},
+		{"device id long", "device_id: " + strings.Repeat("d", 129) + "\n", []string{"t.yaml:1: device_id: must be at most 128 characters"}},
 		{"store dir", "store:\n  dir: \"\"\n", []string{"t.yaml:2: store.dir: must name a directory"}},
 		{"max messages", "store:\n  max_messages: 0\n", []string{"t.yaml:2: store.max_messages: must be at least 1, got 0"}},
 		{"log level", "log:\n  level: trace\n", []string{`t.yaml:2: log.level: must be one of debug, info, warn, error, got "trace"`}},

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Values accepted by the enumerated keys.
@@ -23,8 +25,10 @@ var (
 )
 
 func (l *loader) validate(c *Config) {
-	if strings.ContainsAny(c.DeviceID, "/+#\x00") {
-		l.addf("device_id", "must not contain '/', '+', '#' or NUL: it becomes part of MQTT topics")
+	if c.DeviceID != "" {
+		if err := CheckDeviceID(c.DeviceID); err != nil {
+			l.addf("device_id", "%v", err)
+		}
 	}
 
 	if strings.TrimSpace(c.Modem.Port) == "" {
@@ -83,6 +87,29 @@ func (l *loader) validate(c *Config) {
 
 	l.oneOf("log.level", c.Log.Level, Levels)
 	l.oneOf("log.format", c.Log.Format, Formats)
+}
+
+// MaxDeviceID bounds a device id; it is part of every topic and of the
+// default MQTT client id.
+const MaxDeviceID = 128
+
+// CheckDeviceID reports why id cannot name a device: it becomes a level of
+// every MQTT topic, so it must be one level without wildcards. The same
+// rule applies to device_id and to the id remembered in store.dir.
+func CheckDeviceID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("must not be empty")
+	case strings.ContainsAny(id, "/+#\x00"):
+		return errors.New("must not contain '/', '+', '#' or NUL: it becomes part of MQTT topics")
+	case !utf8.ValidString(id):
+		return errors.New("must be UTF-8 text")
+	case strings.IndexFunc(id, unicode.IsControl) >= 0:
+		return errors.New("must not contain control characters")
+	case utf8.RuneCountInString(id) > MaxDeviceID:
+		return fmt.Errorf("must be at most %d characters", MaxDeviceID)
+	}
+	return nil
 }
 
 func (l *loader) validateMQTT(m *MQTT) {
