@@ -16,6 +16,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/simgate/simgate/internal/ratelimit"
 	"github.com/simgate/simgate/modem"
 )
 
@@ -107,6 +108,7 @@ type Relay struct {
 	conn         connState
 	fifo         requestFIFO
 	events       eventBuffer
+	eventLimit   *ratelimit.Limiter[modem.Event]
 	statusPoke   chan struct{}
 	connectedSig chan struct{}
 
@@ -146,6 +148,9 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	r.conn.init()
 	r.fifo.init()
 	r.events.init(eventBufferSize)
+	r.eventLimit = ratelimit.New(ratelimit.DefaultBurst, ratelimit.DefaultPeriod, func(_ string, latest modem.Event, held int) {
+		r.queueEvent(heldEvents(latest, held, ratelimit.DefaultPeriod))
+	})
 	opts, err := clientOptions(cfg.MQTT)
 	if err != nil {
 		return nil, fmt.Errorf("new relay: %w", err)
@@ -191,12 +196,20 @@ func (r *Relay) Stats() RelayStats {
 }
 
 // Event queues ev for P/events. It never blocks; while the broker is away
-// the newest events are kept, up to a bound.
+// the newest events are kept, up to a bound. Every event source comes
+// through here, so repeats are limited here: a flood of one type costs at
+// most a burst and one summary with the count per period.
 func (r *Relay) Event(ev modem.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
-	r.log.Info("event", "type", ev.Type, "message", ev.Message)
+	if r.eventLimit.Allow(ev.Type, ev) {
+		r.queueEvent(ev)
+	}
+}
+
+func (r *Relay) queueEvent(ev modem.Event) {
+	r.log.Info("event: "+ev.Type, "message", ev.Message)
 	if dropped := r.events.push(ev); dropped {
 		r.log.Warn("event buffer full: oldest event dropped", "size", eventBufferSize)
 	}
@@ -304,6 +317,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer grace.Stop()
 	close(stop)
 	work.Wait()
+	r.eventLimit.Flush() // counts held back go out with the last events
 	close(pubStop)
 	pubs.Wait()
 	cancelConn()

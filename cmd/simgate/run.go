@@ -28,6 +28,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return exitConfig
 	}
 	log := newLogger(stderr, cfg.Log)
+	defer flushLog(log)
 	for _, w := range warns {
 		log.Warn("configuration: "+w.Msg, "key", w.Key, "at", w.Location())
 	}
