@@ -2,10 +2,12 @@ package config
 
 import (
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -453,4 +455,37 @@ func TestSecretFileModes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Whatever the text, a user name or password url.Parse finds in it never
+// survives RedactURL.
+func FuzzRedactURL(f *testing.F) {
+	for _, s := range []string{"tcp://u:p@h:1883", "ws://a@b@c/d@e", "u:p@h", "tcp://h:1883", "ssl://%40:%3A@h", "://@", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		out := RedactURL(raw)
+		u, err := url.Parse(out)
+		if err != nil || u.User == nil {
+			return
+		}
+		if name := u.User.String(); name != "REDACTED" {
+			t.Fatalf("RedactURL(%q) = %q keeps user-info %q", raw, out, name)
+		}
+	})
+}
+
+// An accepted device id is one topic level of UTF-8 text.
+func FuzzCheckDeviceID(f *testing.F) {
+	for _, s := range []string{"89883070000012345672", "evil/#", "a+b", "\x00", "tab\t", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if CheckDeviceID(id) != nil {
+			return
+		}
+		if id == "" || strings.ContainsAny(id, "/+#\x00") || !utf8.ValidString(id) || utf8.RuneCountInString(id) > MaxDeviceID {
+			t.Fatalf("CheckDeviceID accepted %q", id)
+		}
+	})
 }

@@ -297,11 +297,13 @@ func ownGroup(st os.FileInfo) bool {
 }
 
 // RedactURL returns raw with any user name and password replaced by
-// "REDACTED", for logs and messages; raw need not parse as a URL.
+// "REDACTED", for logs and messages; raw need not parse as a URL. The
+// user-info is what lies between the first "//" (or the start, when there
+// is none) and the last '@' before the path.
 func RedactURL(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		scheme, rest = "", raw
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "//"); i >= 0 {
+		prefix, rest = raw[:i+2], raw[i+2:]
 	}
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {
@@ -311,10 +313,7 @@ func RedactURL(raw string) string {
 	if at < 0 {
 		return raw
 	}
-	if ok {
-		scheme += "://"
-	}
-	return scheme + "REDACTED@" + rest[at+1:]
+	return prefix + "REDACTED@" + rest[at+1:]
 }
 
 // redactErr rewrites a url.Parse error, which quotes the whole URL.
