@@ -72,6 +72,7 @@ type observer struct {
 	events    []seenEvent         // P/events, in arrival order
 	pending   int                 // queue.pending of the last P/status, -1 before one
 	pendingAt time.Time           // when that P/status arrived
+	total     int                 // messages seen on every topic
 }
 
 // seenEvent is one P/events message.
@@ -142,6 +143,7 @@ func (o *observer) handle(topic string, payload []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.topics[suffix]++
+	o.total++
 	switch {
 	case suffix == "events":
 		o.events = append(o.events, seenEvent{at: now, typ: meta.Type})
@@ -254,3 +256,19 @@ func (o *observer) publish(suffix string, payload []byte) error {
 }
 
 func (o *observer) close() { o.c.Disconnect(250) }
+
+// waitQuiet returns once no message has arrived for quiet, or after limit.
+func (o *observer) waitQuiet(quiet, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	o.mu.Lock()
+	last, lastAt := o.total, time.Now()
+	o.mu.Unlock()
+	for time.Now().Before(deadline) && time.Since(lastAt) < quiet {
+		time.Sleep(100 * time.Millisecond)
+		o.mu.Lock()
+		if o.total != last {
+			last, lastAt = o.total, time.Now()
+		}
+		o.mu.Unlock()
+	}
+}

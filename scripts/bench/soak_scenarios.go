@@ -235,6 +235,10 @@ func (s *soak) corruptStore() {
 	if err := s.currentGW().stop(); err != nil {
 		s.log.Warn("corrupt-store: stop", "err", err)
 	}
+	// What the gateway published before it stopped may still be on its
+	// way to the observer: let that settle, so only what the stop left
+	// undelivered counts as undelivered.
+	s.obs.waitQuiet(2*time.Second, 30*time.Second)
 	// Asked of the load goroutine, which owns the lists.
 	reply := make(chan []string, 1)
 	s.snapReq <- reply
@@ -256,7 +260,12 @@ func (s *soak) corruptStore() {
 		rec.detail = "not damaged: " + err.Error()
 	}
 	rec.restarted = time.Now()
+	logPath := filepath.Join(s.work, "gw", "simgate.log")
 	for attempt := 0; ; attempt++ {
+		var from int64
+		if st, err := os.Stat(logPath); err == nil {
+			from = st.Size()
+		}
 		g, err := startGateway(s.bin, filepath.Join(s.work, "gw"), s.gwCfg)
 		if err != nil {
 			rec.exits = append(rec.exits, err.Error())
@@ -268,7 +277,7 @@ func (s *soak) corruptStore() {
 			break
 		}
 		<-g.exited
-		rec.exits = append(rec.exits, exitSummary(g))
+		rec.exits = append(rec.exits, exitSummary(g, from))
 		if attempt == maxRestarts {
 			// What an operator would do: move the file aside by hand.
 			rec.crashLoop = true
@@ -293,13 +302,27 @@ func (s *soak) corruptStore() {
 	s.scen.mu.Unlock()
 }
 
-// exitSummary says how a gateway ended, with the last line of its log.
-func exitSummary(g *gateway) string {
-	last := g.tail()
-	if i := strings.LastIndex(last, "\n"); i >= 0 {
-		last = last[i+1:]
+// exitSummary says how a gateway ended, with the line of its log (written
+// from offset from) that says why: a panic, else the last error, else the
+// last line.
+func exitSummary(g *gateway, from int64) string {
+	b, err := os.ReadFile(g.logPath)
+	if err != nil || int64(len(b)) < from {
+		return fmt.Sprintf("%v", g.exitErr)
 	}
-	return fmt.Sprintf("%v: %.160s", g.exitErr, last)
+	lines := strings.Split(strings.TrimRight(string(b[from:]), "\n"), "\n")
+	why := lines[len(lines)-1]
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := lines[i]
+		if strings.HasPrefix(l, "panic:") || strings.HasPrefix(l, "fatal error:") {
+			why = l
+			break
+		}
+		if strings.Contains(l, "level=ERROR") && !strings.HasPrefix(why, "panic:") {
+			why = l
+		}
+	}
+	return fmt.Sprintf("%v: %.200s", g.exitErr, why)
 }
 
 // damageStore damages the bbolt file at path and says what it did:
@@ -544,19 +567,18 @@ func (s *soak) scenarioReport(t tally) int {
 	if len(fulls) > 0 && t.fullSent > 0 {
 		s.printf("soak: datagrams sent while the disk was full: %d/%d arrived (counted apart)\n", t.full, t.fullSent)
 	}
-	// Everything was delivered: the queue must say it is empty. P/status
-	// is refreshed every minute, so wait for one from after the drain.
-	if t.complete() {
-		drained := time.Now()
-		switch n := s.waitStatusAfter(drained, 70*time.Second); {
-		case n < 0:
-			s.printf("soak: no P/status within 70s of the drain\n")
-		case n > 0:
-			s.printf("soak: queue.pending is still %d after everything was delivered (the queue did not shrink)\n", n)
-			defects++
-		default:
-			s.printf("soak: queue.pending 0 after the drain\n")
-		}
+	// After the drain the queue must say it is empty (what was lost is
+	// not in it either). P/status is refreshed every minute, so wait for
+	// one from after the drain.
+	drained := time.Now()
+	switch n := s.waitStatusAfter(drained, 70*time.Second); {
+	case n < 0:
+		s.printf("soak: no P/status within 70s of the drain\n")
+	case n > 0:
+		s.printf("soak: queue.pending is still %d after the drain (the queue did not shrink)\n", n)
+		defects++
+	default:
+		s.printf("soak: queue.pending 0 after the drain\n")
 	}
 	if counts := s.obs.eventCounts(); len(counts) > 0 {
 		s.printf("soak: events: %s\n", topReasons(counts, 12))
