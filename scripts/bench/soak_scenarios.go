@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/simgate/simgate/modem/modemsim"
 )
@@ -74,6 +77,7 @@ type corruptRecord struct {
 	crashLoop  bool // it never started on the damaged file
 	startedOK  bool
 	undelivery int // messages not delivered at the stop
+	inFile     int // of them, those queue.db held
 }
 
 // fullRecord is one full-disk fault.
@@ -244,16 +248,25 @@ func (s *soak) corruptStore() {
 	s.snapReq <- reply
 	undelivered := <-reply
 	rec.undelivery = len(undelivered)
+	path := filepath.Join(s.storeDir, "queue.db")
+	// Of those, what the file holds is what the damage takes; the rest is
+	// still on the SIM, in the module or at the broker, and expected.
+	stored, err := storedMarkers(path)
+	if err != nil {
+		s.log.Warn("corrupt-store: read the queue before damaging it", "err", err)
+	}
 	s.scen.mu.Lock()
 	if s.scen.damagedKey == nil {
 		s.scen.damagedKey = map[string]bool{}
 	}
 	for _, k := range undelivered {
-		s.scen.damagedKey[k] = true
+		if stored[k] {
+			s.scen.damagedKey[k] = true
+			rec.inFile++
+		}
 	}
 	s.scen.mu.Unlock()
 
-	path := filepath.Join(s.storeDir, "queue.db")
 	detail, err := damageStore(path, s.damage)
 	rec.detail = detail
 	if err != nil {
@@ -323,6 +336,60 @@ func exitSummary(g *gateway, from int64) string {
 		}
 	}
 	return fmt.Sprintf("%v: %.200s", g.exitErr, why)
+}
+
+// storedMarkers reads the queue file of a stopped gateway and returns, as
+// "suffix marker", the messages and requests it holds undelivered: inbound
+// messages, requests not yet sent and results not yet published.
+func storedMarkers(path string) (map[string]bool, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	out := map[string]bool{}
+	var rec struct {
+		ID      string `json:"id"`
+		Channel string `json:"channel"`
+		Payload []byte `json:"payload"`
+	}
+	each := func(tx *bolt.Tx, bucket string, f func(v []byte)) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return nil // a layout without it
+		}
+		return b.ForEach(func(_, v []byte) error { f(v); return nil })
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		if err := each(tx, "in", func(v []byte) {
+			rec.Payload = nil
+			if json.Unmarshal(v, &rec) == nil {
+				if mk := findMarker(rec.Payload); mk != "" {
+					out[rec.Channel+"/in "+mk] = true
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		for bucket, ch := range map[string]string{"out_sms": "sms", "out_ip": "ip", "results": ""} {
+			if err := each(tx, bucket, func(v []byte) {
+				if json.Unmarshal(v, &rec) != nil {
+					return
+				}
+				c := ch
+				if c == "" {
+					c = rec.Channel
+				}
+				if mk := findMarker([]byte(rec.ID)); mk != "" {
+					out[c+"/out/result "+mk] = true
+				}
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // damageStore damages the bbolt file at path and says what it did:
@@ -548,14 +615,14 @@ func (s *soak) scenarioReport(t tally) int {
 			said = "NO store_corrupt event: the damage went unreported"
 			defects++
 		}
-		s.printf("soak: corrupt store at +%s (%s): %s; %s; %d messages undelivered at the stop (counted apart)\n",
-			c.at.Sub(s.started).Round(time.Second), c.detail, how, said, c.undelivery)
+		s.printf("soak: corrupt store at +%s (%s): %s; %s; %d messages undelivered at the stop, %d of them in queue.db (counted apart)\n",
+			c.at.Sub(s.started).Round(time.Second), c.detail, how, said, c.undelivery, c.inFile)
 		for i, e := range c.exits {
 			s.printf("soak:   exit %d: %s\n", i+1, e)
 		}
 	}
 	if len(corrupts) > 0 {
-		s.printf("soak: of the messages undelivered at a damaged stop, %d/%d arrived since\n", t.damagedGot, t.damaged)
+		s.printf("soak: of the messages in queue.db when it was damaged, %d/%d arrived since\n", t.damagedGot, t.damaged)
 	}
 	for _, f := range fulls {
 		if f.skipped != "" {

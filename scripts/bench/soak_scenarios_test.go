@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,7 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/transport"
 )
 
 // makeStore writes a small bbolt file with n committed transactions.
@@ -97,5 +102,32 @@ func TestDamageStore(t *testing.T) {
 	}
 	if st, err := os.Stat(path); err != nil || st.Size() != 0 {
 		t.Errorf("empty damage left %v, %v", st, err)
+	}
+}
+
+// storedMarkers finds the messages a real queue holds, by marker.
+func TestStoredMarkers(t *testing.T) {
+	dir := t.TempDir()
+	q, err := transport.OpenQueue(transport.StoreConfig{Dir: dir, MaxMessages: 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []modem.Inbound{
+		{ID: "sms-1", Channel: modem.ChannelSMS, From: "000", Payload: []byte(smsText(marker("s", 1)))},
+		{ID: "ip-1", Channel: modem.ChannelIP, From: "100.64.0.1:6969", Payload: ipPayload(marker("u", 7)), Binary: true},
+	} {
+		if err := q.Put(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := storedMarkers(filepath.Join(dir, "queue.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]bool{"sms/in bm-s-1": true, "ip/in bm-u-7": true}, got); diff != "" {
+		t.Errorf("stored (-want +got):\n%s", diff)
 	}
 }
