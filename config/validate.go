@@ -87,6 +87,8 @@ func (l *loader) validate(c *Config) {
 
 	l.oneOf("log.level", c.Log.Level, Levels)
 	l.oneOf("log.format", c.Log.Format, Formats)
+
+	l.validateObserve(c)
 }
 
 // MaxDeviceID bounds a device id; it is part of every topic and of the
