@@ -78,6 +78,7 @@ type corruptRecord struct {
 	startedOK  bool
 	undelivery int // messages not delivered at the stop
 	inFile     int // of them, those queue.db held
+	readErr    string
 }
 
 // fullRecord is one full-disk fault.
@@ -253,7 +254,7 @@ func (s *soak) corruptStore() {
 	// still on the SIM, in the module or at the broker, and expected.
 	stored, err := storedMarkers(path)
 	if err != nil {
-		s.log.Warn("corrupt-store: read the queue before damaging it", "err", err)
+		rec.readErr = err.Error()
 	}
 	s.scen.mu.Lock()
 	if s.scen.damagedKey == nil {
@@ -615,8 +616,12 @@ func (s *soak) scenarioReport(t tally) int {
 			said = "NO store_corrupt event: the damage went unreported"
 			defects++
 		}
-		s.printf("soak: corrupt store at +%s (%s): %s; %s; %d messages undelivered at the stop, %d of them in queue.db (counted apart)\n",
-			c.at.Sub(s.started).Round(time.Second), c.detail, how, said, c.undelivery, c.inFile)
+		inFile := fmt.Sprintf("%d of them in queue.db (counted apart)", c.inFile)
+		if c.readErr != "" {
+			inFile = "queue.db could not be read before the damage (" + c.readErr + "): all counted as usual"
+		}
+		s.printf("soak: corrupt store at +%s (%s): %s; %s; %d messages undelivered at the stop, %s\n",
+			c.at.Sub(s.started).Round(time.Second), c.detail, how, said, c.undelivery, inFile)
 		for i, e := range c.exits {
 			s.printf("soak:   exit %d: %s\n", i+1, e)
 		}
