@@ -693,6 +693,18 @@ func (s *soak) recovery() {
 		}
 	}
 	s.printf("soak: worst SMS delay %s (%s)\n", worst.Round(time.Millisecond), worstMk)
+	// A datagram counts at the end however late it came: its delay shows a
+	// socket that stopped being read until something restarted it.
+	var worstUDP time.Duration
+	worstUDPMk := ""
+	for i, mk := range s.udpIn {
+		if a := s.obs.got("ip/in", mk); a.count > 0 {
+			if d := a.first.Sub(s.udpAt[i]); d > worstUDP {
+				worstUDP, worstUDPMk = d, mk
+			}
+		}
+	}
+	s.printf("soak: worst UDP delay %s (%s)\n", worstUDP.Round(time.Millisecond), worstUDPMk)
 	for _, f := range s.faults {
 		i, _ := slices.BinarySearchFunc(s.smsAt, f.end, func(t, end time.Time) int { return t.Compare(end) })
 		what := "no SMS injected after it"
