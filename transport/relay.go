@@ -110,6 +110,7 @@ type Relay struct {
 
 	conn         connState
 	fifo         requestFIFO
+	drops        dropReport
 	events       eventBuffer
 	eventLimit   *ratelimit.Limiter[modem.Event]
 	statusPoke   chan struct{}
@@ -151,6 +152,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	}
 	r.conn.init()
 	r.fifo.init()
+	r.fifo.dropped = r.requestDropped
 	r.events.init(eventBufferSize)
 	r.eventLimit = ratelimit.New(ratelimit.DefaultBurst, ratelimit.DefaultPeriod, func(_ string, latest modem.Event, held int) {
 		r.queueEvent(heldEvents(latest, held, ratelimit.DefaultPeriod))
@@ -169,6 +171,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	// From now on the queue's events (queue full, unreadable records) are
 	// buffered for P/events, even before Run connects.
 	q.SetEventHandler(r.Event)
+	q.SetStateHandler(r.StatusChanged)
 	return r, nil
 }
 
@@ -540,7 +543,7 @@ func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 		}
 		items := make([]*admit, len(msgs))
 		for i, m := range msgs {
-			req, err := parseRequest(m.channel, m.msg.Payload(), newID)
+			req, err := parseDelivered(m.channel, m.msg)
 			req.ReceivedAt = m.at
 			items[i] = &admit{Req: req}
 			if err != nil {
