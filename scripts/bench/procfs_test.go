@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,11 +89,22 @@ func TestReadSelf(t *testing.T) {
 	if m.RSS <= 0 || m.HWM < m.RSS {
 		t.Errorf("memory = %+v, want 0 < RSS <= HWM", m)
 	}
-	// Burn some CPU so the count moves past one tick.
-	start := time.Now()
+	// Burn 50ms of CPU, as the kernel counts it for the whole process, so
+	// the count moves past one tick. Wall time would not do: on a busy
+	// machine 50ms of it may hold much less CPU.
+	used := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start, deadline := used(), time.Now().Add(time.Minute)
 	x := 0
-	for time.Since(start) < 50*time.Millisecond {
-		x++
+	for used()-start < 50*time.Millisecond && time.Now().Before(deadline) {
+		for range 10000 {
+			x++
+		}
 	}
 	c, err := readCPU(os.Getpid())
 	if err != nil {
@@ -106,7 +118,7 @@ func TestReadSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 	if run < 40*time.Millisecond {
-		t.Errorf("run time = %s after a busy loop of 50ms, want at least 40ms", run)
+		t.Errorf("run time = %s after a busy loop of 50ms of CPU, want at least 40ms", run)
 	}
 }
 
