@@ -76,8 +76,8 @@ func TestFaultModem(t *testing.T) {
 			}
 			evs := r.obs.events()
 			if c.restarts {
-				// The session reports itself healthy after the drain that
-				// delivered the burst has resumed: wait for that event.
+				// The event that says the modem is back follows the poll
+				// that passes after the drain, so it may still be on its way.
 				waitUntil(e2eWait, func() bool {
 					evs = r.obs.events()
 					return hasEvent(evs, recoveryLost...) && (countEvents(evs, "modem_connected") >= 2 || hasEvent(evs, "recovery_done"))
