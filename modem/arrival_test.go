@@ -195,3 +195,22 @@ func TestSessionOrderAcrossRestart(t *testing.T) {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
 }
+
+// Identical SMS that reach the SIM one after another, the first deleted
+// before the second arrives (the SIM even hands it the same slot), are two
+// messages too.
+func TestSessionIdenticalSMSOneAfterAnother(t *testing.T) {
+	a := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("reboot")}
+	port := attest.New(t, initSteps(list(entry(1, 0, a)), del(1))...)
+	r := newRig(t, defaultConfig(), nil, port)
+	port.Wait(wait)
+	port.Append(list(entry(1, 0, a)), del(1))
+	port.Send("\r\n+CMTI: \"SM\",1\r\n")
+	got := r.messages(2)
+	port.Wait(wait)
+	second := sms("000", "reboot", t0, 1)
+	second.Occurrence = 1
+	if got[0].ID != MessageID(sms("000", "reboot", t0, 1)) || got[1].ID != MessageID(second) {
+		t.Errorf("ids %s, %s; want the content's own, then occurrence 1", got[0].ID, got[1].ID)
+	}
+}

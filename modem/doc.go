@@ -94,9 +94,10 @@
 // Each SMS stored from the SIM commits the SIM journal (SIMJournal) with
 // it: the ids the last listing gave identical SMS and the +CMTI order of
 // what is not stored yet. An SMS read again after a restart (stored, not yet deleted)
-// keeps its id; identical SMS on the SIM together get ids of their own
-// (Inbound.Occurrence); one alone keeps the id its content gives, so the
-// network's late copy is dropped by the Sink as a duplicate.
+// keeps its id; identical SMS on the SIM together, or stored within a
+// minute of each other, get ids of their own (Inbound.Occurrence); one
+// alone and later keeps the id its content gives, so the network's late
+// copy is dropped by the Sink as a duplicate.
 //
 // Parts of a concatenated SMS are stored with Sink.PutSMSPart and deleted
 // from the SIM one by one; when all are held, Sink.Assemble stores the

@@ -167,6 +167,12 @@ type Session struct {
 	// it changed since it was last committed.
 	journal      SIMJournal
 	journalDirty bool
+	// undeleted names the SMS stored and not yet deleted from each slot,
+	// so one read again within this process keeps its id whether or not
+	// the journal names it; recent is when an SMS with each content id
+	// was last stored (identicalWindow).
+	undeleted map[int]SlotID
+	recent    map[string]time.Time
 
 	urcs         *at.Engine // the engine whose URCs are being taken
 	backlog      []at.URC   // URCs put aside while waiting for a particular one
@@ -249,16 +255,18 @@ func NewSession(cfg Config, sink Sink) *Session {
 	}
 	log = log.With("component", "modem", "port", cfg.Port)
 	s := &Session{
-		cfg:      cfg,
-		sink:     sink,
-		log:      log,
-		note:     newNotifier(cfg.OnEvent, cfg.OnStatus, log),
-		pending:  map[string]*pendingSet{},
-		regs:     map[string]registration{},
-		cmtiSeq:  map[int]uint64{},
-		suspects: map[int]bool{},
-		lostAt:   time.Now(),
-		dp:       dataPath{sock: -1},
+		cfg:       cfg,
+		sink:      sink,
+		log:       log,
+		note:      newNotifier(cfg.OnEvent, cfg.OnStatus, log),
+		pending:   map[string]*pendingSet{},
+		regs:      map[string]registration{},
+		cmtiSeq:   map[int]uint64{},
+		undeleted: map[int]SlotID{},
+		recent:    map[string]time.Time{},
+		suspects:  map[int]bool{},
+		lostAt:    time.Now(),
+		dp:        dataPath{sock: -1},
 	}
 	s.status.Data.Mode = cfg.IPMode
 	if s.wantData() {

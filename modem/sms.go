@@ -332,16 +332,26 @@ func (e *smsEntry) message(now time.Time) (Inbound, bool) {
 	return Inbound{Channel: ChannelSMS, Payload: raw, Binary: true, Parts: 1, ReceivedAt: now, Undecodable: e.err.Error()}, true
 }
 
+// identicalWindow is how long after storing an SMS an identical one (same
+// sender, service centre second and content) is taken for another message
+// rather than the network delivering the same one again: copies a cloud
+// sends within a second reach the SIM seconds apart, one after another
+// when the SIM is full; a redelivery of an SMS the network already handed
+// over comes after its retry timers, and after a restart there is nothing
+// to compare with.
+const identicalWindow = time.Minute
+
 // assign gives every SMS of a listing the id it is stored under. An SMS
 // the journal names for its slot, and that the module marked read (so it
 // was listed before), keeps the id its first listing gave it: the process
 // stopped before it was deleted (the journal names only SMS that had an
-// identical one beside them). An SMS alone on the SIM gets the id of
-// its sender, timestamp and content, so a copy the network delivers again
-// later is dropped as the duplicate it is. Identical SMS on the SIM at
-// once are separate messages (a cloud that repeats a command within a
-// second): each gets the first occurrence number whose id is neither taken
-// nor known to the sink.
+// identical one beside them). An SMS alone on the SIM, with no identical
+// one stored in the last identicalWindow, gets the id of its sender,
+// timestamp and content, so a copy the network delivers again later is
+// dropped as the duplicate it is. Identical SMS on the SIM at once, or
+// within identicalWindow of each other, are separate messages (a cloud
+// that repeats a command within a second): each gets the first occurrence
+// number whose id is neither taken nor known to the sink.
 func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 	groups := map[string][]*smsEntry{}
 	var bases []string
@@ -362,14 +372,23 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 	}
 	used := map[string]bool{}
 	for _, e := range entries {
-		if slot, ok := s.journal.Slots[e.Index]; ok && e.base != "" && e.Stat == 1 && slot.PDU == pduHash(e.PDU) {
+		slot, ok := s.journal.Slots[e.Index]
+		if !ok {
+			slot, ok = s.undeleted[e.Index]
+		}
+		if ok && e.base != "" && e.Stat == 1 && slot.PDU == pduHash(e.PDU) {
 			e.id, e.occ = slot.ID, slot.Occurrence
 			used[e.id] = true
 		}
 	}
+	for base, at := range s.recent {
+		if time.Since(at) >= identicalWindow {
+			delete(s.recent, base)
+		}
+	}
 	for _, base := range bases {
 		group := groups[base]
-		if len(group) == 1 {
+		if _, recent := s.recent[base]; len(group) == 1 && !recent {
 			if e := group[0]; e.id == "" {
 				e.id = base
 			}
@@ -398,13 +417,13 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 				}
 			}
 		}
-		s.log.Info("identical SMS on the SIM at once; each is a message of its own", "count", len(group), "id", base)
+		s.log.Info("identical SMS; each is a message of its own", "count", len(group), "id", base)
 	}
 	// Only identical SMS need their ids remembered: an SMS alone on the SIM
 	// gets the same id from its content after a restart. So ordinary
 	// traffic costs the journal nothing beyond the commits it shares.
 	for _, e := range entries {
-		if e.id == "" || len(groups[e.base]) < 2 {
+		if e.id == "" || e.id == e.base && len(groups[e.base]) < 2 {
 			continue
 		}
 		slot := SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ}
@@ -434,6 +453,10 @@ func (s *Session) putSMS(ctx context.Context, e *smsEntry, m Inbound) error {
 		return err
 	}
 	s.journalDirty = false
+	s.undeleted[e.Index] = SlotID{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
+	if e.base != "" {
+		s.recent[e.base] = time.Now()
+	}
 	return nil
 }
 
@@ -668,6 +691,7 @@ func (s *Session) delete(ctx context.Context, eng *at.Engine, idx int) error {
 		delete(s.journal.Slots, idx)
 		s.journalDirty = true
 	}
+	delete(s.undeleted, idx)
 	return nil
 }
 

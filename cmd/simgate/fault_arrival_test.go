@@ -41,6 +41,11 @@ func TestFaultIdenticalSMS(t *testing.T) {
 	r.inject(modemsim.SMS{From: "000", Text: "reboot", SentAt: at, Copies: 3})
 	want := []smsIn{wantCopy("reboot", at, 0), wantCopy("reboot", at, 1), wantCopy("reboot", at, 2)}
 	r.waitSMS(want, false, e2eWait)
+	// One more, alone on the SIM once the others are gone: a fourth
+	// message, not the network's copy of one of them.
+	r.inject(modemsim.SMS{From: "000", Text: "reboot", SentAt: at})
+	want = append(want, wantCopy("reboot", at, 3))
+	r.waitSMS(want, false, e2eWait)
 
 	// Stored without a +CMTI while the daemon is stopped.
 	if code := r.gw.stop(syscall.SIGTERM); code != 0 {
