@@ -130,6 +130,7 @@ type Relay struct {
 	// statusMu orders P/status publishes, see publishStatus.
 	statusMu   sync.Mutex
 	statusPrev chan struct{}
+	conns      brokerConns
 
 	started   atomic.Bool
 	running   atomic.Bool
@@ -179,6 +180,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	opts.SetReconnectingHandler(r.onReconnecting)
 	opts.SetConnectionNotificationHandler(r.onNotification)
 	opts.SetStore(&resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: r.onResumed})
+	opts.SetCustomOpenConnectionFn(r.conns.open)
 	r.client = paho.NewClient(opts)
 	// From now on the queue's events (queue full, unreadable records) are
 	// buffered for P/events, even before Run connects.
@@ -370,12 +372,14 @@ func (r *Relay) awaitLoops(wg *sync.WaitGroup, deadline time.Time, trackers ...i
 	r.log.Error("relay stopping without waiting any longer for a call that ignores cancellation; its work stays queued", "stuck", stuck)
 }
 
-// goOffline publishes the retained offline status itself, since a clean
-// disconnect discards the will, then disconnects. A broker that does not
-// acknowledge in time is logged, not returned: the stop is still clean, and
-// the status is corrected by the next run (or by the will, when the
-// connection ends without DISCONNECT).
+// goOffline leaves {"online":false} retained and disconnects. A clean
+// DISCONNECT makes the broker discard the will, so it is sent only once
+// the broker has acknowledged the offline status. Otherwise (no connection
+// open, an attempt under way, no PUBACK in time) the connection is closed
+// without DISCONNECT first, and the broker publishes the will instead.
+// Either way the next run corrects the status; nothing is returned.
 func (r *Relay) goOffline() {
+	retained := false
 	if r.client.IsConnectionOpen() {
 		wait := min(offlineWait, r.cfg.ShutdownGrace)
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -385,11 +389,30 @@ func (r *Relay) goOffline() {
 		}
 		cancel()
 		if err != nil {
-			r.log.Warn("offline status not acknowledged", "wait", wait, "err", err)
+			r.log.Warn("offline status not acknowledged; leaving it to the will", "wait", wait, "err", err)
 		}
+		retained = err == nil
+	}
+	if !retained {
+		r.closeConn()
 	}
 	r.client.Disconnect(disconnectQuiesce)
+	// What DISCONNECT did not close in time ends here.
+	r.closeConn()
 	r.conn.set(false)
+}
+
+// closeConn closes the broker connection under paho, or the attempt paho
+// is making, which paho itself cannot cancel, and refuses new ones.
+func (r *Relay) closeConn() {
+	closedOpen, err := r.conns.close()
+	switch {
+	case err != nil:
+		// Already closed by paho in a way that does not say so (WebSocket).
+		r.log.Debug("closing the broker connection", "err", err)
+	case closedOpen:
+		r.log.Info("broker connection closed without DISCONNECT; the broker publishes the will")
+	}
 }
 
 // publish hands a message to paho without letting paho hold the caller
@@ -621,7 +644,12 @@ func (r *Relay) subscribed(t paho.Token, epoch uint64) {
 // may run after the next connection is up, so it must not change state.
 // onReconnecting, which paho calls in order, marks the connection down.
 func (r *Relay) onConnectionLost(_ paho.Client, err error) {
-	r.log.Warn("mqtt connection lost; reconnecting", "err", err)
+	select {
+	case <-r.stopping:
+		r.log.Debug("mqtt connection closed while stopping", "err", err)
+	default:
+		r.log.Warn("mqtt connection lost; reconnecting", "err", err)
+	}
 }
 
 func (r *Relay) onNotification(_ paho.Client, n paho.ConnectionNotification) {

@@ -287,7 +287,7 @@ func TestRelayStopsAnywhere(t *testing.T) {
 	results := make(chan outcome, rounds)
 	jobs := make(chan int)
 	var wg sync.WaitGroup
-	const workers = 20
+	const workers = 40
 	for range workers {
 		wg.Go(func() {
 			for i := range jobs {
@@ -527,6 +527,9 @@ func stopRound(t *testing.T, rec *stopBroker, brokerAddr string, pub paho.Client
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	if len(errs) > 0 {
+		t.Logf("round %d (%s): relay log:\n%s", i, phase, logBuf.String())
 	}
 	return took, errors.Join(errs...)
 }
