@@ -93,8 +93,10 @@
 // min(ShutdownGrace, 1 s), the disconnect 250 ms. Paho calls that can block
 // behind paho's writer for its 30 s write timeout (Publish, a message's
 // Ack) are made on their own goroutine, so a wedged or reconnecting
-// connection cannot hold the stop; a connection attempt still under way is
-// closed by paho once it completes.
+// connection cannot hold the stop. DISCONNECT, which makes the broker
+// discard the will, is sent only once the offline status is acknowledged;
+// otherwise the relay closes the connection, or the attempt under way that
+// paho cannot cancel, itself, and the broker publishes the will.
 //
 // # IP Commands over a socket of this host (ip.mode: os)
 //
