@@ -93,10 +93,11 @@
 // min(ShutdownGrace, 1 s), the disconnect 250 ms. Paho calls that can block
 // behind paho's writer for its 30 s write timeout (Publish, a message's
 // Ack) are made on their own goroutine, so a wedged or reconnecting
-// connection cannot hold the stop. DISCONNECT, which makes the broker
-// discard the will, is sent only once the offline status is acknowledged;
-// otherwise the relay closes the connection, or the attempt under way that
-// paho cannot cancel, itself, and the broker publishes the will.
+// connection cannot hold the stop. After the offline status the relay
+// closes the connection (or the attempt under way, which paho cannot
+// cancel) without DISCONNECT, so the broker publishes the will too, after
+// everything the connection carried: an older status that paho resent
+// after a reconnect cannot be the one left retained.
 //
 // # IP Commands over a socket of this host (ip.mode: os)
 //

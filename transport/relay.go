@@ -379,14 +379,15 @@ func (r *Relay) awaitLoops(wg *sync.WaitGroup, deadline time.Time, trackers ...i
 	r.log.Error("relay stopping without waiting any longer for a call that ignores cancellation; its work stays queued", "stuck", stuck)
 }
 
-// goOffline leaves {"online":false} retained and disconnects. A clean
-// DISCONNECT makes the broker discard the will, so it is sent only once
-// the broker has acknowledged the offline status. Otherwise (no connection
-// open, an attempt under way, no PUBACK in time) the connection is closed
-// without DISCONNECT first, and the broker publishes the will instead.
-// Either way the next run corrects the status; nothing is returned.
+// goOffline leaves {"online":false} retained and disconnects. It publishes
+// the offline status, then ends the connection without DISCONNECT, so the
+// broker also publishes the will: the will comes after everything this
+// connection carried, so it has the last word even over an older "online"
+// that paho resends from its store after a reconnect, which a clean
+// DISCONNECT (discarding the will) would leave retained. The same close
+// ends a connection attempt under way, which paho cannot cancel. A broker
+// that does not acknowledge in time is logged, not returned.
 func (r *Relay) goOffline() {
-	retained := false
 	if r.client.IsConnectionOpen() {
 		wait := min(offlineWait, r.cfg.ShutdownGrace)
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -396,16 +397,12 @@ func (r *Relay) goOffline() {
 		}
 		cancel()
 		if err != nil {
-			r.log.Warn("offline status not acknowledged; leaving it to the will", "wait", wait, "err", err)
+			r.log.Warn("offline status not acknowledged; the will stands in for it", "wait", wait, "err", err)
 		}
-		retained = err == nil
 	}
-	if !retained {
-		r.closeConn()
-	}
-	r.client.Disconnect(disconnectQuiesce)
-	// What DISCONNECT did not close in time ends here.
 	r.closeConn()
+	// Paho's own shutdown: no reconnect follows, its goroutines end.
+	r.client.Disconnect(disconnectQuiesce)
 	r.conn.set(false)
 }
 
@@ -418,7 +415,7 @@ func (r *Relay) closeConn() {
 		// Already closed by paho in a way that does not say so (WebSocket).
 		r.log.Debug("closing the broker connection", "err", err)
 	case closedOpen:
-		r.log.Info("broker connection closed without DISCONNECT; the broker publishes the will")
+		r.log.Debug("broker connection closed without DISCONNECT; the broker publishes the will")
 	}
 }
 
