@@ -595,7 +595,8 @@ func (r *Relay) onConnect(c paho.Client) {
 	// Subscribing again on every connection covers a broker that lost the
 	// session (restarted without persistence). Messages are routed by the
 	// default handler, so no per-topic callback is registered.
-	topics := map[string]byte{r.topic(TopicSMSOut): 1, r.topic(TopicIPOut): 1}
+	// P/status too, at QoS 0: see onMessage.
+	topics := map[string]byte{r.topic(TopicSMSOut): 1, r.topic(TopicIPOut): 1, r.topic(TopicStatus): 0}
 	bo := backoff{min: 500 * time.Millisecond, max: r.cfg.MQTT.MaxReconnectInterval}
 	for {
 		t := c.SubscribeMultiple(topics, nil)
@@ -632,6 +633,10 @@ func (r *Relay) onConnect(c paho.Client) {
 func (r *Relay) subscribed(t paho.Token, epoch uint64) {
 	if st, ok := t.(*paho.SubscribeToken); ok {
 		for topic, code := range st.Result() {
+			if code > 2 && topic == r.topic(TopicStatus) {
+				r.log.Warn("mqtt subscribe refused by the broker: a late will of an earlier connection stays uncorrected until the next status", "topic", topic, "code", code)
+				continue
+			}
 			if code > 2 {
 				r.log.Error("mqtt subscribe refused by the broker", "topic", topic, "code", code)
 				r.Event(modem.Event{Type: "subscribe_refused", Message: fmt.Sprintf("the broker refused the subscription to %s (code %#x): requests on it will not arrive", topic, code),
@@ -671,6 +676,18 @@ func (r *Relay) onMessage(_ paho.Client, m paho.Message) {
 		channel = modem.ChannelSMS
 	case r.topic(TopicIPOut):
 		channel = modem.ChannelIP
+	case r.topic(TopicStatus):
+		// The broker publishes the will of a connection it has not yet
+		// noticed is gone whenever it notices, which can be after this
+		// connection announced itself online: seen here, "offline" is
+		// answered with the status again. The relay's own offline status
+		// comes after the status loop has stopped, so it stays.
+		if string(m.Payload()) == OfflinePayload {
+			r.log.Debug("offline status of an earlier connection seen; publishing the status again")
+			poke(r.connectedSig)
+		}
+		m.Ack()
+		return
 	default:
 		// Left over from an older subscription in the persistent session:
 		// acknowledged so the broker stops redelivering it.
