@@ -536,8 +536,16 @@ type resumeStore struct {
 }
 
 // Put records when key was first stored; paho stores a key again only to
-// replace a packet in the same exchange.
+// replace a packet in the same exchange. A PUBLISH is stored as a copy:
+// paho's resume sets DUP on the stored packet, and a Publish that was
+// waiting for paho's writer when the connection died is written on the
+// next connection at the same time, from the packet it was given; sharing
+// one packet, the two race.
 func (s *resumeStore) Put(key string, m packets.ControlPacket) {
+	if p, ok := m.(*packets.PublishPacket); ok {
+		cp := *p
+		m = &cp
+	}
 	s.mu.Lock()
 	if s.order == nil {
 		s.order = make(map[string]uint64)
