@@ -124,6 +124,7 @@ type Relay struct {
 
 	conn         connState
 	fifo         requestFIFO
+	drops        dropReport
 	events       eventBuffer
 	statusPoke   chan struct{}
 	connectedSig chan struct{}
@@ -173,6 +174,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	}
 	r.conn.init()
 	r.fifo.init()
+	r.fifo.dropped = r.requestDropped
 	r.events.init(eventBufferSize)
 	opts, err := clientOptions(cfg.MQTT)
 	if err != nil {
@@ -184,11 +186,13 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	opts.SetReconnectingHandler(r.onReconnecting)
 	opts.SetConnectionNotificationHandler(r.onNotification)
 	opts.SetStore(&resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: r.onResumed})
+	r.conns.dial = opts.CustomOpenConnectionFn
 	opts.SetCustomOpenConnectionFn(r.conns.open)
 	r.client = paho.NewClient(opts)
 	// From now on the queue's events (queue full, unreadable records) are
 	// buffered for P/events, even before Run connects.
 	q.SetEventHandler(r.Event)
+	q.SetStateHandler(r.StatusChanged)
 	return r, nil
 }
 
@@ -727,7 +731,7 @@ func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 		}
 		items := make([]*admit, len(msgs))
 		for i, m := range msgs {
-			req, err := parseRequest(m.channel, m.msg.Payload(), newID)
+			req, err := parseDelivered(m.channel, m.msg)
 			req.ReceivedAt = m.at
 			items[i] = &admit{Req: req}
 			if err != nil {
