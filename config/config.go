@@ -29,6 +29,7 @@ type Config struct {
 	MQTT     MQTT   `yaml:"mqtt"`
 	Store    Store  `yaml:"store"`
 	Log      Log    `yaml:"log"`
+	Cloud    Cloud  `yaml:"cloud"`
 }
 
 // Modem is the serial port and module settings.
@@ -95,6 +96,7 @@ func Default() Config {
 		},
 		Store: Store{Dir: "/var/lib/simgate", MaxMessages: 10000},
 		Log:   Log{Level: "info", Format: "text"},
+		Cloud: defaultCloud(),
 	}
 }
 
