@@ -4,6 +4,7 @@
 // Usage:
 //
 //	simgate run [-config FILE]
+//	simgate cloud [-config FILE]
 //	simgate demo
 //	simgate check-config [-config FILE]
 //	simgate version
@@ -38,6 +39,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	switch verb {
 	case "run":
 		return cmdRun(rest, stderr)
+	case "cloud":
+		return cmdCloud(rest, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
 	case "check-config":
@@ -58,6 +61,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   simgate run [-config FILE]           run the gateway (default config /etc/simgate/simgate.yaml)
+  simgate cloud [-config FILE]         run the cloud bridge: cloud MQTT broker <-> Super SIM API and its webhooks
   simgate demo                         run a complete gateway against a simulated modem and an embedded broker
   simgate check-config [-config FILE]  validate a config file: "ok", or FILE:LINE: key: problem (exit 78)
   simgate version                      print version, commit, Go version and platform
