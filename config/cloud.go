@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -50,18 +51,17 @@ func defaultCloud() Cloud {
 	}
 }
 
-// hasCloud reports whether the file (or an override) set any cloud.* key:
-// only then are the keys `simgate cloud` needs required.
-func (l *loader) hasCloud() bool {
-	if _, ok := l.lines["cloud"]; ok {
-		return true
-	}
-	for k := range l.source {
-		if strings.HasPrefix(k, "cloud.") {
-			return true
-		}
-	}
-	return false
+// usesCloud reports whether the configuration sets a cloud.* key to
+// something other than its default: only then are the keys `simgate cloud`
+// needs required, so a device's configuration (or one that spells out the
+// defaults) needs none of them.
+func usesCloud(c *Cloud) bool {
+	return !reflect.DeepEqual(*c, defaultCloud()) && !(len(c.Sims) == 0 && reflect.DeepEqual(withSims(*c, []string{}), defaultCloud()))
+}
+
+func withSims(c Cloud, s []string) Cloud {
+	c.Sims = s
+	return c
 }
 
 // validateCloud checks the cloud section. Shapes are always checked; the
@@ -130,7 +130,7 @@ func (l *loader) validateCloud(c *Cloud) {
 			l.addf("cloud.sims", "item %d (%q) is neither an ICCID (19-20 digits) nor a Sim SID (HS + 32 hex digits)", i+1, s)
 		}
 	}
-	if !l.hasCloud() {
+	if !usesCloud(c) {
 		return
 	}
 	switch c.Provider {
