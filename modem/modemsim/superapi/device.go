@@ -336,7 +336,7 @@ func ipParams(c IpCommand) map[string]string {
 	p := map[string]string{
 		"Sid": c.Sid, "CommandSid": c.Sid, "AccountSid": c.AccountSid, "SimSid": c.SimSid, "SimIccid": c.SimIccid,
 		"Payload": c.Payload, "PayloadType": c.PayloadType, "Status": c.Status, "Direction": c.Direction,
-		"DevicePort": strconv.Itoa(c.DevicePort),
+		"DevicePort":  strconv.Itoa(c.DevicePort),
 		"DateCreated": c.DateCreated.Format(time.RFC3339), "DateUpdated": c.DateUpdated.Format(time.RFC3339),
 	}
 	if c.DeviceIP != nil {

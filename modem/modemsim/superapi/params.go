@@ -30,13 +30,13 @@ func (e *APIError) Error() string { return fmt.Sprintf("%d %d: %s", e.Status, e.
 // invalid or missing parameter, used here for every validation refusal
 // with the parameter named in the message.
 const (
-	CodeInvalidParameter   = 20001
-	CodeAuthenticate       = 20003
-	CodeMethodNotAllowed   = 20004
-	CodeNotFound           = 20404
-	CodeFleetNotFound      = 83006
-	CodeActivateNoFleet    = 83007
-	CodeStatusTransition   = 83010
+	CodeInvalidParameter = 20001
+	CodeAuthenticate     = 20003
+	CodeMethodNotAllowed = 20004
+	CodeNotFound         = 20404
+	CodeFleetNotFound    = 83006
+	CodeActivateNoFleet  = 83007
+	CodeStatusTransition = 83010
 )
 
 func apiError(status, code int, format string, a ...any) *APIError {
