@@ -252,7 +252,8 @@ func parsePageToken(tok string) (int, bool) {
 		return 0, false
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || strconv.Itoa(n) != s {
+	// The decoder skips newlines; only the token the API made is one.
+	if err != nil || n < 0 || pageToken(n) != tok {
 		return 0, false
 	}
 	return n, true
