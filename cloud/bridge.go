@@ -82,6 +82,13 @@ func (c *Config) fill() error {
 	if c.DevicePort <= 0 {
 		c.DevicePort = 6969
 	}
+	// The MQTT timeouts are used here as well as by paho.
+	if c.MQTT.ConnectTimeout <= 0 {
+		c.MQTT.ConnectTimeout = transport.DefaultConnectTimeout
+	}
+	if c.MQTT.MaxReconnectInterval <= 0 {
+		c.MQTT.MaxReconnectInterval = transport.DefaultMaxReconnectInterval
+	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	return nil
 }

@@ -285,14 +285,33 @@ cloud:
 func (c *cloudProc) waitListening(t *testing.T) {
 	t.Helper()
 	if !waitUntil(e2eWait, func() bool {
-		resp, err := http.Get("http://" + c.listen + "/webhooks/sms")
+		conn, err := net.Dial("tcp", c.listen)
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
-		return true
+		return conn.Close() == nil
 	}) {
 		t.Fatalf("simgate cloud does not listen on %s", c.listen)
+	}
+}
+
+// waitOnline waits until n bridges have announced themselves online on
+// C/bridge/status, which each does once its subscriptions are in place.
+func waitOnline(t *testing.T, o *observer, n int) {
+	t.Helper()
+	if !waitUntil(e2eWait, func() bool {
+		online := 0
+		for _, m := range o.on("bridge/status") {
+			var st struct {
+				Online bool `json:"online"`
+			}
+			if json.Unmarshal(m.Payload, &st) == nil && st.Online {
+				online++
+			}
+		}
+		return online >= n
+	}) {
+		t.Fatalf("fewer than %d bridges online", n)
 	}
 }
 
@@ -352,6 +371,7 @@ func startFullLoop(t *testing.T) *fullLoop {
 	l.clObs = observe(t, l.cloudB.url(), "supersim")
 	l.bridge = startCloud(t, filepath.Join(dir, "bridge"), l.cloudB.url(), l.emu.api, l.emu.account, l.emu.token, "bridge-1")
 	l.bridge.waitListening(t)
+	waitOnline(t, l.clObs, 1)
 	// The Fleet's webhooks point at the bridge, as an operator sets them in
 	// the console.
 	l.emu.call(t, "POST", "/v1/Fleets/"+l.emu.fleet, url.Values{
@@ -497,19 +517,20 @@ func TestE2ECloudAPIThrottled(t *testing.T) {
 	emu := startEmulator(t, dir)
 	iccid := emu.iccid(t)
 	proxy := startFaultProxy(t, emu.api)
-	proxy.faults.Store(12)
+	proxy.faults.Store(6)
 	obs := observe(t, cloudB.url(), "supersim")
 	br := startCloud(t, filepath.Join(dir, "bridge"), cloudB.url(), "http://"+proxy.addr, emu.account, emu.token, "bridge-1")
 	br.waitListening(t)
+	waitOnline(t, obs, 1)
 	var reqs [][]byte
 	for i := range 10 {
 		reqs = append(reqs, []byte(fmt.Sprintf(`{"id":"t%02d","payload":"throttled %02d"}`, i, i)))
 	}
 	publishAll(t, cloudB.url(), "supersim/"+iccid+"/sms/to_sim", reqs)
-	if !waitUntil(e2eWait, func() bool { return len(cloudResults(t, obs, iccid+"/sms/to_sim/result")) >= 10 }) {
+	if !waitUntil(2*e2eWait, func() bool { return resultIDs(t, obs, iccid) >= 10 }) {
 		t.Fatalf("results %v", cloudResults(t, obs, iccid+"/sms/to_sim/result"))
 	}
-	if proxy.seen.Load() < 12 {
+	if proxy.seen.Load() < 6 {
 		t.Errorf("only %d faults served", proxy.seen.Load())
 	}
 	cmds := emu.commands(t, "SmsCommands")
@@ -566,6 +587,7 @@ func TestE2ECloudKilledMidBurst(t *testing.T) {
 	bdir := filepath.Join(dir, "bridge")
 	br := startCloud(t, bdir, cloudB.url(), emu.api, emu.account, emu.token, "bridge-1")
 	br.waitListening(t)
+	waitOnline(t, obs, 1)
 	var reqs [][]byte
 	for i := range 100 {
 		reqs = append(reqs, []byte(fmt.Sprintf(`{"id":"k%03d","payload":"burst %03d"}`, i, i)))
@@ -673,7 +695,7 @@ func TestE2ECloudThreeInstances(t *testing.T) {
 		b.waitListening(t)
 	}
 	// Every bridge's subscription is in place before the burst.
-	time.Sleep(time.Second)
+	waitOnline(t, obs, 3)
 	var reqs [][]byte
 	for i := range 1000 {
 		reqs = append(reqs, []byte(fmt.Sprintf(`{"id":"s%04d","payload":"shared %04d"}`, i, i)))
