@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -667,10 +668,16 @@ func TestE2ECloudBrokerDown(t *testing.T) {
 			t.Errorf("from_sim %d lost", i)
 		}
 	}
+	// At least once: a result in flight when the broker went away is
+	// published again after it returns, so a status may repeat, but the
+	// statuses never go back.
 	res := cloudResults(t, l.clObs, l.iccid+"/sms/to_sim/result")
 	for i := range 5 {
-		if s := strings.Join(statusesOf(res, fmt.Sprintf("o%d", i)), ","); s != "queued,sent,delivered" {
-			t.Errorf("request o%d statuses %s, want queued,sent,delivered", i, s)
+		all := statusesOf(res, fmt.Sprintf("o%d", i))
+		if s := strings.Join(slices.Compact(slices.Clone(all)), ","); s != "queued,sent,delivered" {
+			t.Errorf("request o%d statuses %v, want queued,sent,delivered", i, all)
+		} else if len(all) > 3 {
+			t.Logf("request o%d statuses %v: repeated across the outage", i, all)
 		}
 	}
 	if n := len(l.emu.commands(t, "SmsCommands")); n != 5 {
