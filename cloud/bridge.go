@@ -400,7 +400,11 @@ func (b *Bridge) failedResult(r Request, reason string, code int) transport.Publ
 func (b *Bridge) statusResults(topic, channel, id, sid, status string, at time.Time) []transport.Publication {
 	var out []transport.Publication
 	for _, s := range statusChain(channel, status) {
-		p, _ := json.Marshal(ResultJSON{ID: id, Sid: sid, Status: s, UpdatedAt: rfc3339(at)})
+		r := ResultJSON{ID: id, Sid: sid, Status: s, UpdatedAt: rfc3339(at)}
+		if s == StatusFailed {
+			r.Error = "the Super SIM service reported the command failed (not delivered within its retry period, or refused by the network)"
+		}
+		p, _ := json.Marshal(r)
 		out = append(out, transport.Publication{Key: "r/" + sid + "/" + s, Topic: topic, Payload: p})
 	}
 	return out
