@@ -392,7 +392,10 @@ func (b *Bridge) resultTopic(r Request) string {
 
 func (b *Bridge) failedResult(r Request, reason string, code int) transport.Publication {
 	p, _ := json.Marshal(ResultJSON{ID: r.ID, Status: StatusFailed, Error: reason, Code: code, UpdatedAt: rfc3339(time.Now())})
-	return transport.Publication{Key: "f/" + r.Sim + "/" + r.Channel + "/" + r.ID, Topic: b.resultTopic(r), Payload: p}
+	// No key: a request is failed once (a job's id is remembered when it
+	// finishes), and a request refused before it became a job may be sent
+	// again, corrected, with the same id.
+	return transport.Publication{Topic: b.resultTopic(r), Payload: p}
 }
 
 // statusResults are the results for a command's status, preceded by the
