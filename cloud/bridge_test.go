@@ -278,3 +278,55 @@ func TestBridgeOrderDedupAndSimCache(t *testing.T) {
 	}
 	_ = tb
 }
+
+// Two bridges share the requests through the shared subscription, and a
+// status callback taken by the instance that did not create the command is
+// published against the right request all the same.
+func TestBridgeSharedSubscriptionAndForeignCallback(t *testing.T) {
+	br := startBroker(t)
+	api := newFakeAPI(t)
+	obs := observe(t, br.url(), "supersim/#")
+	a := runBridge(t, br.url(), twilioAPI(t, api), NewTwilioVerifier(api.pass), t.TempDir(), "bridge-a")
+	b := runBridge(t, br.url(), twilioAPI(t, api), NewTwilioVerifier(api.pass), t.TempDir(), "bridge-b")
+	var reqs []string
+	for i := range 20 {
+		reqs = append(reqs, fmt.Sprintf(`{"id":"s%02d","payload":"p%02d"}`, i, i))
+	}
+	publish(t, br.url(), "supersim/"+testICCID+"/sms/to_sim", reqs...)
+	if !waitFor(testWait, func() bool { return len(obs.results("/sms/to_sim/result")) >= 20 }) {
+		t.Fatalf("%d results", len(obs.results("/sms/to_sim/result")))
+	}
+	sms, _ := api.created()
+	if len(sms) != 20 {
+		t.Fatalf("created %d, want 20", len(sms))
+	}
+	if na, nb := a.b.Created.Load(), b.b.Created.Load(); na == 0 || nb == 0 || na+nb != 20 {
+		t.Errorf("bridge a created %d, b %d: want a share each, 20 in all", na, nb)
+	}
+	// The callback URL names bridge a or b; deliver it to the other one.
+	c := sms[0]
+	cb, err := url.Parse(c.Form.Get("CallbackUrl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := a.public
+	if strings.HasPrefix(cb.String(), a.public) {
+		other = b.public
+	}
+	u := other + cb.RequestURI()
+	form := url.Values{"Sid": {c.Sid}, "Status": {"delivered"}}
+	if code := postCallback(t, u, form, map[string]string{HeaderTwilioSignature: signTwilio(api.pass, u, form)}); code != 200 {
+		t.Fatalf("callback at the other instance answered %d", code)
+	}
+	id := cb.Query().Get("id")
+	if !waitFor(testWait, func() bool {
+		for _, r := range obs.results("/sms/to_sim/result") {
+			if r.ID == id && r.Status == "delivered" && r.Sid == c.Sid {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Errorf("no delivered result for %s via the other instance: %v", id, obs.results("/sms/to_sim/result"))
+	}
+}
