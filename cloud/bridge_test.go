@@ -330,3 +330,34 @@ func TestBridgeSharedSubscriptionAndForeignCallback(t *testing.T) {
 		t.Errorf("no delivered result for %s via the other instance: %v", id, obs.results("/sms/to_sim/result"))
 	}
 }
+
+// cloud.sims: a SIM outside the allowlist gets a failed result and no API
+// call; one on it (by ICCID or by SID) goes through.
+func TestBridgeSimsAllowlist(t *testing.T) {
+	br := startBroker(t)
+	api := newFakeAPI(t)
+	api.sims["8988307000000000002"] = "HS00000000000000000000000000000002"
+	obs := observe(t, br.url(), "supersim/#")
+	runBridge(t, br.url(), twilioAPI(t, api), NewTwilioVerifier(api.pass), t.TempDir(), "bridge-1",
+		func(c *Config) { c.Sims = []string{"HS00000000000000000000000000000001"} })
+	publish(t, br.url(), "supersim/8988307000000000002/sms/to_sim", `{"id":"no","payload":"x"}`)
+	publish(t, br.url(), "supersim/"+testICCID+"/sms/to_sim", `{"id":"yes","payload":"y"}`)
+	if !waitFor(testWait, func() bool { return len(obs.results("/sms/to_sim/result")) >= 2 }) {
+		t.Fatalf("results %v", obs.results("/sms/to_sim/result"))
+	}
+	for _, r := range obs.results("/sms/to_sim/result") {
+		switch r.ID {
+		case "no":
+			if r.Status != "failed" || !strings.Contains(r.Error, "not in cloud.sims") {
+				t.Errorf("outside the allowlist: %+v", r)
+			}
+		case "yes":
+			if r.Status != "queued" {
+				t.Errorf("on the allowlist: %+v", r)
+			}
+		}
+	}
+	if sms, _ := api.created(); len(sms) != 1 || sms[0].Form.Get("Payload") != "y" {
+		t.Errorf("created %v", sms)
+	}
+}

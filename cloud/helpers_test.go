@@ -336,7 +336,7 @@ type testBridge struct {
 	public string
 }
 
-func runBridge(t *testing.T, brokerURL string, api *API, v Verifier, dir, clientID string) *testBridge {
+func runBridge(t *testing.T, brokerURL string, api *API, v Verifier, dir, clientID string, opts ...func(*Config)) *testBridge {
 	t.Helper()
 	q, err := transport.OpenQueue(transport.StoreConfig{Dir: dir}, nil)
 	if err != nil {
@@ -347,11 +347,15 @@ func runBridge(t *testing.T, brokerURL string, api *API, v Verifier, dir, client
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	b, err := New(Config{
+	cfg := Config{
 		MQTT:     transport.MQTTConfig{URL: brokerURL, ClientID: clientID, TopicPrefix: "supersim", MaxReconnectInterval: time.Second},
 		Provider: "twilio", API: api, Verifier: v, Listen: listen, PublicURL: "http://" + listen,
 		StoreDir: dir, Version: "test", RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond,
-	}, q, log)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b, err := New(cfg, q, log)
 	if err != nil {
 		t.Fatal(err)
 	}
