@@ -29,7 +29,11 @@ type Config struct {
 	MQTT     MQTT   `yaml:"mqtt"`
 	Store    Store  `yaml:"store"`
 	Log      Log    `yaml:"log"`
-	Cloud    Cloud  `yaml:"cloud"`
+	// HTTP serves /metrics and /healthz; HomeAssistant publishes MQTT
+	// discovery configs (see observe.go).
+	HTTP          HTTP          `yaml:"http"`
+	HomeAssistant HomeAssistant `yaml:"homeassistant"`
+	Cloud         Cloud         `yaml:"cloud"`
 }
 
 // Modem is the serial port and module settings.
@@ -96,7 +100,9 @@ func Default() Config {
 		},
 		Store: Store{Dir: "/var/lib/simgate", MaxMessages: 10000},
 		Log:   Log{Level: "info", Format: "text"},
-		Cloud: defaultCloud(),
+
+		HomeAssistant: HomeAssistant{Prefix: "homeassistant"},
+		Cloud:         defaultCloud(),
 	}
 }
 

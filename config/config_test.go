@@ -289,8 +289,8 @@ func TestEveryKeyHasAnOverride(t *testing.T) {
 			t.Errorf("no override %s", k)
 		}
 	}
-	if len(keys) != 41 {
-		t.Errorf("got %d override variables, want 41 (one per key)", len(keys))
+	if len(keys) != 44 {
+		t.Errorf("got %d override variables, want 44 (one per key)", len(keys))
 	}
 }
 

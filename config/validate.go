@@ -81,6 +81,7 @@ func (l *loader) validate(c *Config) {
 	l.oneOf("log.level", c.Log.Level, Levels)
 	l.oneOf("log.format", c.Log.Format, Formats)
 
+	l.validateObserve(c)
 	l.validateCloud(&c.Cloud)
 }
 

@@ -6,6 +6,7 @@
 //	simgate run [-config FILE]
 //	simgate cloud [-config FILE]
 //	simgate demo
+//	simgate status [-config FILE] [-json]
 //	simgate check-config [-config FILE]
 //	simgate version
 package main
@@ -43,6 +44,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdCloud(rest, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(rest, stdout, stderr)
 	case "version", "-version", "--version":
@@ -63,6 +66,7 @@ func usage(w io.Writer) {
   simgate run [-config FILE]           run the gateway (default config /etc/simgate/simgate.yaml)
   simgate cloud [-config FILE]         run the cloud bridge: cloud MQTT broker <-> Super SIM API and its webhooks
   simgate demo                         run a complete gateway against a simulated modem and an embedded broker
+  simgate status [-config FILE] [-json] the running daemon's status; exit 0 healthy, 1 unhealthy, 3 not running
   simgate check-config [-config FILE]  validate a config file: "ok", or FILE:LINE: key: problem (exit 78)
   simgate version                      print version, commit, Go version and platform
 `)

@@ -305,6 +305,7 @@ type gwConfig struct {
 	StoreDir    string
 	MaxMessages int
 	IPMode      string
+	Extra       string // more YAML, appended as it is
 }
 
 func (c gwConfig) yaml() string {
@@ -319,6 +320,7 @@ func (c gwConfig) yaml() string {
 		fmt.Fprintf(&b, "  max_messages: %d\n", c.MaxMessages)
 	}
 	fmt.Fprintf(&b, "log:\n  level: debug\n  format: text\n")
+	b.WriteString(c.Extra)
 	return b.String()
 }
 
@@ -781,6 +783,8 @@ type rigOptions struct {
 	IPMode      string // default "off"
 	// Stopped leaves the daemon to the test to start.
 	Stopped bool
+	// Extra is YAML appended to the daemon's configuration.
+	Extra string
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -820,6 +824,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		StoreDir:    filepath.Join(r.dir, "store"),
 		MaxMessages: o.MaxMessages,
 		IPMode:      o.IPMode,
+		Extra:       o.Extra,
 	}
 	r.gw = newDaemon(t, bin, r.dir, r.conf)
 	if !o.Embedded {
