@@ -62,6 +62,10 @@ type APIConfig struct {
 	ClientID, ClientSecret, TokenURL string
 	// Timeout bounds one HTTP exchange (default 30 s).
 	Timeout time.Duration
+	// OnCall, when set, is told of every exchange: the resource (the path's
+	// first element after /v1/, e.g. SmsCommands), the method, the HTTP
+	// status (0 when no answer came) and how long it took.
+	OnCall func(resource, method string, status int, d time.Duration)
 }
 
 // API is a Super SIM API client. Calls go through twilio-go's generated
@@ -269,7 +273,15 @@ func (c *baseClient) SendRequest(method, rawURL string, data url.Values, headers
 	} else {
 		req.SetBasicAuth(c.api.cfg.Username, c.api.cfg.Password)
 	}
+	start := time.Now()
 	resp, err := c.api.http.Do(req)
+	if f := c.api.cfg.OnCall; f != nil {
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+		}
+		f(resourceOf(u.Path), method, status, time.Since(start))
+	}
 	if err != nil {
 		return nil, &APIError{Message: fmt.Sprintf("%s %s: %v", method, u.Path, err), Err: err}
 	}
@@ -282,6 +294,17 @@ func (c *baseClient) SendRequest(method, rawURL string, data url.Values, headers
 	}
 	defer resp.Body.Close()
 	return nil, decodeAPIError(resp)
+}
+
+// resourceOf is the resource a path names: /v1/SmsCommands/HC... is
+// SmsCommands.
+func resourceOf(path string) string {
+	_, rest, ok := strings.Cut(path, "/v1/")
+	if !ok {
+		return "other"
+	}
+	r, _, _ := strings.Cut(rest, "/")
+	return r
 }
 
 // tokenErr reports a failed token fetch: the token endpoint refusing the

@@ -14,6 +14,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/transport"
 )
@@ -55,6 +56,9 @@ type Config struct {
 	ShutdownGrace  time.Duration
 	// RetryMin and RetryMax bound the backoff between API attempts.
 	RetryMin, RetryMax time.Duration
+	// Metrics, when set, receives the webhook counters and the queue depth
+	// (the API's calls are counted through APIConfig.OnCall).
+	Metrics *metrics.Registry
 }
 
 func (c *Config) fill() error {
@@ -157,6 +161,12 @@ func New(cfg Config, q *transport.Queue, log *slog.Logger) (*Bridge, error) {
 	opts.SetStore(transport.NewResumeStore(func() { b.conn.set(true) }))
 	b.client = paho.NewClient(opts)
 	q.SetEventHandler(func(ev modem.Event) { b.event(ev.Type, ev.Message, ev.Fields) })
+	if cfg.Metrics != nil {
+		cfg.Metrics.GaugeFunc("simgate_cloud_queue_depth", func() float64 {
+			st := q.Stats()
+			return float64(st.Jobs + st.Publications)
+		})
+	}
 	return b, nil
 }
 
@@ -485,6 +495,27 @@ func (b *Bridge) statusLoop(stop <-chan struct{}, abort context.Context) {
 		if err := transport.WaitToken(abort, t, b.cfg.MQTT.ConnectTimeout); err != nil {
 			b.log.Warn("status not published", "err", err)
 		}
+	}
+}
+
+// Healthy is nil while the bridge can do its job: connected to the broker
+// and the API answering (the last call did not fail for want of an answer,
+// a 429 or a 5xx).
+func (b *Bridge) Healthy() error {
+	if up, _ := b.conn.state(); !up {
+		return errors.New("not connected to the cloud broker")
+	}
+	b.apiMu.Lock()
+	defer b.apiMu.Unlock()
+	if !b.apiOK {
+		return fmt.Errorf("super sim api not reachable: %s", b.apiErr)
+	}
+	return nil
+}
+
+func (b *Bridge) webhookMetric(kind, outcome string) {
+	if b.cfg.Metrics != nil {
+		b.cfg.Metrics.Webhook(kind, outcome)
 	}
 }
 

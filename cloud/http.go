@@ -86,6 +86,10 @@ func (b *Bridge) calledURL(r *http.Request) string {
 // provider retries anything not yet safe; a bad or missing signature gets
 // 403 and nothing is published.
 func (b *Bridge) handle(w http.ResponseWriter, r *http.Request, channel string, callback bool) {
+	kind := channel
+	if callback {
+		kind = "status"
+	}
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET, POST")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -106,12 +110,14 @@ func (b *Bridge) handle(w http.ResponseWriter, r *http.Request, channel string, 
 		b.log.Warn("callback refused: bad signature", "path", r.URL.Path, "remote", r.RemoteAddr)
 		b.event("bad_signature", fmt.Sprintf("%s %s from %s refused: %v", r.Method, r.URL.Path, r.RemoteAddr, err),
 			map[string]any{"path": r.URL.Path, "remote": r.RemoteAddr})
+		b.webhookMetric(kind, "bad_signature")
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
 	cb, err := ParseCallback(r.Header.Get("Content-Type"), body, r.URL.Query())
 	if err != nil {
 		b.event("callback_rejected", fmt.Sprintf("%s %s: %v", r.Method, r.URL.Path, err), map[string]any{"path": r.URL.Path})
+		b.webhookMetric(kind, "rejected")
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -129,10 +135,14 @@ func (b *Bridge) handle(w http.ResponseWriter, r *http.Request, channel string, 
 	case errors.As(err, &he):
 		if he.status < 500 {
 			b.event("callback_rejected", fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, he.msg), map[string]any{"path": r.URL.Path})
+			b.webhookMetric(kind, "rejected")
+		} else {
+			b.webhookMetric(kind, "error")
 		}
 		http.Error(w, he.msg, he.status)
 		return
 	case err != nil:
+		b.webhookMetric(kind, "error")
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -142,10 +152,12 @@ func (b *Bridge) handle(w http.ResponseWriter, r *http.Request, channel string, 
 		cancel()
 		if err != nil {
 			b.log.Error("callback not stored; the provider will retry", "err", err)
+			b.webhookMetric(kind, "error")
 			http.Error(w, "not stored, try again", http.StatusServiceUnavailable)
 			return
 		}
 	}
+	b.webhookMetric(kind, "published")
 	w.WriteHeader(http.StatusOK)
 }
 

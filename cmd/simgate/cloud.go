@@ -10,6 +10,7 @@ import (
 
 	"github.com/simgate/simgate/cloud"
 	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/systemd"
 	"github.com/simgate/simgate/transport"
 )
@@ -41,8 +42,8 @@ func cmdCloud(args []string, stderr io.Writer) int {
 
 // cloudParts builds the API client and the callback verifier from the
 // secrets files; an unreadable file is a configuration error.
-func cloudParts(c *config.Cloud) (*cloud.API, cloud.Verifier, error) {
-	ac := cloud.APIConfig{BaseURL: c.API()}
+func cloudParts(c *config.Cloud, reg *metrics.Registry) (*cloud.API, cloud.Verifier, error) {
+	ac := cloud.APIConfig{BaseURL: c.API(), OnCall: reg.APICall}
 	var verifier cloud.Verifier
 	switch c.Provider {
 	case "kore":
@@ -75,7 +76,8 @@ func cloudParts(c *config.Cloud) (*cloud.API, cloud.Verifier, error) {
 
 func runCloud(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	c := &cfg.Cloud
-	api, verifier, err := cloudParts(c)
+	reg := metrics.NewRegistry()
+	api, verifier, err := cloudParts(c, reg)
 	if err != nil {
 		return err
 	}
@@ -109,10 +111,26 @@ func runCloud(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		},
 		Provider: c.Provider, API: api, Verifier: verifier,
 		Listen: c.Listen, TLSCertFile: c.TLSCertFile, TLSKeyFile: c.TLSKeyFile, PublicURL: c.PublicURL,
-		DevicePort: c.DevicePort, Sims: c.Sims, StoreDir: cfg.Store.Dir, Version: v,
+		DevicePort: c.DevicePort, Sims: c.Sims, StoreDir: cfg.Store.Dir, Version: v, Metrics: reg,
 	}, q, log)
 	if err != nil {
 		return errConfig{err}
+	}
+	// http.listen serves /metrics and /healthz, as for the device daemon.
+	if cfg.HTTP.Listen != "" {
+		srv, err := metrics.Listen(cfg.HTTP.Listen, metrics.Handler(reg, b.Healthy), log.With("component", "http"))
+		if err != nil {
+			return err
+		}
+		srvCtx, stopSrv := context.WithCancel(ctx)
+		srvDone := make(chan error, 1)
+		go func() { srvDone <- srv.Serve(srvCtx) }()
+		defer func() {
+			stopSrv()
+			if err := <-srvDone; err != nil && !errors.Is(err, context.Canceled) {
+				log.Warn("metrics server", "err", err)
+			}
+		}()
 	}
 	n := systemd.New(log.With("component", "systemd"))
 	if n.Enabled() {

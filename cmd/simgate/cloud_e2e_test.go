@@ -247,7 +247,8 @@ func (e *emulator) iccid(t *testing.T) string {
 // cloudProc is `simgate cloud` as a process.
 type cloudProc struct {
 	*proc
-	listen string
+	listen  string
+	metrics string // http.listen: /metrics and /healthz
 }
 
 func startCloud(t *testing.T, dir, brokerURL, apiURL, account, token, clientID string) *cloudProc {
@@ -275,16 +276,31 @@ func startCloudWith(t *testing.T, dir, brokerURL, clientID, provider string) *cl
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	listen := freeLoopback(t)
-	cfg := fmt.Sprintf("mqtt:\n  url: %q\n  client_id: %q\nstore:\n  dir: %q\nlog:\n  level: debug\ncloud:\n%s  listen: %q\n  public_url: \"http://%s\"\n",
-		brokerURL, clientID, filepath.Join(dir, "store"), provider, listen, listen)
+	listen, metricsAddr := freeLoopback(t), freeLoopback(t)
+	cfg := fmt.Sprintf("mqtt:\n  url: %q\n  client_id: %q\nstore:\n  dir: %q\nlog:\n  level: debug\nhttp:\n  listen: %q\ncloud:\n%s  listen: %q\n  public_url: \"http://%s\"\n",
+		brokerURL, clientID, filepath.Join(dir, "store"), metricsAddr, provider, listen, listen)
 	path := filepath.Join(dir, "cloud.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &cloudProc{proc: newProc(t, "simgate-cloud-"+clientID, dir, simgateBinary(t), "cloud", "-config", path), listen: listen}
+	c := &cloudProc{proc: newProc(t, "simgate-cloud-"+clientID, dir, simgateBinary(t), "cloud", "-config", path), listen: listen, metrics: metricsAddr}
 	c.start()
 	return c
+}
+
+// get returns the body of a GET on the bridge's http.listen.
+func (c *cloudProc) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + c.metrics + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 // waitListening waits until the bridge's webhook listener answers.
@@ -460,6 +476,23 @@ func TestE2ECloudLoop(t *testing.T) {
 	}
 	if n := len(l.devObs.on("sms/in")); n != 1 {
 		t.Errorf("device sms/in %d times, want 1", n)
+	}
+	if code, body := l.bridge.get(t, "/healthz"); code != 200 {
+		t.Errorf("/healthz %d %q", code, body)
+	}
+	_, body := l.bridge.get(t, "/metrics")
+	for _, want := range []string{
+		`simgate_cloud_api_calls_total{resource="SmsCommands",method="POST",code="201"} 1`,
+		`simgate_cloud_api_calls_total{resource="IpCommands",method="POST",code="201"} 1`,
+		`simgate_cloud_api_calls_total{resource="Sims",method="GET",code="200"} 1`,
+		`simgate_cloud_webhooks_total{kind="sms",outcome="published"} 1`,
+		`simgate_cloud_webhooks_total{kind="ip",outcome="published"} 1`,
+		`simgate_cloud_webhooks_total{kind="status",outcome="published"}`,
+		"simgate_cloud_queue_depth 0",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
 	}
 	st := retainedOn(t, l.cloudB.url(), "supersim/bridge/status")
 	var bs struct {
