@@ -488,8 +488,15 @@ func (b *Bridge) statusLoop(stop <-chan struct{}, abort context.Context) {
 		case <-tick.C:
 		case <-b.statusPoke:
 		}
+		// onConnect pokes once subscribed, which may be before paho's
+		// resume marks the connection usable: wait for it rather than
+		// drop the announcement until the next tick.
 		if up, _ := b.conn.state(); !up {
-			continue
+			select {
+			case <-b.conn.wait():
+			case <-stop:
+				return
+			}
 		}
 		t := b.client.Publish(b.topic("bridge/status"), 1, true, b.statusPayload(true))
 		if err := transport.WaitToken(abort, t, b.cfg.MQTT.ConnectTimeout); err != nil {
