@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/simgate/simgate/transport"
 )
 
 const (
@@ -359,5 +362,48 @@ func TestBridgeSimsAllowlist(t *testing.T) {
 	}
 	if sms, _ := api.created(); len(sms) != 1 || sms[0].Form.Get("Payload") != "y" {
 		t.Errorf("created %v", sms)
+	}
+}
+
+// A request found after a restart with its API call under way is looked
+// for at the API first: the command created before the crash is taken, not
+// created again. One not found there is created.
+func TestBridgeInDoubtRequestNotCreatedTwice(t *testing.T) {
+	br := startBroker(t)
+	api := newFakeAPI(t)
+	// The API created "done before" for the SIM before the bridge died.
+	api.sms = append(api.sms, created{Sid: "HC0000000000000000000000000000abcd", Form: url.Values{"Sim": {testSid}, "Payload": {"done before"}}})
+	dir := t.TempDir()
+	q, err := transport.OpenQueue(transport.StoreConfig{Dir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []transport.Job
+	for i, p := range []string{"done before", "never sent"} {
+		r := Request{ID: fmt.Sprintf("d%d", i), Channel: ChannelSMS, Sim: testICCID, Payload: p, ReceivedAt: time.Now().UTC(), AttemptedAt: time.Now().UTC()}
+		body, _ := json.Marshal(r)
+		jobs = append(jobs, transport.Job{Lane: testICCID, ID: testICCID + "/sms/" + r.ID, Body: body})
+	}
+	if _, err := q.AddJobs(context.Background(), jobs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	obs := observe(t, br.url(), "supersim/#")
+	runBridge(t, br.url(), twilioAPI(t, api), NewTwilioVerifier(api.pass), dir, "bridge-1")
+	if !waitFor(testWait, func() bool { return len(obs.results("/sms/to_sim/result")) >= 2 }) {
+		t.Fatalf("results %v", obs.results("/sms/to_sim/result"))
+	}
+	sms, _ := api.created()
+	if len(sms) != 2 {
+		t.Fatalf("API holds %d commands, want 2 (one from before, one new)", len(sms))
+	}
+	got := obs.results("/sms/to_sim/result")
+	if got[0].ID != "d0" || got[0].Sid != "HC0000000000000000000000000000abcd" || got[0].Status != "queued" {
+		t.Errorf("in-doubt request: %+v, want the command created before", got[0])
+	}
+	if got[1].ID != "d1" || got[1].Sid != sms[1].Sid {
+		t.Errorf("request never sent: %+v, want the new command %s", got[1], sms[1].Sid)
 	}
 }
