@@ -25,6 +25,7 @@ func (b *Bridge) dispatchLoop(stop <-chan struct{}, abort context.Context) {
 	done := make(chan string)
 	bo := transport.NewBackoff(100*time.Millisecond, 5*time.Second)
 	stopping := false
+	stopSig := stop // nil once seen, so the select below does not spin
 	for {
 		if !stopping {
 			lanes, err := b.q.JobLanes()
@@ -52,10 +53,18 @@ func (b *Bridge) dispatchLoop(stop <-chan struct{}, abort context.Context) {
 		case <-b.q.JobSignal():
 		case lane := <-done:
 			delete(active, lane)
-		case <-stop:
+		case <-stopSig:
 			stopping = true
-			stop = nil
+			stopSig = nil
 		}
+	}
+}
+
+// pause waits a second, or until stop.
+func pause(stop <-chan struct{}) {
+	select {
+	case <-stop:
+	case <-time.After(time.Second):
 	}
 }
 
@@ -69,12 +78,16 @@ func (b *Bridge) worker(lane string, stop <-chan struct{}, abort context.Context
 		sj, ok, err := b.q.HeadJob(abort, lane)
 		if err != nil {
 			b.log.Error("cannot read request", "sim", lane, "err", err)
+			pause(stop)
 			return
 		}
 		if !ok {
 			return
 		}
 		if !b.process(sj, stop, abort) {
+			// Stopping, or the store failed: the dispatcher starts the
+			// lane again, after a pause so a lasting fault is no busy loop.
+			pause(stop)
 			return
 		}
 	}
