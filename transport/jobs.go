@@ -113,7 +113,8 @@ func (q *Queue) AddJobs(ctx context.Context, jobs []Job, pubs []Publication) ([]
 	}
 	out := make([]JobOutcome, len(jobs))
 	full := false
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	// Taken from outside: acknowledged to the broker once this returns.
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		full = false
 		b, ids := tx.Bucket(bucketJobs), tx.Bucket(bucketJobIDs)
 		for i, j := range jobs {
@@ -121,7 +122,11 @@ func (q *Queue) AddJobs(ctx context.Context, jobs []Job, pubs []Publication) ([]
 				out[i] = JobDuplicate
 				continue
 			}
-			if c.occupancy() >= q.cfg.MaxMessages {
+			if q.storeFull.Load() {
+				out[i] = JobFull // the disk is full; store_full said so
+				continue
+			}
+			if c.requests() >= q.cfg.MaxRequests {
 				out[i], full = JobFull, true
 				continue
 			}
@@ -147,7 +152,7 @@ func (q *Queue) AddJobs(ctx context.Context, jobs []Job, pubs []Publication) ([]
 		return nil, q.putPubs(tx, c, pubs)
 	})
 	if full {
-		q.fullEvent("requests")
+		q.fullEvent(dirRequests, "requests")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("add jobs: %w", err)
@@ -254,7 +259,9 @@ func (q *Queue) UpdateJob(ctx context.Context, sj StoredJob, body []byte) error 
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", sj.ID, err)
 	}
-	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	// The API call that follows is an effect outside: the note must be
+	// durable first, as work taken from outside is.
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		b := tx.Bucket(bucketJobs)
 		if b.Get(sj.key) == nil {
 			return nil, nil
@@ -293,9 +300,11 @@ func (q *Queue) FinishJob(ctx context.Context, sj StoredJob, pubs []Publication)
 	return nil
 }
 
-// AddPublications stores publications for the broker in one commit.
+// AddPublications stores publications for the broker in one commit. The
+// bridge answers a webhook 200 only after it returns, so it is work taken
+// from outside.
 func (q *Queue) AddPublications(ctx context.Context, pubs []Publication) error {
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		return nil, q.putPubs(tx, c, pubs)
 	})
 	if err != nil {
