@@ -304,8 +304,19 @@ func (b *Bridge) onConnect(c paho.Client) {
 	poke(b.statusPoke)
 }
 
+// maxQoS0Backlog bounds, in bytes, the QoS 0 requests waiting for the
+// queue. QoS 1 ones are bounded by the broker's in-flight window, as they
+// are acknowledged only once queued; QoS 0 ones are not, so a flood of them
+// is dropped here rather than grow without end.
+const maxQoS0Backlog = 1 << 20
+
 // onMessage runs on paho's router goroutine: it only queues the message.
 func (b *Bridge) onMessage(_ paho.Client, m paho.Message) {
+	if m.Qos() == 0 && b.fifo.qos0Bytes()+len(m.Payload()) > maxQoS0Backlog {
+		b.event("request_dropped", fmt.Sprintf("QoS 0 request on %s dropped: %d bytes of QoS 0 requests already wait for the queue (publish with QoS 1 to be acknowledged once queued)", m.Topic(), maxQoS0Backlog),
+			map[string]any{"topic": m.Topic()})
+		return
+	}
 	b.fifo.push(inMsg{msg: m, at: time.Now().UTC()})
 }
 
@@ -573,9 +584,10 @@ type inMsg struct {
 // fifo hands messages from paho's router to the intake in arrival order
 // without ever blocking paho.
 type fifo struct {
-	mu  sync.Mutex
-	q   []inMsg
-	sig chan struct{}
+	mu   sync.Mutex
+	q    []inMsg
+	qos0 int // bytes of QoS 0 payloads in q
+	sig  chan struct{}
 }
 
 func (f *fifo) init() { f.sig = make(chan struct{}, 1) }
@@ -583,8 +595,17 @@ func (f *fifo) init() { f.sig = make(chan struct{}, 1) }
 func (f *fifo) push(m inMsg) {
 	f.mu.Lock()
 	f.q = append(f.q, m)
+	if m.msg.Qos() == 0 {
+		f.qos0 += len(m.msg.Payload())
+	}
 	f.mu.Unlock()
 	poke(f.sig)
+}
+
+func (f *fifo) qos0Bytes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.qos0
 }
 
 func (f *fifo) take(n int) []inMsg {
@@ -593,6 +614,11 @@ func (f *fifo) take(n int) []inMsg {
 	n = min(n, len(f.q))
 	out := append([]inMsg(nil), f.q[:n]...)
 	f.q = f.q[n:]
+	for _, m := range out {
+		if m.msg.Qos() == 0 {
+			f.qos0 -= len(m.msg.Payload())
+		}
+	}
 	return out
 }
 
