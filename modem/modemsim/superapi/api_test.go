@@ -373,13 +373,15 @@ func TestSimStatusDeregisters(t *testing.T) {
 // callback.
 func TestQueuedUntilRegisteredOrExpired(t *testing.T) {
 	t.Parallel()
-	e, sim := startEmu(t, Options{CommandTTL: 2 * time.Second})
-	hook := newHookServer(t, 0)
-	api := twilioAPI(e)
-	if !waitUntil(testWait, func() bool { return sim.State().SMSReady }) {
-		t.Fatal("modem never booted")
+	ready := func(sim *modemsim.Sim) {
+		if !waitUntil(testWait, func() bool { return sim.State().SMSReady }) {
+			t.Fatal("modem never booted")
+		}
+		sim.SetRegistration(0)
 	}
-	sim.SetRegistration(0)
+	e, sim := startEmu(t, Options{})
+	api := twilioAPI(e)
+	ready(sim)
 	a, err := api.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim(e.SimSid()).SetPayload("waits"))
 	if err != nil {
 		t.Fatal(err)
@@ -388,6 +390,9 @@ func TestQueuedUntilRegisteredOrExpired(t *testing.T) {
 	if c, err := api.FetchSmsCommand(*a.Sid); err != nil || *c.Status != StatusQueued {
 		t.Fatalf("while unregistered: %+v, %v; want queued", c, err)
 	}
+	if n := len(sim.State().Stored); n != 0 {
+		t.Fatalf("SIM holds %d SMS while unregistered", n)
+	}
 	sim.SetRegistration(1)
 	if !waitUntil(testWait, func() bool {
 		c, err := api.FetchSmsCommand(*a.Sid)
@@ -395,13 +400,21 @@ func TestQueuedUntilRegisteredOrExpired(t *testing.T) {
 	}) {
 		t.Fatal("not delivered after registration")
 	}
-	sim.SetRegistration(0)
-	b, err := api.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim(e.SimSid()).SetPayload("expires").SetCallbackUrl(hook.URL))
+	if st := sim.State(); len(st.Stored) != 1 || st.Stored[0].Text != "waits" {
+		t.Errorf("SIM holds %+v", st.Stored)
+	}
+
+	// A second network whose commands live 300ms.
+	e2, sim2 := startEmu(t, Options{CommandTTL: 300 * time.Millisecond})
+	api2 := twilioAPI(e2)
+	hook := newHookServer(t, 0)
+	ready(sim2)
+	b, err := api2.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim(e2.SimSid()).SetPayload("expires").SetCallbackUrl(hook.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !waitUntil(testWait, func() bool {
-		c, err := api.FetchSmsCommand(*b.Sid)
+		c, err := api2.FetchSmsCommand(*b.Sid)
 		return err == nil && *c.Status == StatusFailed
 	}) {
 		t.Fatal("queued command did not fail after its lifetime")
@@ -411,8 +424,10 @@ func TestQueuedUntilRegisteredOrExpired(t *testing.T) {
 	if r := hook.requests(); len(r) != 1 || r[0].Form.Get("Status") != StatusFailed {
 		t.Errorf("callbacks: %+v", r)
 	}
-	if n := len(sim.State().Stored); n != 1 {
-		t.Errorf("SIM holds %d SMS, want only the delivered one", n)
+	sim2.SetRegistration(1)
+	time.Sleep(100 * time.Millisecond) // retry intervals in which nothing may happen
+	if n := len(sim2.State().Stored); n != 0 {
+		t.Errorf("a failed command reached the SIM: %d SMS", n)
 	}
 }
 
