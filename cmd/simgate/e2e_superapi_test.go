@@ -7,6 +7,7 @@ package main
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -248,5 +249,53 @@ func TestE2ESuperAPIIP(t *testing.T) {
 				t.Errorf("from_sim IpCommands: %+v, %v", fromSim, err)
 			}
 		})
+	}
+}
+
+// Setting the Sim inactive through the API takes the device off the
+// network as a real SIM would: the daemon reports not_registered on
+// P/status and commands are refused; set active, the daemon reports
+// roaming again and an SMS Command arrives.
+func TestE2ESuperAPISimInactive(t *testing.T) {
+	t.Parallel()
+	a := newAPIRig(t, "off")
+	seen := len(a.obs.statuses())
+	status := func(reg string) bool {
+		return waitUntil(e2eWait, func() bool {
+			st := a.obs.statuses()
+			for _, s := range st[min(seen, len(st)):] {
+				if s.Network.Registration == reg {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if _, err := a.api.UpdateSim(a.emu.SimSid(), (&openapi.UpdateSimParams{}).SetStatus("inactive")); err != nil {
+		t.Fatal(err)
+	}
+	if !status("not_registered") {
+		t.Fatalf("no not_registered on P/status after the Sim went inactive; %s", a.simSummary())
+	}
+	_, err := a.api.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim(a.emu.SimSid()).SetPayload("refused"))
+	var re *client.TwilioRestError
+	if !errors.As(err, &re) || re.Status != 400 {
+		t.Errorf("SMS Command to an inactive Sim: %v, want a 400 refusal", err)
+	}
+	seen = len(a.obs.statuses())
+	if _, err := a.api.UpdateSim(a.emu.SimSid(), (&openapi.UpdateSimParams{}).SetStatus("active")); err != nil {
+		t.Fatal(err)
+	}
+	if !status("roaming") {
+		t.Fatalf("no roaming on P/status after the Sim went active; %s", a.simSummary())
+	}
+	if _, err := a.api.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim(a.emu.SimSid()).SetPayload("back")); err != nil {
+		t.Fatal(err)
+	}
+	if !waitUntil(e2eWait, func() bool { return len(a.obs.smsIn()) >= 1 }) {
+		t.Fatalf("nothing on P/sms/in after activation; %s", a.simSummary())
+	}
+	if in := a.obs.smsIn(); len(in) != 1 || in[0].Payload != "back" {
+		t.Errorf("P/sms/in: %+v", in)
 	}
 }
