@@ -627,3 +627,62 @@ func TestWebhookGET(t *testing.T) {
 		t.Errorf("GET signature does not validate")
 	}
 }
+
+// UsageRecords sum what was carried, per hour, day or in all, grouped and
+// filtered as asked; a period with no traffic has none.
+func TestUsageRecords(t *testing.T) {
+	t.Parallel()
+	e, _ := startEmu(t, Options{DeviceMode: ModeOS})
+	api := twilioAPI(e)
+	dev := udpDevice(t)
+	cloud, err := net.ResolveUDPAddr("udp", e.CloudUDP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{10, 20, 30} {
+		if _, err := dev.WriteToUDP(make([]byte, n), cloud); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := dev.LocalAddr().(*net.UDPAddr).Port
+	if _, err := api.CreateIpCommand((&openapi.CreateIpCommandParams{}).SetSim(e.SimSid()).SetPayload("12345").SetDevicePort(port)); err != nil {
+		t.Fatal(err)
+	}
+	if !waitUntil(testWait, func() bool {
+		st := e.State()
+		return len(st.IpCommands) == 4 && st.IpCommands[3].Status == StatusSent
+	}) {
+		t.Fatalf("IP Commands: %+v", e.State().IpCommands)
+	}
+	check := func(p *openapi.ListUsageRecordParams, up, down int64) []openapi.SupersimV1UsageRecord {
+		t.Helper()
+		recs, err := api.ListUsageRecord(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gotUp, gotDown int64
+		for _, r := range recs {
+			gotUp += *r.DataUpload
+			gotDown += *r.DataDownload
+			if *r.DataTotal != *r.DataUpload+*r.DataDownload || r.Period == nil || *r.AccountSid != e.AccountSID() {
+				t.Errorf("record %+v", r)
+			}
+		}
+		if gotUp != up || gotDown != down {
+			t.Errorf("ListUsageRecord(%+v): upload %d download %d, want %d and %d", p, gotUp, gotDown, up, down)
+		}
+		return recs
+	}
+	all := check(&openapi.ListUsageRecordParams{}, 60, 5)
+	if len(all) != 1 || all[0].SimSid != nil {
+		t.Errorf("ungrouped records: %+v", all)
+	}
+	check((&openapi.ListUsageRecordParams{}).SetGranularity("hour"), 60, 5)
+	day := check((&openapi.ListUsageRecordParams{}).SetGranularity("day").SetGroup("fleet"), 60, 5)
+	if len(day) != 1 || *day[0].FleetSid != e.FleetSid() {
+		t.Errorf("by day and fleet: %+v", day)
+	}
+	check((&openapi.ListUsageRecordParams{}).SetSim(e.SimSid()).SetGroup("isoCountry"), 60, 5)
+	check((&openapi.ListUsageRecordParams{}).SetStartTime(time.Now().Add(time.Hour)), 0, 0)
+	check((&openapi.ListUsageRecordParams{}).SetFleet("no-such-fleet"), 0, 0)
+}
