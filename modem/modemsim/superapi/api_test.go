@@ -146,8 +146,10 @@ func TestTwilioGoIpCommandsOS(t *testing.T) {
 		t.Fatal(err)
 	}
 	payload := []byte{0, 1, 2, 0xff, '\r', '\n', 0x1a}
+	statusHook := newHookServer(t, 0)
 	created, err := api.CreateIpCommand((&openapi.CreateIpCommandParams{}).SetSim(e.SimSid()).
-		SetPayload(base64.StdEncoding.EncodeToString(payload)).SetPayloadType("binary").SetDevicePort(port))
+		SetPayload(base64.StdEncoding.EncodeToString(payload)).SetPayloadType("binary").SetDevicePort(port).
+		SetCallbackUrl(statusHook.URL + "/ip-status"))
 	if err != nil {
 		t.Fatalf("CreateIpCommand: %v", err)
 	}
@@ -180,6 +182,15 @@ func TestTwilioGoIpCommandsOS(t *testing.T) {
 	}
 	if empty := emptyFields(fetched); len(empty) > 0 {
 		t.Errorf("fetched IpCommand has empty fields %v", empty)
+	}
+	if !waitUntil(testWait, func() bool { return len(statusHook.requests()) == 1 }) {
+		t.Fatalf("no status callback: %+v", e.State().Deliveries)
+	}
+	cb := statusHook.requests()[0]
+	cbv := client.NewRequestValidator(e.AuthToken())
+	if cb.Form.Get("Status") != StatusSent || cb.Form.Get("CommandSid") != *created.Sid || cb.Form.Get("DeviceIp") != "127.0.0.1" ||
+		!cbv.ValidateBody(cb.URL, cb.Body, cb.Header.Get("X-Twilio-Signature")) {
+		t.Errorf("IP Command status callback %v (signature %q)", cb.Form, cb.Header.Get("X-Twilio-Signature"))
 	}
 
 	reply := []byte("device says hi \x00\x01")
