@@ -697,3 +697,45 @@ func TestUsageRecords(t *testing.T) {
 	check((&openapi.ListUsageRecordParams{}).SetStartTime(time.Now().Add(time.Hour)), 0, 0)
 	check((&openapi.ListUsageRecordParams{}).SetFleet("no-such-fleet"), 0, 0)
 }
+
+// Injected errors answer the next requests with the status, the error
+// shape and Retry-After, and change nothing; then the API answers again.
+func TestInjectErrors(t *testing.T) {
+	t.Parallel()
+	e, _ := startEmu(t, Options{})
+	if err := e.InjectErrors(418, 1, 0); err == nil {
+		t.Error("InjectErrors took 418")
+	}
+	if err := e.InjectErrors(http.StatusTooManyRequests, 2, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	body := "Sim=" + e.SimSid() + "&Payload=x"
+	for i := range 2 {
+		req, err := http.NewRequest("POST", e.URL()+"/v1/SmsCommands", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(e.AccountSID(), e.AuthToken())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got APIError
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 429 || got.Code != 20429 || got.Status != 429 || resp.Header.Get("Retry-After") != "2" {
+			t.Errorf("request %d: %d %+v Retry-After %q", i, resp.StatusCode, got, resp.Header.Get("Retry-After"))
+		}
+	}
+	if n := len(e.State().SmsCommands); n != 0 {
+		t.Errorf("%d commands after refused requests", n)
+	}
+	if code, b := rawRequest(t, e, "POST", "/v1/SmsCommands", "application/x-www-form-urlencoded", body, true); code != 201 {
+		t.Errorf("after the injected errors: %d %s", code, b)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -77,6 +78,14 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !e.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)
 		writeError(w, apiError(http.StatusUnauthorized, CodeAuthenticate, "Authenticate"))
+		return
+	}
+	if f, ok := e.takeFault(); ok {
+		if f.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((f.retryAfter+time.Second-1)/time.Second)))
+		}
+		code := 20000 + f.status // 20429 Too Many Requests, 20500, 20503...
+		writeError(w, apiError(f.status, code, "%s", http.StatusText(f.status)))
 		return
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
