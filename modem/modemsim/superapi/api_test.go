@@ -2,6 +2,7 @@ package superapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/twilio/twilio-go/client"
 	openapi "github.com/twilio/twilio-go/rest/supersim/v1"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/simgate/simgate/modem/modemsim"
 )
@@ -737,5 +740,37 @@ func TestInjectErrors(t *testing.T) {
 	}
 	if code, b := rawRequest(t, e, "POST", "/v1/SmsCommands", "application/x-www-form-urlencoded", body, true); code != 201 {
 		t.Errorf("after the injected errors: %d %s", code, b)
+	}
+}
+
+// golang.org/x/oauth2's client-credentials flow gets a token from the
+// KORE token endpoint, and its client calls the API with it.
+func TestOAuth2ClientCredentials(t *testing.T) {
+	t.Parallel()
+	e, _ := startEmu(t, Options{ClientID: "kore-client", ClientSecret: "kore-secret"})
+	for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
+		cc := clientcredentials.Config{ClientID: "kore-client", ClientSecret: "kore-secret",
+			TokenURL: e.URL() + "/api-services/v1/auth/token", AuthStyle: style}
+		tok, err := cc.Token(context.Background())
+		if err != nil {
+			t.Fatalf("token (style %d): %v", style, err)
+		}
+		if tok.AccessToken == "" || tok.Expiry.IsZero() {
+			t.Errorf("token %+v", tok)
+		}
+		resp, err := cc.Client(context.Background()).Get(e.URL() + "/v1/Sims")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Errorf("GET /v1/Sims with the token: %d", resp.StatusCode)
+		}
+	}
+	bad := clientcredentials.Config{ClientID: "kore-client", ClientSecret: "wrong", TokenURL: e.URL() + "/oauth/token"}
+	if _, err := bad.Token(context.Background()); err == nil {
+		t.Error("a wrong client secret got a token")
 	}
 }
