@@ -774,3 +774,26 @@ func TestOAuth2ClientCredentials(t *testing.T) {
 		t.Error("a wrong client secret got a token")
 	}
 }
+
+// In modem mode an IP Command waits for the module's data session: with
+// no host to bring it up, it stays queued and nothing is injected.
+func TestIPCommandWaitsForDataSession(t *testing.T) {
+	t.Parallel()
+	e, sim := startEmu(t, Options{})
+	api := twilioAPI(e)
+	if !waitUntil(testWait, func() bool { st := sim.State(); return st.SMSReady && st.Registration == 5 }) {
+		t.Fatal("modem never registered")
+	}
+	c, err := api.CreateIpCommand((&openapi.CreateIpCommandParams{}).SetSim(e.SimSid()).SetPayload("hello").SetDevicePort(6969))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // many retry intervals
+	got, err := api.FetchIpCommand(*c.Sid)
+	if err != nil || *got.Status != StatusQueued || got.DeviceIp != nil {
+		t.Errorf("without a data session: %+v, %v; want queued with no device_ip", got, err)
+	}
+	if n := sim.State().Counters[modemsim.CounterUDPIn]; n != 0 {
+		t.Errorf("%d datagrams injected without a data session", n)
+	}
+}
