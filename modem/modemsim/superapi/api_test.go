@@ -223,6 +223,10 @@ func TestTwilioGoIpCommandsOS(t *testing.T) {
 	if empty := emptyFields(&from[0]); len(empty) > 0 {
 		t.Errorf("from_sim IpCommand has empty fields %v", empty)
 	}
+	ips, err := api.ListSimIpAddress(e.SimSid(), nil)
+	if err != nil || len(ips) != 1 || *ips[0].IpAddress != "127.0.0.1" || *ips[0].IpAddressVersion != "IPv4" {
+		t.Errorf("ListSimIpAddress: %+v, %v", ips, err)
+	}
 	iccid := e.State().Sims[0].Iccid
 	all, err := api.ListIpCommand((&openapi.ListIpCommandParams{}).SetSimIccid(iccid))
 	if err != nil || len(all) != 2 {
@@ -276,6 +280,14 @@ func TestTwilioGoSims(t *testing.T) {
 	}
 	if _, err := api.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim("pump-7").SetPayload("by name")); err != nil {
 		t.Errorf("SMS Command to a Sim by unique name: %v", err)
+	}
+	bps, err := api.ListBillingPeriod(e.SimSid(), nil)
+	if err != nil || len(bps) != 1 || len(emptyFields(&bps[0])) > 0 || !isSid(*bps[0].Sid, "HB") || *bps[0].PeriodType != "active" {
+		t.Errorf("ListBillingPeriod: %+v, %v", bps, err)
+	}
+	// No host has brought the data session up: no address.
+	if ips, err := api.ListSimIpAddress(e.SimSid(), nil); err != nil || len(ips) != 0 {
+		t.Errorf("ListSimIpAddress without a data session: %+v, %v", ips, err)
 	}
 }
 
