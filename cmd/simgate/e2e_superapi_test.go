@@ -22,6 +22,7 @@ import (
 	"github.com/twilio/twilio-go/client"
 	openapi "github.com/twilio/twilio-go/rest/supersim/v1"
 
+	"github.com/simgate/simgate/modem/modemsim"
 	"github.com/simgate/simgate/modem/modemsim/superapi"
 )
 
@@ -86,12 +87,12 @@ type apiRig struct {
 	hook *webhookServer
 }
 
-// newAPIRig starts the rig with ip.mode ipMode ("off", "modem" or "os"). In
-// os mode the daemon's UDP socket is on a free port and its ip.cloud is the
-// emulator's UDP socket.
-func newAPIRig(t *testing.T, ipMode string) *apiRig {
+// newAPIRig starts the rig with ip.mode ipMode ("off", "modem" or "os") on
+// the simulated module profile ("" is Quectel). In os mode the daemon's UDP
+// socket is on a free port and its ip.cloud is the emulator's UDP socket.
+func newAPIRig(t *testing.T, ipMode, profile string) *apiRig {
 	t.Helper()
-	r := newRig(t, rigOptions{IPMode: ipMode, Stopped: true})
+	r := newRig(t, rigOptions{IPMode: ipMode, Stopped: true, Sim: modemsim.Options{Profile: profile}})
 	o := superapi.Options{Modem: r.sim, Logger: r.sim.Options().Logger}
 	if ipMode == "os" {
 		o.DeviceMode = superapi.ModeOS
@@ -160,7 +161,7 @@ func (a *apiRig) webhook(path string, n int) hookRequest {
 // as a signed from_sim SmsCommand webhook and resource.
 func TestE2ESuperAPISMS(t *testing.T) {
 	t.Parallel()
-	a := newAPIRig(t, "off")
+	a := newAPIRig(t, "off", "")
 	payload := "pump on {€} at 06:00"
 	c, err := a.api.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim(a.emu.SimSid()).SetPayload(payload))
 	if err != nil {
@@ -196,14 +197,16 @@ func TestE2ESuperAPISMS(t *testing.T) {
 }
 
 // IP Commands both ways, with the device in ip.mode modem (the module's
-// socket, commands from 100.64.0.1) and os (a host UDP socket, commands
-// from the emulator's socket, which is the device's ip.cloud).
+// socket, commands from 100.64.0.1; on each module with sockets) and os (a
+// host UDP socket, commands from the emulator's socket, which is the
+// device's ip.cloud).
 func TestE2ESuperAPIIP(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"modem", "os"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, c := range []struct{ mode, profile string }{{"modem", "quectel"}, {"modem", "simcom"}, {"modem", "ublox"}, {"os", "quectel"}} {
+		mode := c.mode
+		t.Run(mode+"-"+c.profile, func(t *testing.T) {
 			t.Parallel()
-			a := newAPIRig(t, mode)
+			a := newAPIRig(t, mode, c.profile)
 			port := 6969
 			from := superapi.CommandsAddress
 			if mode == "os" {
@@ -258,7 +261,7 @@ func TestE2ESuperAPIIP(t *testing.T) {
 // roaming again and an SMS Command arrives.
 func TestE2ESuperAPISimInactive(t *testing.T) {
 	t.Parallel()
-	a := newAPIRig(t, "off")
+	a := newAPIRig(t, "off", "")
 	seen := len(a.obs.statuses())
 	status := func(reg string) bool {
 		return waitUntil(e2eWait, func() bool {
