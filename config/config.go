@@ -29,6 +29,10 @@ type Config struct {
 	MQTT     MQTT   `yaml:"mqtt"`
 	Store    Store  `yaml:"store"`
 	Log      Log    `yaml:"log"`
+	// HTTP serves /metrics and /healthz; HomeAssistant publishes MQTT
+	// discovery configs (see observe.go).
+	HTTP          HTTP          `yaml:"http"`
+	HomeAssistant HomeAssistant `yaml:"homeassistant"`
 }
 
 // Modem is the serial port and module settings.
@@ -95,6 +99,8 @@ func Default() Config {
 		},
 		Store: Store{Dir: "/var/lib/simgate", MaxMessages: 10000},
 		Log:   Log{Level: "info", Format: "text"},
+
+		HomeAssistant: HomeAssistant{Prefix: "homeassistant"},
 	}
 }
 

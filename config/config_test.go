@@ -289,8 +289,8 @@ func TestEveryKeyHasAnOverride(t *testing.T) {
 			t.Errorf("no override %s", k)
 		}
 	}
-	if len(keys) != 26 {
-		t.Errorf("got %d override variables, want 26 (one per key)", len(keys))
+	if len(keys) != 29 {
+		t.Errorf("got %d override variables, want 29 (one per key)", len(keys))
 	}
 }
 

@@ -80,6 +80,8 @@ func (l *loader) validate(c *Config) {
 
 	l.oneOf("log.level", c.Log.Level, Levels)
 	l.oneOf("log.format", c.Log.Format, Formats)
+
+	l.validateObserve(c)
 }
 
 func (l *loader) validateMQTT(m *MQTT) {

@@ -208,6 +208,7 @@ func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
 	if len(r.Lines) > 0 {
 		if used, total, err := parseCPMS(r.Lines[0]); err == nil {
 			s.log.Info("SIM SMS storage", "used", used, "capacity", total)
+			s.update(func(st *Status) { st.SMSStore = StoreUse{Used: used, Total: total} })
 			if total > 0 && used >= total && s.storageAlarm != EventStorageFull {
 				// The network has been refusing SMS; the drain that follows
 				// frees the SIM, and the network delivers what it held.

@@ -267,7 +267,9 @@ func TestSessionDrainsStoredMessagesInSentOrder(t *testing.T) {
 		Modem:   ModemInfo{Manufacturer: "Quectel", Model: "BG96", Revision: "BG96MAR02A07M1G", IMEI: "866425030123456", Profile: "quectel"},
 		SIM:     SIMInfo{ICCID: "89883070000012345678", IMSI: "310260000000001"},
 		Network: NetworkInfo{Registration: "roaming", Operator: "Twilio", Technology: "lte", SignalDBm: intp(-73)},
-		Ready:   true,
+		// As the scripted AT+CPMS answers at init.
+		SMSStore: StoreUse{Used: 0, Total: 30},
+		Ready:    true,
 	}
 	if diff := cmp.Diff(want2, st); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)

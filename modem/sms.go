@@ -568,6 +568,7 @@ func (s *Session) checkStorage(ctx context.Context, eng *at.Engine) error {
 		s.log.Warn("unreadable storage answer", "line", r.Lines[0], "err", err)
 		return nil
 	}
+	s.update(func(st *Status) { st.SMSStore = StoreUse{Used: used, Total: total} })
 	alarm := ""
 	switch {
 	case total > 0 && used >= total:

@@ -87,6 +87,8 @@ type Status struct {
 	Network  NetworkInfo `json:"network"`
 	Data     DataInfo    `json:"data"`
 	Recovery Recovery    `json:"recovery"`
+	// SMSStore is the SIM's SMS store use as last read (AT+CPMS).
+	SMSStore StoreUse `json:"sms_store"`
 	// Ready is true once the modem is initialised and SMS storage is usable.
 	Ready bool `json:"-"`
 }
@@ -123,6 +125,13 @@ type DataInfo struct {
 	Mode  string `json:"mode"`            // modem | os | off
 	State string `json:"state,omitempty"` // up | down | opening
 	IP    string `json:"ip,omitempty"`
+}
+
+// StoreUse is how many SMS the SIM's store holds and can hold; Total is 0
+// until the store has been read.
+type StoreUse struct {
+	Used  int `json:"used"`
+	Total int `json:"total"`
 }
 
 // Recovery counts self-repair steps since start.

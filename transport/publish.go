@@ -30,6 +30,8 @@ type source[T any] struct {
 	// ack removes delivered items; it runs on the acker's goroutine.
 	ack   func([]T) error
 	count *atomic.Uint64
+	// delivered, when set, sees the items the broker acknowledged.
+	delivered func([]T)
 }
 
 // publishLoop publishes src in order and has an item removed only once the
@@ -96,6 +98,7 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 		// once everything before it is delivered.
 		epoch := r.conn.currentEpoch()
 		var tokens []paho.Token
+		var sentAt []time.Time
 		var badItem *T
 		var badErr error
 		for i := range items {
@@ -110,14 +113,17 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 				break
 			}
 			tokens = append(tokens, r.client.Publish(topic, 1, false, payload))
+			sentAt = append(sentAt, time.Now())
 		}
 		done := r.busy(src.tracker)
 		acked := 0
 		var perr error
-		for _, t := range tokens {
+		var latency []time.Duration
+		for i, t := range tokens {
 			if perr = waitToken(abort, t, 0); perr != nil {
 				break
 			}
+			latency = append(latency, time.Since(sentAt[i]))
 			acked++
 		}
 		done()
@@ -130,6 +136,12 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 			last = src.key(items[acked-1])
 			acks.add(items[:acked])
 			src.count.Add(uint64(acked))
+			if src.delivered != nil {
+				src.delivered(items[:acked])
+			}
+			for _, d := range latency[:acked] {
+				r.observePuback(src.name, d)
+			}
 		}
 		switch {
 		case perr != nil && abort.Err() != nil:
@@ -223,8 +235,9 @@ func (r *Relay) inboundSource() source[storedInbound] {
 		bad: func(it storedInbound, err error) error {
 			return r.q.quarantine(context.Background(), bucketIn, it.key, err)
 		},
-		ack:   func(items []storedInbound) error { return r.q.ackInbound(context.Background(), items) },
-		count: &r.published,
+		ack:       func(items []storedInbound) error { return r.q.ackInbound(context.Background(), items) },
+		count:     &r.published,
+		delivered: r.countInbound,
 	}
 }
 

@@ -52,6 +52,9 @@ type RelayConfig struct {
 	// connection, or a device call may overrun SendTimeout, before Healthy
 	// reports the relay stuck.
 	StallTimeout time.Duration
+	// Observer receives PUBACK and device-call timings and event types
+	// (observe.go).
+	Observer Observer
 }
 
 func (c *RelayConfig) fill() error {
@@ -119,6 +122,7 @@ type Relay struct {
 	published       atomic.Uint64
 	results         atomic.Uint64
 	eventsPublished atomic.Uint64
+	channels        [numOut]channelCounters // observe.go
 }
 
 // NewRelay checks the configuration and prepares the MQTT client; nothing
@@ -197,6 +201,9 @@ func (r *Relay) Event(ev modem.Event) {
 		ev.Time = time.Now().UTC()
 	}
 	r.log.Info("event", "type", ev.Type, "message", ev.Message)
+	if f := r.cfg.Observer.Event; f != nil {
+		f(ev.Type)
+	}
 	if dropped := r.events.push(ev); dropped {
 		r.log.Warn("event buffer full: oldest event dropped", "size", eventBufferSize)
 	}
@@ -548,6 +555,7 @@ func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 }
 
 func (r *Relay) reportAdmit(it *admit) {
+	r.countAdmit(it)
 	log := r.log.With("id", it.Req.ID, "channel", it.Req.Channel)
 	fields := map[string]any{"id": it.Req.ID, "channel": it.Req.Channel}
 	switch it.Outcome {
@@ -631,6 +639,7 @@ func (r *Relay) send(abort context.Context, ch int, req Request) (res Result, ab
 	defer done()
 	res = Result{ID: req.ID, Channel: req.Channel, Status: StatusSent}
 	var err error
+	start := time.Now()
 	switch ch {
 	case outSMS:
 		var ref int
@@ -640,12 +649,14 @@ func (r *Relay) send(abort context.Context, ch int, req Request) (res Result, ab
 		err = r.dev.SendUDP(ctx, req.Payload)
 	}
 	if err == nil {
+		r.observeSend(ch, time.Since(start), nil)
 		r.log.Info("request sent", "id", req.ID, "channel", req.Channel, "bytes", len(req.Payload))
 		return res, false
 	}
 	if abort.Err() != nil {
 		return res, true
 	}
+	r.observeSend(ch, time.Since(start), err)
 	res.Status, res.Reference, res.Error = StatusFailed, nil, err.Error()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		res.Error = fmt.Sprintf("no answer from the modem within %s: %v", r.cfg.SendTimeout, err)

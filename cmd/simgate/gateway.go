@@ -128,6 +128,15 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 		}()
 	}
 
+	// Metrics, /healthz and the status socket, from the start: an operator
+	// sees why a gateway is not ready yet.
+	obs := newObservability(cfg, session, q, h, dev, log)
+	stopObs, err := obs.serve(log)
+	if err != nil {
+		return err
+	}
+	defer stopObs()
+
 	// The session runs on its own context: it keeps serving a device call
 	// the relay is finishing after ctx is cancelled, and stops after.
 	sessCtx, stopSession := context.WithCancel(context.Background())
@@ -166,6 +175,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 		return err
 	}
 	prefix := cfg.Prefix(deviceID)
+	obs.setDeviceID(deviceID)
 	ver, _ := buildVersion()
 	relay, err := transport.NewRelay(transport.RelayConfig{
 		MQTT: transport.MQTTConfig{
@@ -178,7 +188,8 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 			KeyFile:      cfg.MQTT.KeyFile,
 			TopicPrefix:  prefix,
 		},
-		Version: ver,
+		Version:  ver,
+		Observer: obs.observer(),
 	}, q, dev, log)
 	if err != nil {
 		return errConfig{err}
@@ -191,6 +202,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 	defer stopRun()
 	simChanged := make(chan error, 1)
 	wg.Go(func() { watchSIM(runCtx, cfg, deviceID, h, simChanged, log) })
+	wg.Go(func() { homeAssistant(runCtx, cfg, deviceID, prefix, relay, dev, h, log) })
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(runCtx) }()
 	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", cfg.MQTT.URL, "modem", cfg.Modem.Port)

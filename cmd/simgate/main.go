@@ -5,6 +5,7 @@
 //
 //	simgate run [-config FILE]
 //	simgate demo
+//	simgate status [-config FILE] [-json]
 //	simgate check-config [-config FILE]
 //	simgate version
 package main
@@ -40,6 +41,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(rest, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(rest, stdout, stderr)
 	case "version", "-version", "--version":
@@ -59,6 +62,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   simgate run [-config FILE]           run the gateway (default config /etc/simgate/simgate.yaml)
   simgate demo                         run a complete gateway against a simulated modem and an embedded broker
+  simgate status [-config FILE] [-json] the running daemon's status; exit 0 healthy, 1 unhealthy, 3 not running
   simgate check-config [-config FILE]  validate a config file: "ok", or FILE:LINE: key: problem (exit 78)
   simgate version                      print version, commit, Go version and platform
 `)

@@ -307,6 +307,7 @@ type gwConfig struct {
 	IPMode      string
 	IPPort      int    // 0: the default 6969
 	IPCloud     string // "": the default 100.64.0.1:6969
+	Extra       string // more YAML, appended as it is
 }
 
 func (c gwConfig) yaml() string {
@@ -327,6 +328,7 @@ func (c gwConfig) yaml() string {
 		fmt.Fprintf(&b, "  max_messages: %d\n", c.MaxMessages)
 	}
 	fmt.Fprintf(&b, "log:\n  level: debug\n  format: text\n")
+	b.WriteString(c.Extra)
 	return b.String()
 }
 
@@ -789,6 +791,8 @@ type rigOptions struct {
 	IPMode      string // default "off"
 	// Stopped leaves the daemon to the test to start.
 	Stopped bool
+	// Extra is YAML appended to the daemon's configuration.
+	Extra string
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -828,6 +832,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		StoreDir:    filepath.Join(r.dir, "store"),
 		MaxMessages: o.MaxMessages,
 		IPMode:      o.IPMode,
+		Extra:       o.Extra,
 	}
 	r.gw = newDaemon(t, bin, r.dir, r.conf)
 	if !o.Embedded {
