@@ -809,3 +809,36 @@ func TestIPCommandWaitsForDataSession(t *testing.T) {
 		t.Errorf("%d datagrams injected without a data session", n)
 	}
 }
+
+// An API Key SID and its secret authenticate like the account's own
+// credentials; a wrong secret or an unknown key does not.
+func TestAPIKeyAuth(t *testing.T) {
+	t.Parallel()
+	const key, secret = "SK0123456789abcdef0123456789abcdef", "keysecret"
+	e, _ := startEmu(t, Options{APIKeys: map[string]string{key: secret}})
+	for _, c := range []struct {
+		user, pass string
+		want       int
+	}{
+		{key, secret, 200}, {key, "wrong", 401}, {"SKffffffffffffffffffffffffffffffff", secret, 401}, {e.AccountSID(), e.AuthToken(), 200},
+	} {
+		req, err := http.NewRequest("GET", e.URL()+"/v1/Fleets", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(c.user, c.pass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != c.want {
+			t.Errorf("%s:%s: %d, want %d", c.user, c.pass, resp.StatusCode, c.want)
+		}
+	}
+	if _, err := Start(Options{Modem: e.modem, APIKeys: map[string]string{"AK1": "x"}}); err == nil {
+		t.Error("Start took an API key SID without the SK prefix")
+	}
+}

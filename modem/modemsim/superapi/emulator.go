@@ -25,6 +25,9 @@ type Options struct {
 	// auth; the defaults are generated (AC and 32 hex digits, 32 hex
 	// digits). With Signing "twilio" AuthToken also signs the webhooks.
 	AccountSID, AuthToken string
+	// APIKeys are API Key SIDs (SK and 32 hex digits) and their secrets,
+	// accepted for HTTP Basic auth like the Account SID and auth token.
+	APIKeys map[string]string
 	// Signing is how webhooks and callbacks are signed: "twilio"
 	// (X-Twilio-Signature) or "kore" (kore-signature). Default "twilio".
 	Signing string
@@ -107,6 +110,11 @@ func (o *Options) applyDefaults() error {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
 			// twilio-go refuses credentials with other characters.
 			return errors.New("auth token: want letters and digits only")
+		}
+	}
+	for sid, secret := range o.APIKeys {
+		if !isSid(sid, "SK") || secret == "" {
+			return fmt.Errorf("API key %q: want SK and 32 hex digits, with a secret", sid)
 		}
 	}
 	switch o.Signing {

@@ -160,9 +160,11 @@ func writeError(w http.ResponseWriter, e *APIError) { writeJSON(w, e.Status, e) 
 // Bearer token the token endpoint issued and that has not expired.
 func (e *Emulator) authorized(r *http.Request) bool {
 	if user, pass, ok := r.BasicAuth(); ok {
-		u := subtle.ConstantTimeCompare([]byte(user), []byte(e.opts.AccountSID))
-		p := subtle.ConstantTimeCompare([]byte(pass), []byte(e.opts.AuthToken))
-		return u&p == 1
+		secret, known := e.opts.AuthToken, user == e.opts.AccountSID
+		if !known {
+			secret, known = e.opts.APIKeys[user]
+		}
+		return known && subtle.ConstantTimeCompare([]byte(pass), []byte(secret)) == 1
 	}
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
 		e.mu.Lock()
