@@ -207,6 +207,10 @@ func serve(args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Caught from before the pty and the API exist, so that a signal sent
+	// as soon as they answer stops them cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	sim, err := modemsim.Start(o)
 	if err != nil {
 		return fail(stderr, err)
@@ -222,8 +226,6 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "modemsim: Super SIM API at %s/v1 account %s:%s sim %s fleet %s cloud-udp %s\n",
 			api.URL(), api.AccountSID(), api.AuthToken(), api.SimSid(), api.FleetSid(), api.CloudUDP())
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	var errs []error
 	if api != nil {
