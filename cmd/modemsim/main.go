@@ -6,8 +6,8 @@
 //
 //	modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
 //	         [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
-//	         [-api ADDR [-account SID:TOKEN] [-signing twilio|kore] [-signing-secret S]
-//	          [-api-device-mode modem|os] [-api-cloud-udp ADDR]]
+//	         [-api ADDR [-account SID:TOKEN] [-api-key SK...:SECRET] [-signing twilio|kore]
+//	          [-signing-secret S] [-api-device-mode modem|os] [-api-cloud-udp ADDR]]
 //
 // With -api it also serves the emulated Super SIM API at http://ADDR/v1/
 // (package superapi); the credentials are printed at start.
@@ -111,8 +111,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
            [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
-           [-api ADDR [-account SID:TOKEN] [-signing twilio|kore] [-signing-secret S]
-            [-api-device-mode modem|os] [-api-cloud-udp ADDR]]
+           [-api ADDR [-account SID:TOKEN] [-api-key SK...:SECRET] [-signing twilio|kore]
+            [-signing-secret S] [-api-device-mode modem|os] [-api-cloud-udp ADDR]]
   modemsim sms     -control SOCKET [-from 000] [-encoding gsm7|ucs2|8bit] [-parts N] [-ref16] [-order 3,1,2] TEXT
                    (8bit: TEXT is base64)
   modemsim udp     -control SOCKET [-from 100.64.0.1:6969] -port N PAYLOAD_BASE64
@@ -169,6 +169,7 @@ func serve(args []string, stderr io.Writer) int {
 	var a superapi.Options
 	fs.StringVar(&a.Addr, "api", "", "serve the emulated Super SIM API at this address, e.g. 127.0.0.1:8088")
 	account := fs.String("account", "", "the API account's SID:TOKEN (default generated)")
+	apiKey := fs.String("api-key", "", "also accept this API Key SID:SECRET (SK...)")
 	fs.StringVar(&a.Signing, "signing", "twilio", "how webhooks are signed: twilio or kore")
 	fs.StringVar(&a.SigningSecret, "signing-secret", "", "KORE webhook secret (-signing kore)")
 	fs.StringVar(&a.DeviceMode, "api-device-mode", "modem", "how IP Commands reach the device: modem (its socket) or os (127.0.0.1:DevicePort)")
@@ -184,8 +185,16 @@ func serve(args []string, stderr io.Writer) int {
 		}
 		a.AccountSID, a.AuthToken = sid, tok
 	}
-	if a.Addr == "" && (*account != "" || a.SigningSecret != "") {
-		fmt.Fprintln(stderr, "modemsim: -account and -signing-secret need -api ADDR")
+	if *apiKey != "" {
+		sid, secret, ok := strings.Cut(*apiKey, ":")
+		if !ok || sid == "" || secret == "" {
+			fmt.Fprintln(stderr, "modemsim: -api-key wants SID:SECRET")
+			return exitUsage
+		}
+		a.APIKeys = map[string]string{sid: secret}
+	}
+	if a.Addr == "" && (*account != "" || *apiKey != "" || a.SigningSecret != "") {
+		fmt.Fprintln(stderr, "modemsim: -account, -api-key and -signing-secret need -api ADDR")
 		return exitUsage
 	}
 	if o.Link == "" || fs.NArg() > 0 {
@@ -198,6 +207,10 @@ func serve(args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Caught from before the pty and the API exist, so that a signal sent
+	// as soon as they answer stops them cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	sim, err := modemsim.Start(o)
 	if err != nil {
 		return fail(stderr, err)
@@ -213,8 +226,6 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "modemsim: Super SIM API at %s/v1 account %s:%s sim %s fleet %s cloud-udp %s\n",
 			api.URL(), api.AccountSID(), api.AuthToken(), api.SimSid(), api.FleetSid(), api.CloudUDP())
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	var errs []error
 	if api != nil {

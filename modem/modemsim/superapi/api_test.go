@@ -2,6 +2,7 @@ package superapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/twilio/twilio-go/client"
 	openapi "github.com/twilio/twilio-go/rest/supersim/v1"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/simgate/simgate/modem/modemsim"
 )
@@ -146,8 +149,10 @@ func TestTwilioGoIpCommandsOS(t *testing.T) {
 		t.Fatal(err)
 	}
 	payload := []byte{0, 1, 2, 0xff, '\r', '\n', 0x1a}
+	statusHook := newHookServer(t, 0)
 	created, err := api.CreateIpCommand((&openapi.CreateIpCommandParams{}).SetSim(e.SimSid()).
-		SetPayload(base64.StdEncoding.EncodeToString(payload)).SetPayloadType("binary").SetDevicePort(port))
+		SetPayload(base64.StdEncoding.EncodeToString(payload)).SetPayloadType("binary").SetDevicePort(port).
+		SetCallbackUrl(statusHook.URL + "/ip-status"))
 	if err != nil {
 		t.Fatalf("CreateIpCommand: %v", err)
 	}
@@ -181,6 +186,15 @@ func TestTwilioGoIpCommandsOS(t *testing.T) {
 	if empty := emptyFields(fetched); len(empty) > 0 {
 		t.Errorf("fetched IpCommand has empty fields %v", empty)
 	}
+	if !waitUntil(testWait, func() bool { return len(statusHook.requests()) == 1 }) {
+		t.Fatalf("no status callback: %+v", e.State().Deliveries)
+	}
+	cb := statusHook.requests()[0]
+	cbv := client.NewRequestValidator(e.AuthToken())
+	if cb.Form.Get("Status") != StatusSent || cb.Form.Get("CommandSid") != *created.Sid || cb.Form.Get("DeviceIp") != "127.0.0.1" ||
+		!cbv.ValidateBody(cb.URL, cb.Body, cb.Header.Get("X-Twilio-Signature")) {
+		t.Errorf("IP Command status callback %v (signature %q)", cb.Form, cb.Header.Get("X-Twilio-Signature"))
+	}
 
 	reply := []byte("device says hi \x00\x01")
 	if _, err := dev.WriteToUDP(reply, src); err != nil {
@@ -208,6 +222,10 @@ func TestTwilioGoIpCommandsOS(t *testing.T) {
 	}
 	if empty := emptyFields(&from[0]); len(empty) > 0 {
 		t.Errorf("from_sim IpCommand has empty fields %v", empty)
+	}
+	ips, err := api.ListSimIpAddress(e.SimSid(), nil)
+	if err != nil || len(ips) != 1 || *ips[0].IpAddress != "127.0.0.1" || *ips[0].IpAddressVersion != "IPv4" {
+		t.Errorf("ListSimIpAddress: %+v, %v", ips, err)
 	}
 	iccid := e.State().Sims[0].Iccid
 	all, err := api.ListIpCommand((&openapi.ListIpCommandParams{}).SetSimIccid(iccid))
@@ -262,6 +280,14 @@ func TestTwilioGoSims(t *testing.T) {
 	}
 	if _, err := api.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim("pump-7").SetPayload("by name")); err != nil {
 		t.Errorf("SMS Command to a Sim by unique name: %v", err)
+	}
+	bps, err := api.ListBillingPeriod(e.SimSid(), nil)
+	if err != nil || len(bps) != 1 || len(emptyFields(&bps[0])) > 0 || !isSid(*bps[0].Sid, "HB") || *bps[0].PeriodType != "active" {
+		t.Errorf("ListBillingPeriod: %+v, %v", bps, err)
+	}
+	// No host has brought the data session up: no address.
+	if ips, err := api.ListSimIpAddress(e.SimSid(), nil); err != nil || len(ips) != 0 {
+		t.Errorf("ListSimIpAddress without a data session: %+v, %v", ips, err)
 	}
 }
 
@@ -373,13 +399,15 @@ func TestSimStatusDeregisters(t *testing.T) {
 // callback.
 func TestQueuedUntilRegisteredOrExpired(t *testing.T) {
 	t.Parallel()
-	e, sim := startEmu(t, Options{CommandTTL: 2 * time.Second})
-	hook := newHookServer(t, 0)
-	api := twilioAPI(e)
-	if !waitUntil(testWait, func() bool { return sim.State().SMSReady }) {
-		t.Fatal("modem never booted")
+	ready := func(sim *modemsim.Sim) {
+		if !waitUntil(testWait, func() bool { return sim.State().SMSReady }) {
+			t.Fatal("modem never booted")
+		}
+		sim.SetRegistration(0)
 	}
-	sim.SetRegistration(0)
+	e, sim := startEmu(t, Options{})
+	api := twilioAPI(e)
+	ready(sim)
 	a, err := api.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim(e.SimSid()).SetPayload("waits"))
 	if err != nil {
 		t.Fatal(err)
@@ -388,6 +416,9 @@ func TestQueuedUntilRegisteredOrExpired(t *testing.T) {
 	if c, err := api.FetchSmsCommand(*a.Sid); err != nil || *c.Status != StatusQueued {
 		t.Fatalf("while unregistered: %+v, %v; want queued", c, err)
 	}
+	if n := len(sim.State().Stored); n != 0 {
+		t.Fatalf("SIM holds %d SMS while unregistered", n)
+	}
 	sim.SetRegistration(1)
 	if !waitUntil(testWait, func() bool {
 		c, err := api.FetchSmsCommand(*a.Sid)
@@ -395,13 +426,21 @@ func TestQueuedUntilRegisteredOrExpired(t *testing.T) {
 	}) {
 		t.Fatal("not delivered after registration")
 	}
-	sim.SetRegistration(0)
-	b, err := api.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim(e.SimSid()).SetPayload("expires").SetCallbackUrl(hook.URL))
+	if st := sim.State(); len(st.Stored) != 1 || st.Stored[0].Text != "waits" {
+		t.Errorf("SIM holds %+v", st.Stored)
+	}
+
+	// A second network whose commands live 300ms.
+	e2, sim2 := startEmu(t, Options{CommandTTL: 300 * time.Millisecond})
+	api2 := twilioAPI(e2)
+	hook := newHookServer(t, 0)
+	ready(sim2)
+	b, err := api2.CreateSmsCommand((&openapi.CreateSmsCommandParams{}).SetSim(e2.SimSid()).SetPayload("expires").SetCallbackUrl(hook.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !waitUntil(testWait, func() bool {
-		c, err := api.FetchSmsCommand(*b.Sid)
+		c, err := api2.FetchSmsCommand(*b.Sid)
 		return err == nil && *c.Status == StatusFailed
 	}) {
 		t.Fatal("queued command did not fail after its lifetime")
@@ -411,8 +450,10 @@ func TestQueuedUntilRegisteredOrExpired(t *testing.T) {
 	if r := hook.requests(); len(r) != 1 || r[0].Form.Get("Status") != StatusFailed {
 		t.Errorf("callbacks: %+v", r)
 	}
-	if n := len(sim.State().Stored); n != 1 {
-		t.Errorf("SIM holds %d SMS, want only the delivered one", n)
+	sim2.SetRegistration(1)
+	time.Sleep(100 * time.Millisecond) // retry intervals in which nothing may happen
+	if n := len(sim2.State().Stored); n != 0 {
+		t.Errorf("a failed command reached the SIM: %d SMS", n)
 	}
 }
 
@@ -610,5 +651,194 @@ func TestWebhookGET(t *testing.T) {
 	v := client.NewRequestValidator(e.AuthToken())
 	if !v.Validate(r.URL, map[string]string{}, r.Header.Get("X-Twilio-Signature")) {
 		t.Errorf("GET signature does not validate")
+	}
+}
+
+// UsageRecords sum what was carried, per hour, day or in all, grouped and
+// filtered as asked; a period with no traffic has none.
+func TestUsageRecords(t *testing.T) {
+	t.Parallel()
+	e, _ := startEmu(t, Options{DeviceMode: ModeOS})
+	api := twilioAPI(e)
+	dev := udpDevice(t)
+	cloud, err := net.ResolveUDPAddr("udp", e.CloudUDP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{10, 20, 30} {
+		if _, err := dev.WriteToUDP(make([]byte, n), cloud); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := dev.LocalAddr().(*net.UDPAddr).Port
+	if _, err := api.CreateIpCommand((&openapi.CreateIpCommandParams{}).SetSim(e.SimSid()).SetPayload("12345").SetDevicePort(port)); err != nil {
+		t.Fatal(err)
+	}
+	if !waitUntil(testWait, func() bool {
+		st := e.State()
+		return len(st.IpCommands) == 4 && st.IpCommands[3].Status == StatusSent
+	}) {
+		t.Fatalf("IP Commands: %+v", e.State().IpCommands)
+	}
+	check := func(p *openapi.ListUsageRecordParams, up, down int64) []openapi.SupersimV1UsageRecord {
+		t.Helper()
+		recs, err := api.ListUsageRecord(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gotUp, gotDown int64
+		for _, r := range recs {
+			gotUp += *r.DataUpload
+			gotDown += *r.DataDownload
+			if *r.DataTotal != *r.DataUpload+*r.DataDownload || r.Period == nil || *r.AccountSid != e.AccountSID() {
+				t.Errorf("record %+v", r)
+			}
+		}
+		if gotUp != up || gotDown != down {
+			t.Errorf("ListUsageRecord(%+v): upload %d download %d, want %d and %d", p, gotUp, gotDown, up, down)
+		}
+		return recs
+	}
+	all := check(&openapi.ListUsageRecordParams{}, 60, 5)
+	if len(all) != 1 || all[0].SimSid != nil {
+		t.Errorf("ungrouped records: %+v", all)
+	}
+	check((&openapi.ListUsageRecordParams{}).SetGranularity("hour"), 60, 5)
+	day := check((&openapi.ListUsageRecordParams{}).SetGranularity("day").SetGroup("fleet"), 60, 5)
+	if len(day) != 1 || *day[0].FleetSid != e.FleetSid() {
+		t.Errorf("by day and fleet: %+v", day)
+	}
+	check((&openapi.ListUsageRecordParams{}).SetSim(e.SimSid()).SetGroup("isoCountry"), 60, 5)
+	check((&openapi.ListUsageRecordParams{}).SetStartTime(time.Now().Add(time.Hour)), 0, 0)
+	check((&openapi.ListUsageRecordParams{}).SetFleet("no-such-fleet"), 0, 0)
+}
+
+// Injected errors answer the next requests with the status, the error
+// shape and Retry-After, and change nothing; then the API answers again.
+func TestInjectErrors(t *testing.T) {
+	t.Parallel()
+	e, _ := startEmu(t, Options{})
+	if err := e.InjectErrors(418, 1, 0); err == nil {
+		t.Error("InjectErrors took 418")
+	}
+	if err := e.InjectErrors(http.StatusTooManyRequests, 2, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	body := "Sim=" + e.SimSid() + "&Payload=x"
+	for i := range 2 {
+		req, err := http.NewRequest("POST", e.URL()+"/v1/SmsCommands", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(e.AccountSID(), e.AuthToken())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got APIError
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 429 || got.Code != 20429 || got.Status != 429 || resp.Header.Get("Retry-After") != "2" {
+			t.Errorf("request %d: %d %+v Retry-After %q", i, resp.StatusCode, got, resp.Header.Get("Retry-After"))
+		}
+	}
+	if n := len(e.State().SmsCommands); n != 0 {
+		t.Errorf("%d commands after refused requests", n)
+	}
+	if code, b := rawRequest(t, e, "POST", "/v1/SmsCommands", "application/x-www-form-urlencoded", body, true); code != 201 {
+		t.Errorf("after the injected errors: %d %s", code, b)
+	}
+}
+
+// golang.org/x/oauth2's client-credentials flow gets a token from the
+// KORE token endpoint, and its client calls the API with it.
+func TestOAuth2ClientCredentials(t *testing.T) {
+	t.Parallel()
+	e, _ := startEmu(t, Options{ClientID: "kore-client", ClientSecret: "kore-secret"})
+	for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
+		cc := clientcredentials.Config{ClientID: "kore-client", ClientSecret: "kore-secret",
+			TokenURL: e.URL() + "/api-services/v1/auth/token", AuthStyle: style}
+		tok, err := cc.Token(context.Background())
+		if err != nil {
+			t.Fatalf("token (style %d): %v", style, err)
+		}
+		if tok.AccessToken == "" || tok.Expiry.IsZero() {
+			t.Errorf("token %+v", tok)
+		}
+		resp, err := cc.Client(context.Background()).Get(e.URL() + "/v1/Sims")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Errorf("GET /v1/Sims with the token: %d", resp.StatusCode)
+		}
+	}
+	bad := clientcredentials.Config{ClientID: "kore-client", ClientSecret: "wrong", TokenURL: e.URL() + "/oauth/token"}
+	if _, err := bad.Token(context.Background()); err == nil {
+		t.Error("a wrong client secret got a token")
+	}
+}
+
+// In modem mode an IP Command waits for the module's data session: with
+// no host to bring it up, it stays queued and nothing is injected.
+func TestIPCommandWaitsForDataSession(t *testing.T) {
+	t.Parallel()
+	e, sim := startEmu(t, Options{})
+	api := twilioAPI(e)
+	if !waitUntil(testWait, func() bool { st := sim.State(); return st.SMSReady && st.Registration == 5 }) {
+		t.Fatal("modem never registered")
+	}
+	c, err := api.CreateIpCommand((&openapi.CreateIpCommandParams{}).SetSim(e.SimSid()).SetPayload("hello").SetDevicePort(6969))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // many retry intervals
+	got, err := api.FetchIpCommand(*c.Sid)
+	if err != nil || *got.Status != StatusQueued || got.DeviceIp != nil {
+		t.Errorf("without a data session: %+v, %v; want queued with no device_ip", got, err)
+	}
+	if n := sim.State().Counters[modemsim.CounterUDPIn]; n != 0 {
+		t.Errorf("%d datagrams injected without a data session", n)
+	}
+}
+
+// An API Key SID and its secret authenticate like the account's own
+// credentials; a wrong secret or an unknown key does not.
+func TestAPIKeyAuth(t *testing.T) {
+	t.Parallel()
+	const key, secret = "SK0123456789abcdef0123456789abcdef", "keysecret"
+	e, _ := startEmu(t, Options{APIKeys: map[string]string{key: secret}})
+	for _, c := range []struct {
+		user, pass string
+		want       int
+	}{
+		{key, secret, 200}, {key, "wrong", 401}, {"SKffffffffffffffffffffffffffffffff", secret, 401}, {e.AccountSID(), e.AuthToken(), 200},
+	} {
+		req, err := http.NewRequest("GET", e.URL()+"/v1/Fleets", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(c.user, c.pass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != c.want {
+			t.Errorf("%s:%s: %d, want %d", c.user, c.pass, resp.StatusCode, c.want)
+		}
+	}
+	if _, err := Start(Options{Modem: e.modem, APIKeys: map[string]string{"AK1": "x"}}); err == nil {
+		t.Error("Start took an API key SID without the SK prefix")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/simgate/simgate/modem/modemsim"
 )
 
 // Malformed requests each get the documented error (status, code, a
@@ -171,4 +173,29 @@ func mustJSON(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The segments of a concatenated SMS the device sends to 000 become one
+// from_sim SmsCommand, whatever order they arrive in; an SMS to another
+// number is not a command.
+func TestFromSimConcatenated(t *testing.T) {
+	t.Parallel()
+	e, _ := startEmu(t, Options{})
+	e.hooks.sms(modemsim.SentSMS{To: "000", Text: " world", Encoding: "ucs2", ConcatRef: 7, Seq: 2, Total: 2})
+	e.hooks.sms(modemsim.SentSMS{To: "+447700900123", Text: "not a command", Encoding: "gsm7"})
+	e.hooks.sms(modemsim.SentSMS{To: "000", Text: "hello 😀", Encoding: "ucs2", ConcatRef: 7, Seq: 1, Total: 2})
+	e.hooks.sms(modemsim.SentSMS{To: "000", Data: []byte{0, 0xff}, Encoding: "8bit"})
+	if !waitUntil(testWait, func() bool { return len(e.State().SmsCommands) == 2 }) {
+		t.Fatalf("from_sim commands: %+v", e.State().SmsCommands)
+	}
+	var got []string
+	for _, c := range e.State().SmsCommands {
+		if c.Direction != DirectionFromSim || c.Status != StatusReceived {
+			t.Errorf("command %+v", c)
+		}
+		got = append(got, c.Payload)
+	}
+	if diff := cmp.Diff([]string{"hello 😀 world", "AP8="}, got); diff != "" {
+		t.Errorf("payloads (-want +got):\n%s", diff)
+	}
 }

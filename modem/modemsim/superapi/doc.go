@@ -30,7 +30,9 @@
 // Every webhook and status callback is retried with backoff until the
 // receiver answers 2xx or Options.WebhookAttempts is used up; every attempt
 // is recorded with its status code in State, which tests read in-process
-// or through the modemsim control socket (op "api-state").
+// or through the modemsim control socket (op "api-state"). InjectErrors
+// makes the API answer 429 or 5xx for a while, as the real service
+// sometimes does, so that a client's retries can be tested.
 //
 // The README's section "The Super SIM API emulator" is the user's guide.
 package superapi

@@ -25,6 +25,9 @@ type Options struct {
 	// auth; the defaults are generated (AC and 32 hex digits, 32 hex
 	// digits). With Signing "twilio" AuthToken also signs the webhooks.
 	AccountSID, AuthToken string
+	// APIKeys are API Key SIDs (SK and 32 hex digits) and their secrets,
+	// accepted for HTTP Basic auth like the Account SID and auth token.
+	APIKeys map[string]string
 	// Signing is how webhooks and callbacks are signed: "twilio"
 	// (X-Twilio-Signature) or "kore" (kore-signature). Default "twilio".
 	Signing string
@@ -107,6 +110,11 @@ func (o *Options) applyDefaults() error {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
 			// twilio-go refuses credentials with other characters.
 			return errors.New("auth token: want letters and digits only")
+		}
+	}
+	for sid, secret := range o.APIKeys {
+		if !isSid(sid, "SK") || secret == "" {
+			return fmt.Errorf("API key %q: want SK and 32 hex digits, with a secret", sid)
 		}
 	}
 	switch o.Signing {
@@ -193,6 +201,7 @@ type Emulator struct {
 	concat   map[concatKey][]modemsim.SentSMS
 	hooks    *hookQueue
 	webhooks *webhooks
+	faults   []fault
 
 	kick chan struct{}
 	done chan struct{}
@@ -400,6 +409,44 @@ func (e *Emulator) Close() error {
 	e.webhooks.close()
 	e.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// fault is one answer InjectErrors queued.
+type fault struct {
+	status     int
+	retryAfter time.Duration
+}
+
+// InjectErrors makes the next n authenticated API requests fail with the
+// HTTP status (429, 500, 502, 503 or 504), in the error shape, with a
+// Retry-After header of retryAfter when it is positive, and change
+// nothing: for testing a client's retries, as the real service sometimes
+// answers this way.
+func (e *Emulator) InjectErrors(status, n int, retryAfter time.Duration) error {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	default:
+		return fmt.Errorf("inject errors: status %d: want 429, 500, 502, 503 or 504", status)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for range n {
+		e.faults = append(e.faults, fault{status, retryAfter})
+	}
+	return nil
+}
+
+// takeFault returns the next injected fault, if any.
+func (e *Emulator) takeFault() (fault, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.faults) == 0 {
+		return fault{}, false
+	}
+	f := e.faults[0]
+	e.faults = e.faults[1:]
+	return f, true
 }
 
 // wake makes the pump look at the queued commands now.

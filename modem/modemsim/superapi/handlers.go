@@ -1,6 +1,7 @@
 package superapi
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -78,6 +80,14 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(http.StatusUnauthorized, CodeAuthenticate, "Authenticate"))
 		return
 	}
+	if f, ok := e.takeFault(); ok {
+		if f.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((f.retryAfter+time.Second-1)/time.Second)))
+		}
+		code := 20000 + f.status // 20429 Too Many Requests, 20500, 20503...
+		writeError(w, apiError(f.status, code, "%s", http.StatusText(f.status)))
+		return
+	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	var rt route
 	var ok bool
@@ -87,6 +97,9 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rt, ok = e.routes(parts[1])
 	case len(parts) == 3 && parts[0] == "v1" && parts[2] != "":
 		rt, ok = e.instance(parts[1])
+		id = parts[2]
+	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "Sims" && parts[2] != "":
+		rt, ok = e.simSub(parts[3])
 		id = parts[2]
 	}
 	if !ok {
@@ -126,9 +139,14 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // URLs keep their "&", as the provider writes them
+	var b []byte
+	if err := enc.Encode(v); err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"code":20500,"message":"Internal Server Error","more_info":"https://www.twilio.com/docs/errors/20500","status":500}`)
+	} else {
+		b = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
@@ -142,9 +160,11 @@ func writeError(w http.ResponseWriter, e *APIError) { writeJSON(w, e.Status, e) 
 // Bearer token the token endpoint issued and that has not expired.
 func (e *Emulator) authorized(r *http.Request) bool {
 	if user, pass, ok := r.BasicAuth(); ok {
-		u := subtle.ConstantTimeCompare([]byte(user), []byte(e.opts.AccountSID))
-		p := subtle.ConstantTimeCompare([]byte(pass), []byte(e.opts.AuthToken))
-		return u&p == 1
+		secret, known := e.opts.AuthToken, user == e.opts.AccountSID
+		if !known {
+			secret, known = e.opts.APIKeys[user]
+		}
+		return known && subtle.ConstantTimeCompare([]byte(pass), []byte(secret)) == 1
 	}
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
 		e.mu.Lock()
@@ -704,4 +724,80 @@ func (e *Emulator) fetchNAP(r *http.Request, _ url.Values, id string) (int, any,
 		return http.StatusOK, *n, nil
 	}
 	return 0, nil, notFound(r.URL.Path)
+}
+
+// Subresources of a Sim, as its links name them.
+
+func (e *Emulator) simSub(name string) (route, bool) {
+	switch name {
+	case "IpAddresses":
+		return route{get: e.listIPAddresses}, true
+	case "BillingPeriods":
+		return route{get: e.listBillingPeriods}, true
+	}
+	return route{}, false
+}
+
+// IPAddress is one address of a Sim's data session.
+type IPAddress struct {
+	IPAddress        string `json:"ip_address"`
+	IPAddressVersion string `json:"ip_address_version"`
+}
+
+// BillingPeriod is a Sim's billing period: here one month from when the
+// Sim became active in the emulated account.
+type BillingPeriod struct {
+	Sid         string    `json:"sid"`
+	AccountSid  string    `json:"account_sid"`
+	SimSid      string    `json:"sim_sid"`
+	StartTime   time.Time `json:"start_time"`
+	EndTime     time.Time `json:"end_time"`
+	PeriodType  string    `json:"period_type"`
+	DateCreated time.Time `json:"date_created"`
+	DateUpdated time.Time `json:"date_updated"`
+}
+
+func (e *Emulator) listIPAddresses(r *http.Request, q url.Values, id string) (int, any, *APIError) {
+	pg, perr := parsePage(q)
+	if perr != nil {
+		return 0, nil, perr
+	}
+	e.mu.Lock()
+	s := e.simByRef(id)
+	e.mu.Unlock()
+	if s == nil {
+		return 0, nil, notFound(r.URL.Path)
+	}
+	out := []IPAddress{}
+	if e.opts.DeviceMode == ModeOS {
+		out = append(out, IPAddress{"127.0.0.1", "IPv4"})
+	} else if st := e.modem.State(); st.DataUp && st.IP != "" {
+		out = append(out, IPAddress{st.IP, "IPv4"})
+	}
+	items, meta := paginate(e.base+r.URL.Path, "ip_addresses", url.Values{}, pg, out)
+	return http.StatusOK, map[string]any{"ip_addresses": items, "meta": meta}, nil
+}
+
+func (e *Emulator) listBillingPeriods(r *http.Request, q url.Values, id string) (int, any, *APIError) {
+	pg, perr := parsePage(q)
+	if perr != nil {
+		return 0, nil, perr
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.simByRef(id)
+	if s == nil {
+		return 0, nil, notFound(r.URL.Path)
+	}
+	out := []BillingPeriod{}
+	if s.Status == SimActive || s.Status == SimReady {
+		bp := BillingPeriod{
+			Sid: "HB" + s.Sid[2:], AccountSid: s.AccountSid, SimSid: s.Sid,
+			StartTime: e.start, EndTime: e.start.AddDate(0, 1, 0), PeriodType: s.Status,
+			DateCreated: e.start, DateUpdated: e.start,
+		}
+		out = append(out, bp)
+	}
+	items, meta := paginate(e.base+r.URL.Path, "billing_periods", url.Values{}, pg, out)
+	return http.StatusOK, map[string]any{"billing_periods": items, "meta": meta}, nil
 }

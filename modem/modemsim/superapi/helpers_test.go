@@ -24,6 +24,11 @@ const testWait = 20 * time.Second
 // startEmu starts a simulated modem and an emulator wired to it.
 func startEmu(t *testing.T, o Options) (*Emulator, *modemsim.Sim) {
 	t.Helper()
+	return startEmuTB(t, o)
+}
+
+func startEmuTB(t testing.TB, o Options) (*Emulator, *modemsim.Sim) {
+	t.Helper()
 	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(t.TempDir(), "modem"), BootDelay: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("modemsim.Start: %v", err)

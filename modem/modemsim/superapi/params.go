@@ -23,6 +23,7 @@ type APIError struct {
 	Status   int    `json:"status"`
 }
 
+// Error gives the HTTP status, the code and the message.
 func (e *APIError) Error() string { return fmt.Sprintf("%d %d: %s", e.Status, e.Code, e.Message) }
 
 // Error codes. 20003, 20004, 20404, 83006, 83007 and 83010 are the

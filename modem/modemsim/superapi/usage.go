@@ -61,6 +61,9 @@ func (e *Emulator) listUsage(_ *http.Request, q url.Values, _ string) (int, any,
 	}
 	if end.IsZero() {
 		end = now().Add(time.Second)
+		if end.Before(start) {
+			end = start
+		}
 	}
 	simSid, fleetSid := "", ""
 	ok := true
