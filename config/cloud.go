@@ -111,6 +111,10 @@ func (l *loader) validateCloud(c *Cloud) {
 		}
 		if err := readable(f.path); err != nil {
 			l.addf(f.key, "%v", err)
+			continue
+		}
+		if f.key != "cloud.tls_cert_file" {
+			l.checkSecretMode(f.key, f.path) // as the mqtt secrets
 		}
 	}
 	p := c.TopicPrefix
