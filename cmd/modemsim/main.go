@@ -5,6 +5,7 @@
 // commands like the chosen module until SIGINT or SIGTERM:
 //
 //	modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
+//	         [-listen unix:PATH]
 //	         [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
 //
 // The same binary is the client of the control socket:
@@ -36,6 +37,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,7 +103,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
-           [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
+           [-listen unix:PATH] [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
   modemsim sms     -control SOCKET [-from 000] [-encoding gsm7|ucs2|8bit] [-parts N] [-ref16] [-order 3,1,2] TEXT
                    (8bit: TEXT is base64)
   modemsim udp     -control SOCKET [-from 100.64.0.1:6969] -port N PAYLOAD_BASE64
@@ -151,16 +153,36 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&o.EmptyRead, "empty-read", "error", "AT+CMGR on an empty slot: ok or error")
 	fs.DurationVar(&o.BootDelay, "boot-delay", 50*time.Millisecond, "power-up to first boot URC")
 	fs.DurationVar(&o.SendDelay, "send-delay", 0, "time AT+CMGS and socket sends take")
+	fs.DurationVar(&o.DeliveryGap, "delivery-gap", 0, "deliver SMS segments one at a time, this far apart (0: all at once)")
 	fs.StringVar(&o.ICCID, "iccid", "", "SIM ICCID (default a Super SIM ICCID)")
 	fs.StringVar(&o.IMEI, "imei", "", "module IMEI")
+	listen := fs.String("listen", "", "also serve the AT port on a UNIX stream socket: unix:PATH (ModemManager's Test.SetProfile)")
 	verbose := fs.Bool("v", false, "log every command")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if o.Link == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "modemsim: -link PATH is required and takes no arguments")
+	if *listen != "" {
+		path, ok := strings.CutPrefix(*listen, "unix:")
+		if !ok || path == "" {
+			fmt.Fprintf(stderr, "modemsim: -listen %q: want unix:PATH\n", *listen)
+			return exitUsage
+		}
+		o.Listen = path
+	}
+	if (o.Link == "" && o.Listen == "") || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "modemsim: -link PATH (or -listen unix:PATH) is required and takes no arguments")
 		usage(stderr)
 		return exitUsage
+	}
+	if o.Link == "" {
+		// Served on the socket only: the pty still exists, under a private
+		// name, so the socket reaches the same simulated port.
+		dir, err := os.MkdirTemp("", "modemsim-")
+		if err != nil {
+			return fail(stderr, err)
+		}
+		defer os.RemoveAll(dir)
+		o.Link = filepath.Join(dir, "tty")
 	}
 	level := slog.LevelInfo
 	if *verbose {
