@@ -24,7 +24,7 @@ func (l *loader) validate(c *Config) {
 		l.addf("device_id", "must not contain '/', '+', '#' or NUL: it becomes part of MQTT topics")
 	}
 
-	if strings.TrimSpace(c.Modem.Port) == "" {
+	if c.Modem.Backend != BackendModemManager && strings.TrimSpace(c.Modem.Port) == "" {
 		l.addf("modem.port", "must name the modem's AT serial port, e.g. /dev/serial/by-id/usb-Quectel_...-if02-port0")
 	}
 	if c.Modem.Baud <= 0 || c.Modem.Baud > 4000000 {
@@ -82,6 +82,7 @@ func (l *loader) validate(c *Config) {
 	l.oneOf("log.format", c.Log.Format, Formats)
 
 	l.validateObserve(c)
+	l.validateBackend(c)
 }
 
 func (l *loader) validateMQTT(m *MQTT) {
