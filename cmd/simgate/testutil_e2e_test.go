@@ -306,12 +306,14 @@ type gwConfig struct {
 	MaxMessages int
 	IPMode      string
 	Extra       string // more YAML, appended as it is
+	ModemExtra  string // more keys under modem:, indented by two spaces
 }
 
 func (c gwConfig) yaml() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "device_id: %q\n", c.DeviceID)
 	fmt.Fprintf(&b, "modem:\n  port: %q\n  profile: %s\n", c.Port, c.Profile)
+	b.WriteString(c.ModemExtra)
 	fmt.Fprintf(&b, "sms:\n  enabled: true\n  allowed_senders: [\"000\"]\n")
 	fmt.Fprintf(&b, "ip:\n  mode: %s\n", c.IPMode)
 	fmt.Fprintf(&b, "mqtt:\n  url: %q\n  embedded: %t\n", c.URL, c.Embedded)
@@ -783,8 +785,10 @@ type rigOptions struct {
 	IPMode      string // default "off"
 	// Stopped leaves the daemon to the test to start.
 	Stopped bool
-	// Extra is YAML appended to the daemon's configuration.
-	Extra string
+	// Extra is YAML appended to the daemon's configuration; ModemExtra
+	// goes under modem:.
+	Extra      string
+	ModemExtra string
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -825,6 +829,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		MaxMessages: o.MaxMessages,
 		IPMode:      o.IPMode,
 		Extra:       o.Extra,
+		ModemExtra:  o.ModemExtra,
 	}
 	r.gw = newDaemon(t, bin, r.dir, r.conf)
 	if !o.Embedded {

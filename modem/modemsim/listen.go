@@ -89,11 +89,14 @@ func (p *unixPort) accept() {
 // as the socket closing, as a USB port vanishing.
 func (p *unixPort) serve(c *net.UnixConn) {
 	defer c.Close()
-	tty, err := os.OpenFile(p.sim.Link(), os.O_RDWR|unix.O_NOCTTY, 0)
+	// Non-blocking, so os.NewFile registers it with the poller and Close
+	// interrupts a Read blocked on it.
+	fd, err := unix.Open(p.sim.Link(), unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		p.sim.log.Warn("AT socket: the pty is not there (unplugged?); closing the connection", "err", err)
 		return
 	}
+	tty := os.NewFile(uintptr(fd), p.sim.Link())
 	defer tty.Close()
 	// What the module said to nobody before this host connected is gone,
 	// as on a serial line nobody read.

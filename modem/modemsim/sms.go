@@ -675,9 +675,8 @@ func (s *Sim) deliverNextLocked() {
 		return
 	}
 	s.netQueue = append(s.netQueue, rest...)
-	if len(s.netQueue) == 0 {
-		return
-	}
+	// The gap follows every delivery, also the last one held: the next
+	// injection waits for it too.
 	s.gapTimer = time.AfterFunc(s.opts.DeliveryGap, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
