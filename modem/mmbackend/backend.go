@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,15 @@ const (
 	// before Healthy reports it (a restart or USB re-enumeration takes
 	// seconds; the unit's watchdog must still have time to act).
 	DefaultGoneLimit = 90 * time.Second
+	// DefaultDeleteQuiet is how long no new SMS must have arrived before
+	// the SMS already handed off are deleted, and DefaultDeleteBatch how
+	// many may wait regardless. ModemManager 1.20 holds a lock on the SMS
+	// storage while it deletes, and a +CMTI that arrives meanwhile is
+	// dropped: that SMS stays on the SIM, unseen until ModemManager next
+	// enables the modem. Deleting between bursts, not during them, keeps
+	// that window away from the SMS of a burst.
+	DefaultDeleteQuiet = 2 * time.Second
+	DefaultDeleteBatch = 10
 	// callTimeout bounds one D-Bus call other than Send.
 	callTimeout = 20 * time.Second
 )
@@ -53,9 +63,12 @@ type Config struct {
 	SMS bool
 	// AllowedSenders as in modem.Config.
 	AllowedSenders []string
-	// Sweep and GoneLimit: zero takes the defaults above.
-	Sweep     time.Duration
-	GoneLimit time.Duration
+	// Sweep, GoneLimit, DeleteQuiet and DeleteBatch: zero takes the
+	// defaults above.
+	Sweep       time.Duration
+	GoneLimit   time.Duration
+	DeleteQuiet time.Duration
+	DeleteBatch int
 	// OnEvent and OnStatus are called from Run's goroutine, in order. They
 	// must not block for long (the gateway's hub does not).
 	OnEvent  func(modem.Event)
@@ -84,7 +97,13 @@ type Backend struct {
 	// Run's goroutine only.
 	enabled      map[dbus.ObjectPath]bool // Enable(true) asked once per modem object
 	storeFailing bool
-	choiceMsg    string // the last "which modem" complaint, logged once
+	// handed holds the SMS the sink has (or that were rejected) and that
+	// wait to be deleted, by object path, with their message id: a path
+	// ModemManager reuses for another SMS after a restart has another id.
+	handed map[dbus.ObjectPath]string
+	// lastArrival is when a new SMS (or part) last showed up.
+	lastArrival time.Time
+	choiceMsg   string // the last "which modem" complaint, logged once
 }
 
 // New returns a backend; Run starts it.
@@ -98,10 +117,16 @@ func New(cfg Config, sink modem.Sink) *Backend {
 	if cfg.GoneLimit <= 0 {
 		cfg.GoneLimit = DefaultGoneLimit
 	}
+	if cfg.DeleteQuiet <= 0 {
+		cfg.DeleteQuiet = DefaultDeleteQuiet
+	}
+	if cfg.DeleteBatch <= 0 {
+		cfg.DeleteBatch = DefaultDeleteBatch
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	b := &Backend{cfg: cfg, sink: sink, log: cfg.Logger.With("component", "modemmanager"), enabled: map[dbus.ObjectPath]bool{}}
+	b := &Backend{cfg: cfg, sink: sink, log: cfg.Logger.With("component", "modemmanager"), enabled: map[dbus.ObjectPath]bool{}, handed: map[dbus.ObjectPath]string{}}
 	b.status.Network.Registration = "unknown"
 	b.goneAt = time.Now()
 	return b
@@ -205,27 +230,20 @@ func (b *Backend) runConn(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		b.sweep(ctx, conn)
-		select {
-		case <-ctx.Done():
-			return nil
-		case s, ok := <-sig:
-			if !ok {
-				return errors.New("the bus closed the connection")
-			}
-			b.signal(s)
-			// Coalesce a burst: one sweep for everything already queued.
-			for more := true; more; {
-				select {
-				case s, ok := <-sig:
-					if !ok {
-						return errors.New("the bus closed the connection")
-					}
-					b.signal(s)
-				default:
-					more = false
-				}
-			}
-		case <-tick.C:
+		// Deletes that wait for a quiet moment get a sweep of their own
+		// when it comes.
+		var deleteDue <-chan time.Time
+		var dt *time.Timer
+		if len(b.handed) > 0 {
+			dt = time.NewTimer(max(0, time.Until(b.lastArrival.Add(b.cfg.DeleteQuiet))) + 10*time.Millisecond)
+			deleteDue = dt.C
+		}
+		err := b.wait(ctx, sig, tick.C, deleteDue)
+		if dt != nil {
+			dt.Stop()
+		}
+		if err != nil || ctx.Err() != nil {
+			return err
 		}
 		if !conn.Connected() {
 			return errors.New("the bus connection was lost")
@@ -233,15 +251,48 @@ func (b *Backend) runConn(ctx context.Context) error {
 	}
 }
 
+// wait waits for a signal (taking every one already queued with it, so a
+// burst makes one sweep), the sweep tick or a due delete.
+func (b *Backend) wait(ctx context.Context, sig chan *dbus.Signal, tick, deleteDue <-chan time.Time) error {
+	select {
+	case <-deleteDue:
+	case <-ctx.Done():
+	case <-tick:
+	case s, ok := <-sig:
+		if !ok {
+			return errors.New("the bus closed the connection")
+		}
+		b.signal(s)
+		for {
+			select {
+			case s, ok := <-sig:
+				if !ok {
+					return errors.New("the bus closed the connection")
+				}
+				b.signal(s)
+			default:
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
 // signal logs what arrived; the sweep that follows does the work.
 func (b *Backend) signal(s *dbus.Signal) {
 	if s.Name == "org.freedesktop.DBus.NameOwnerChanged" && len(s.Body) == 3 {
+		// A new ModemManager numbers its modems afresh: the same object
+		// path is a new modem, disabled again.
+		clear(b.enabled)
 		if owner, _ := s.Body[2].(string); owner == "" {
 			b.log.Warn("ModemManager left the bus")
 		} else {
 			b.log.Info("ModemManager is on the bus", "owner", owner)
 		}
 		return
+	}
+	if s.Name == ifMessaging+".Added" || (s.Name == ifProps+".PropertiesChanged" && strings.Contains(string(s.Path), "/SMS/")) {
+		b.lastArrival = time.Now()
 	}
 	b.log.Debug("signal", "name", s.Name, "path", s.Path)
 }
@@ -323,6 +374,9 @@ func (b *Backend) setGone(err error) {
 	changed := st != b.status
 	b.status = st
 	b.mu.Unlock()
+	// A modem that comes back (re-enumerated, or a new ModemManager) is
+	// enabled again if it needs to be.
+	clear(b.enabled)
 	if was != "" {
 		msg := fmt.Sprintf("the modem went away from ModemManager (%v); waiting for it to come back", err)
 		b.log.Warn(msg)

@@ -61,9 +61,43 @@ func (b *Backend) receive(ctx context.Context, conn *dbus.Conn, path dbus.Object
 		}
 		return cmp.Compare(pathNumber(x.path), pathNumber(y.path))
 	})
+	listed := map[dbus.ObjectPath]bool{}
+	for _, p := range list {
+		listed[p] = true
+	}
+	for p := range b.handed {
+		if !listed[p] {
+			delete(b.handed, p) // deleted, or ModemManager restarted without it
+		}
+	}
 	for _, s := range in {
-		if err := b.handle(ctx, conn, path, s); err != nil {
-			return
+		if b.handed[s.path] == s.m.ID {
+			continue // handed off already, waiting to be deleted
+		}
+		b.lastArrival = time.Now()
+		if err := b.handle(ctx, s); err != nil {
+			break
+		}
+		b.handed[s.path] = s.m.ID
+	}
+	b.deleteHanded(ctx, conn, path)
+}
+
+// deleteHanded deletes the SMS handed off, once no new one has arrived for
+// DeleteQuiet or DeleteBatch of them wait (see DefaultDeleteQuiet).
+func (b *Backend) deleteHanded(ctx context.Context, conn *dbus.Conn, modemPath dbus.ObjectPath) {
+	if len(b.handed) == 0 || (time.Since(b.lastArrival) < b.cfg.DeleteQuiet && len(b.handed) < b.cfg.DeleteBatch) {
+		return
+	}
+	paths := make([]dbus.ObjectPath, 0, len(b.handed))
+	for p := range b.handed {
+		paths = append(paths, p)
+	}
+	slices.SortFunc(paths, func(x, y dbus.ObjectPath) int { return cmp.Compare(pathNumber(x), pathNumber(y)) })
+	for _, p := range paths {
+		err := b.delete(ctx, conn, modemPath, p)
+		if err == nil || dbusName(err) == "org.freedesktop.DBus.Error.UnknownObject" {
+			delete(b.handed, p)
 		}
 	}
 }
@@ -85,8 +119,9 @@ func readSMS(p dbus.ObjectPath, props map[string]dbus.Variant, now time.Time) in
 	return inSMS{path: p, m: m, err: err}
 }
 
-// handle gives one SMS to the sink, then deletes it from the modem.
-func (b *Backend) handle(ctx context.Context, conn *dbus.Conn, modemPath dbus.ObjectPath, s inSMS) error {
+// handle gives one SMS to the sink; a rejected one is only reported. Either
+// is deleted from the modem afterwards (deleteHanded).
+func (b *Backend) handle(ctx context.Context, s inSMS) error {
 	m := s.m
 	if s.err != nil {
 		// The content is intact; only the date is unknown. Delivered, with
@@ -97,7 +132,7 @@ func (b *Backend) handle(ctx context.Context, conn *dbus.Conn, modemPath dbus.Ob
 		msg := fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", m.From)
 		b.log.Warn(msg)
 		b.event(modem.EventSenderRejected, msg, map[string]any{"from": m.From, "path": string(s.path)})
-		return b.delete(ctx, conn, modemPath, s.path)
+		return nil
 	}
 	if err := b.sink.Put(ctx, m); err != nil {
 		if !b.storeFailing {
@@ -110,13 +145,12 @@ func (b *Backend) handle(ctx context.Context, conn *dbus.Conn, modemPath dbus.Ob
 	}
 	b.storeFailing = false
 	b.log.Info("SMS received", "id", m.ID, "from", m.From, "parts", m.Parts, "path", s.path)
-	return b.delete(ctx, conn, modemPath, s.path)
+	return nil
 }
 
 // delete removes an SMS handed off (or rejected) from the modem, so the
 // SIM does not fill: ModemManager never deletes one by itself. A failure
-// is only logged: the SMS is stored already, the next sweep finds it again
-// and the sink drops the duplicate.
+// is logged and retried by the next sweep: the SMS is stored already.
 func (b *Backend) delete(ctx context.Context, conn *dbus.Conn, modemPath, smsPath dbus.ObjectPath) error {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
