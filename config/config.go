@@ -94,7 +94,7 @@ func Default() Config {
 	return Config{
 		Modem: Modem{Port: "/dev/ttyUSB2", Baud: 115200, Profile: "auto", Init: []string{},
 			Backend: BackendAT, ModemManager: ModemManager{Bus: "system"}},
-		SMS:   SMS{Enabled: true, AllowedSenders: []string{"000"}},
+		SMS: SMS{Enabled: true, AllowedSenders: []string{"000"}},
 		IP: IP{
 			Mode: "modem", Port: 6969, APN: "super", Cloud: "100.64.0.1:6969",
 			AllowedSources: []string{},
