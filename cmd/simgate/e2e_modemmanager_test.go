@@ -255,20 +255,47 @@ func TestE2EModemManager(t *testing.T) {
 	t.Run("ModemManager restarted mid-burst", func(t *testing.T) {
 		msgs, burstWant := burst("mm", 20, base.Add(10*time.Second))
 		want = append(want, burstWant...)
-		in := r.injectPaced(msgs, 250*time.Millisecond)
-		if !waitUntil(e2eWait, func() bool { return in.n.Load() >= 6 }) {
-			t.Fatal("the burst did not start")
+		paced := func(ms []modemsim.SMS) {
+			for _, m := range ms {
+				r.inject(m)
+				time.Sleep(250 * time.Millisecond)
+			}
 		}
+		// The first third reaches ModemManager; the second arrives on the
+		// SIM while it is stopped; the rest after it is back.
+		paced(msgs[:7])
 		bus.stopMM()
-		// SMS keep arriving on the SIM while ModemManager is away.
-		time.Sleep(time.Second)
+		paced(msgs[7:14])
+		// Everything the network still holds reaches the SIM before
+		// ModemManager starts listing it (see below).
+		if !waitUntil(e2eWait, func() bool { return r.sim.State().NetworkQueue == 0 }) {
+			t.Fatalf("the network did not deliver: %s", r.simSummary())
+		}
 		bus.startMM()
-		in.wait(t)
-		r.waitSMS(want, false, 2*e2eWait)
+		// ModemManager 1.20 drops a +CMTI that arrives while it holds the
+		// SMS storage (for most of its enable sequence, and while it
+		// deletes): such an SMS stays on the SIM until it next enables the
+		// modem. The network pauses until ModemManager has listed the SIM
+		// and simgate has emptied it, so that the test checks simgate, not
+		// that ModemManager limitation (see the README).
+		if !waitUntil(e2eWait, func() bool {
+			n := 0
+			for _, ev := range r.obs.events() {
+				if ev.Type == "modem_connected" {
+					n++
+				}
+			}
+			return n >= 2
+		}) {
+			t.Fatalf("no modem_connected after the restart; events %v", eventTypes(r.obs.events()))
+		}
+		waitSIMEmpty(t, r)
+		paced(msgs[14:])
+		r.waitSMS(want, false, e2eWait)
 		waitSIMEmpty(t, r)
 		evs := eventTypes(r.obs.events())
-		if !slices.Contains(evs, "modem_lost") || !slices.Contains(evs, "modem_connected") {
-			t.Errorf("events %v, want modem_lost and modem_connected around the restart", evs)
+		if !slices.Contains(evs, "modem_lost") {
+			t.Errorf("events %v, want modem_lost when ModemManager stopped", evs)
 		}
 	})
 

@@ -40,14 +40,14 @@ const (
 	// seconds; the unit's watchdog must still have time to act).
 	DefaultGoneLimit = 90 * time.Second
 	// DefaultDeleteQuiet is how long no new SMS must have arrived before
-	// the SMS already handed off are deleted, and DefaultDeleteBatch how
-	// many may wait regardless. ModemManager 1.20 holds a lock on the SMS
-	// storage while it deletes, and a +CMTI that arrives meanwhile is
-	// dropped: that SMS stays on the SIM, unseen until ModemManager next
-	// enables the modem. Deleting between bursts, not during them, keeps
-	// that window away from the SMS of a burst.
+	// the SMS already handed off are deleted. ModemManager 1.20 holds a
+	// lock on the SMS storage while it deletes, and a +CMTI that arrives
+	// meanwhile is dropped: that SMS stays on the SIM, unseen until
+	// ModemManager next enables the modem. Deleting between bursts, not
+	// during them, keeps that window away from the SMS of a burst. A stream
+	// with no pause fills the SIM at worst; the network then holds new SMS,
+	// the pause comes, and the deletes make room.
 	DefaultDeleteQuiet = 2 * time.Second
-	DefaultDeleteBatch = 10
 	// callTimeout bounds one D-Bus call other than Send.
 	callTimeout = 20 * time.Second
 )
@@ -63,12 +63,10 @@ type Config struct {
 	SMS bool
 	// AllowedSenders as in modem.Config.
 	AllowedSenders []string
-	// Sweep, GoneLimit, DeleteQuiet and DeleteBatch: zero takes the
-	// defaults above.
+	// Sweep, GoneLimit and DeleteQuiet: zero takes the defaults above.
 	Sweep       time.Duration
 	GoneLimit   time.Duration
 	DeleteQuiet time.Duration
-	DeleteBatch int
 	// OnEvent and OnStatus are called from Run's goroutine, in order. They
 	// must not block for long (the gateway's hub does not).
 	OnEvent  func(modem.Event)
@@ -119,9 +117,6 @@ func New(cfg Config, sink modem.Sink) *Backend {
 	}
 	if cfg.DeleteQuiet <= 0 {
 		cfg.DeleteQuiet = DefaultDeleteQuiet
-	}
-	if cfg.DeleteBatch <= 0 {
-		cfg.DeleteBatch = DefaultDeleteBatch
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

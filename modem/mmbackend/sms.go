@@ -83,10 +83,10 @@ func (b *Backend) receive(ctx context.Context, conn *dbus.Conn, path dbus.Object
 	b.deleteHanded(ctx, conn, path)
 }
 
-// deleteHanded deletes the SMS handed off, once no new one has arrived for
-// DeleteQuiet or DeleteBatch of them wait (see DefaultDeleteQuiet).
+// deleteHanded deletes the SMS handed off once no new one has arrived for
+// DeleteQuiet (see DefaultDeleteQuiet).
 func (b *Backend) deleteHanded(ctx context.Context, conn *dbus.Conn, modemPath dbus.ObjectPath) {
-	if len(b.handed) == 0 || (time.Since(b.lastArrival) < b.cfg.DeleteQuiet && len(b.handed) < b.cfg.DeleteBatch) {
+	if len(b.handed) == 0 || time.Since(b.lastArrival) < b.cfg.DeleteQuiet {
 		return
 	}
 	paths := make([]dbus.ObjectPath, 0, len(b.handed))
