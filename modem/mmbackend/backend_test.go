@@ -104,7 +104,7 @@ func TestMappings(t *testing.T) {
 // A send error from ModemManager reads as the AT backend's: the +CMS code
 // with its reason.
 func TestMapError(t *testing.T) {
-	err := mapError(dbus.Error{Name: "org.freedesktop.ModemManager1.Error.MessageError.NetworkTimeout", Body: []any{"timeout"}})
+	err := mapError(dbus.Error{Name: "org.freedesktop.ModemManager1.Error.Message.NetworkTimeout", Body: []any{"timeout"}})
 	var cms *modem.CMSError
 	if !errors.As(err, &cms) || cms.Code != 332 || !strings.Contains(err.Error(), "+CMS ERROR: 332") {
 		t.Errorf("mapError = %v, want +CMS ERROR: 332", err)

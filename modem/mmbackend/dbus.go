@@ -145,7 +145,7 @@ var messageErrors = map[string]int{
 // mapError turns a D-Bus error from ModemManager into the error the AT
 // backend would return for the same failure; others are kept, wrapped.
 func mapError(err error) error {
-	if name, ok := strings.CutPrefix(dbusName(err), mmService+".Error.MessageError."); ok {
+	if name, ok := strings.CutPrefix(dbusName(err), mmService+".Error.Message."); ok {
 		if code, ok := messageErrors[name]; ok {
 			return fmt.Errorf("%w (ModemManager %s)", &modem.CMSError{Code: code}, name)
 		}
