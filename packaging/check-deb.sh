@@ -96,7 +96,8 @@ pass "Maintainer: $(field Maintainer)"
 pass "Description present"
 
 dpkg-deb --control "$deb" "$work/control"
-expect_eq "conffiles" "/etc/simgate/simgate.yaml" "$(cat "$work/control/conffiles")"
+expect_eq "conffiles" "/etc/mosquitto/conf.d/simgate.conf
+/etc/simgate/simgate.yaml" "$(sort "$work/control/conffiles")"
 for s in postinst prerm postrm; do
 	[ -x "$work/control/$s" ] || fail "maintainer script $s missing or not executable"
 	sh -n "$work/control/$s" || fail "maintainer script $s: shell syntax error"
@@ -113,6 +114,9 @@ pass "no other maintainer scripts"
 dpkg-deb --contents "$deb" | awk '{ print $1, $2, $6 }' | sort -k3 >"$work/contents.got"
 sort -k3 >"$work/contents.want" <<'EOF'
 drwxr-xr-x root/root ./etc/
+drwxr-xr-x root/root ./etc/mosquitto/
+drwxr-xr-x root/root ./etc/mosquitto/conf.d/
+-rw-r--r-- root/root ./etc/mosquitto/conf.d/simgate.conf
 drwxr-xr-x root/root ./etc/simgate/
 -rw-r--r-- root/root ./etc/simgate/simgate.yaml
 drwxr-xr-x root/root ./lib/
@@ -136,12 +140,26 @@ expect_file_eq "file list, modes and owners ($(wc -l <"$work/contents.want") ent
 dpkg-deb --extract "$deb" "$work/fs"
 for f in lib/systemd/system/simgate.service:systemd/simgate.service \
 	etc/simgate/simgate.yaml:packaging/simgate.yaml \
+	etc/mosquitto/conf.d/simgate.conf:packaging/mosquitto-simgate.conf \
 	usr/share/doc/simgate/examples/70-simgate-modem.rules:packaging/70-simgate-modem.rules; do
 	if [ -f "$here/../${f#*:}" ]; then
 		cmp -s "$work/fs/${f%%:*}" "$here/../${f#*:}" || fail "/${f%%:*} differs from ${f#*:}"
 		pass "/${f%%:*} is ${f#*:}"
 	fi
 done
+# The snippet must be one mosquitto accepts: a bad line there would stop the
+# broker from starting at all.
+if mq=$(command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null); then
+	port=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 20000) }')
+	printf 'listener %s 127.0.0.1\nallow_anonymous true\nuser %s\ninclude_dir %s\n' "$port" "$(id -un)" "$work/fs/etc/mosquitto/conf.d" >"$work/mosquitto.conf"
+	timeout 2 "$mq" -c "$work/mosquitto.conf" >"$work/mosquitto.out" 2>&1 && rc=0 || rc=$?
+	# 124: still running when timeout stopped it, i.e. the config was taken.
+	[ "$rc" = 124 ] || fail "mosquitto rejects the packaged conf.d snippet (exit $rc): $(cat "$work/mosquitto.out")"
+	grep -qi 'error' "$work/mosquitto.out" && fail "mosquitto complains about the packaged conf.d snippet: $(cat "$work/mosquitto.out")"
+	pass "mosquitto starts with /etc/mosquitto/conf.d/simgate.conf"
+else
+	echo "note mosquitto not found: conf.d snippet not tried"
+fi
 grep -q 'linked into\|statically linked' "$work/fs/usr/share/doc/simgate/copyright" ||
 	fail "copyright does not list the linked modules"
 pass "copyright lists the code linked into the binary"
@@ -253,8 +271,9 @@ pass "dpkg -i: installed into a fresh copy of $rootfs"
 grep -q 'sudo systemctl start simgate' <<<"$out" || fail "postinst did not tell the admin how to start simgate: $out"
 pass "postinst tells the admin how to start it"
 expect_eq "dpkg status" "install ok installed" "$(in_root dpkg-query -W -f="\${Status}" simgate)"
-expect_eq "conffile registered" "/etc/simgate/simgate.yaml" \
-	"$(in_root dpkg-query -W -f="\${Conffiles}" simgate | awk 'NF { print $1 }')"
+expect_eq "conffiles registered" "/etc/mosquitto/conf.d/simgate.conf
+/etc/simgate/simgate.yaml" \
+	"$(in_root dpkg-query -W -f="\${Conffiles}" simgate | awk 'NF { print $1 }' | sort)"
 has_user || fail "user simgate not created"
 pw=$(in_root getent passwd simgate)
 IFS=: read -r _ _ uid _ _ home shell <<<"$pw"
@@ -299,6 +318,8 @@ done
 pass "binary and unit gone after remove"
 exists /etc/simgate/simgate.yaml || fail "remove deleted the conffile"
 pass "remove keeps /etc/simgate/simgate.yaml"
+exists /etc/mosquitto/conf.d/simgate.conf || fail "remove deleted the mosquitto snippet"
+pass "remove keeps /etc/mosquitto/conf.d/simgate.conf"
 expect_eq "remove keeps the queue" queued "$(cat "$root/var/lib/simgate/queue.db")"
 has_user || fail "remove deleted the simgate user"
 pass "remove keeps the simgate user"
@@ -309,7 +330,7 @@ expect_eq "unit masked after remove" /dev/null "$(readlink "$root/etc/systemd/sy
 purge_check() {
 	out=$(in_root dpkg -P simgate 2>&1) || fail "dpkg -P failed: $out"
 	pass "dpkg -P: purged ($1)"
-	for f in /etc/simgate /var/lib/simgate /etc/systemd/system/simgate.service $wants \
+	for f in /etc/simgate /etc/mosquitto/conf.d/simgate.conf /var/lib/simgate /etc/systemd/system/simgate.service $wants \
 		/var/lib/systemd/deb-systemd-helper-enabled/simgate.service.dsh-also \
 		/var/lib/systemd/deb-systemd-helper-masked/simgate.service; do
 		exists "$f" && fail "$f left after purge ($1)"

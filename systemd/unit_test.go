@@ -81,6 +81,9 @@ func TestUnitSettings(t *testing.T) {
 		"Service.RestrictAddressFamilies":  {"AF_UNIX AF_INET AF_INET6"},
 		"Service.SystemCallFilter":         {"@system-service", "~@privileged @resources"},
 		"Service.CapabilityBoundingSet":    {""},
+		"Service.MemoryMax":                {"64M"},
+		"Service.Environment":              {"GOMEMLIMIT=48MiB"},
+		"Service.TasksMax":                 {"64"},
 		"Install.WantedBy":                 {"multi-user.target"},
 	}
 	picked := map[string][]string{}

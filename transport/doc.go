@@ -1,5 +1,5 @@
 // Package transport moves commands between the modem session and MQTT with
-// the delivery promise of CONTRACT.md: at least once, in arrival order,
+// the delivery promise of the README: at least once, in arrival order,
 // across broker outages, restarts, kill -9 and power loss.
 //
 // # Pieces
@@ -8,12 +8,16 @@
 //     implements modem.Sink: every Put, PutSegment and Assemble returns only
 //     after an fsync'd commit, and concurrent writes share one commit (group
 //     commit), so a burst costs a few fsyncs. Messages are ordered by a
-//     sequence number assigned at commit, never by wall time. The queue is
-//     bounded by StoreConfig.MaxMessages: a new message, segment or request
-//     beyond it is refused with an error wrapping ErrQueueFull and a
-//     "queue_full" event. Ids of delivered messages are remembered for
-//     DedupWindow (48 h, at most DedupMax ids), so an SMS the network
-//     redelivers is not published twice.
+//     sequence number assigned at commit, never by wall time. Received
+//     messages and segments are bounded by StoreConfig.MaxMessages and
+//     requests, apart, by MaxRequests: new work beyond a bound is refused
+//     with an error wrapping ErrQueueFull and a "queue_full" event. Ids of
+//     delivered messages are remembered for DedupWindow (48 h, at most
+//     DedupMax ids), so an SMS the network redelivers is not published
+//     twice. At open queue.db is checked (bbolt's check, and its last
+//     transaction against queue.txid); a damaged file is set aside, salvaged
+//     and replaced ("store_corrupt"). A reserve file keeps removals possible
+//     on a full disk ("store_full", ErrStoreFull).
 //   - Relay (NewRelay, Run) connects to the broker with paho and relays:
 //     queued messages to P/sms/in and P/ip/in, requests from P/sms/out and
 //     P/ip/out to the modem.Device, results to P/.../out/result, events to

@@ -214,6 +214,18 @@ func embeddedBroker(t testing.TB, addr string, obs *observer) *closeOnce {
 	return &closeOnce{Server: srv, once: &once}
 }
 
+// waitSubscribed waits until the relay's client holds its two request
+// subscriptions at the broker. Connected is set once the connection is up,
+// before onConnect's SUBSCRIBE is answered: a request published in between
+// reaches no subscriber and is gone.
+func (c *closeOnce) waitSubscribed(t testing.TB, clientID string) {
+	t.Helper()
+	eventually(t, "the relay's subscriptions", func() bool {
+		cl, ok := c.Clients.Get(clientID)
+		return ok && len(cl.State.Subscriptions.GetAll()) >= 2
+	})
+}
+
 // closeOnce guards mochi's Close, which panics when called twice.
 type closeOnce struct {
 	*mochi.Server

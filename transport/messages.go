@@ -149,16 +149,21 @@ type QueueJSON struct {
 }
 
 type statusJSON struct {
-	Online    bool              `json:"online"`
-	Version   string            `json:"version"`
-	Modem     modem.ModemInfo   `json:"modem"`
-	SIM       modem.SIMInfo     `json:"sim"`
-	Network   modem.NetworkInfo `json:"network"`
-	Data      modem.DataInfo    `json:"data"`
-	Recovery  modem.Recovery    `json:"recovery"`
-	Ready     bool              `json:"ready"`
-	Queue     QueueJSON         `json:"queue"`
-	UpdatedAt string            `json:"updated_at,omitempty"`
+	Online   bool              `json:"online"`
+	Version  string            `json:"version"`
+	Modem    modem.ModemInfo   `json:"modem"`
+	SIM      modem.SIMInfo     `json:"sim"`
+	Network  modem.NetworkInfo `json:"network"`
+	Data     modem.DataInfo    `json:"data"`
+	Recovery modem.Recovery    `json:"recovery"`
+	Ready    bool              `json:"ready"`
+	// StoreFull and StoreCorrupt appear only when set, so a status from
+	// before they existed reads the same.
+	StoreFull    bool      `json:"store_full,omitempty"`
+	StoreCorrupt bool      `json:"store_corrupt,omitempty"`
+	CorruptFile  string    `json:"store_corrupt_file,omitempty"`
+	Queue        QueueJSON `json:"queue"`
+	UpdatedAt    string    `json:"updated_at,omitempty"`
 }
 
 func queueJSON(s QueueStats) QueueJSON {
@@ -184,6 +189,10 @@ func renderStatus(version string, st modem.Status, qs QueueStats, now time.Time)
 		Data:     st.Data,
 		Recovery: st.Recovery,
 		Ready:    st.Ready,
+		// In the change key: a full or damaged store is news.
+		StoreFull:    qs.StoreFull,
+		StoreCorrupt: qs.StoreCorrupt,
+		CorruptFile:  qs.CorruptFile,
 	}
 	key, err = json.Marshal(j)
 	if err != nil {

@@ -167,5 +167,7 @@ func clientOptions(c MQTTConfig) (*paho.ClientOptions, error) {
 	o.SetOrderMatters(true)
 	o.SetAutoAckDisabled(true)
 	o.SetWill(c.topic(TopicStatus), OfflinePayload, 1, true)
+	// Whatever the broker sends is bounded before paho reads it.
+	o.SetCustomOpenConnectionFn(openBounded)
 	return o, nil
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -25,14 +26,32 @@ type admit struct {
 	Req     Request
 	Reject  string
 	Outcome admission // set by Queue.admit
+	// committed is set once the outcome is durable, so a retried batch
+	// does not store it twice.
+	committed bool
 }
 
 // admit stores a batch of requests, and failed results for the ones that are
-// invalid or do not fit, in one commit and in the order given. Only after it
-// returns may the requests be acknowledged to the broker.
+// invalid or do not fit, in the order given. Only after it returns may the
+// requests be acknowledged to the broker. A commit that fails for lack of
+// space is split in halves, down to one request, so what fits is stored; on
+// an error, calling admit again with the same items stores only the rest.
 func (q *Queue) admit(ctx context.Context, items []*admit) error {
+	var todo []*admit
+	for _, it := range items {
+		if !it.committed {
+			todo = append(todo, it)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	return q.admitChunk(ctx, todo)
+}
+
+func (q *Queue) admitChunk(ctx context.Context, items []*admit) error {
 	full := false
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		full = false
 		ids := tx.Bucket(bucketOutIDs)
 		for _, it := range items {
@@ -51,7 +70,14 @@ func (q *Queue) admit(ctx context.Context, items []*admit) error {
 				it.Outcome = admitDuplicate
 				continue
 			}
-			if c.occupancy() >= q.cfg.MaxMessages {
+			if q.storeFull.Load() {
+				it.Outcome = admitFull
+				if err := q.putResult(tx, c, Result{ID: it.Req.ID, Channel: it.Req.Channel, Status: StatusFailed, Error: "store full: the disk under store.dir is full"}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if c.requests() >= q.cfg.MaxRequests {
 				it.Outcome, full = admitFull, true
 				if err := q.putResult(tx, c, Result{ID: it.Req.ID, Channel: it.Req.Channel, Status: StatusFailed, Error: "queue full"}); err != nil {
 					return nil, err
@@ -81,12 +107,24 @@ func (q *Queue) admit(ctx context.Context, items []*admit) error {
 		return nil, nil
 	})
 	if full {
-		q.fullEvent("requests")
+		q.fullEvent(dirRequests, "requests")
 	}
-	if err != nil {
-		return fmt.Errorf("queue requests: %w", err)
+	if err == nil {
+		for _, it := range items {
+			it.committed = true
+		}
+		return nil
 	}
-	return nil
+	if isNoSpace(err) && len(items) > 1 {
+		half := len(items) / 2
+		// In order: the second half is tried only once the first is in,
+		// so what is stored is always a prefix of the batch.
+		if err := q.admitChunk(ctx, items[:half]); err != nil {
+			return err
+		}
+		return q.admitChunk(ctx, items[half:])
+	}
+	return fmt.Errorf("queue requests: %w", err)
 }
 
 func (q *Queue) putResult(tx *bolt.Tx, c *counts, r Result) error {
@@ -187,7 +225,18 @@ func (q *Queue) resultsAfter(after []byte, n int) ([]storedResult, error) {
 	return out, nil
 }
 
+// ackResults removes published results, split like ackInbound when the
+// disk is full.
 func (q *Queue) ackResults(ctx context.Context, items []storedResult) error {
+	err := q.ackResultsOnce(ctx, items)
+	if isNoSpace(err) && len(items) > 1 {
+		half := len(items) / 2
+		return errors.Join(q.ackResults(ctx, items[:half]), q.ackResults(ctx, items[half:]))
+	}
+	return err
+}
+
+func (q *Queue) ackResultsOnce(ctx context.Context, items []storedResult) error {
 	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		b := tx.Bucket(bucketResults)
 		for _, it := range items {

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -338,22 +339,50 @@ type inMsg struct {
 	at      time.Time
 }
 
-// requestFIFO hands requests from paho's goroutine to the intake loop. It is
-// unbounded, but the broker bounds it: it sends only so many QoS 1 messages
-// before they are acknowledged, and acknowledging is the intake's job.
+// maxFIFOBytes bounds the payload bytes of QoS 0 requests waiting in the
+// intake FIFO. QoS 1 requests are bounded by the broker, which sends only so
+// many before they are acknowledged (and acknowledging is the intake's
+// job); a QoS 0 request has no acknowledgement, so while the store is stuck
+// a publisher could fill memory with them.
+const maxFIFOBytes = 1 << 20
+
+// requestFIFO hands requests from paho's goroutine to the intake loop.
+// Beyond maxFIFOBytes it drops QoS 0 requests, which their publisher sent
+// at most once, and reports each drop through dropped.
 type requestFIFO struct {
-	mu    sync.Mutex
-	items []inMsg
-	sig   chan struct{}
+	mu      sync.Mutex
+	items   []inMsg
+	bytes   int // payload bytes held
+	sig     chan struct{}
+	dropped func(inMsg) // called without the lock held; may be nil
 }
 
 func (f *requestFIFO) init() { f.sig = make(chan struct{}, 1) }
 
-func (f *requestFIFO) push(m inMsg) {
+func msgBytes(m inMsg) int {
+	if m.msg == nil {
+		return 0
+	}
+	return len(m.msg.Payload())
+}
+
+// push queues m, or drops it when it is QoS 0 and the FIFO holds
+// maxFIFOBytes already. It reports whether m was queued.
+func (f *requestFIFO) push(m inMsg) bool {
+	n := msgBytes(m)
 	f.mu.Lock()
+	if m.msg != nil && m.msg.Qos() == 0 && f.bytes+n > maxFIFOBytes {
+		f.mu.Unlock()
+		if f.dropped != nil {
+			f.dropped(m)
+		}
+		return false
+	}
 	f.items = append(f.items, m)
+	f.bytes += n
 	f.mu.Unlock()
 	poke(f.sig)
+	return true
 }
 
 func (f *requestFIFO) take(n int) []inMsg {
@@ -362,6 +391,10 @@ func (f *requestFIFO) take(n int) []inMsg {
 	n = min(n, len(f.items))
 	out := make([]inMsg, n)
 	copy(out, f.items)
+	for _, m := range out {
+		f.bytes -= msgBytes(m)
+	}
+	clear(f.items[:n])
 	f.items = append(f.items[:0], f.items[n:]...)
 	return out
 }
@@ -370,6 +403,40 @@ func (f *requestFIFO) len() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.items)
+}
+
+// dropReport rate-limits what is said about dropped QoS 0 requests: one
+// log line per 10 s and one event per minute, each with the count since
+// the last one, so a flood cannot become a flood of lines.
+type dropReport struct {
+	mu               sync.Mutex
+	count            int // dropped since the last event
+	logCount         int // dropped since the last log line
+	lastLog, lastEvt time.Time
+}
+
+// requestDropped reports a QoS 0 request the intake FIFO had no room for.
+func (r *Relay) requestDropped(m inMsg) {
+	d := &r.drops
+	now := time.Now()
+	d.mu.Lock()
+	d.count++
+	d.logCount++
+	logN, evtN := 0, 0
+	if d.lastLog.IsZero() || now.Sub(d.lastLog) >= 10*time.Second {
+		logN, d.logCount, d.lastLog = d.logCount, 0, now
+	}
+	if d.lastEvt.IsZero() || now.Sub(d.lastEvt) >= time.Minute {
+		evtN, d.count, d.lastEvt = d.count, 0, now
+	}
+	d.mu.Unlock()
+	if logN > 0 {
+		r.log.Warn("QoS 0 requests dropped: the intake is full while the store catches up", "count", logN, "channel", m.channel, "limit_bytes", maxFIFOBytes)
+	}
+	if evtN > 0 {
+		r.Event(modem.Event{Type: "request_dropped", Message: fmt.Sprintf("%d QoS 0 %s/out request(s) dropped: %d bytes of requests wait for the store; publish with QoS 1 to have them held by the broker instead", evtN, m.channel, maxFIFOBytes),
+			Fields: map[string]any{"channel": m.channel, "count": evtN}})
+	}
 }
 
 // eventBufferSize bounds events held while the broker is away.

@@ -74,6 +74,36 @@ func TestRequestFIFO(t *testing.T) {
 	}
 }
 
+// TestRequestFIFOBoundsQoS0 fills the FIFO as a QoS 0 flood does while the
+// store is stuck: beyond maxFIFOBytes QoS 0 requests are dropped (and
+// reported), QoS 1 ones, which the broker bounds, are kept.
+func TestRequestFIFOBoundsQoS0(t *testing.T) {
+	var f requestFIFO
+	f.init()
+	var dropped int
+	f.dropped = func(inMsg) { dropped++ }
+	body := make([]byte, 4096)
+	q0 := &fakeMessage{payload: body, qos: 0}
+	q1 := &fakeMessage{payload: body, qos: 1}
+	const flood = 2 * maxFIFOBytes / 4096
+	for range flood {
+		f.push(inMsg{channel: "sms", msg: q0})
+	}
+	if got, want := f.len(), maxFIFOBytes/4096; got != want {
+		t.Errorf("FIFO holds %d QoS 0 requests after a flood of %d, want %d (%d bytes)", got, flood, want, maxFIFOBytes)
+	}
+	if dropped != flood-maxFIFOBytes/4096 {
+		t.Errorf("dropped %d reported, want %d", dropped, flood-maxFIFOBytes/4096)
+	}
+	if !f.push(inMsg{channel: "sms", msg: q1}) {
+		t.Error("QoS 1 request dropped")
+	}
+	f.take(10)
+	if !f.push(inMsg{channel: "sms", msg: q0}) {
+		t.Error("QoS 0 request dropped after room was made")
+	}
+}
+
 func TestConnState(t *testing.T) {
 	var c connState
 	c.init()

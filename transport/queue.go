@@ -38,14 +38,21 @@ const (
 type StoreConfig struct {
 	// Dir holds the database file queue.db; it is created if missing.
 	Dir string
-	// MaxMessages bounds what the queue holds: inbound messages, segments of
-	// incomplete SMS and outbound requests. Results of accepted requests do
-	// not count, so a result is never refused.
+	// MaxMessages bounds the received side of the queue: inbound messages
+	// and segments of incomplete SMS. MaxRequests (default MaxMessages)
+	// bounds the outbound requests apart from it, so a flood of requests
+	// never makes the gateway refuse a received command. Results of
+	// accepted requests count in neither, so a result is never refused.
 	MaxMessages int
+	MaxRequests int
 	// DedupWindow is how long the id of a delivered message is remembered,
 	// so a redelivered copy is dropped; DedupMax caps how many are kept.
 	DedupWindow time.Duration
 	DedupMax    int
+	// ReserveBytes is disk space held back in Dir so that delivered
+	// messages can still be removed when the disk fills up (default
+	// DefaultReserveBytes; negative: none).
+	ReserveBytes int64
 }
 
 func (c *StoreConfig) fill() error {
@@ -58,11 +65,20 @@ func (c *StoreConfig) fill() error {
 	if c.MaxMessages < 1 {
 		return fmt.Errorf("store max_messages must be at least 1, got %d", c.MaxMessages)
 	}
+	if c.MaxRequests == 0 {
+		c.MaxRequests = c.MaxMessages
+	}
+	if c.MaxRequests < 1 {
+		return fmt.Errorf("store max_requests must be at least 1, got %d", c.MaxRequests)
+	}
 	if c.DedupWindow <= 0 {
 		c.DedupWindow = DefaultDedupWindow
 	}
 	if c.DedupMax <= 0 {
 		c.DedupMax = DefaultDedupMax
+	}
+	if c.ReserveBytes == 0 {
+		c.ReserveBytes = DefaultReserveBytes
 	}
 	return nil
 }
@@ -127,7 +143,10 @@ type counts struct {
 	addedOut          [numOut]bool
 }
 
-func (c counts) occupancy() int { return c.in + c.seg + c.out[outSMS] + c.out[outIP] }
+// received is what store.max_messages bounds; requests what MaxRequests
+// bounds. Each direction has its own bound.
+func (c counts) received() int { return c.in + c.seg }
+func (c counts) requests() int { return c.out[outSMS] + c.out[outIP] }
 
 // QueueStats is a snapshot of what the queue holds.
 type QueueStats struct {
@@ -136,6 +155,13 @@ type QueueStats struct {
 	OutboundSMS int // requests waiting for the modem
 	OutboundIP  int
 	Results     int // results waiting for the broker
+	// StoreFull is set while the disk under store.dir is full: new work
+	// is refused, deliveries go on.
+	StoreFull bool
+	// StoreCorrupt is set when a damaged queue.db was found and set aside
+	// (at this start or an earlier one: while CorruptFile is in store.dir).
+	StoreCorrupt bool
+	CorruptFile  string
 }
 
 // Pending is everything not yet delivered: messages, requests and results.
@@ -153,6 +179,21 @@ type Queue struct {
 	cfg StoreConfig
 	now func() time.Time
 
+	hwm       *hwmFile
+	hwmFailed bool // owned by the writer: the mark could not be written
+	reserve   reserve
+	storeFull atomic.Bool
+	lastProbe time.Time // owned by the writer
+	// reserveMissing is set while the reserve file is not in place.
+	// Owned by the writer once open returns.
+	reserveMissing bool
+	onState        atomic.Pointer[func()]
+	// damage is what was found at open; reported once through the event
+	// handler. corruptFile is the newest set-aside file in the directory.
+	damage      *StoreDamage
+	damageShown atomic.Bool
+	corruptFile string
+
 	ops        chan *op
 	closeMu    sync.RWMutex // held shared while submitting, so Close knows no send is pending
 	closed     bool
@@ -168,8 +209,8 @@ type Queue struct {
 
 	onEvent   atomic.Pointer[func(modem.Event)]
 	fullMu    sync.Mutex
-	lastFull  time.Time // monotonic reading; rate-limits queue_full events
-	fullShown bool
+	lastFull  [numDirs]time.Time // monotonic reading; rate-limits queue_full events
+	fullShown [numDirs]bool
 }
 
 // maxBatch caps how many writes share one transaction, bounding how long a
@@ -188,19 +229,26 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
-	path := filepath.Join(cfg.Dir, "queue.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("open queue %s: locked by another process (is another simgate running?): %w", path, err)
-	}
+	path := filepath.Join(cfg.Dir, dbName)
+	hwm, mark, markOK, err := openHWM(cfg.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("open queue %s: %w", path, err)
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	if !markOK {
+		log.Warn("queue: the transaction mark is unreadable; the store's transaction ids are not checked this time", "file", filepath.Join(cfg.Dir, hwmName))
+	}
+	db, damage, err := openStore(path, mark)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), hwm.close())
 	}
 	q := &Queue{
 		db:         db,
 		log:        log,
 		cfg:        cfg,
 		now:        time.Now,
+		hwm:        hwm,
+		reserve:    reserve{path: filepath.Join(cfg.Dir, reserveName), size: reserveSize(cfg.Dir, cfg.ReserveBytes)},
+		damage:     damage,
 		ops:        make(chan *op),
 		stop:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -216,6 +264,95 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
+		return nil
+	}); err != nil {
+		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
+	}
+	if err := q.recount(); err != nil {
+		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
+	}
+	if damage != nil && damage.SetAside != "" {
+		damage.Salvaged = salvage(damage.SetAside, db, log)
+		if err := q.recount(); err != nil {
+			return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
+		}
+	}
+	if damage != nil {
+		log.Error("QUEUE DAMAGED: started a new queue.db; what the damaged one held is lost unless salvaged",
+			"reason", damage.Reason, "set_aside", damage.SetAside, "salvaged_records", damage.Salvaged)
+	}
+	if files := setAsideFiles(cfg.Dir); len(files) > 0 {
+		q.corruptFile = files[len(files)-1]
+		if damage == nil {
+			log.Warn("a damaged queue file set aside earlier is still in store.dir; status shows store_corrupt until it is removed", "file", q.corruptFile)
+		}
+	}
+	if err := db.View(func(tx *bolt.Tx) error { return hwm.set(uint64(tx.ID()), true) }); err != nil {
+		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close(), hwm.close())
+	}
+	if err := q.reserve.fill(); err != nil {
+		// Measured again before each commit: new work is refused once
+		// less than the reserve is left.
+		q.reserveMissing = true
+		log.Warn("no disk reserve for the queue: the disk under store.dir has too little room", "err", err)
+	}
+	c := q.counts
+	q.snap.Store(&c)
+	go q.writer()
+	log.Info("queue opened", "path", path, "inbound", c.in, "segments", c.seg,
+		"outbound", c.out[outSMS]+c.out[outIP], "results", c.res, "max_messages", cfg.MaxMessages, "max_requests", cfg.MaxRequests)
+	return q, nil
+}
+
+// openStore opens queue.db, checked against the transaction mark. A
+// damaged file is renamed aside and a new one started: the gateway keeps
+// working, and says so loudly, rather than exit and be restarted into the
+// same damage by systemd. Only failures that are not damage (a lock held
+// by another process, permissions) are returned as errors.
+func openStore(path string, mark uint64) (*bolt.DB, *StoreDamage, error) {
+	var damage *StoreDamage
+	info, err := os.Stat(path)
+	exists := err == nil
+	switch {
+	case err == nil && info.Size() == 0:
+		damage = &StoreDamage{Reason: "queue.db is empty (zero length)"}
+		if mark > 0 {
+			damage.Reason += fmt.Sprintf(" although transaction %d was committed", mark)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if mark > 0 {
+			damage = &StoreDamage{Reason: fmt.Sprintf("queue.db is missing although transaction %d was committed: everything it held is lost", mark)}
+		}
+	case err != nil:
+		return nil, nil, err
+	default:
+		db, err := openChecked(path, mark)
+		var d *errDamaged
+		if !errors.As(err, &d) {
+			return db, nil, err
+		}
+		damage = &StoreDamage{Reason: d.reason}
+	}
+	if damage != nil && exists {
+		aside, err := setAside(path, time.Now())
+		if err != nil {
+			return nil, nil, err
+		}
+		damage.SetAside = aside
+	}
+	db, err := bolt.Open(path, 0o600, boltOptions(false))
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, nil, fmt.Errorf("locked by another process (is another simgate running?): %w", err)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, damage, nil
+}
+
+// recount sets the counts from the buckets.
+func (q *Queue) recount() error {
+	return q.db.View(func(tx *bolt.Tx) error {
 		q.counts = counts{
 			in:   tx.Bucket(bucketIn).Stats().KeyN,
 			seg:  tx.Bucket(bucketSegments).Stats().KeyN,
@@ -224,16 +361,11 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 			out:  [numOut]int{tx.Bucket(bucketOutSMS).Stats().KeyN, tx.Bucket(bucketOutIP).Stats().KeyN},
 		}
 		return nil
-	}); err != nil {
-		return nil, errors.Join(fmt.Errorf("open queue %s: %w", path, err), db.Close())
-	}
-	c := q.counts
-	q.snap.Store(&c)
-	go q.writer()
-	log.Info("queue opened", "path", path, "inbound", c.in, "segments", c.seg,
-		"outbound", c.out[outSMS]+c.out[outIP], "results", c.res, "max_messages", cfg.MaxMessages)
-	return q, nil
+	})
 }
+
+// Damage returns what was found wrong with queue.db at open, or nil.
+func (q *Queue) Damage() *StoreDamage { return q.damage }
 
 // Close waits for writes in progress and closes the database. Calls after
 // Close fail with ErrClosed.
@@ -247,7 +379,7 @@ func (q *Queue) Close() error {
 	q.closeMu.Unlock()
 	close(q.stop)
 	<-q.writerDone
-	if err := q.db.Close(); err != nil {
+	if err := errors.Join(q.db.Close(), q.hwm.close()); err != nil {
 		return fmt.Errorf("close queue: %w", err)
 	}
 	return nil
@@ -262,17 +394,31 @@ func (q *Queue) Stats() QueueStats {
 		OutboundSMS: c.out[outSMS],
 		OutboundIP:  c.out[outIP],
 		Results:     c.res,
+		StoreFull:   q.storeFull.Load(),
+		// Set for the life of the process once a damaged file was set
+		// aside; a restart clears it once the file is removed.
+		StoreCorrupt: q.corruptFile != "",
+		CorruptFile:  q.corruptFile,
 	}
 }
 
 // SetEventHandler sets where the queue reports events users should hear
 // about (queue full, records it could not read). The relay installs itself.
+// Damage found at open is reported to the first handler set.
 func (q *Queue) SetEventHandler(fn func(modem.Event)) {
 	if fn == nil {
 		q.onEvent.Store(nil)
 		return
 	}
 	q.onEvent.Store(&fn)
+	if d := q.damage; d != nil && q.damageShown.CompareAndSwap(false, true) {
+		msg := fmt.Sprintf("queue.db was damaged (%s) and a new one was started", d.Reason)
+		if d.SetAside != "" {
+			msg += fmt.Sprintf("; the damaged file is kept as %s and %d records were salvaged from it", d.SetAside, d.Salvaged)
+		}
+		q.event("store_corrupt", msg+"; messages it held may be lost",
+			map[string]any{"reason": d.Reason, "set_aside": d.SetAside, "salvaged": d.Salvaged})
+	}
 }
 
 func (q *Queue) event(typ, msg string, fields map[string]any) {
@@ -282,24 +428,52 @@ func (q *Queue) event(typ, msg string, fields map[string]any) {
 	}
 }
 
-// fullEvent reports a refusal, at most once a minute while the queue stays
-// full, so a modem re-reading its SIM does not flood P/events.
-func (q *Queue) fullEvent(what string) {
+// Directions of the queue, each with its own bound and its own queue_full
+// state.
+const (
+	dirReceived = iota // inbound messages and segments: store.max_messages
+	dirRequests        // outbound requests: MaxRequests
+	numDirs
+)
+
+// limit is the bound of direction d.
+func (q *Queue) limit(d int) int {
+	if d == dirRequests {
+		return q.cfg.MaxRequests
+	}
+	return q.cfg.MaxMessages
+}
+
+// limitKey names the bound of direction d as a user configures it.
+func limitKey(d int) string {
+	if d == dirRequests {
+		return "max_requests"
+	}
+	return "max_messages"
+}
+
+// fullEvent reports a refusal, at most once a minute while that direction
+// stays full, so a modem re-reading its SIM does not flood P/events.
+func (q *Queue) fullEvent(d int, what string) {
+	if q.storeFull.Load() {
+		// store_full said it once; the refusals are counted in status.
+		return
+	}
 	q.fullMu.Lock()
-	show := !q.fullShown || time.Since(q.lastFull) > time.Minute
+	show := !q.fullShown[d] || time.Since(q.lastFull[d]) > time.Minute
 	if show {
-		q.fullShown, q.lastFull = true, time.Now()
+		q.fullShown[d], q.lastFull[d] = true, time.Now()
 	}
 	q.fullMu.Unlock()
-	q.log.Warn("queue full: refusing new work", "what", what, "max_messages", q.cfg.MaxMessages)
+	q.log.Warn("queue full: refusing new work", "what", what, limitKey(d), q.limit(d))
 	if show {
-		q.event("queue_full", fmt.Sprintf("queue holds store.max_messages=%d; new %s refused until the broker takes some", q.cfg.MaxMessages, what),
-			map[string]any{"max_messages": q.cfg.MaxMessages})
+		q.event("queue_full", fmt.Sprintf("queue holds store.%s=%d; new %s refused until the broker takes some", limitKey(d), q.limit(d), what),
+			map[string]any{limitKey(d): q.limit(d)})
 	}
 }
 
-func (q *Queue) fullError() error {
-	return fmt.Errorf("%w: store.max_messages=%d reached", ErrQueueFull, q.cfg.MaxMessages)
+func (q *Queue) fullError(d int) error {
+	return fmt.Errorf("%w: store.%s=%d reached", ErrQueueFull, limitKey(d), q.limit(d))
 }
 
 // op is one write handed to the writer goroutine. fn may run more than once
@@ -307,10 +481,16 @@ func (q *Queue) fullError() error {
 // every output it has on each run. It returns a refusal (res), which does
 // not abort the transaction, or a failure (err), which does.
 type op struct {
-	fn   func(tx *bolt.Tx, c *counts) (res, err error)
-	res  error
-	err  error
-	done chan struct{}
+	fn func(tx *bolt.Tx, c *counts) (res, err error)
+	// taken marks work taken from outside, whose source forgets it once
+	// the commit is reported (an SMS deleted from the SIM, a request
+	// acknowledged to the broker): the transaction mark must be durable
+	// before then. Other writes (removals, results) would at worst be
+	// done again if a damaged file rolled them back.
+	taken bool
+	res   error
+	err   error
+	done  chan struct{}
 }
 
 // errSplit aborts a shared transaction so its ops run one by one.
@@ -320,7 +500,15 @@ var errSplit = errors.New("split batch")
 // waiting, and returns once it is committed. Once handed over the write
 // always completes: ctx only limits the wait to hand it over.
 func (q *Queue) do(ctx context.Context, fn func(tx *bolt.Tx, c *counts) (error, error)) error {
-	o := &op{fn: fn, done: make(chan struct{})}
+	return q.submit(ctx, &op{fn: fn, done: make(chan struct{})})
+}
+
+// doTaken is do for work taken from outside (see op.taken).
+func (q *Queue) doTaken(ctx context.Context, fn func(tx *bolt.Tx, c *counts) (error, error)) error {
+	return q.submit(ctx, &op{fn: fn, taken: true, done: make(chan struct{})})
+}
+
+func (q *Queue) submit(ctx context.Context, o *op) error {
 	q.closeMu.RLock()
 	if q.closed {
 		q.closeMu.RUnlock()
@@ -342,10 +530,22 @@ func (q *Queue) do(ctx context.Context, fn func(tx *bolt.Tx, c *counts) (error, 
 
 func (q *Queue) writer() {
 	defer close(q.writerDone)
+	// While the store is full, or has no reserve, room is looked for
+	// even when nothing is written, so status clears store_full without
+	// waiting for new work. Otherwise the writer sleeps until work comes.
+	probe := time.NewTicker(probeEvery)
+	defer probe.Stop()
 	for {
+		var tick <-chan time.Time
+		if q.storeFull.Load() || q.reserveMissing {
+			tick = probe.C
+		}
 		var first *op
 		select {
 		case first = <-q.ops:
+		case <-tick:
+			q.probeSpace()
+			continue
 		case <-q.stop:
 			return
 		}
@@ -366,8 +566,11 @@ func (q *Queue) writer() {
 }
 
 func (q *Queue) run(batch []*op) {
+	q.probeSpace()
 	c := q.counts
+	var txid uint64
 	err := q.db.Update(func(tx *bolt.Tx) error {
+		txid = uint64(tx.ID())
 		for _, o := range batch {
 			o.res, o.err = o.fn(tx, &c)
 			if o.err != nil {
@@ -377,11 +580,28 @@ func (q *Queue) run(batch []*op) {
 		return nil
 	})
 	if err == nil {
+		// The mark is written before anyone hears of the commit: an SMS
+		// is deleted from the SIM only once it is durable, and a later
+		// open must be able to tell if the file lost this transaction.
+		// A batch of removals only writes it; the next sync takes it.
+		durable := false
+		for _, o := range batch {
+			durable = durable || o.taken
+		}
+		if herr := q.hwm.set(txid, durable); herr != nil && !q.hwmFailed {
+			q.hwmFailed = true
+			q.log.Error("cannot record the committed transaction; damage to queue.db may go unnoticed at the next start", "err", herr)
+		} else if herr == nil {
+			q.hwmFailed = false
+		}
 		q.committed(c)
 		for _, o := range batch {
 			close(o.done)
 		}
 		return
+	}
+	if isNoSpace(err) {
+		q.noSpace(err)
 	}
 	if len(batch) == 1 {
 		o := batch[0]
@@ -415,11 +635,14 @@ func (q *Queue) committed(c counts) {
 			poke(q.sigOut[i])
 		}
 	}
-	if c.occupancy() < q.cfg.MaxMessages {
-		q.fullMu.Lock()
-		q.fullShown = false
-		q.fullMu.Unlock()
+	q.fullMu.Lock()
+	if c.received() < q.cfg.MaxMessages {
+		q.fullShown[dirReceived] = false
 	}
+	if c.requests() < q.cfg.MaxRequests {
+		q.fullShown[dirRequests] = false
+	}
+	q.fullMu.Unlock()
 }
 
 func poke(ch chan struct{}) {

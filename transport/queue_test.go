@@ -468,7 +468,11 @@ func TestQueueDedupBounds(t *testing.T) {
 }
 
 func TestQueueRequests(t *testing.T) {
-	q := openTestQueue(t, t.TempDir(), 3)
+	q, err := OpenQueue(StoreConfig{Dir: t.TempDir(), MaxMessages: 3, MaxRequests: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
 	ctx := context.Background()
 	if err := q.Put(ctx, sms(1)); err != nil {
 		t.Fatal(err)
@@ -481,7 +485,7 @@ func TestQueueRequests(t *testing.T) {
 		req("b", modem.ChannelIP),
 		req("a", modem.ChannelSMS), // duplicate in the same batch
 		{Req: Request{ID: "bad", Channel: modem.ChannelSMS}, Reject: "payload is missing"},
-		req("c", modem.ChannelSMS), // beyond max_messages (1 inbound + a + b)
+		req("c", modem.ChannelSMS), // beyond max_requests (a + b)
 	}
 	if err := q.admit(ctx, items); err != nil {
 		t.Fatal(err)
@@ -544,6 +548,48 @@ func TestQueueRequests(t *testing.T) {
 	}
 	if got := q.Stats().Results; got != 1 {
 		t.Errorf("results after ack = %d, want 1", got)
+	}
+}
+
+// TestQueueDirectionsBoundedApart fills each direction to its bound and
+// checks the other still takes work: a flood of requests never makes the
+// gateway refuse a received SMS, nor the reverse.
+func TestQueueDirectionsBoundedApart(t *testing.T) {
+	q := openTestQueue(t, t.TempDir(), 2)
+	ctx := context.Background()
+	flood := []*admit{
+		{Req: Request{ID: "r1", Channel: modem.ChannelSMS, To: "000", Payload: []byte("x")}},
+		{Req: Request{ID: "r2", Channel: modem.ChannelIP, Payload: []byte("x")}},
+		{Req: Request{ID: "r3", Channel: modem.ChannelIP, Payload: []byte("x")}},
+	}
+	if err := q.admit(ctx, flood); err != nil {
+		t.Fatal(err)
+	}
+	if flood[2].Outcome != admitFull {
+		t.Fatalf("third request outcome %v, want admitFull (max 2)", flood[2].Outcome)
+	}
+	for i := range 2 {
+		if err := q.Put(ctx, sms(i)); err != nil {
+			t.Fatalf("Put %d with the requests full: %v", i, err)
+		}
+	}
+	if _, err := q.PutSegment(ctx, modem.Segment{Key: "k", Seq: 1, Total: 2, TPDU: []byte{1}}); !errors.Is(err, ErrQueueFull) {
+		t.Errorf("PutSegment beyond max_messages = %v, want ErrQueueFull", err)
+	}
+	// Received side full now; a request still fits once one is done.
+	sr, ok, err := q.headRequest(outSMS)
+	if err != nil || !ok {
+		t.Fatalf("headRequest: %v %v", ok, err)
+	}
+	if err := q.complete(ctx, outSMS, sr, Result{ID: "r1", Channel: modem.ChannelSMS, Status: StatusSent}); err != nil {
+		t.Fatal(err)
+	}
+	more := []*admit{{Req: Request{ID: "r4", Channel: modem.ChannelSMS, To: "000", Payload: []byte("x")}}}
+	if err := q.admit(ctx, more); err != nil {
+		t.Fatal(err)
+	}
+	if more[0].Outcome != admitQueued {
+		t.Errorf("request with the received side full: outcome %v, want admitQueued", more[0].Outcome)
 	}
 }
 

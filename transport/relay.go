@@ -109,6 +109,7 @@ type Relay struct {
 
 	conn         connState
 	fifo         requestFIFO
+	drops        dropReport
 	events       eventBuffer
 	statusPoke   chan struct{}
 	connectedSig chan struct{}
@@ -149,6 +150,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	}
 	r.conn.init()
 	r.fifo.init()
+	r.fifo.dropped = r.requestDropped
 	r.events.init(eventBufferSize)
 	opts, err := clientOptions(cfg.MQTT)
 	if err != nil {
@@ -164,6 +166,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	// From now on the queue's events (queue full, unreadable records) are
 	// buffered for P/events, even before Run connects.
 	q.SetEventHandler(r.Event)
+	q.SetStateHandler(r.StatusChanged)
 	return r, nil
 }
 
@@ -525,7 +528,7 @@ func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 		}
 		items := make([]*admit, len(msgs))
 		for i, m := range msgs {
-			req, err := parseRequest(m.channel, m.msg.Payload(), newID)
+			req, err := parseDelivered(m.channel, m.msg)
 			req.ReceivedAt = m.at
 			items[i] = &admit{Req: req}
 			if err != nil {

@@ -219,16 +219,21 @@ func TestRelayDuplicateRequest(t *testing.T) {
 func TestRelayRequestQueueFull(t *testing.T) {
 	addr := freeAddr(t)
 	obs := new(observer)
-	embeddedBroker(t, addr, obs)
+	broker := embeddedBroker(t, addr, obs)
 	q := openTestQueue(t, t.TempDir(), 1)
-	// A segment waiting for its sibling holds the only place.
-	if _, err := q.PutSegment(context.Background(), modem.Segment{Key: "000/1/2", Seq: 1, Total: 2, TPDU: []byte{1}}); err != nil {
+	// A request the modem is still sending holds the only place.
+	if err := q.admit(context.Background(), []*admit{{Req: Request{ID: "held", Channel: modem.ChannelSMS, To: "000", Payload: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
 	dev := newFakeDevice()
+	release := make(chan struct{})
+	dev.release = release
+	t.Cleanup(func() { close(release) })
 	r := newTestRelay(t, testRelayConfig("tcp://"+addr), q, dev)
 	runRelay(t, r)
 	eventually(t, "relay to connect", func() bool { return r.Stats().Connected })
+	<-dev.started
+	broker.waitSubscribed(t, "simgate-dev1")
 	publish(t, publisher(t, "tcp://"+addr), TopicIPOut, `{"id":"f","payload":"x"}`)
 	got := obs.wait(t, TopicIPOutResult, 1)
 	if diff := cmp.Diff(`{"id":"f","status":"failed","error":"queue full"}`, got[0].Payload); diff != "" {
@@ -589,7 +594,7 @@ func TestRelayShutdownAbandons(t *testing.T) {
 
 func TestRelayHealthy(t *testing.T) {
 	addr := freeAddr(t)
-	embeddedBroker(t, addr, nil)
+	broker := embeddedBroker(t, addr, nil)
 	dev := newFakeDevice()
 	dev.release = make(chan struct{})
 	dev.ignore = true // a device that ignores its context
@@ -607,6 +612,7 @@ func TestRelayHealthy(t *testing.T) {
 	if err := r.Healthy(); err != nil {
 		t.Errorf("Healthy while idle = %v", err)
 	}
+	broker.waitSubscribed(t, cfg.MQTT.ClientID)
 	publish(t, publisher(t, "tcp://"+addr), TopicIPOut, `{"payload":"x"}`)
 	var err error
 	eventually(t, "Healthy to report the stuck device", func() bool {

@@ -3,7 +3,9 @@ package transport
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/simgate/simgate/modem"
 )
@@ -35,7 +39,8 @@ const (
 	EncodingBase64 = "base64"
 )
 
-// newID generates an id for a request that has none.
+// newID generates a random id, for a request that can never be delivered
+// twice (QoS 0).
 func newID() string {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -44,6 +49,56 @@ func newID() string {
 		return "req-" + strings.ReplaceAll(fmt.Sprint(err), " ", "-")
 	}
 	return "req-" + hex.EncodeToString(b[:])
+}
+
+// derivedID is the id of a request without one, taken from the message as
+// the broker delivered it, so a redelivered copy gets the same id and is
+// dropped as a duplicate instead of being sent twice.
+//
+// A QoS 1 message that was committed but whose PUBACK never reached the
+// broker (the daemon killed in between) is delivered again on the next
+// connection with its original packet identifier (MQTT 3.1.1, 4.4): the
+// packet id and the payload together name it. The broker hands out packet
+// ids in turn, so two different requests share both only when the same
+// payload comes back on the same packet id after 65,535 others; the
+// request_duplicate event names it then. A QoS 0 message is never
+// redelivered and gets a random id. A retained message is named by its
+// payload alone: it is refused, and the same standing order keeps one name
+// however often it is handed over.
+func derivedID(channel string, m paho.Message) string {
+	if m.Qos() == 0 && !m.Retained() {
+		return newID()
+	}
+	h := sha256.New()
+	h.Write([]byte(channel))
+	h.Write([]byte{0})
+	if m.Retained() {
+		h.Write([]byte("retained"))
+	} else {
+		var mid [2]byte
+		binary.BigEndian.PutUint16(mid[:], m.MessageID())
+		h.Write(mid[:])
+	}
+	h.Write([]byte{0})
+	h.Write(m.Payload())
+	return "req-" + hex.EncodeToString(h.Sum(nil)[:10])
+}
+
+// errRetained refuses a retained request. A retained message is a standing
+// order: the broker hands it over again on every subscription, so sending
+// it would repeat the command on every restart.
+func errRetained(topic string) error {
+	return fmt.Errorf("retained requests are refused: the broker hands a retained message over again on every connection; publish without the retain flag (clear this one with: mosquitto_pub -r -n -t %s)", topic)
+}
+
+// parseDelivered is parseRequest for a message as the broker delivered it:
+// an id-less request is named by derivedID, and a retained one is refused.
+func parseDelivered(channel string, m paho.Message) (Request, error) {
+	req, err := parseRequest(channel, m.Payload(), func() string { return derivedID(channel, m) })
+	if m.Retained() {
+		return req, errRetained(m.Topic())
+	}
+	return req, err
 }
 
 // requestFields are the fields each channel accepts.
@@ -69,7 +124,13 @@ func parseRequest(channel string, body []byte, genID func() string) (Request, er
 		return fail("unknown channel %q", channel)
 	}
 	if len(body) > MaxRequestBytes {
-		return fail("request is %d bytes, at most %d", len(body), MaxRequestBytes)
+		// A longer MQTT packet reaches the parser cut to one byte over
+		// the limit (boundedConn): its true size is not known here.
+		size := fmt.Sprint(len(body))
+		if len(body) == MaxRequestBytes+1 {
+			size = fmt.Sprintf("more than %d", MaxRequestBytes)
+		}
+		return fail("request is %s bytes, at most %d", size, MaxRequestBytes)
 	}
 	if !utf8.Valid(body) {
 		return fail("request is not UTF-8 JSON")

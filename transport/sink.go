@@ -23,11 +23,11 @@ func (q *Queue) Put(ctx context.Context, m modem.Inbound) error {
 	if err != nil {
 		return fmt.Errorf("put %s: %w", m.ID, err)
 	}
-	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		return q.putTx(tx, c, m.ID, val, true)
 	})
 	if errors.Is(err, ErrQueueFull) {
-		q.fullEvent("messages")
+		q.fullEvent(dirReceived, "messages")
 	}
 	if err != nil {
 		return fmt.Errorf("put %s: %w", m.ID, err)
@@ -42,8 +42,11 @@ func (q *Queue) putTx(tx *bolt.Tx, c *counts, id string, val []byte, bounded boo
 	if ids.Get([]byte(id)) != nil || isDone(tx, doneInbound, id) {
 		return nil, nil
 	}
-	if bounded && c.occupancy() >= q.cfg.MaxMessages {
-		return q.fullError(), nil
+	if bounded && q.storeFull.Load() {
+		return ErrStoreFull, nil
+	}
+	if bounded && c.received() >= q.cfg.MaxMessages {
+		return q.fullError(dirReceived), nil
 	}
 	in := tx.Bucket(bucketIn)
 	seq, err := in.NextSequence()
@@ -85,13 +88,16 @@ func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segmen
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
 	}
 	var held []modem.Segment
-	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		held = nil
 		b := tx.Bucket(bucketSegments)
 		k := segmentKey(s.Key, s.Seq)
 		if b.Get(k) == nil {
-			if c.occupancy() >= q.cfg.MaxMessages {
-				return q.fullError(), nil
+			if q.storeFull.Load() {
+				return ErrStoreFull, nil
+			}
+			if c.received() >= q.cfg.MaxMessages {
+				return q.fullError(dirReceived), nil
 			}
 			if err := b.Put(k, val); err != nil {
 				return nil, fmt.Errorf("store: %w", err)
@@ -116,7 +122,7 @@ func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segmen
 		return nil, nil
 	})
 	if errors.Is(err, ErrQueueFull) {
-		q.fullEvent("SMS segments")
+		q.fullEvent(dirReceived, "SMS segments")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
@@ -133,7 +139,7 @@ func (q *Queue) Assemble(ctx context.Context, m modem.Inbound, key string) error
 	if err != nil {
 		return fmt.Errorf("assemble %s: %w", m.ID, err)
 	}
-	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		b := tx.Bucket(bucketSegments)
 		var drop [][]byte
 		cur := b.Cursor()
@@ -217,8 +223,19 @@ func (q *Queue) inboundAfter(after []byte, n int) ([]storedInbound, error) {
 	return out, nil
 }
 
-// ackInbound removes delivered messages and remembers their ids.
+// ackInbound removes delivered messages and remembers their ids. A commit
+// that fails for lack of space is split in halves: a smaller transaction
+// needs fewer fresh pages, and each one frees pages for the next.
 func (q *Queue) ackInbound(ctx context.Context, items []storedInbound) error {
+	err := q.ackInboundOnce(ctx, items)
+	if isNoSpace(err) && len(items) > 1 {
+		half := len(items) / 2
+		return errors.Join(q.ackInbound(ctx, items[:half]), q.ackInbound(ctx, items[half:]))
+	}
+	return err
+}
+
+func (q *Queue) ackInboundOnce(ctx context.Context, items []storedInbound) error {
 	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		in, ids := tx.Bucket(bucketIn), tx.Bucket(bucketInIDs)
 		for _, it := range items {

@@ -41,7 +41,7 @@ func (q *Queue) PutBatch(ctx context.Context, ms []modem.Inbound) ([]error, erro
 		}
 		vals[i] = v
 	}
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		for i, m := range ms {
 			if vals[i] == nil {
 				continue
@@ -64,7 +64,7 @@ func (q *Queue) PutBatch(ctx context.Context, ms []modem.Inbound) ([]error, erro
 	}
 	for _, r := range res {
 		if errors.Is(r, ErrQueueFull) {
-			q.fullEvent("messages")
+			q.fullEvent(dirReceived, "messages")
 			break
 		}
 	}

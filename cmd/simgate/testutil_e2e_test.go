@@ -176,8 +176,8 @@ type mosquitto struct {
 }
 
 // startMosquitto starts mosquitto, or skips the test when it is not
-// installed.
-func startMosquitto(t *testing.T, dir string) *mosquitto {
+// installed. extra lines are appended to its configuration.
+func startMosquitto(t *testing.T, dir string, extra ...string) *mosquitto {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -200,6 +200,9 @@ func startMosquitto(t *testing.T, dir string) *mosquitto {
 	if os.Geteuid() == 0 {
 		// Otherwise mosquitto drops to its own user, who cannot write here.
 		text += "user root\n"
+	}
+	for _, l := range extra {
+		text += l + "\n"
 	}
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -785,6 +788,8 @@ type rigOptions struct {
 	IPMode      string // default "off"
 	// Stopped leaves the daemon to the test to start.
 	Stopped bool
+	// BrokerConf is added to mosquitto's configuration.
+	BrokerConf []string
 	// Extra is YAML appended to the daemon's configuration; ModemExtra
 	// goes under modem:.
 	Extra      string
@@ -814,7 +819,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		r.prefix = "supersim/" + o.Sim.ICCID
 	}
 	if !o.Embedded {
-		r.mq = startMosquitto(t, r.dir)
+		r.mq = startMosquitto(t, r.dir, o.BrokerConf...)
 		r.url = r.mq.url()
 	} else {
 		r.url = "tcp://" + freeLoopback(t)
