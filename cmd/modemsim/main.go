@@ -170,7 +170,7 @@ func serve(args []string, stderr io.Writer) int {
 		o.Listen = path
 	}
 	if (o.Link == "" && o.Listen == "") || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "modemsim: -link PATH (or -listen unix:PATH) is required and takes no arguments")
+		fmt.Fprintln(stderr, "modemsim: -link PATH is required (or -listen unix:PATH) and takes no arguments")
 		usage(stderr)
 		return exitUsage
 	}
