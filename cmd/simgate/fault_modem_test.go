@@ -75,6 +75,14 @@ func TestFaultModem(t *testing.T) {
 				t.Errorf("SMS left behind after delivery; %s", r.simSummary())
 			}
 			evs := r.obs.events()
+			if c.restarts {
+				// The event that says the modem is back follows the poll
+				// that passes after the drain, so it may still be on its way.
+				waitUntil(e2eWait, func() bool {
+					evs = r.obs.events()
+					return hasEvent(evs, recoveryLost...) && (countEvents(evs, "modem_connected") >= 2 || hasEvent(evs, "recovery_done"))
+				})
+			}
 			t.Logf("events: %v", eventTypes(evs))
 			if c.restarts {
 				if !hasEvent(evs, recoveryLost...) {

@@ -63,6 +63,23 @@ func TestDemo(t *testing.T) {
 	if n := strings.Count(text, "/sms/in {"); n != 4 {
 		t.Errorf("demo relayed %d SMS, want 4\n%s", n, text)
 	}
+	// Events show under the step they belong to: the modem's start-up
+	// before the first command, a refusal with its request.
+	for _, o := range []struct{ line, after, before string }{
+		{`"type":"modem_connected"`, "status and events while the modem starts", "network -> device"},
+		{`"type":"data_up"`, "status and events while the modem starts", "network -> device"},
+		{`"type":"request_rejected"`, `"id":"demo-sms-2"`, "ip/out {"},
+	} {
+		i, a, b := strings.Index(text, o.line), strings.Index(text, o.after), strings.Index(text, o.before)
+		if i < 0 || a < 0 || b < 0 || i < a || i > b {
+			t.Errorf("demo output: %s is not between %q and %q\n%s", o.line, o.after, o.before, text)
+		}
+	}
+	// Without -v nothing of the gateway's log shows: a refused request is
+	// an event, not a warning.
+	if e := errb.String(); e != "" {
+		t.Errorf("demo without -v wrote to stderr:\n%s", e)
+	}
 }
 
 // notifyListener plays systemd's side of sd_notify.
@@ -414,7 +431,10 @@ func TestGatewayIPOverHostSocket(t *testing.T) {
 	if string(buf[:n]) != "pong" || from.Port != port {
 		t.Errorf("cloud got %q from %s, want \"pong\" from port %d", buf[:n], from, port)
 	}
-	if st := awaitTopic(t, msgs, "supersim/dev1/status"); !strings.Contains(st, `"data":{"mode":"os","state":"up","ip":"127.0.0.1"}`) {
+	// A fresh subscriber gets the retained status at once: the one the
+	// first subscriber got may have gone by while it waited for ip/in, and
+	// nothing may have changed since to publish another.
+	if st := awaitTopic(t, subscribe(t, cfg.MQTT.URL, "supersim/dev1"), "supersim/dev1/status"); !strings.Contains(st, `"data":{"mode":"os","state":"up","ip":"127.0.0.1"}`) {
 		t.Errorf("status data: %s", st)
 	}
 	cancel()

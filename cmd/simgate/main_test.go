@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -59,6 +60,38 @@ func TestVersion(t *testing.T) {
 	code, out, _ := run(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "simgate ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+// Without link-time stamps the version comes from the module's build
+// info, so a go build or go install binary does not say "dev".
+func TestVersionFrom(t *testing.T) {
+	vcs := func(rev, modified string) []debug.BuildSetting {
+		return []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: modified}}
+	}
+	const rev = "f67d846f479f3b94c815852eecc6205876b45169"
+	tests := []struct {
+		name         string
+		ldV, ldC     string
+		info         *debug.BuildInfo
+		wantV, wantC string
+	}{
+		{"link-time stamp wins", "v1.4.0", "abc1234", &debug.BuildInfo{Main: debug.Module{Version: "v9.9.9"}, Settings: vcs(rev, "false")}, "v1.4.0", "abc1234"},
+		{"go install module@version", "", "", &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}}, "v1.2.3", "unknown"},
+		{"go build in a checkout", "", "", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261201174100-f67d846f479f+dirty"}, Settings: vcs(rev, "true")},
+			"v0.0.0-20261201174100-f67d846f479f+dirty", "f67d846f479f"},
+		{"commit recorded, no version", "", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs(rev, "true")}, "devel-f67d846f479f-dirty", "f67d846f479f"},
+		{"clean commit, no version", "", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs(rev, "false")}, "devel-f67d846f479f", "f67d846f479f"},
+		{"go run: nothing recorded", "", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "devel", "unknown"},
+		{"no build info", "", "", nil, "devel", "unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, c := versionFrom(tt.ldV, tt.ldC, tt.info)
+			if v != tt.wantV || c != tt.wantC {
+				t.Errorf("versionFrom = %q, %q; want %q, %q", v, c, tt.wantV, tt.wantC)
+			}
+		})
 	}
 }
 
