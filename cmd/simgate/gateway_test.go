@@ -36,7 +36,7 @@ func testLog(t *testing.T) *slog.Logger {
 // ways and stops cleanly.
 func TestDemo(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := cmdDemo([]string{"-mqtt-port", "0", "-for", "50ms"}, &out, &errb)
+	code := cmdDemo([]string{"-device-only", "-mqtt-port", "0", "-for", "50ms"}, &out, &errb)
 	text := out.String()
 	if code != exitOK {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, text, errb.String())
@@ -79,6 +79,31 @@ func TestDemo(t *testing.T) {
 	// an event, not a warning.
 	if e := errb.String(); e != "" {
 		t.Errorf("demo without -v wrote to stderr:\n%s", e)
+	}
+}
+
+// The demo's default is the whole loop: a request on the cloud broker
+// reaches the device's broker and back, through simgate cloud, the emulated
+// API, the simulated modem and the gateway.
+func TestDemoLoop(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := cmdDemo([]string{"-mqtt-port", "0", "-cloud-port", "0", "-for", "50ms"}, &out, &errb)
+	text := out.String()
+	if code != exitOK {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, text, errb.String())
+	}
+	for _, want := range []string{
+		`sms/to_sim/result {"id":"demo-c2d-sms","sid":"HC`,
+		`"status":"delivered"`,
+		`/sms/in {"id":"sms-`, `"from":"000","payload":"open valve 3"`,
+		`/ip/in {"id":"ip-`, `"payload":"AAEC/w==","encoding":"base64"`,
+		`/sms/from_sim {"id":"HC`, `"payload":"valve 3 open"`,
+		`/ip/from_sim {"id":"HG`,
+		"stopped cleanly",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q\nstdout:\n%s\nstderr:\n%s", want, text, errb.String())
+		}
 	}
 }
 
@@ -469,5 +494,68 @@ func TestGatewayStatusWithoutModem(t *testing.T) {
 		if m == "READY=1" || m == "WATCHDOG=1" {
 			t.Errorf("sent %q without a modem", m)
 		}
+	}
+}
+
+// A remembered device id that cannot name topics (extra levels, a
+// wildcard) is not used even when the modem is missing: it is reported as
+// an event, and the SIM's ICCID names the gateway and replaces the file.
+func TestRememberedDeviceIDValidated(t *testing.T) {
+	saved := deviceIDWait
+	deviceIDWait = time.Millisecond // the bad id would be taken at once
+	t.Cleanup(func() { deviceIDWait = saved })
+	for _, bad := range []string{"evil/extra", "evil/#", "a+b", "tab\there", strings.Repeat("x", config.MaxDeviceID+1)} {
+		t.Run(bad[:min(len(bad), 12)], func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Store.Dir = t.TempDir()
+			if err := os.WriteFile(filepath.Join(cfg.Store.Dir, deviceIDFile), []byte(bad+"\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			h := newHub()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type res struct {
+				id  string
+				err error
+			}
+			got := make(chan res, 1)
+			go func() {
+				id, err := resolveDeviceID(ctx, &cfg, h, make(chan error, 1), testLog(t))
+				got <- res{id, err}
+			}()
+			held := func() []modem.Event {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				return append([]modem.Event(nil), h.held...)
+			}
+			deadline := time.After(testWait)
+		wait:
+			for {
+				for _, ev := range held() {
+					if ev.Type == EventDeviceIDInvalid && strings.Contains(ev.Message, "not usable") {
+						break wait
+					}
+				}
+				select {
+				case r := <-got:
+					t.Fatalf("resolved to %q (%v) from a bad remembered id, with no %s event", r.id, r.err, EventDeviceIDInvalid)
+				case <-deadline:
+					t.Fatalf("no %s event; held %+v", EventDeviceIDInvalid, held())
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			h.status(modem.Status{SIM: modem.SIMInfo{ICCID: "89883070000099887766"}})
+			select {
+			case r := <-got:
+				if r.err != nil || r.id != "89883070000099887766" {
+					t.Fatalf("resolved to %q (%v), want the ICCID", r.id, r.err)
+				}
+			case <-time.After(testWait):
+				t.Fatal("the ICCID did not resolve the device id")
+			}
+			if id := readDeviceID(cfg.Store.Dir); id != "89883070000099887766" {
+				t.Errorf("remembered %q, want the ICCID", id)
+			}
+		})
 	}
 }

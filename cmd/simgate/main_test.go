@@ -109,3 +109,45 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("extra argument: exit %d, want 2", code)
 	}
 }
+
+// check-config refuses credentials in mqtt.url without repeating them,
+// refuses a password file anyone can rewrite, and passes one others can
+// read with a warning line.
+func TestCheckConfigSecrets(t *testing.T) {
+	creds := writeFile(t, "mqtt:\n  url: tcp://alice:hunter2@127.0.0.1:1883\n")
+	code, out, errOut := run(t, "check-config", "-config", creds)
+	want := creds + ":2: mqtt.url: must not hold a user name or password (tcp://REDACTED@127.0.0.1:1883): set mqtt.username and mqtt.password_file instead\n"
+	if code != 78 || out != "" || errOut != want {
+		t.Fatalf("credentials in the url: exit %d, stdout %q, stderr %q, want stderr %q", code, out, errOut, want)
+	}
+	code, _, errOut = run(t, "run", "-config", creds)
+	if code != 78 || strings.Contains(errOut, "hunter2") || strings.Contains(errOut, "alice") {
+		t.Fatalf("run with credentials in the url: exit %d, stderr %q", code, errOut)
+	}
+
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, "mqtt:\n  username: u\n  password_file: "+pw+"\n")
+	for _, c := range []struct {
+		mode   os.FileMode
+		code   int
+		stderr string
+	}{
+		{0o600, 0, ""},
+		{0o644, 0, cfg + ":3: mqtt.password_file: " + pw + " is readable by every user (mode 0644)"},
+		{0o646, 78, cfg + ":3: mqtt.password_file: " + pw + " is writable by every user (mode 0646)"},
+	} {
+		if err := os.Chmod(pw, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := run(t, "check-config", "-config", cfg)
+		if code != c.code || !strings.HasPrefix(errOut, c.stderr) || (c.stderr == "") != (errOut == "") {
+			t.Errorf("password file mode %#o: exit %d, stdout %q, stderr %q; want exit %d, stderr %q", c.mode, code, out, errOut, c.code, c.stderr)
+		}
+		if c.code == 0 && out != "ok\n" {
+			t.Errorf("password file mode %#o: stdout %q, want ok", c.mode, out)
+		}
+	}
+}
