@@ -16,7 +16,6 @@ require (
 	github.com/warthog618/sms v0.3.0
 	go.bug.st/serial v1.8.0
 	go.etcd.io/bbolt v1.5.0
-	golang.org/x/oauth2 v0.38.0
 	golang.org/x/net v0.46.0
 	golang.org/x/oauth2 v0.38.0
 	golang.org/x/sys v0.45.0
