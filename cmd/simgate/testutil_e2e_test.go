@@ -311,12 +311,14 @@ type gwConfig struct {
 	IPPort      int    // 0: the default 6969
 	IPCloud     string // "": the default 100.64.0.1:6969
 	Extra       string // more YAML, appended as it is
+	ModemExtra  string // more keys under modem:, indented by two spaces
 }
 
 func (c gwConfig) yaml() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "device_id: %q\n", c.DeviceID)
 	fmt.Fprintf(&b, "modem:\n  port: %q\n  profile: %s\n", c.Port, c.Profile)
+	b.WriteString(c.ModemExtra)
 	fmt.Fprintf(&b, "sms:\n  enabled: true\n  allowed_senders: [\"000\"]\n")
 	fmt.Fprintf(&b, "ip:\n  mode: %s\n", c.IPMode)
 	if c.IPPort > 0 {
@@ -796,8 +798,10 @@ type rigOptions struct {
 	Stopped bool
 	// BrokerConf is added to mosquitto's configuration.
 	BrokerConf []string
-	// Extra is YAML appended to the daemon's configuration.
-	Extra string
+	// Extra is YAML appended to the daemon's configuration; ModemExtra
+	// goes under modem:.
+	Extra      string
+	ModemExtra string
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -838,6 +842,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		MaxMessages: o.MaxMessages,
 		IPMode:      o.IPMode,
 		Extra:       o.Extra,
+		ModemExtra:  o.ModemExtra,
 	}
 	r.gw = newDaemon(t, bin, r.dir, r.conf)
 	if !o.Embedded {
