@@ -12,7 +12,7 @@ import (
 
 // Values accepted by the enumerated keys.
 var (
-	Profiles = []string{"auto", "generic", "quectel", "simcom", "ublox"}
+	Profiles = []string{"auto", "generic", "quectel", "sim7080", "simcom", "ublox"}
 	IPModes  = []string{"modem", "os", "off"}
 	Levels   = []string{"debug", "info", "warn", "error"}
 	Formats  = []string{"text", "json"}

@@ -41,6 +41,14 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 	}
 	sim := SIMInfo{ICCID: s.iccid(bctx, eng), IMSI: s.identity(bctx, eng, "AT+CIMI")}
 	s.update(func(st *Status) { st.SIM = sim })
+	for _, line := range s.prof.Setup {
+		if _, err := s.do(bctx, eng, "module setup", at.Cmd{Line: line}); err != nil {
+			if isFatal(err) {
+				return err
+			}
+			s.log.Warn("module setup command refused", "command", line, "profile", s.prof.Name, "err", err)
+		}
+	}
 
 	if s.cfg.SMS {
 		if err := s.setupSMS(bctx, eng); err != nil {

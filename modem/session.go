@@ -51,7 +51,7 @@ type Config struct {
 	// opened by name again after the module re-enumerates.
 	Port string
 	Baud int
-	// Profile is auto (or empty), generic, quectel, simcom or ublox.
+	// Profile is auto (or empty), generic, quectel, simcom, sim7080 or ublox.
 	Profile string
 	// Init are extra AT commands sent after the standard initialisation;
 	// one that fails is reported as an event and skipped.

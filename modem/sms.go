@@ -77,7 +77,7 @@ func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error
 		return nil
 	case strings.HasPrefix(line, "+CMT:"):
 		return s.directSMS(ctx, eng, u)
-	case line == "SMS DONE" || strings.HasSuffix(line, ": SMS DONE"):
+	case line == "SMS DONE" || strings.HasSuffix(line, ": SMS DONE") || line == "SMS Ready":
 		// The SIM's SMS store is readable now; anything stored while the
 		// module booted has had no +CMTI.
 		if s.cfg.SMS {
