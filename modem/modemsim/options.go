@@ -14,7 +14,8 @@ type Options struct {
 	// symlink there is replaced; any other file is an error.
 	Link string
 	// Profile selects the module: "quectel" (BG96), "simcom" (SIM7600),
-	// "ublox" (SARA-R410M) or "generic" (27.007/27.005 only, no sockets).
+	// "sim7080" (SIM7080G), "ublox" (SARA-R410M), "sara-r5" (SARA-R510M8S)
+	// or "generic" (27.007/27.005 only, no sockets).
 	// Default "quectel".
 	Profile string
 	// Control is the unix socket path of the control protocol; "" means none.
@@ -45,6 +46,9 @@ type Options struct {
 	// AT+CSMS=1; on expiry it disables direct delivery (27.005 3.4.1) and the
 	// network stores the message on the SIM instead. Default 15s.
 	AckTimeout time.Duration
+	// SIM7080NoServer makes the SIM7080 refuse AT+CASERVER, as firmware
+	// without the UDP server does; AT+CAOPEN still works.
+	SIM7080NoServer bool
 	// ReceiveColon makes the SIM7600 push datagrams as "+RECEIVE: ..." as
 	// some firmware does, instead of "+RECEIVE,...".
 	ReceiveColon bool
@@ -244,7 +248,7 @@ func (o *Options) applyDefaults() error {
 		o.Profile = defaultProfile
 	}
 	if _, ok := profiles[o.Profile]; !ok {
-		return fmt.Errorf("unknown profile %q (want quectel, simcom, ublox or generic)", o.Profile)
+		return fmt.Errorf("unknown profile %q (want quectel, simcom, sim7080, ublox, sara-r5 or generic)", o.Profile)
 	}
 	switch o.EmptyRead {
 	case "":

@@ -88,6 +88,8 @@ type Sim struct {
 	counters  map[string]int
 	data      dataSession
 	sockets   map[int]*socket
+	sim7080   sim7080State
+	sarar5    sarar5State
 	ctl       *controlServer
 	ackTimers []*time.Timer
 }
@@ -281,7 +283,7 @@ func (s *Sim) bootStep(b bootStep) {
 // autoDataLocked brings up the default bearer of modules that attach with
 // one (SARA-R4 activates its PDP context when it registers).
 func (s *Sim) autoDataLocked() {
-	if s.prof.sockets == "ublox" && registered(s.regStat()) && !s.data.up {
+	if s.prof.name == "ublox" && registered(s.regStat()) && !s.data.up {
 		if err := s.activateData(); err != nil {
 			s.log.Debug("default bearer", "err", err)
 		}

@@ -1,0 +1,158 @@
+package modem
+
+// Hardware-in-loop tests of the SIM7080G and SARA-R5 beyond what
+// TestHILIPCommands covers for every profile: a reset in the middle of
+// traffic, and the SIM7080's client socket (firmware without AT+CASERVER).
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/simgate/simgate/modem/modemsim"
+)
+
+// The module resets while datagrams and SMS flow: the session sees the
+// boot URCs ("SMS Ready" and echo back on for the SIM7080), initialises the
+// module again, re-opens the data session and socket, and traffic resumes;
+// nothing delivered before the reset is delivered twice.
+func TestHILModuleResetMidTraffic(t *testing.T) {
+	for _, profile := range []string{"sim7080", "sara-r5", "quectel", "simcom", "ublox"} {
+		t.Run(profile, func(t *testing.T) {
+			sim := startSim(t, modemsim.Options{Profile: profile})
+			h := runHIL(t, sim, ipModem(nil))
+			h.ready()
+			h.dataUp()
+			n := 0
+			for i := range 3 {
+				h.injectUDP("100.64.0.1:6969", []byte(fmt.Sprintf("before %d", i)))
+				n++
+				if err := h.s.SendUDP(context.Background(), []byte(fmt.Sprintf("out before %d", i))); err != nil {
+					t.Fatalf("SendUDP: %v", err)
+				}
+			}
+			h.messages(n)
+			sent := len(sim.State().SentUDP)
+			// An SMS arrives while the module boots: only the drain after
+			// the boot (SMS DONE, SMS Ready) can find it.
+			sim.Reset()
+			h.inject(modemsim.SMS{Text: "sms during boot"})
+			n++
+			h.event(EventDataDown)
+			err := h.s.SendUDP(context.Background(), []byte("while down"))
+			if err != nil && !strings.Contains(err.Error(), "down") && !strings.Contains(err.Error(), "modem") {
+				t.Errorf("SendUDP during the reset = %v, want a clear error", err)
+			}
+			h.event(EventModemConnected)
+			h.dataUp()
+			if st := sim.State(); st.Echo {
+				t.Errorf("echo is on after the reset: the module was not initialised again")
+			}
+			for i := range 3 {
+				h.injectUDP("100.64.0.1:6969", []byte(fmt.Sprintf("after %d", i)))
+				n++
+				if err := h.s.SendUDP(context.Background(), []byte(fmt.Sprintf("out after %d", i))); err != nil {
+					t.Fatalf("SendUDP after the reset: %v", err)
+				}
+			}
+			got := h.messages(n)
+			var payloads []string
+			for _, m := range got {
+				payloads = append(payloads, string(m.Payload))
+			}
+			// The SMS stored during the boot comes in any place after the
+			// datagrams from before the reset.
+			if i := slices.Index(payloads, "sms during boot"); i < 3 {
+				t.Errorf("received %q: the SMS sent during the boot is missing or early", payloads)
+			} else {
+				payloads = slices.Delete(payloads, i, i+1)
+			}
+			want := []string{"before 0", "before 1", "before 2", "after 0", "after 1", "after 2"}
+			if !slices.Equal(payloads, want) {
+				t.Errorf("received %q, want %q", payloads, want)
+			}
+			out := sim.State().SentUDP
+			var outs []string
+			for _, d := range out[sent:] {
+				if string(d.Data) != "while down" {
+					outs = append(outs, string(d.Data))
+				}
+			}
+			if !slices.Equal(outs, []string{"out after 0", "out after 1", "out after 2"}) {
+				t.Errorf("sent after the reset %q", outs)
+			}
+			h.inject(modemsim.SMS{Text: "sms after reset"})
+			if m := h.messages(n + 1)[n]; string(m.Payload) != "sms after reset" {
+				t.Errorf("SMS after reset: %q", m.Payload)
+			}
+		})
+	}
+}
+
+// Firmware without AT+CASERVER: the session opens a UDP socket to
+// ip.cloud with AT+CAOPEN instead. Sends go to ip.cloud and replies to the
+// socket's own port (the module's choice) are received.
+func TestHILSIM7080Client(t *testing.T) {
+	sim := startSim(t, modemsim.Options{Profile: "sim7080", SIM7080NoServer: true})
+	h := runHIL(t, sim, ipModem(nil))
+	h.ready()
+	h.dataUp()
+	socks := sim.State().Sockets
+	if len(socks) != 1 {
+		t.Fatalf("sockets = %+v", socks)
+	}
+	for _, p := range [][]byte{{0}, allBytes(), randomBytes(1300, 7)} {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		err := h.s.SendUDP(ctx, p)
+		cancel()
+		if err != nil {
+			t.Fatalf("SendUDP(%d bytes): %v", len(p), err)
+		}
+	}
+	st := sim.State().SentUDP
+	if len(st) != 3 || st[2].To != cloud || !bytes.Equal(st[2].Data, randomBytes(1300, 7)) {
+		t.Errorf("sent %+v", st)
+	}
+	if err := sim.InjectUDP(cloud, socks[0].Port, []byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.messages(1); string(got[0].Payload) != "reply" || got[0].From != cloud {
+		t.Errorf("got %+v", got[0])
+	}
+	sim.CloseSocket(socks[0].ID)
+	h.event(EventDataDown)
+	h.dataUp()
+	if err := h.s.SendUDP(context.Background(), []byte("again")); err != nil {
+		t.Errorf("SendUDP after the socket was re-opened: %v", err)
+	}
+}
+
+// A SIM7080 is told from the SIM7600 and a SARA-R5 from the R4 by +CGMM.
+func TestChooseProfileModules(t *testing.T) {
+	tests := []struct {
+		manufacturer, model, want string
+		psd                       bool
+	}{
+		{"SIMCOM INCORPORATED", "SIMCOM_SIM7080G", "sim7080", false},
+		{"SIMCOM INCORPORATED", "SIM7070G", "sim7080", false},
+		{"SIMCOM INCORPORATED", "SIMCOM_SIM7600G-H", "simcom", false},
+		{"u-blox", "SARA-R510M8S", "ublox", true},
+		{"u-blox", "SARA-R500S", "ublox", true},
+		{"u-blox", "SARA-R410M-02B", "ublox", false},
+	}
+	for _, tt := range tests {
+		p := chooseProfile("auto", tt.manufacturer, tt.model)
+		if p.Name != tt.want {
+			t.Errorf("%s %s: profile %q, want %q", tt.manufacturer, tt.model, p.Name, tt.want)
+		}
+		if u, ok := p.Sockets.(ubloxSockets); ok && u.PSD != tt.psd {
+			t.Errorf("%s: PSD %v, want %v", tt.model, u.PSD, tt.psd)
+		}
+	}
+	if p := chooseProfile("ublox", "u-blox", "SARA-R510M8S"); p.Sockets.(ubloxSockets).PSD != true {
+		t.Errorf("a configured ublox profile on a SARA-R5 does not use its PSD profile")
+	}
+}
