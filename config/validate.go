@@ -46,6 +46,8 @@ func (l *loader) validate(c *Config) {
 		}
 	}
 
+	l.validateDeliveryReports(&c.SMS)
+
 	l.oneOf("ip.mode", c.IP.Mode, IPModes)
 	if c.IP.Port < 1 || c.IP.Port > 65535 {
 		l.addf("ip.port", "must be between 1 and 65535, got %d", c.IP.Port)

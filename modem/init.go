@@ -227,8 +227,25 @@ func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
 			}
 		}
 	}
-	if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {
-		return err
+	cnmi := "AT+CNMI=2,1,0,0,0"
+	if s.cfg.DeliveryReports {
+		cnmi = "AT+CNMI=2,1,0,1,0" // ds=1: status reports as +CDS
+	}
+	if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: cnmi}); err != nil {
+		if !s.cfg.DeliveryReports || isFatal(err) {
+			return err
+		}
+		// A module without +CDS may store the reports instead (+CDSI).
+		s.log.Warn("the module refused status reports as +CDS; asking for them stored", "err", err)
+		if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,2,0"}); err != nil {
+			if isFatal(err) {
+				return err
+			}
+			s.log.Warn("the module refused status report routing; SMS results stay \"sent\"", "err", err)
+			if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

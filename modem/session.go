@@ -58,6 +58,9 @@ type Config struct {
 	Init []string
 	// SMS enables receiving and sending SMS Commands.
 	SMS bool
+	// DeliveryReports sends each SMS with a status report requested and
+	// hands the reports to a Sink that is a ReportSink (report.go).
+	DeliveryReports bool
 	// AllowedSenders are the senders whose SMS are accepted ("000" for
 	// Super SIM); empty accepts any. A leading + is ignored when comparing.
 	AllowedSenders    []string

@@ -23,12 +23,14 @@ type smsEntry struct {
 	PDU   string
 	d     *deliver
 	err   error
+	tp    []byte // the TPDU, when the PDU split
 }
 
 func newEntry(index, stat, length int, pdu string) *smsEntry {
 	e := &smsEntry{Index: index, Stat: stat, PDU: pdu}
 	tp, err := splitPDU(pdu, length)
 	if err == nil {
+		e.tp = tp
 		e.d, err = decodeDeliver(tp)
 	}
 	e.err = err
@@ -42,6 +44,9 @@ func received(stat int) bool { return stat == 0 || stat == 1 }
 // handleURC acts on one URC.
 func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error {
 	if done, err := s.dataURC(ctx, eng, u); done {
+		return err
+	}
+	if done, err := s.reportURC(ctx, eng, u); done {
 		return err
 	}
 	line := u.Line
@@ -278,6 +283,14 @@ func (s *Session) allowed(from string) bool {
 // handle hands one SMS to the sink and only then deletes it from the SIM.
 func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error {
 	now := time.Now().UTC()
+	if rep, ok := e.statusReport(); ok {
+		// A status report the module stored (AT+CNMI ds=2) is read by the
+		// drain like an SMS; it leaves the SIM once handed over.
+		if !s.report(ctx, rep) {
+			return nil
+		}
+		return s.delete(ctx, eng, e.Index)
+	}
 	if e.err != nil {
 		return s.reject(ctx, eng, e, EventUndecodable,
 			fmt.Sprintf("SMS at SIM index %d could not be decoded and was deleted: %v", e.Index, e.err),

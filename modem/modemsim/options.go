@@ -46,6 +46,9 @@ type Options struct {
 	// AT+CSMS=1; on expiry it disables direct delivery (27.005 3.4.1) and the
 	// network stores the message on the SIM instead. Default 15s.
 	AckTimeout time.Duration
+	// ReportDelay is the time from an SMS sent with a status report
+	// requested (TP-SRR) to the report. Default 100ms.
+	ReportDelay time.Duration
 	// SIM7080NoServer makes the SIM7080 refuse AT+CASERVER, as firmware
 	// without the UDP server does; AT+CAOPEN still works.
 	SIM7080NoServer bool
@@ -76,6 +79,12 @@ type Faults struct {
 	SendError int `json:"send_error,omitempty"`
 	// SocketSendFail makes socket sends report SEND FAIL / an error.
 	SocketSendFail bool `json:"socket_send_fail,omitempty"`
+	// ReportStatus is the TP-ST of the status reports the network sends
+	// for SMS sent with TP-SRR: 0 (the default) delivered, e.g. 0x41
+	// (incompatible destination) or 0x46 (validity period expired) failed.
+	ReportStatus int `json:"report_status,omitempty"`
+	// ReportLost makes the network never send a status report.
+	ReportLost bool `json:"report_lost,omitempty"`
 }
 
 // SMS is a mobile-terminated SMS to inject.
@@ -146,7 +155,9 @@ type State struct {
 	NetworkQueue int       `json:"network_queue"`
 	SentSMS      []SentSMS `json:"sent_sms"`
 	SentUDP      []SentUDP `json:"sent_udp"`
-	Sockets      []Socket  `json:"sockets"`
+	// Reports are the status reports the network sent, oldest first.
+	Reports []SentReport `json:"reports,omitempty"`
+	Sockets []Socket     `json:"sockets"`
 	// Counters count commands and events; see Counter* for the names.
 	Counters map[string]int `json:"counters"`
 }
@@ -280,6 +291,9 @@ func (o *Options) applyDefaults() error {
 	}
 	if o.ResetDrop == 0 {
 		o.ResetDrop = defaultResetDrop
+	}
+	if o.ReportDelay <= 0 {
+		o.ReportDelay = defaultReportDelay
 	}
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = defaultAckTimeout

@@ -89,6 +89,7 @@ type Sim struct {
 	data      dataSession
 	sockets   map[int]*socket
 	sim7080   sim7080State
+	reports   []SentReport
 	sarar5    sarar5State
 	ctl       *controlServer
 	ackTimers []*time.Timer
@@ -581,6 +582,7 @@ func (s *Sim) State() State {
 		NetworkQueue: len(s.netQueue),
 		SentSMS:      append([]SentSMS{}, s.sentSMS...),
 		SentUDP:      append([]SentUDP{}, s.sentUDP...),
+		Reports:      append([]SentReport{}, s.reports...),
 		Sockets:      []Socket{},
 		Counters:     map[string]int{},
 	}

@@ -477,6 +477,7 @@ func (s *Sim) submit(tp []byte, smsc string, info segInfo, r *reply) error {
 	}
 	s.sentSMS = trim(s.sentSMS)
 	s.count(CounterCMGS)
+	s.scheduleReport(tp, mr, info.to)
 	r.line(fmt.Sprintf("+CMGS: %d", mr))
 	r.delay = s.opts.SendDelay
 	return nil
