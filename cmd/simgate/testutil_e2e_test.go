@@ -308,7 +308,10 @@ type gwConfig struct {
 	StoreDir    string
 	MaxMessages int
 	IPMode      string
-	Extra       string // more YAML, appended as it is
+	// Reports leaves sms.delivery_reports at its default (true); without
+	// it the daemon asks for none, so each request has exactly one result.
+	Reports bool
+	Extra   string // more YAML, appended as it is
 }
 
 func (c gwConfig) yaml() string {
@@ -316,6 +319,9 @@ func (c gwConfig) yaml() string {
 	fmt.Fprintf(&b, "device_id: %q\n", c.DeviceID)
 	fmt.Fprintf(&b, "modem:\n  port: %q\n  profile: %s\n", c.Port, c.Profile)
 	fmt.Fprintf(&b, "sms:\n  enabled: true\n  allowed_senders: [\"000\"]\n")
+	if !c.Reports {
+		fmt.Fprintf(&b, "  delivery_reports: false\n")
+	}
 	fmt.Fprintf(&b, "ip:\n  mode: %s\n", c.IPMode)
 	fmt.Fprintf(&b, "mqtt:\n  url: %q\n  embedded: %t\n", c.URL, c.Embedded)
 	fmt.Fprintf(&b, "store:\n  dir: %q\n", c.StoreDir)
@@ -790,6 +796,8 @@ type rigOptions struct {
 	BrokerConf []string
 	// Extra is YAML appended to the daemon's configuration.
 	Extra string
+	// Reports keeps sms.delivery_reports at its default, true.
+	Reports bool
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -830,6 +838,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		MaxMessages: o.MaxMessages,
 		IPMode:      o.IPMode,
 		Extra:       o.Extra,
+		Reports:     o.Reports,
 	}
 	r.gw = newDaemon(t, bin, r.dir, r.conf)
 	if !o.Embedded {
