@@ -206,7 +206,7 @@ func TestHILIPCommands(t *testing.T) {
 }
 
 func TestHILIPSourceNotAllowed(t *testing.T) {
-	for _, profile := range []string{"quectel", "simcom", "ublox"} {
+	for _, profile := range []string{"quectel", "simcom", "ublox", "sim7080", "sara-r5"} {
 		t.Run(profile, func(t *testing.T) {
 			sim := startSim(t, modemsim.Options{Profile: profile})
 			h := runHIL(t, sim, ipModem(func(c *Config) {
