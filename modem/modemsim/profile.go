@@ -133,7 +133,7 @@ var profiles = map[string]*profile{
 		ati: func(o *Options) []string {
 			return []string{"Manufacturer: SIMCOM INCORPORATED", "Model: SIMCOM_SIM7080G", "Revision: 1951B16SIM7080", "IMEI: " + o.IMEI}
 		},
-		imei:        "869951030012344",
+		imei:        "869951030012342",
 		iccidCmd:    "+CCID",
 		iccidPrefix: "",
 		// After a reset the SIM7080 says "SMS Ready" last, and echo is on
@@ -158,7 +158,7 @@ var profiles = map[string]*profile{
 		ati: func(o *Options) []string {
 			return []string{"Manufacturer: u-blox", "Model: SARA-R510M8S", "Revision: 03.15", "SVN: 01", "IMEI: " + o.IMEI}
 		},
-		imei:        "352753090012342",
+		imei:        "352753090012343",
 		iccidCmd:    "+CCID",
 		iccidPrefix: "+CCID: ",
 		boot:        []bootStep{{"", phaseSMSDone}},
