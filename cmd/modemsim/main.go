@@ -144,7 +144,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs := newFlags("serve", stderr)
 	var o modemsim.Options
 	fs.StringVar(&o.Link, "link", "", "path to symlink the pty slave at (required)")
-	fs.StringVar(&o.Profile, "profile", "quectel", "module: quectel, simcom, ublox or generic")
+	fs.StringVar(&o.Profile, "profile", "quectel", "module: quectel, simcom, sim7080, ublox, sara-r5 or generic")
 	fs.StringVar(&o.Control, "control", "", "unix socket for the control protocol")
 	fs.IntVar(&o.Baud, "baud", 0, "pace output at this baud rate, 8N1 (0: unpaced)")
 	fs.IntVar(&o.Capacity, "capacity", 30, "SMS slots on the SIM")
