@@ -151,6 +151,8 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&o.EmptyRead, "empty-read", "error", "AT+CMGR on an empty slot: ok or error")
 	fs.DurationVar(&o.BootDelay, "boot-delay", 50*time.Millisecond, "power-up to first boot URC")
 	fs.DurationVar(&o.SendDelay, "send-delay", 0, "time AT+CMGS and socket sends take")
+	fs.DurationVar(&o.ReportDelay, "report-delay", 100*time.Millisecond, "time from an SMS sent with TP-SRR to its status report")
+	fs.BoolVar(&o.SIM7080NoServer, "sim7080-no-server", false, "sim7080: refuse AT+CASERVER, as older firmware does")
 	fs.StringVar(&o.ICCID, "iccid", "", "SIM ICCID (default a Super SIM ICCID)")
 	fs.StringVar(&o.IMEI, "imei", "", "module IMEI")
 	verbose := fs.Bool("v", false, "log every command")
