@@ -125,8 +125,13 @@ func TestHILDeliveryReports(t *testing.T) {
 					t.Errorf("a report for the lost reference %d: %+v", lost, r)
 				}
 			}
-			// Stored reports leave the SIM once handed over.
+			// Stored reports leave the SIM once handed over, and are handed
+			// over once: a report left behind would come again with the
+			// next drain.
 			h.waitSIMEmpty()
+			if got := sink.wait(t, 3); len(got) != 3 {
+				t.Errorf("%d reports, want 3: %+v", len(got), got)
+			}
 			// SMS still arrive alongside.
 			h.inject(modemsim.SMS{Text: "inbound too"})
 			if m := h.messages(1); string(m[0].Payload) != "inbound too" {
