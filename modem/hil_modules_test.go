@@ -156,3 +156,30 @@ func TestChooseProfileModules(t *testing.T) {
 		t.Errorf("a configured ublox profile on a SARA-R5 does not use its PSD profile")
 	}
 }
+
+// A deactivation the network reports while the SIM7080's data session is
+// in fact up makes the session tear it down and open it afresh. Its own
+// AT+CNACT=0,0 is answered with "+APP PDP: 0,DEACTIVE" too; that echo of
+// its own request must not start another round.
+func TestHILSIM7080OwnDeactivation(t *testing.T) {
+	sim := startSim(t, modemsim.Options{Profile: "sim7080"})
+	h := runHIL(t, sim, ipModem(nil))
+	h.ready()
+	first := h.dataUp()
+	sim.Garbage([]byte("\r\n+APP PDP: 0,DEACTIVE\r\n"))
+	h.event(EventDataDown)
+	up := h.dataUp()
+	if up.IP == first.IP {
+		t.Fatalf("address %s unchanged: the data session was not opened afresh", up.IP)
+	}
+	for i := range 5 {
+		h.injectUDP("100.64.0.1:6969", []byte(fmt.Sprintf("after %d", i)))
+		h.messages(i + 1)
+		if err := h.s.SendUDP(context.Background(), []byte("out")); err != nil {
+			t.Fatalf("SendUDP: %v", err)
+		}
+	}
+	if d := h.s.Status().Data; d.State != DataUp || d.IP != up.IP || sim.State().IP != up.IP {
+		t.Errorf("data %+v, module address %s: the session was torn down again (want it up at %s)", d, sim.State().IP, up.IP)
+	}
+}

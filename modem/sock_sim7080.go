@@ -75,9 +75,18 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 		if _, err := l.try(ctx, "close socket", at.Cmd{Line: fmt.Sprintf("AT+CACLOSE=%d", id)}); err != nil {
 			return sockInfo{}, err
 		}
-		if _, err := l.try(ctx, "close data session", at.Cmd{Line: fmt.Sprintf("AT+CNACT=%d,0", sim7080PDP)}); err != nil {
+		r, err := l.do(ctx, "close data session", at.Cmd{Line: fmt.Sprintf("AT+CNACT=%d,0", sim7080PDP)})
+		switch {
+		case isFatal(err):
 			return sockInfo{}, err
+		case err == nil:
+			// The module confirms with "+APP PDP: 0,DEACTIVE": taken here,
+			// it is not mistaken for the network ending the new session.
+			if _, err := openResultAPP(ctx, l, r, false); isFatal(err) {
+				return sockInfo{}, err
+			}
 		}
+		// Refused: there was no session to close.
 	}
 	up, ip, err := session()
 	if err != nil {
@@ -90,18 +99,8 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 			return sockInfo{}, err
 		}
 		// OK comes first; "+APP PDP: 0,ACTIVE" once the network agreed.
-		match := func(line string) bool {
-			pdp, active, err := parseAPPPDP(line)
-			return err == nil && pdp == sim7080PDP && active
-		}
-		done := false
-		for _, line := range r.Lines {
-			done = done || match(line)
-		}
-		if !done {
-			if _, err := l.await(ctx, "+APP PDP", at.DefaultTimeout(line), match); err != nil {
-				return sockInfo{}, fmt.Errorf("open data session CNACT: %w", err)
-			}
+		if _, err := openResultAPP(ctx, l, r, true); err != nil {
+			return sockInfo{}, fmt.Errorf("open data session CNACT: %w", err)
 		}
 		if _, ip, err = session(); err != nil {
 			return sockInfo{}, err
@@ -143,6 +142,25 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 		return sockInfo{}, fmt.Errorf("open socket %s: +CAOPEN error %d (%s)", strings.TrimPrefix(line, "AT"), code, errText(sim7080Errors, code))
 	}
 	return sockInfo{ID: id, IP: ip}, nil
+}
+
+// openResultAPP waits for "+APP PDP: 0,ACTIVE" (active) or ",DEACTIVE"
+// after AT+CNACT answered r, unless r already holds it.
+func openResultAPP(ctx context.Context, l sockLink, r at.Reply, active bool) (string, error) {
+	match := func(line string) bool {
+		pdp, a, err := parseAPPPDP(line)
+		return err == nil && pdp == sim7080PDP && a == active
+	}
+	for _, line := range r.Lines {
+		if match(line) {
+			return line, nil
+		}
+	}
+	timeout := at.DefaultTimeout("AT+CNACT")
+	if !active {
+		timeout = 10 * time.Second // a close the module does not confirm costs no more
+	}
+	return l.await(ctx, "+APP PDP", timeout, match)
 }
 
 // sendCmd: the destination was set with AT+CACFG="REMOTEADDR" (server) or
