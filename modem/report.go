@@ -43,10 +43,6 @@ type ReportSink interface {
 	PutReport(ctx context.Context, r DeliveryReport) error
 }
 
-// EventReportLost: a delivery report could not be stored and is lost (its
-// SMS's result stays "sent").
-const EventReportLost = "sms_report_lost"
-
 // tpStatus are the TP-ST values 3GPP TS 23.040 9.2.3.15 names.
 var tpStatus = map[int]string{
 	0x00: "received by the recipient", 0x01: "forwarded, delivery not confirmed", 0x02: "replaced by the service centre",
