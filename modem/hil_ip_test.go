@@ -281,11 +281,16 @@ func TestHILIPGenericUnsupported(t *testing.T) {
 // benchIP starts a session in ip.mode modem on a pty paced like a 115200
 // baud UART, and waits for its socket.
 func benchIP(b *testing.B, tweak func(*Config)) (*modemsim.Sim, *Session, *MemorySink, context.Context) {
+	return benchIPProfile(b, "quectel", tweak)
+}
+
+// benchIPProfile is benchIP on the module of profile.
+func benchIPProfile(b *testing.B, profile string, tweak func(*Config)) (*modemsim.Sim, *Session, *MemorySink, context.Context) {
 	b.Helper()
 	if testing.Short() {
 		b.Skip("hardware-in-loop benchmark")
 	}
-	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(b.TempDir(), "modem"), Profile: "quectel", Baud: 115200})
+	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(b.TempDir(), "modem"), Profile: profile, Baud: 115200})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -183,3 +183,37 @@ func TestHILSIM7080OwnDeactivation(t *testing.T) {
 		t.Errorf("data %+v, module address %s: the session was torn down again (want it up at %s)", d, sim.State().IP, up.IP)
 	}
 }
+
+// BenchmarkHILModuleUDP measures one 100-byte IP Command each way on the
+// SIM7080 (+CADATAIND, AT+CARECV until "+CARECV: 0"; AT+CASEND) and the
+// SARA-R5 (+UUSORF, AT+USORF; AT+USOST) over a pty paced at 115200 baud.
+func BenchmarkHILModuleUDP(b *testing.B) {
+	for _, profile := range []string{"sim7080", "sara-r5"} {
+		b.Run(profile+"/receive", func(b *testing.B) {
+			sim, _, sink, ctx := benchIPProfile(b, profile, nil)
+			payload := randomBytes(100, 9)
+			n := 0
+			for b.Loop() {
+				payload[0], payload[1] = byte(n), byte(n>>8)
+				if err := sim.InjectUDP(cloud, 6969, payload); err != nil {
+					b.Fatal(err)
+				}
+				n++
+				wctx, wcancel := context.WithTimeout(ctx, wait)
+				if _, err := sink.Wait(wctx, n); err != nil {
+					b.Fatal(err)
+				}
+				wcancel()
+			}
+		})
+		b.Run(profile+"/send", func(b *testing.B) {
+			_, s, _, ctx := benchIPProfile(b, profile, nil)
+			payload := randomBytes(100, 10)
+			for b.Loop() {
+				if err := s.SendUDP(ctx, payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

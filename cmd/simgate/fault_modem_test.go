@@ -75,6 +75,16 @@ func TestFaultModem(t *testing.T) {
 				t.Errorf("SMS left behind after delivery; %s", r.simSummary())
 			}
 			evs := r.obs.events()
+			if c.restarts {
+				// The SMS may all be through before the recovery ends: a
+				// hang mid-command is noticed only when that command times
+				// out (30 s for AT+CMGD), and recovery_done follows the
+				// next poll. Wait for it rather than read a snapshot.
+				waitUntil(e2eWait, func() bool {
+					evs = r.obs.events()
+					return hasEvent(evs, recoveryLost...) && (countEvents(evs, "modem_connected") >= 2 || hasEvent(evs, "recovery_done"))
+				})
+			}
 			t.Logf("events: %v", eventTypes(evs))
 			if c.restarts {
 				if !hasEvent(evs, recoveryLost...) {
