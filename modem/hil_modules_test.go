@@ -217,3 +217,35 @@ func BenchmarkHILModuleUDP(b *testing.B) {
 		})
 	}
 }
+
+// Config.SIM7080Socket forces the socket kind: "client" opens AT+CAOPEN
+// although the firmware has AT+CASERVER; "server" on firmware without it
+// fails to open, with the module's refusal in the event, rather than
+// falling back.
+func TestHILSIM7080SocketChoice(t *testing.T) {
+	t.Run("client", func(t *testing.T) {
+		sim := startSim(t, modemsim.Options{Profile: "sim7080"})
+		h := runHIL(t, sim, ipModem(func(c *Config) { c.SIM7080Socket = "client" }))
+		h.ready()
+		h.dataUp()
+		socks := sim.State().Sockets
+		if len(socks) != 1 || socks[0].Port == 6969 {
+			t.Fatalf("sockets %+v, want one client socket on a port of the module's choice", socks)
+		}
+		if err := h.s.SendUDP(context.Background(), []byte("x")); err != nil {
+			t.Errorf("SendUDP: %v", err)
+		}
+	})
+	t.Run("server", func(t *testing.T) {
+		sim := startSim(t, modemsim.Options{Profile: "sim7080", SIM7080NoServer: true})
+		h := runHIL(t, sim, ipModem(func(c *Config) { c.SIM7080Socket = "server" }))
+		h.ready()
+		e := h.event(EventDataOpenFailed)
+		if !strings.Contains(e.Message, "CASERVER") {
+			t.Errorf("event %q does not name AT+CASERVER", e.Message)
+		}
+		if n := len(sim.State().Sockets); n != 0 {
+			t.Errorf("%d sockets open, want none", n)
+		}
+	})
+}

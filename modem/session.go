@@ -105,6 +105,10 @@ type Config struct {
 	// keeps datagrams until AT+QIRD). Buffer mode, the default, leaves
 	// datagrams in the module while the host cannot store them.
 	IPDirectPush bool
+	// SIM7080Socket chooses the SIM7080's socket: "server" (AT+CASERVER on
+	// IPPort), "client" (AT+CAOPEN to Cloud, on a local port the module
+	// picks) or "" for a server, and a client where the firmware refuses.
+	SIM7080Socket string
 
 	// OnEvent and OnStatus are called from a goroutine of the session's own,
 	// in order; they may block without stalling the modem. Nil is fine.
