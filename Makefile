@@ -46,8 +46,11 @@ cross:
 bench:
 	./scripts/bench.sh
 
-demo:
-	$(GO) run ./cmd/simgate demo
+# The demo runs the built binary, not `go run`: go run exits 1 when the
+# program it runs stops on Ctrl-C, even after a clean stop. DEMOFLAGS passes
+# options, e.g. make demo DEMOFLAGS='-profile simcom -for 30s'.
+demo: build
+	./bin/simgate demo $(DEMOFLAGS)
 
 deb:
 	VERSION=$(VERSION) COMMIT=$(COMMIT) ./packaging/build-deb.sh

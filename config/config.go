@@ -128,6 +128,15 @@ func (p Problem) String() string {
 	}
 }
 
+// Location is where the problem is: "FILE:LINE", the file alone, or the
+// environment variable.
+func (p Problem) Location() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return p.File
+}
+
 // Problems is the error Load returns for an invalid configuration: every
 // problem found, in file order.
 type Problems []Problem
@@ -144,33 +153,55 @@ func (ps Problems) Error() string {
 // environment and validates the result. Any problem is returned as Problems;
 // a file that cannot be read is returned as a wrapped os error.
 func Load(path string) (Config, error) {
+	cfg, _, err := LoadWithWarnings(path)
+	return cfg, err
+}
+
+// LoadWithWarnings is Load that also returns warnings: things that do not
+// stop the gateway but that its operator should fix, such as a password
+// file other users can read. They are reported like problems.
+func LoadWithWarnings(path string) (Config, Problems, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
+		return Config{}, nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(path, data, os.Environ())
+	return ParseWithWarnings(path, data, os.Environ())
 }
 
 // Parse is Load without the file system read: name is used in problem
 // reports and env is a list of KEY=VALUE pairs.
 func Parse(name string, data []byte, env []string) (Config, error) {
+	cfg, _, err := ParseWithWarnings(name, data, env)
+	return cfg, err
+}
+
+// ParseWithWarnings is Parse that also returns warnings (see
+// LoadWithWarnings), in file order.
+func ParseWithWarnings(name string, data []byte, env []string) (Config, Problems, error) {
 	l := loader{file: name, lines: map[string]int{}}
 	cfg := Default()
 	if l.decodeFile(data, &cfg) {
 		l.applyEnv(env, &cfg)
 		l.validate(&cfg)
 	}
+	sortProblems(name, l.warnings)
 	if len(l.problems) > 0 {
-		sort.SliceStable(l.problems, func(i, j int) bool {
-			a, b := l.problems[i], l.problems[j]
-			if a.File != b.File {
-				return a.File == name
-			}
-			return a.Line < b.Line
-		})
-		return cfg, l.problems
+		sortProblems(name, l.problems)
+		return cfg, l.warnings, l.problems
 	}
-	return cfg, nil
+	return cfg, l.warnings, nil
+}
+
+// sortProblems puts the file's own problems first, in line order, then
+// those of environment overrides.
+func sortProblems(name string, ps Problems) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if a.File != b.File {
+			return a.File == name
+		}
+		return a.Line < b.Line
+	})
 }
 
 type loader struct {
@@ -179,6 +210,7 @@ type loader struct {
 	source   map[string]string // dotted key -> "env NAME" when overridden
 	bad      map[string]bool   // keys whose value could not be decoded
 	problems Problems
+	warnings Problems
 }
 
 // addf records a problem found by validation. A key that already failed to
@@ -192,6 +224,15 @@ func (l *loader) addf(key string, format string, args ...any) {
 		file, line = src, 0
 	}
 	l.problems = append(l.problems, Problem{File: file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// warnf records a warning about key, located like a problem.
+func (l *loader) warnf(key string, format string, args ...any) {
+	file, line := l.file, l.lines[key]
+	if src, ok := l.source[key]; ok {
+		file, line = src, 0
+	}
+	l.warnings = append(l.warnings, Problem{File: file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 // decodeFile reports whether the file was YAML at all; when it was not,

@@ -2,10 +2,12 @@ package config
 
 import (
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -198,6 +200,8 @@ func TestProblems(t *testing.T) {
 		{"prefix placeholder", "mqtt:\n  topic_prefix: a/{iccid}\n", []string{"t.yaml:2: mqtt.topic_prefix: the only placeholder is {device_id}"}},
 		{"prefix empty", "mqtt:\n  topic_prefix: \"\"\n", []string{"t.yaml:2: mqtt.topic_prefix: must not be empty"}},
 		{"device id", "device_id: a/b\n", []string{"t.yaml:1: device_id: must not contain"}},
+		{"device id control", "device_id: \"a\\tb\"\n", []string{"t.yaml:1: device_id: must not contain control characters"}},
+		{"device id long", "device_id: " + strings.Repeat("d", 129) + "\n", []string{"t.yaml:1: device_id: must be at most 128 characters"}},
 		{"store dir", "store:\n  dir: \"\"\n", []string{"t.yaml:2: store.dir: must name a directory"}},
 		{"max messages", "store:\n  max_messages: 0\n", []string{"t.yaml:2: store.max_messages: must be at least 1, got 0"}},
 		{"log level", "log:\n  level: trace\n", []string{`t.yaml:2: log.level: must be one of debug, info, warn, error, got "trace"`}},
@@ -340,6 +344,148 @@ func FuzzParse(f *testing.F) {
 		// A config that passed must satisfy the rules validate enforces.
 		if cfg.IP.Port < 1 || cfg.IP.Port > 65535 || cfg.Store.MaxMessages < 1 || cfg.Modem.Port == "" {
 			t.Fatalf("invalid config accepted: %+v", cfg)
+		}
+	})
+}
+
+// A user name or password in mqtt.url is refused with its line, and no
+// message repeats it: the file is world-readable and the url is logged.
+func TestURLUserInfoRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		env  []string
+		want string
+	}{
+		{"user and password", "mqtt:\n  url: tcp://alice:hunter2@broker:1883\n", nil,
+			"t.yaml:2: mqtt.url: must not hold a user name or password (tcp://REDACTED@broker:1883): set mqtt.username and mqtt.password_file instead"},
+		{"user only", "mqtt:\n  url: ssl://alice@broker:8883\n", nil, "t.yaml:2: mqtt.url: must not hold a user name or password"},
+		{"bad scheme too", "mqtt:\n  url: http://alice:hunter2@broker\n", nil, "t.yaml:2: mqtt.url: must not hold a user name or password"},
+		{"unparsable", "mqtt:\n  url: \"tcp://alice:hunter2@broker:%zz\"\n", nil, "t.yaml:2: mqtt.url: not a URL"},
+		{"environment", "", []string{"SIMGATE_MQTT_URL=ws://alice:hunter2@broker:80/mqtt"}, "env SIMGATE_MQTT_URL: mqtt.url: must not hold a user name or password"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(tt.doc), tt.env)
+			checkProblems(t, err, []string{tt.want})
+			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "alice") {
+				t.Errorf("problem repeats the credentials: %v", err)
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"tcp://127.0.0.1:1883":            "tcp://127.0.0.1:1883",
+		"tcp://u:p@h:1883":                "tcp://REDACTED@h:1883",
+		"ws://u:p@ss@h:80/mqtt?x=a@b#f@g": "ws://REDACTED@h:80/mqtt?x=a@b#f@g",
+		"u:p@h":                           "REDACTED@h",
+		"tcp://h/path@x":                  "tcp://h/path@x",
+		"ssl://user%40corp:p%2Fw@h:8883":  "ssl://REDACTED@h:8883",
+		"":                                "",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Secret files any user can rewrite are refused; ones other users can read
+// are a warning. Group read by a group the gateway is in is the install
+// guide's 0640 root:simgate, and passes.
+func TestSecretFileModes(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	private := file("private", 0o600)
+	ownGroup := file("own-group", 0o640) // created with this process's group
+	everyone := file("everyone", 0o644)
+	writable := file("writable", 0o666)
+	tls := "mqtt:\n  url: ssl://h:8883\n  cert_file: " + private + "\n  key_file: "
+	tests := []struct {
+		name                   string
+		doc                    string
+		wantProblem, wantWarns []string
+	}{
+		{"private password", "mqtt:\n  username: u\n  password_file: " + private + "\n", nil, nil},
+		{"group of the gateway", "mqtt:\n  username: u\n  password_file: " + ownGroup + "\n", nil, nil},
+		{"password readable by all", "mqtt:\n  username: u\n  password_file: " + everyone + "\n", nil,
+			[]string{"t.yaml:3: mqtt.password_file: " + everyone + " is readable by every user (mode 0644)"}},
+		{"password writable by all", "mqtt:\n  username: u\n  password_file: " + writable + "\n",
+			[]string{"t.yaml:3: mqtt.password_file: " + writable + " is writable by every user (mode 0666)"}, nil},
+		{"key readable by all", tls + everyone + "\n", nil,
+			[]string{"t.yaml:4: mqtt.key_file: " + everyone + " is readable by every user"}},
+		{"key writable by all", tls + writable + "\n",
+			[]string{"t.yaml:4: mqtt.key_file: " + writable + " is writable by every user"}, nil},
+		{"certificate is public", "mqtt:\n  url: ssl://h:8883\n  cert_file: " + everyone + "\n  key_file: " + private + "\n  ca_file: " + writable + "\n", nil, nil},
+	}
+	if os.Geteuid() == 0 {
+		// A group this process is not in, and not the service group.
+		other := file("other-group", 0o640)
+		if err := os.Chown(other, -1, 65533); err != nil {
+			t.Fatal(err)
+		}
+		tests = append(tests, struct {
+			name                   string
+			doc                    string
+			wantProblem, wantWarns []string
+		}{"readable by another group", "mqtt:\n  username: u\n  password_file: " + other + "\n", nil,
+			[]string{"t.yaml:3: mqtt.password_file: " + other + " is readable by its group (mode 0640), which is not simgate"}})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, warns, err := ParseWithWarnings("t.yaml", []byte(tt.doc), nil)
+			checkProblems(t, err, tt.wantProblem)
+			if len(warns) != len(tt.wantWarns) {
+				t.Fatalf("warnings %v, want %d", warns, len(tt.wantWarns))
+			}
+			for i, w := range tt.wantWarns {
+				if !strings.HasPrefix(warns[i].String(), w) {
+					t.Errorf("warning %d = %q, want prefix %q", i, warns[i], w)
+				}
+			}
+		})
+	}
+}
+
+// Whatever the text, a user name or password url.Parse finds in it never
+// survives RedactURL.
+func FuzzRedactURL(f *testing.F) {
+	for _, s := range []string{"tcp://u:p@h:1883", "ws://a@b@c/d@e", "u:p@h", "tcp://h:1883", "ssl://%40:%3A@h", "://@", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		out := RedactURL(raw)
+		u, err := url.Parse(out)
+		if err != nil || u.User == nil {
+			return
+		}
+		if name := u.User.String(); name != "REDACTED" {
+			t.Fatalf("RedactURL(%q) = %q keeps user-info %q", raw, out, name)
+		}
+	})
+}
+
+// An accepted device id is one topic level of UTF-8 text.
+func FuzzCheckDeviceID(f *testing.F) {
+	for _, s := range []string{"89883070000012345672", "evil/#", "a+b", "\x00", "tab\t", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if CheckDeviceID(id) != nil {
+			return
+		}
+		if id == "" || strings.ContainsAny(id, "/+#\x00") || !utf8.ValidString(id) || utf8.RuneCountInString(id) > MaxDeviceID {
+			t.Fatalf("CheckDeviceID accepted %q", id)
 		}
 	})
 }

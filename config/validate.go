@@ -1,13 +1,18 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
+	"syscall"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Values accepted by the enumerated keys.
@@ -20,8 +25,10 @@ var (
 )
 
 func (l *loader) validate(c *Config) {
-	if strings.ContainsAny(c.DeviceID, "/+#\x00") {
-		l.addf("device_id", "must not contain '/', '+', '#' or NUL: it becomes part of MQTT topics")
+	if c.DeviceID != "" {
+		if err := CheckDeviceID(c.DeviceID); err != nil {
+			l.addf("device_id", "%v", err)
+		}
 	}
 
 	if strings.TrimSpace(c.Modem.Port) == "" {
@@ -86,11 +93,38 @@ func (l *loader) validate(c *Config) {
 	l.validateObserve(c)
 }
 
+// MaxDeviceID bounds a device id; it is part of every topic and of the
+// default MQTT client id.
+const MaxDeviceID = 128
+
+// CheckDeviceID reports why id cannot name a device: it becomes a level of
+// every MQTT topic, so it must be one level without wildcards. The same
+// rule applies to device_id and to the id remembered in store.dir.
+func CheckDeviceID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("must not be empty")
+	case strings.ContainsAny(id, "/+#\x00"):
+		return errors.New("must not contain '/', '+', '#' or NUL: it becomes part of MQTT topics")
+	case !utf8.ValidString(id):
+		return errors.New("must be UTF-8 text")
+	case strings.IndexFunc(id, unicode.IsControl) >= 0:
+		return errors.New("must not contain control characters")
+	case utf8.RuneCountInString(id) > MaxDeviceID:
+		return fmt.Errorf("must be at most %d characters", MaxDeviceID)
+	}
+	return nil
+}
+
 func (l *loader) validateMQTT(m *MQTT) {
 	u, err := url.Parse(m.URL)
 	switch {
 	case err != nil:
-		l.addf("mqtt.url", "not a URL: %v", err)
+		l.addf("mqtt.url", "not a URL: %v", redactErr(err))
+	case u.User != nil:
+		// The file is world-readable by design and the url is logged;
+		// the password has a file of its own.
+		l.addf("mqtt.url", "must not hold a user name or password (%s): set mqtt.username and mqtt.password_file instead", RedactURL(m.URL))
 	case !contains(Schemes, u.Scheme):
 		l.addf("mqtt.url", "scheme must be one of tcp://, ssl://, ws://, wss://, got %q", m.URL)
 	case u.Hostname() == "":
@@ -119,8 +153,12 @@ func (l *loader) validateMQTT(m *MQTT) {
 		if f.path == "" {
 			continue
 		}
-		if err := readable(f.path); err != nil {
+		err := readable(f.path)
+		if err != nil {
 			l.addf(f.key, "%v", err)
+		}
+		if err == nil && (f.key == "mqtt.password_file" || f.key == "mqtt.key_file") {
+			l.checkSecretMode(f.key, f.path)
 		}
 		if f.key != "mqtt.password_file" && err == nil && !tls {
 			l.addf(f.key, "is only used with an ssl:// or wss:// url")
@@ -214,6 +252,81 @@ func readable(path string) error {
 		return fmt.Errorf("%s is a directory, not a file", path)
 	}
 	return nil
+}
+
+// ServiceGroup is the group the package runs simgate as; the install guide
+// makes secret files 0640 root:simgate, so that group may read them.
+const ServiceGroup = "simgate"
+
+// checkSecretMode refuses a secret file any user may rewrite (whoever
+// replaces the key or password controls what the gateway trusts) and warns
+// about one other users may read. Group read is fine for the group the
+// gateway runs as.
+func (l *loader) checkSecretMode(key, path string) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return // readable already reported it
+	}
+	perm := st.Mode().Perm()
+	switch {
+	case perm&0o002 != 0:
+		l.addf(key, "%s is writable by every user (mode %#o): anyone could replace it; chmod 0640 %s, owned by root:%s", path, perm, path, ServiceGroup)
+	case perm&0o004 != 0:
+		l.warnf(key, "%s is readable by every user (mode %#o): chmod 0640 %s, owned by root:%s", path, perm, path, ServiceGroup)
+	case perm&0o040 != 0 && !ownGroup(st):
+		l.warnf(key, "%s is readable by its group (mode %#o), which is not %s nor the group simgate runs as: chmod 0600 %s, or chgrp %s", path, perm, ServiceGroup, path, ServiceGroup)
+	}
+}
+
+// ownGroup reports whether the file's group is the service group or one
+// this process is in, the groups meant to read a 0640 secret.
+func ownGroup(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true // no owner to judge by: say nothing rather than guess
+	}
+	gid := int(sys.Gid)
+	if gid == os.Getgid() || gid == os.Getegid() {
+		return true
+	}
+	if groups, err := os.Getgroups(); err == nil {
+		for _, g := range groups {
+			if g == gid {
+				return true
+			}
+		}
+	}
+	g, err := user.LookupGroupId(strconv.Itoa(gid))
+	return err == nil && g.Name == ServiceGroup
+}
+
+// RedactURL returns raw with any user name and password replaced by
+// "REDACTED", for logs and messages; raw need not parse as a URL. The
+// user-info is what lies between the first "//" (or the start, when there
+// is none) and the last '@' before the path.
+func RedactURL(raw string) string {
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "//"); i >= 0 {
+		prefix, rest = raw[:i+2], raw[i+2:]
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return raw
+	}
+	return prefix + "REDACTED@" + rest[at+1:]
+}
+
+// redactErr rewrites a url.Parse error, which quotes the whole URL.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %q: %w", ue.Op, RedactURL(ue.URL), ue.Err)
+	}
+	return err
 }
 
 // Prefix returns topic_prefix with {device_id} filled in.

@@ -7,11 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // StartEmbedded runs an MQTT broker in this process, listening at the host
@@ -72,7 +73,7 @@ func startBroker(rawURL string, log *slog.Logger, setup func(*mochi.Server) erro
 	addr := net.JoinHostPort(u.Hostname(), port)
 
 	srv := mochi.New(&mochi.Options{Logger: log.With("component", "broker"), InlineClient: setup != nil})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	if err := srv.AddHook(new(retainGuard), nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
 	if setup != nil {
@@ -103,4 +104,108 @@ func startBroker(rawURL string, log *slog.Logger, setup func(*mochi.Server) erro
 		return nil, errors.Join(fmt.Errorf("embedded broker serve: %w", err), srv.Close())
 	}
 	return srv, nil
+}
+
+// retainGuard is the embedded broker's only hook: it accepts every client
+// and topic, and it makes retained messages safe to use concurrently.
+//
+// mochi-mqtt v2.7.9 writes a topic's retained path under the topic's lock
+// (TopicsIndex.RetainMessage) but reads it without that lock when a new
+// subscription with a wildcard looks up the retained messages it must
+// receive (TopicsIndex.scanMessages): a retained publish racing a
+// subscription is a data race. The guard puts both under one RWMutex, held
+// between hooks mochi calls in a fixed order on one goroutine:
+//
+//   - A retained publish takes the write lock in OnPublish; mochi stores
+//     the message next and then calls OnRetainMessage, which releases it.
+//   - A retained will takes it in OnWill; mochi stores the will next and
+//     calls OnRetainMessage. A delayed will (MQTT 5 Will Delay Interval) is
+//     published but not retained: mochi stores it from its event loop,
+//     where no hook comes before the store, so the guard clears its retain
+//     flag and mochi never stores it.
+//   - A subscription holds the read lock from OnSubscribe until
+//     OnPacketProcessed, which mochi calls for every SUBSCRIBE that reached
+//     OnSubscribe, once the retained messages have been sent.
+//   - Subscribing to $SYS topics is refused: mochi rewrites their retained
+//     messages every second from its event loop, outside any hook.
+//
+// OnRetainMessage is called only from mochi's retainMessage, which runs
+// only after OnPublish or OnWill took the lock (server.go, processPublish
+// and sendLWT); the guard is the only hook that could change that path.
+//
+// The inline client (tests only) subscribes before the listener opens,
+// when nothing can race it, so it takes no read lock: mochi's inline
+// Subscribe calls OnSubscribe but never OnPacketProcessed.
+type retainGuard struct {
+	mochi.HookBase
+	mu sync.RWMutex
+}
+
+// ID names the hook in mochi's logs.
+func (g *retainGuard) ID() string { return "simgate-retain-guard" }
+
+// Provides lists the events the guard handles.
+func (g *retainGuard) Provides(b byte) bool {
+	switch b {
+	case mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish, mochi.OnWill,
+		mochi.OnRetainMessage, mochi.OnSubscribe, mochi.OnPacketProcessed:
+		return true
+	}
+	return false
+}
+
+// OnConnectAuthenticate accepts every client: the embedded broker is for
+// loopback or a trusted network (see StartEmbedded).
+func (g *retainGuard) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+
+// OnACLCheck allows every topic except subscriptions to $SYS.
+func (g *retainGuard) OnACLCheck(_ *mochi.Client, topic string, write bool) bool {
+	return write || !isSysFilter(topic)
+}
+
+// isSysFilter reports whether filter names mochi's $SYS topics.
+func isSysFilter(filter string) bool {
+	first, _, _ := strings.Cut(filter, "/")
+	return strings.EqualFold(first, mochi.SysPrefix)
+}
+
+// OnPublish takes the write lock for a retained message, which mochi
+// stores next.
+func (g *retainGuard) OnPublish(_ *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Retain {
+		g.mu.Lock()
+	}
+	return pk, nil
+}
+
+// OnWill takes the write lock for a retained will, which mochi stores
+// next, and clears the retain flag of a delayed one.
+func (g *retainGuard) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
+	switch {
+	case !will.Retain:
+	case cl.Properties.Will.WillDelayInterval > 0:
+		will.Retain = false
+	default:
+		g.mu.Lock()
+	}
+	return will, nil
+}
+
+// OnRetainMessage releases the write lock once mochi stored a retained
+// message or will.
+func (g *retainGuard) OnRetainMessage(*mochi.Client, packets.Packet, int64) { g.mu.Unlock() }
+
+// OnSubscribe takes the read lock for the subscription's retained lookup.
+func (g *retainGuard) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	if !cl.Net.Inline {
+		g.mu.RLock()
+	}
+	return pk
+}
+
+// OnPacketProcessed releases the read lock OnSubscribe took.
+func (g *retainGuard) OnPacketProcessed(cl *mochi.Client, pk packets.Packet, _ error) {
+	if pk.FixedHeader.Type == packets.Subscribe && !cl.Net.Inline {
+		g.mu.RUnlock()
+	}
 }

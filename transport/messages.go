@@ -206,3 +206,16 @@ func renderStatus(version string, st modem.Status, qs QueueStats, now time.Time)
 	}
 	return full, key, nil
 }
+
+// heldEvents is the summary of a period in which held events of latest's
+// type were held back: the latest of them, saying how many there were.
+func heldEvents(latest modem.Event, held int, period time.Duration) modem.Event {
+	fields := make(map[string]any, len(latest.Fields)+1)
+	for k, v := range latest.Fields {
+		fields[k] = v
+	}
+	fields["suppressed"] = held
+	latest.Fields = fields
+	latest.Message = fmt.Sprintf("%s [%d %s events held back in the last %s; this is the latest]", latest.Message, held, latest.Type, period)
+	return latest
+}

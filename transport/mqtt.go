@@ -62,11 +62,37 @@ func (c *MQTTConfig) fill() error {
 // topic joins the prefix and a suffix.
 func (c *MQTTConfig) topic(suffix string) string { return c.TopicPrefix + "/" + suffix }
 
-// brokerURL checks the URL and says whether it needs TLS.
+// shownURL is the broker URL as logs may show it.
+func (c *MQTTConfig) shownURL() string { return redactURL(c.URL) }
+
+// redactURL hides a URL's user name and password, which must never reach
+// a log (the daemon's configuration refuses them; a library caller may not).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	if u.User == nil {
+		return raw
+	}
+	u.User = url.User("REDACTED")
+	return u.String()
+}
+
+// brokerURL checks the URL and says whether it needs TLS. A user name or
+// password in it is refused: they have fields of their own, and a URL is
+// logged.
 func brokerURL(raw string) (*url.URL, bool, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, false, fmt.Errorf("mqtt url: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the url.Error quotes the whole URL
+		}
+		return nil, false, fmt.Errorf("mqtt url %s: %w", redactURL(raw), err)
+	}
+	if u.User != nil {
+		return nil, false, fmt.Errorf("mqtt url %s: a user name or password belongs in the username and password file settings, not in the url", redactURL(raw))
 	}
 	if u.Hostname() == "" {
 		return nil, false, fmt.Errorf("mqtt url %q: no host", raw)

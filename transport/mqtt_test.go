@@ -237,6 +237,8 @@ func TestNewRelayConfigErrors(t *testing.T) {
 	}{
 		{"bad scheme", func(c *MQTTConfig) { c.URL = "http://127.0.0.1:1883" }, "scheme"},
 		{"no host", func(c *MQTTConfig) { c.URL = "tcp://:1883" }, "no host"},
+		{"credentials in url", func(c *MQTTConfig) { c.URL = "tcp://alice:hunter2@127.0.0.1:1883" }, "mqtt url tcp://REDACTED@127.0.0.1:1883: a user name or password belongs in"},
+		{"unparsable url with credentials", func(c *MQTTConfig) { c.URL = "tcp://alice:hunter2@127.0.0.1:%zz" }, "invalid port"},
 		{"no client id", func(c *MQTTConfig) { c.ClientID = "" }, "client id"},
 		{"wildcard prefix", func(c *MQTTConfig) { c.TopicPrefix = "a/+" }, "wildcards"},
 		{"missing password file", func(c *MQTTConfig) { c.Username, c.PasswordFile = "u", missing }, "password_file"},
@@ -255,6 +257,9 @@ func TestNewRelayConfigErrors(t *testing.T) {
 			_, err := NewRelay(cfg, openTestQueue(t, t.TempDir(), 10), newFakeDevice(), nil)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("NewRelay error = %v, want it to contain %q", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("NewRelay error %q shows the password", err)
 			}
 		})
 	}
@@ -411,5 +416,18 @@ func TestRelayWebSocket(t *testing.T) {
 	obs.wait(t, TopicIPOutResult, 1)
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"tcp://127.0.0.1:1883":       "tcp://127.0.0.1:1883",
+		"tcp://alice:hunter2@h:1883": "tcp://REDACTED@h:1883",
+		"ws://alice@h:80/mqtt":       "ws://REDACTED@h:80/mqtt",
+		"tcp://alice:hunter2@h:%zz":  "(a URL that does not parse)",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/simgate/simgate/internal/ratelimit"
 	"github.com/simgate/simgate/modem"
 )
 
@@ -111,6 +112,7 @@ type Relay struct {
 	fifo         requestFIFO
 	drops        dropReport
 	events       eventBuffer
+	eventLimit   *ratelimit.Limiter[modem.Event]
 	statusPoke   chan struct{}
 	connectedSig chan struct{}
 
@@ -152,6 +154,9 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	r.fifo.init()
 	r.fifo.dropped = r.requestDropped
 	r.events.init(eventBufferSize)
+	r.eventLimit = ratelimit.New(ratelimit.DefaultBurst, ratelimit.DefaultPeriod, func(_ string, latest modem.Event, held int) {
+		r.queueEvent(heldEvents(latest, held, ratelimit.DefaultPeriod))
+	})
 	opts, err := clientOptions(cfg.MQTT)
 	if err != nil {
 		return nil, fmt.Errorf("new relay: %w", err)
@@ -198,15 +203,24 @@ func (r *Relay) Stats() RelayStats {
 }
 
 // Event queues ev for P/events. It never blocks; while the broker is away
-// the newest events are kept, up to a bound.
+// the newest events are kept, up to a bound. Every event source comes
+// through here, so repeats are limited here: a flood of one type costs at
+// most a burst and one summary with the count per period.
 func (r *Relay) Event(ev modem.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
-	r.log.Info("event", "type", ev.Type, "message", ev.Message)
+	// Metrics count every event, also those the limit holds back.
 	if f := r.cfg.Observer.Event; f != nil {
 		f(ev.Type)
 	}
+	if r.eventLimit.Allow(ev.Type, ev) {
+		r.queueEvent(ev)
+	}
+}
+
+func (r *Relay) queueEvent(ev modem.Event) {
+	r.log.Info("event: "+ev.Type, "message", ev.Message)
 	if dropped := r.events.push(ev); dropped {
 		r.log.Warn("event buffer full: oldest event dropped", "size", eventBufferSize)
 	}
@@ -274,7 +288,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.heartbeat.Store(r.mono())
 	r.running.Store(true)
 	defer r.running.Store(false)
-	r.log.Info("relay starting", "url", r.cfg.MQTT.URL, "client_id", r.cfg.MQTT.ClientID, "prefix", r.cfg.MQTT.TopicPrefix)
+	r.log.Info("relay starting", "url", r.cfg.MQTT.shownURL(), "client_id", r.cfg.MQTT.ClientID, "prefix", r.cfg.MQTT.TopicPrefix)
 
 	connCtx, cancelConn := context.WithCancel(ctx)
 	defer cancelConn()
@@ -314,6 +328,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer grace.Stop()
 	close(stop)
 	work.Wait()
+	r.eventLimit.Flush() // counts held back go out with the last events
 	close(pubStop)
 	pubs.Wait()
 	cancelConn()
@@ -363,7 +378,7 @@ func (r *Relay) connectLoop(ctx context.Context, last *atomic.Pointer[paho.Token
 			return
 		}
 		d := bo.next()
-		r.log.Warn("mqtt connect failed", "url", r.cfg.MQTT.URL, "err", t.Error(), "retry_in", d.Round(time.Millisecond))
+		r.log.Warn("mqtt connect failed", "url", r.cfg.MQTT.shownURL(), "err", t.Error(), "retry_in", d.Round(time.Millisecond))
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
@@ -453,7 +468,7 @@ func (r *Relay) onReconnecting(paho.Client, *paho.ClientOptions) {
 
 // onConnect runs on its own goroutine, started by paho for each connection.
 func (r *Relay) onConnect(c paho.Client) {
-	r.log.Info("mqtt connected", "url", r.cfg.MQTT.URL)
+	r.log.Info("mqtt connected", "url", r.cfg.MQTT.shownURL())
 	// Subscribing again on every connection covers a broker that lost the
 	// session (restarted without persistence). Messages are routed by the
 	// default handler, so no per-topic callback is registered.
@@ -486,7 +501,7 @@ func (r *Relay) onConnectionLost(_ paho.Client, err error) {
 
 func (r *Relay) onNotification(_ paho.Client, n paho.ConnectionNotification) {
 	if f, ok := n.(paho.ConnectionNotificationBrokerFailed); ok {
-		r.log.Warn("mqtt connection attempt failed", "broker", f.Broker.Redacted(), "err", f.Reason)
+		r.log.Warn("mqtt connection attempt failed", "broker", redactURL(f.Broker.String()), "err", f.Reason)
 	}
 }
 

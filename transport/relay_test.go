@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/simgate/simgate/internal/ratelimit"
 	"github.com/simgate/simgate/modem"
 )
 
@@ -640,5 +641,52 @@ func TestRelayRunTwice(t *testing.T) {
 	}
 	if err := r.Run(ctx); err == nil {
 		t.Error("second Run succeeded, want an error")
+	}
+}
+
+// A flood of bad requests gets a failed result each, but P/events carries
+// only the first DefaultBurst rejections and then one summary counting the
+// rest; events of other types are not held back by the flood.
+func TestRelayEventFloodLimited(t *testing.T) {
+	addr := freeAddr(t)
+	obs := new(observer)
+	embeddedBroker(t, addr, obs)
+	r := newTestRelay(t, testRelayConfig("tcp://"+addr), openTestQueue(t, t.TempDir(), 10), newFakeDevice())
+	runRelay(t, r)
+	eventually(t, "relay to connect", func() bool { return r.Stats().Connected })
+	const n = 300
+	pub := publisher(t, "tcp://"+addr)
+	for i := range n {
+		publish(t, pub, TopicSMSOut, fmt.Sprintf(`{"id":"bad-%d","payload":5}`, i))
+	}
+	obs.wait(t, TopicSMSOutResult, n)
+	r.Event(modem.Event{Type: "modem_lost", Message: "another kind"})
+	obs.wait(t, TopicEvents, ratelimit.DefaultBurst+1)
+	r.eventLimit.Flush() // the end of the period, without waiting for it
+	events := obs.wait(t, TopicEvents, ratelimit.DefaultBurst+2)
+	var rejected, lost int
+	var summary map[string]any
+	for _, m := range events {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(m.Payload), &ev); err != nil {
+			t.Fatal(err)
+		}
+		switch ev["type"] {
+		case "request_rejected":
+			rejected++
+			if _, ok := ev["suppressed"]; ok {
+				summary = ev
+			}
+		case "modem_lost":
+			lost++
+		}
+	}
+	if rejected != ratelimit.DefaultBurst+1 || lost != 1 || len(events) != ratelimit.DefaultBurst+2 {
+		t.Errorf("%d request_rejected and %d modem_lost events of %d, want %d and 1", rejected, lost, len(events), ratelimit.DefaultBurst+1)
+	}
+	want := fmt.Sprintf("[%d request_rejected events held back in the last 1m0s; this is the latest]", n-ratelimit.DefaultBurst)
+	if summary == nil || summary["suppressed"] != float64(n-ratelimit.DefaultBurst) || summary["id"] != fmt.Sprint("bad-", n-1) ||
+		!strings.HasSuffix(summary["message"].(string), want) {
+		t.Errorf("summary %v, want the latest rejection with suppressed %d and %q", summary, n-ratelimit.DefaultBurst, want)
 	}
 }

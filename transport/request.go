@@ -195,6 +195,11 @@ func parseRequest(channel string, body []byte, genID func() string) (Request, er
 	default:
 		return fail("unknown encoding %q: use %q or %q", *encoding, EncodingText, EncodingBase64)
 	}
+	if len(req.Payload) == 0 {
+		// A modem sends an empty SMS without complaint, and the cloud
+		// would receive a command that says nothing.
+		return fail("payload is empty: an SMS or IP Command carries at least one character or byte")
+	}
 	switch channel {
 	case modem.ChannelSMS:
 		to, err := stringField(fields, "to")

@@ -64,6 +64,9 @@ func TestParseRequest(t *testing.T) {
 		{"71 ucs2", "sms", `{"id":"r","payload":"` + strings.Repeat("ж", 71) + `"}`, Request{ID: "r", Channel: "sms", To: "000", Payload: []byte(strings.Repeat("ж", 71))}, "at most 70"},
 		{"141 binary", "sms", `{"id":"r","payload":"` + b64(141) + `","encoding":"base64"}`, Request{ID: "r", Channel: "sms", To: "000", Payload: make([]byte, 141), Binary: true}, "at most 140"},
 		{"1301 udp", "ip", `{"id":"r","payload":"` + b64(1301) + `","encoding":"base64"}`, Request{ID: "r", Channel: "ip", Payload: make([]byte, 1301), Binary: true}, "at most 1300"},
+		{"empty text payload", "sms", `{"id":"r","payload":""}`, Request{ID: "r", Channel: "sms", Payload: []byte{}}, "payload is empty"},
+		{"empty base64 payload", "sms", `{"id":"r","payload":"","encoding":"base64"}`, Request{ID: "r", Channel: "sms", Payload: []byte{}, Binary: true}, "payload is empty"},
+		{"empty ip payload", "ip", `{"id":"r","payload":""}`, Request{ID: "r", Channel: "ip", Payload: []byte{}}, "payload is empty"},
 		{"oversize request", "ip", `{"payload":"` + strings.Repeat("x", MaxRequestBytes) + `"}`, Request{ID: "gen-1", Channel: "ip"}, "bytes, at most"},
 	}
 	for _, tt := range tests {

@@ -75,7 +75,7 @@ func ReadRetained(ctx context.Context, cfg MQTTConfig, topic string) (payload []
 	c := paho.NewClient(opts)
 	t := c.Connect()
 	if err := waitToken(ctx, t, cfg.ConnectTimeout); err != nil {
-		return nil, "", fmt.Errorf("read retained %s: connect %s: %w", topic, cfg.URL, err)
+		return nil, "", fmt.Errorf("read retained %s: connect %s: %w", topic, redactURL(cfg.URL), err)
 	}
 	defer c.Disconnect(100)
 	st := c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
@@ -94,6 +94,6 @@ func ReadRetained(ctx context.Context, cfg MQTTConfig, topic string) (payload []
 	case m := <-got:
 		return m.payload, m.topic, nil
 	case <-ctx.Done():
-		return nil, "", fmt.Errorf("read retained %s: nothing retained on %s: %w", topic, cfg.URL, ctx.Err())
+		return nil, "", fmt.Errorf("read retained %s: nothing retained on %s: %w", topic, redactURL(cfg.URL), ctx.Err())
 	}
 }

@@ -735,6 +735,10 @@ func TestUDPStoreFailures(t *testing.T) {
 			if s := r.u.Stats(); s.Stored != tt.stored || s.Dropped != tt.dropped {
 				t.Errorf("stats %+v: want Stored %d, Dropped %d", s, tt.stored, tt.dropped)
 			}
+			// The drop is counted before the event goes out.
+			if tt.wantEvents > 0 {
+				r.events.wait(t, EventIPStoreFailed, tt.wantEvents)
+			}
 			evs := r.events.of(EventIPStoreFailed)
 			if len(evs) != tt.wantEvents {
 				t.Fatalf("%d ip_store_failed events, want %d", len(evs), tt.wantEvents)

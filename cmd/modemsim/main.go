@@ -18,7 +18,8 @@
 //	modemsim reset|drop-data -control SOCKET
 //	modemsim register -control SOCKET -stat 5
 //	modemsim close-socket -control SOCKET -id 0
-//	modemsim faults  -control SOCKET [-chunked] [-urc-noise P] [-send-error N] [-socket-send-fail]
+//	modemsim faults  -control SOCKET [-chunked] [-chunk-max N] [-urc-noise P] [-send-error N]
+//	                 [-socket-send-fail] [-error-on CMD]...
 //	modemsim storm   -control SOCKET -n 3
 //
 // With -encoding 8bit the sms TEXT is base64. state prints JSON.
@@ -114,7 +115,8 @@ func usage(w io.Writer) {
   modemsim close-socket -control SOCKET -id N
   modemsim signal  -control SOCKET -rssi N
   modemsim storm   -control SOCKET -n N
-  modemsim faults  -control SOCKET [-chunked] [-urc-noise P] [-send-error N] [-socket-send-fail]
+  modemsim faults  -control SOCKET [-chunked] [-chunk-max N] [-urc-noise P] [-send-error N]
+                   [-socket-send-fail] [-error-on CMD]...   (faults replace the active ones)
 `)
 }
 
@@ -386,6 +388,14 @@ func cmdFaults(args []string, stderr io.Writer) int {
 	c := clientFlags(fs)
 	var f modemsim.Faults
 	fs.BoolVar(&f.Chunked, "chunked", false, "split writes into random small chunks")
+	fs.IntVar(&f.ChunkMax, "chunk-max", 0, "with -chunked, the largest chunk in bytes (0: 8)")
+	fs.Func("error-on", "answer ERROR to this command instead of running it, e.g. AT+CMEE? (repeatable)", func(v string) error {
+		if strings.TrimSpace(v) == "" {
+			return errors.New("want a command such as AT+CMEE?")
+		}
+		f.ErrorOn = append(f.ErrorOn, v)
+		return nil
+	})
 	fs.Float64Var(&f.URCNoise, "urc-noise", 0, "probability of a noise URC between reply lines (0..1)")
 	fs.IntVar(&f.SendError, "send-error", 0, "make AT+CMGS fail with this +CMS ERROR code")
 	fs.BoolVar(&f.SocketSendFail, "socket-send-fail", false, "make socket sends fail")

@@ -86,6 +86,7 @@ func TestClientVerbs(t *testing.T) {
 		{"register", "-control", ctl, "-stat", "1"},
 		{"signal", "-control", ctl, "-rssi", "20"},
 		{"faults", "-control", ctl, "-chunked", "-urc-noise", "0.1"},
+		{"faults", "-control", ctl, "-chunked", "-chunk-max", "3", "-error-on", "AT+CMEE?", "-error-on", "AT+CSQ"},
 		{"faults", "-control", ctl},
 		{"drop-data", "-control", ctl},
 		{"close-socket", "-control", ctl, "-id", "0"},

@@ -14,7 +14,11 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if _, err := config.Load(*path); err != nil {
+	_, warns, err := config.LoadWithWarnings(*path)
+	for _, w := range warns {
+		fmt.Fprintf(stderr, "%s (warning)\n", w)
+	}
+	if err != nil {
 		printConfigError(stderr, *path, err)
 		return exitConfig
 	}

@@ -25,16 +25,22 @@ import (
 // demoWait bounds each step of the demo script.
 const demoWait = 20 * time.Second
 
+// eventWait bounds the wait for an event the demo expects; one published
+// before it subscribed never arrives.
+const eventWait = 3 * time.Second
+
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", stderr)
 	port := fs.Int("mqtt-port", 1883, "port of the embedded broker on 127.0.0.1 (0: any free port; a busy 1883 falls back to a free one)")
 	profile := fs.String("profile", "quectel", "simulated module: quectel, simcom, sim7080, ublox, sara-r5 or generic")
 	runFor := fs.Duration("for", 0, "stop after this long once the script has run (0: run until Ctrl-C)")
-	verbose := fs.Bool("v", false, "show the gateway's log (info level) on stderr")
+	verbose := fs.Bool("v", false, "show the gateway's log (info level) on stderr; without it only errors are logged")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	level := "warn"
+	// Without -v the demo's own lines are the whole story: the gateway
+	// logs only errors, and events it reports show on P/events anyway.
+	level := "error"
 	if *verbose {
 		level = "info"
 	}
@@ -63,7 +69,9 @@ type demo struct {
 	prefix  string
 	msgs    chan paho.Message
 	online  bool
-	mu      sync.Mutex
+	// events counts the events shown and not yet awaited, by type.
+	events map[string]int
+	mu     sync.Mutex
 }
 
 func (d *demo) printf(format string, a ...any) {
@@ -205,9 +213,19 @@ func (d *demo) subscribe() (paho.Client, error) {
 // script injects commands on the network side and publishes requests on
 // the MQTT side, waiting each time for what the gateway relays.
 func (d *demo) script(ctx context.Context, ip bool) error {
-	if _, err := d.await(ctx, "status", func(p map[string]any) bool { return p["online"] == true }); err != nil {
+	// The modem's start-up first, so what it reports on P/events is shown
+	// here and not under the first command.
+	d.printf("gateway -> MQTT: status and events while the modem starts\n")
+	if _, err := d.await(ctx, "status", func(p map[string]any) bool {
+		return p["online"] == true && p["ready"] == true && (!ip || dataUp(p))
+	}); err != nil {
 		return err
 	}
+	startup := []string{"modem_connected"}
+	if ip {
+		startup = append(startup, "data_up")
+	}
+	d.awaitEvents(ctx, startup...)
 	sms := []struct {
 		what string
 		msg  modemsim.SMS
@@ -248,6 +266,9 @@ func (d *demo) script(ctx context.Context, ip bool) error {
 	if err := d.request(ctx, "sms/out", `{"id":"demo-sms-2","payload":"`+strings.Repeat("x", 161)+`"}`); err != nil {
 		return err
 	}
+	// The gateway also reports the refusal on P/events; show it with the
+	// request it belongs to.
+	d.awaitEvents(ctx, "request_rejected")
 	if ip {
 		if err := d.request(ctx, "ip/out", `{"id":"demo-ip-1","payload":"AAEC/w==","encoding":"base64"}`); err != nil {
 			return err
@@ -258,6 +279,42 @@ func (d *demo) script(ctx context.Context, ip bool) error {
 		}
 	}
 	return nil
+}
+
+// dataUp reports whether a status payload says the data session is up.
+func dataUp(status map[string]any) bool {
+	data, _ := status["data"].(map[string]any)
+	return data["state"] == "up"
+}
+
+// awaitEvents prints what arrives until an event of each type has been
+// shown (since the last wait for that type). An event published before the demo subscribed is not seen again,
+// so after eventWait it gives up quietly: the demo goes on either way.
+func (d *demo) awaitEvents(ctx context.Context, types ...string) {
+	want := map[string]bool{}
+	for _, t := range types {
+		want[t] = true
+	}
+	seen := func() bool {
+		for t := range want {
+			if d.events[t] > 0 {
+				d.events[t]--
+				delete(want, t)
+			}
+		}
+		return len(want) == 0
+	}
+	timeout := time.After(eventWait)
+	for !seen() {
+		select {
+		case m := <-d.msgs:
+			d.show(m)
+		case <-ctx.Done():
+			return
+		case <-timeout:
+			return
+		}
+	}
 }
 
 // injectUDP waits for the gateway's socket on port 6969, then sends one
@@ -327,6 +384,11 @@ func (d *demo) show(m paho.Message) map[string]any {
 			d.printf("  <- %s/status (retained): online=%v\n", d.prefix, online)
 		}
 		return p
+	case "events":
+		if d.events == nil {
+			d.events = map[string]int{}
+		}
+		d.events[fmt.Sprint(p["type"])]++
 	case "sms/out", "ip/out":
 		// Requests: the script announces its own; show the ones typed by
 		// a user.

@@ -7,12 +7,15 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/simgate/simgate/internal/ratelimit"
 	"github.com/simgate/simgate/modem/modemsim"
 )
 
@@ -198,6 +201,7 @@ func TestE2EMalformedRequests(t *testing.T) {
 		{"ip/out", `{"id":"ip-to","payload":"x","to":"000"}`, "ip-to", `"to" is not accepted on ip/out`},
 		{"sms/out", `{"id":"bad-to","payload":"x","to":"call me"}`, "bad-to", "digits"},
 		{"sms/out", `{"id":"no-payload"}`, "no-payload", "payload is missing"},
+		{"sms/out", `{"id":"empty-payload","payload":""}`, "empty-payload", "payload is empty"},
 		{"sms/out", `{"id":"unknown-field","payload":"x","priority":"high"}`, "unknown-field", `unknown field "priority"`},
 	}
 	for _, q := range bad {
@@ -311,5 +315,49 @@ func TestE2EEmbeddedBroker(t *testing.T) {
 	var st statusMsg
 	if err := json.Unmarshal(raw, &st); err != nil || !st.Online {
 		t.Errorf("retained status on the embedded broker: %s (%v)", raw, err)
+	}
+}
+
+// A flood of bad requests against the real daemon: every request gets its
+// failed result, but P/events and the log carry only the first rejections
+// of the minute and, at the latest when the daemon stops, one summary
+// with the count of the rest.
+func TestE2ERequestFloodLimited(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{})
+	r.waitReady()
+	const n = 200
+	for i := range n {
+		publish(t, r.url, r.prefix+"/sms/out", fmt.Appendf(nil, `{"id":"flood-%d","payload":5}`, i))
+	}
+	if !waitUntil(e2eWait, func() bool { return len(r.obs.on("sms/out/result")) >= n }) {
+		t.Fatalf("%d results for %d requests", len(r.obs.on("sms/out/result")), n)
+	}
+	if code := r.gw.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code after SIGTERM = %d, want 0", code)
+	}
+	held := n - ratelimit.DefaultBurst
+	var summary *event
+	if !waitUntil(e2eWait, func() bool {
+		for _, e := range r.obs.events() {
+			if e.Type == "request_rejected" && e.Fields["suppressed"] != nil {
+				summary = &e
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no summary event; %d request_rejected events", countEvents(r.obs.events(), "request_rejected"))
+	}
+	if got := countEvents(r.obs.events(), "request_rejected"); got != ratelimit.DefaultBurst+1 {
+		t.Errorf("%d request_rejected events for %d bad requests, want %d and a summary", got, n, ratelimit.DefaultBurst)
+	}
+	if summary.Fields["suppressed"] != float64(held) || summary.Fields["id"] != fmt.Sprint("flood-", n-1) {
+		t.Errorf("summary %+v: want suppressed %d and the latest id", *summary, held)
+	}
+	lines := r.gw.logLines(`msg="request rejected"`)
+	if len(lines) != ratelimit.DefaultBurst+1 || !strings.Contains(lines[len(lines)-1], fmt.Sprintf("suppressed=%d", held)) {
+		t.Errorf("%d \"request rejected\" log lines, want %d and a summary with suppressed=%d; last: %q",
+			len(lines), ratelimit.DefaultBurst+1, held, lines[len(lines)-1])
 	}
 }

@@ -120,6 +120,7 @@ func TestE2EBadConfigExits78(t *testing.T) {
 		{"unknown key", "modem:\n  port: /dev/ttyUSB2\n  speed: 9600\n", []string{"simgate.yaml:3: modem.speed: unknown key"}},
 		{"bad values", "mqtt:\n  url: gopher://x\nip:\n  port: 70000\n", []string{"simgate.yaml:2: mqtt.url", "simgate.yaml:4: ip.port: must be between 1 and 65535, got 70000"}},
 		{"not YAML", "modem: [\n", []string{"simgate.yaml"}},
+		{"credentials in url", "mqtt:\n  url: tcp://alice:hunter2@127.0.0.1:1883\n", []string{"simgate.yaml:2: mqtt.url: must not hold a user name or password"}},
 	}
 	for _, c := range cases {
 		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"), "simgate.yaml")
@@ -142,6 +143,9 @@ func TestE2EBadConfigExits78(t *testing.T) {
 			if !strings.Contains(stderr.String(), w) {
 				t.Errorf("%s: stderr lacks %q:\n%s", c.name, w, stderr.String())
 			}
+		}
+		if strings.Contains(stderr.String(), "hunter2") {
+			t.Errorf("%s: stderr shows the password:\n%s", c.name, stderr.String())
 		}
 	}
 	// A missing file is a configuration problem too.

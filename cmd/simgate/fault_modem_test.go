@@ -76,10 +76,8 @@ func TestFaultModem(t *testing.T) {
 			}
 			evs := r.obs.events()
 			if c.restarts {
-				// The SMS may all be through before the recovery ends: a
-				// hang mid-command is noticed only when that command times
-				// out (30 s for AT+CMGD), and recovery_done follows the
-				// next poll. Wait for it rather than read a snapshot.
+				// The event that says the modem is back follows the poll
+				// that passes after the drain, so it may still be on its way.
 				waitUntil(e2eWait, func() bool {
 					evs = r.obs.events()
 					return hasEvent(evs, recoveryLost...) && (countEvents(evs, "modem_connected") >= 2 || hasEvent(evs, "recovery_done"))

@@ -76,7 +76,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 				log.Warn("embedded broker", "err", serr)
 			}
 		}()
-		log.Info("embedded MQTT broker listening", "url", cfg.MQTT.URL)
+		log.Info("embedded MQTT broker listening", "url", config.RedactURL(cfg.MQTT.URL))
 	}
 
 	h := newHub()
@@ -207,7 +207,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 	wg.Go(func() { homeAssistant(runCtx, cfg, deviceID, prefix, relay, dev, h, log) })
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(runCtx) }()
-	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", cfg.MQTT.URL, "modem", cfg.Modem.Port)
+	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", config.RedactURL(cfg.MQTT.URL), "modem", cfg.Modem.Port)
 	if opt.Started != nil {
 		opt.Started(deviceID, prefix)
 	}
@@ -241,6 +241,18 @@ func resolveDeviceID(ctx context.Context, cfg *config.Config, h *hub, sessDone c
 		return cfg.DeviceID, nil
 	}
 	remembered := readDeviceID(cfg.Store.Dir)
+	if remembered != "" {
+		if err := config.CheckDeviceID(remembered); err != nil {
+			// A file edited by hand or damaged: used as topics, it would add
+			// levels or wildcards, so it is ignored and the ICCID replaces it.
+			msg := fmt.Sprintf("the device id remembered in %s, %.64q, is not usable (%v): ignored; waiting for the SIM's ICCID",
+				filepath.Join(cfg.Store.Dir, deviceIDFile), remembered, err)
+			log.Warn(msg)
+			h.event(modem.Event{Type: EventDeviceIDInvalid, Message: msg, Time: time.Now().UTC(),
+				Fields: map[string]any{"file": filepath.Join(cfg.Store.Dir, deviceIDFile)}})
+			remembered = ""
+		}
+	}
 	var fallback <-chan time.Time
 	if remembered != "" {
 		t := time.NewTimer(deviceIDWait)
@@ -301,6 +313,10 @@ func watchSIM(ctx context.Context, cfg *config.Config, deviceID string, h *hub, 
 }
 
 const deviceIDFile = "device_id"
+
+// EventDeviceIDInvalid reports a remembered device id that cannot name
+// topics; the gateway waits for the SIM's ICCID instead.
+const EventDeviceIDInvalid = "device_id_invalid"
 
 func readDeviceID(dir string) string {
 	b, err := os.ReadFile(filepath.Join(dir, deviceIDFile))

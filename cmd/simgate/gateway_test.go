@@ -63,6 +63,23 @@ func TestDemo(t *testing.T) {
 	if n := strings.Count(text, "/sms/in {"); n != 4 {
 		t.Errorf("demo relayed %d SMS, want 4\n%s", n, text)
 	}
+	// Events show under the step they belong to: the modem's start-up
+	// before the first command, a refusal with its request.
+	for _, o := range []struct{ line, after, before string }{
+		{`"type":"modem_connected"`, "status and events while the modem starts", "network -> device"},
+		{`"type":"data_up"`, "status and events while the modem starts", "network -> device"},
+		{`"type":"request_rejected"`, `"id":"demo-sms-2"`, "ip/out {"},
+	} {
+		i, a, b := strings.Index(text, o.line), strings.Index(text, o.after), strings.Index(text, o.before)
+		if i < 0 || a < 0 || b < 0 || i < a || i > b {
+			t.Errorf("demo output: %s is not between %q and %q\n%s", o.line, o.after, o.before, text)
+		}
+	}
+	// Without -v nothing of the gateway's log shows: a refused request is
+	// an event, not a warning.
+	if e := errb.String(); e != "" {
+		t.Errorf("demo without -v wrote to stderr:\n%s", e)
+	}
 }
 
 // notifyListener plays systemd's side of sd_notify.
@@ -414,7 +431,10 @@ func TestGatewayIPOverHostSocket(t *testing.T) {
 	if string(buf[:n]) != "pong" || from.Port != port {
 		t.Errorf("cloud got %q from %s, want \"pong\" from port %d", buf[:n], from, port)
 	}
-	if st := awaitTopic(t, msgs, "supersim/dev1/status"); !strings.Contains(st, `"data":{"mode":"os","state":"up","ip":"127.0.0.1"}`) {
+	// A fresh subscriber gets the retained status at once: the one the
+	// first subscriber got may have gone by while it waited for ip/in, and
+	// nothing may have changed since to publish another.
+	if st := awaitTopic(t, subscribe(t, cfg.MQTT.URL, "supersim/dev1"), "supersim/dev1/status"); !strings.Contains(st, `"data":{"mode":"os","state":"up","ip":"127.0.0.1"}`) {
 		t.Errorf("status data: %s", st)
 	}
 	cancel()
@@ -449,5 +469,68 @@ func TestGatewayStatusWithoutModem(t *testing.T) {
 		if m == "READY=1" || m == "WATCHDOG=1" {
 			t.Errorf("sent %q without a modem", m)
 		}
+	}
+}
+
+// A remembered device id that cannot name topics (extra levels, a
+// wildcard) is not used even when the modem is missing: it is reported as
+// an event, and the SIM's ICCID names the gateway and replaces the file.
+func TestRememberedDeviceIDValidated(t *testing.T) {
+	saved := deviceIDWait
+	deviceIDWait = time.Millisecond // the bad id would be taken at once
+	t.Cleanup(func() { deviceIDWait = saved })
+	for _, bad := range []string{"evil/extra", "evil/#", "a+b", "tab\there", strings.Repeat("x", config.MaxDeviceID+1)} {
+		t.Run(bad[:min(len(bad), 12)], func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Store.Dir = t.TempDir()
+			if err := os.WriteFile(filepath.Join(cfg.Store.Dir, deviceIDFile), []byte(bad+"\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			h := newHub()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type res struct {
+				id  string
+				err error
+			}
+			got := make(chan res, 1)
+			go func() {
+				id, err := resolveDeviceID(ctx, &cfg, h, make(chan error, 1), testLog(t))
+				got <- res{id, err}
+			}()
+			held := func() []modem.Event {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				return append([]modem.Event(nil), h.held...)
+			}
+			deadline := time.After(testWait)
+		wait:
+			for {
+				for _, ev := range held() {
+					if ev.Type == EventDeviceIDInvalid && strings.Contains(ev.Message, "not usable") {
+						break wait
+					}
+				}
+				select {
+				case r := <-got:
+					t.Fatalf("resolved to %q (%v) from a bad remembered id, with no %s event", r.id, r.err, EventDeviceIDInvalid)
+				case <-deadline:
+					t.Fatalf("no %s event; held %+v", EventDeviceIDInvalid, held())
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			h.status(modem.Status{SIM: modem.SIMInfo{ICCID: "89883070000099887766"}})
+			select {
+			case r := <-got:
+				if r.err != nil || r.id != "89883070000099887766" {
+					t.Fatalf("resolved to %q (%v), want the ICCID", r.id, r.err)
+				}
+			case <-time.After(testWait):
+				t.Fatal("the ICCID did not resolve the device id")
+			}
+			if id := readDeviceID(cfg.Store.Dir); id != "89883070000099887766" {
+				t.Errorf("remembered %q, want the ICCID", id)
+			}
+		})
 	}
 }

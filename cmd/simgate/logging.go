@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/ratelimit"
 )
 
 // newLogger builds the root logger from the log section; components take
@@ -32,7 +33,17 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 		level = slog.LevelInfo
 	}
 	journal := w == io.Writer(os.Stderr) && isJournalStream(os.Getenv("JOURNAL_STREAM"), os.Stderr)
-	return slog.New(newHandler(w, c.Format, level, journal))
+	// Repeated lines (a refusal per request in a flood) are limited in one
+	// place, with a count, so a flood cannot fill the journal.
+	return slog.New(ratelimit.NewHandler(newHandler(w, c.Format, level, journal), ratelimit.DefaultBurst, ratelimit.DefaultPeriod))
+}
+
+// flushLog writes the counts of lines still held back by the root logger,
+// before the process exits.
+func flushLog(log *slog.Logger) {
+	if f, ok := log.Handler().(interface{ Flush() }); ok {
+		f.Flush()
+	}
 }
 
 func newHandler(w io.Writer, format string, level slog.Level, journal bool) slog.Handler {

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/ratelimit"
 )
 
 // Under journald every line carries its syslog priority and no time of
@@ -81,5 +84,33 @@ func TestIsJournalStream(t *testing.T) {
 		if got := isJournalStream(tc.env, f); got != tc.want {
 			t.Errorf("isJournalStream(%q) = %v, want %v", tc.env, got, tc.want)
 		}
+	}
+}
+
+// The daemon's logger limits repeated lines: a refusal logged per request
+// in a flood shows the first lines of the period, then one line with the
+// count, written at the latest when the daemon stops.
+func TestLoggerLimitsRepeats(t *testing.T) {
+	var buf bytes.Buffer
+	log := newLogger(&buf, config.Log{Level: "info", Format: "text"})
+	relay := log.With("component", "relay")
+	for i := range 1000 {
+		relay.With("id", fmt.Sprint("r", i)).Warn("request refused: queue full")
+	}
+	relay.Info("request sent", "id", "other")
+	flushLog(log)
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	refused := 0
+	for _, l := range lines {
+		if strings.Contains(l, "request refused: queue full") {
+			refused++
+		}
+	}
+	if want := ratelimit.DefaultBurst + 1; refused != want || len(lines) != want+1 {
+		t.Fatalf("%d refusal lines of %d, want %d and one other:\n%s", refused, len(lines), want, buf.String())
+	}
+	last := lines[len(lines)-1]
+	if !strings.Contains(last, "id=r999") || !strings.Contains(last, fmt.Sprintf("suppressed=%d", 1000-ratelimit.DefaultBurst)) {
+		t.Errorf("summary line %q: want the latest id and suppressed=%d", last, 1000-ratelimit.DefaultBurst)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -18,12 +19,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, err := config.Load(*path)
+	cfg, warns, err := config.LoadWithWarnings(*path)
 	if err != nil {
+		for _, w := range warns {
+			fmt.Fprintf(stderr, "%s (warning)\n", w)
+		}
 		printConfigError(stderr, *path, err)
 		return exitConfig
 	}
 	log := newLogger(stderr, cfg.Log)
+	defer flushLog(log)
+	for _, w := range warns {
+		log.Warn("configuration: "+w.Msg, "key", w.Key, "at", w.Location())
+	}
 	v, c := buildVersion()
 	log.Info("simgate starting", "version", v, "commit", c, "config", *path)
 	ctx, stop := signalContext(log)

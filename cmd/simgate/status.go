@@ -80,6 +80,9 @@ func readStatus(ctx context.Context, cfg *config.Config) (raw []byte, source str
 	id := cfg.DeviceID
 	if id == "" {
 		id = readDeviceID(cfg.Store.Dir)
+		if id != "" && config.CheckDeviceID(id) != nil {
+			id = "" // a damaged file must not add topic levels or wildcards
+		}
 	}
 	if id == "" {
 		id = "+" // the ICCID names the topics and none is remembered here
@@ -100,7 +103,7 @@ func readStatus(ctx context.Context, cfg *config.Config) (raw []byte, source str
 	if len(raw) > maxStatusBytes {
 		return nil, "", fmt.Errorf("the retained status on %s is %d bytes, more than %d", on, len(raw), maxStatusBytes)
 	}
-	return raw, fmt.Sprintf("the retained %s on %s (the status socket: %v)", on, cfg.MQTT.URL, serr), nil
+	return raw, fmt.Sprintf("the retained %s on %s (the status socket: %v)", on, config.RedactURL(cfg.MQTT.URL), serr), nil
 }
 
 func readStatusSocket(ctx context.Context, path string) ([]byte, error) {

@@ -108,7 +108,7 @@ func (o *observability) snapshot() []byte {
 		Healthy:   &ok,
 		PID:       os.Getpid(),
 		StartedAt: processStart.UTC().Format(time.RFC3339),
-		Broker:    &brokerJSON{URL: o.cfg.MQTT.URL},
+		Broker:    &brokerJSON{URL: config.RedactURL(o.cfg.MQTT.URL)},
 	}
 	if herr != nil {
 		obj.Reason = herr.Error()

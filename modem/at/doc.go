@@ -16,7 +16,9 @@
 //   - A command that times out leaves the engine unsynchronised: before the
 //     next command it sends a probe (AT+CMEE?) and discards everything up to
 //     the probe's own reply, so a late OK is never taken as the next
-//     command's answer. warthog618's engine has no resynchronisation.
+//     command's answer. The final results still owed by abandoned commands
+//     are counted, so the probe's own is known even when it is an ERROR
+//     without "+CMEE: <n>". warthog618's engine has no resynchronisation.
 //   - Binary payloads announced by length (+QIRD, +USORF, +QIURC "recv"
 //     direct push, +RECEIVE) are read byte-exact, even when they contain
 //     CR, LF or NUL; a line scanner cannot do that.

@@ -45,7 +45,9 @@ const MaxQueuedURCs = 4096
 // probeLine is sent to resynchronise after an abandoned command. Its
 // information line "+CMEE: <n>" cannot be the answer to anything the engine
 // was waiting for, so the first final result after that line is the probe's
-// own, and everything before it is the abandoned command's leftover.
+// own. Before that line, a final result is an abandoned command's leftover
+// while one is owed, and the probe's own otherwise (a module may answer
+// ERROR to it); see machine.owed.
 const probeLine = "AT+CMEE?"
 
 // Engine owns one port: a single goroutine writes commands and sorts what
@@ -302,6 +304,19 @@ func (e *Engine) run(reads <-chan []byte, readErr <-chan error) {
 			}
 		case <-timeout:
 			e.timer = nil
+			if e.curProbe && e.m.cur != nil && e.m.cur.staleSeen {
+				// The modem answered (a final result the probe took as an
+				// abandoned command's, so maybe the probe's own) and has
+				// been silent for a whole probe timeout since: nothing is
+				// in flight, the line is in step.
+				e.log.Debug("resynchronised: the modem answered and then stayed silent", "probe", probeLine)
+				e.m.cur = nil
+				e.m.forgetOwed()
+				if !e.inStep() {
+					return
+				}
+				continue
+			}
 			e.give(fmt.Errorf("%s: %w", e.timeoutOf(), ErrTimeout))
 		case <-ctxDone:
 			e.give(e.cur.ctx.Err())
@@ -357,7 +372,14 @@ func (e *Engine) settle() bool {
 	if len(e.m.out) > 0 {
 		// Only a command still waiting is interrupted: one that got its
 		// final result in the same read is answered normally.
-		reset := e.cur != nil && e.m.cur != nil && slices.ContainsFunc(e.m.out, func(u URC) bool { return e.cfg.IsReset(u.Line) })
+		booted := slices.ContainsFunc(e.m.out, func(u URC) bool { return e.cfg.IsReset(u.Line) })
+		reset := booted && e.cur != nil && e.m.cur != nil
+		if booted {
+			// Nothing written before the boot is answered; the command
+			// running now is counted again when it is given up below, as
+			// it may have been written just after the boot.
+			e.m.forgetOwed()
+		}
 		e.queueURCs(e.m.out)
 		e.m.out = nil
 		if reset {
@@ -372,23 +394,30 @@ func (e *Engine) settle() bool {
 	a := e.finished()
 	e.lastAnswer.Store(int64(time.Since(e.epoch)))
 	if e.curProbe {
+		// Any final result to the probe proves the line is in step, an
+		// error included: some modules answer ERROR to AT+CMEE?.
 		if a.err != nil {
-			e.give(fmt.Errorf("resynchronise with the modem (%s): %w", probeLine, a.err))
-			return true
+			e.log.Debug("the modem refused the resynchronisation probe; in step all the same", "probe", probeLine, "answer", a.reply.Final)
 		}
-		e.needSync = false
-		e.stopTimer()
-		if err := e.cur.ctx.Err(); err != nil {
-			e.cur.res <- result{err: err}
-			e.cur = nil
-			return true
-		}
-		return e.startNext()
+		return e.inStep()
 	}
 	e.stopTimer()
 	e.cur.res <- result{reply: a.reply, err: a.err}
 	e.cur = nil
 	return true
+}
+
+// inStep ends a resynchronisation and writes the caller's command. It
+// returns false when the engine stopped.
+func (e *Engine) inStep() bool {
+	e.needSync = false
+	e.stopTimer()
+	if err := e.cur.ctx.Err(); err != nil {
+		e.cur.res <- result{err: err}
+		e.cur = nil
+		return true
+	}
+	return e.startNext()
 }
 
 // finished returns the command the machine just completed.

@@ -632,3 +632,95 @@ func TestLastRead(t *testing.T) {
 		t.Errorf("LastRead() = %v after an answer, not after %v", after, before)
 	}
 }
+
+// A module that boots while the first command runs, says so in pieces of a
+// few bytes and answers ERROR to the resynchronisation probe is in step
+// once it has answered: the next command is written and answered, instead
+// of every command being replaced by a probe that never succeeds.
+func TestProbeAnsweredWithErrorAfterBoot(t *testing.T) {
+	for _, chunk := range []int{1, 2, 3} {
+		h := startConfig(t, Config{ProbeTimeout: 50 * time.Millisecond}, chunk,
+			attest.Step{Write: "AT\r", Read: "\r\nRDY\r\n\r\n+CPIN: READY\r\n"},
+			attest.Step{Write: "AT+CMEE?\r", Read: "AT+CMEE?\r\r\nERROR\r\n\r\n+QUSIM: 1\r\n"},
+			attest.Step{Write: "ATE0\r", Read: "ATE0\r\r\nOK\r\n"},
+			attest.Step{Write: "AT+CMEE=1\r", Read: "\r\nOK\r\n\r\n+QIND: SMS DONE\r\n"},
+		)
+		if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT", Timeout: wait}); !errors.Is(err, ErrReset) {
+			t.Fatalf("chunk %d: Do(AT) error = %v, want ErrReset", chunk, err)
+		}
+		for _, line := range []string{"ATE0", "AT+CMEE=1"} {
+			if _, err := h.eng.Do(context.Background(), Cmd{Line: line}); err != nil {
+				t.Fatalf("chunk %d: Do(%s) after the boot: %v", chunk, line, err)
+			}
+		}
+		want := []URC{{Line: "RDY", Known: true}, {Line: "+CPIN: READY", Known: true}, {Line: "+QUSIM: 1", Known: true}, {Line: "+QIND: SMS DONE", Known: true}}
+		if diff := cmp.Diff(want, h.urcsUntilSentinel(t), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("chunk %d: URCs (-want +got):\n%s", chunk, diff)
+		}
+	}
+}
+
+// The probe's ERROR follows the late final result of the command that
+// timed out: the late one is dropped, the ERROR ends the probe, and the
+// next command is written only then, so neither final is taken as its
+// answer.
+func TestProbeErrorAfterLateFinal(t *testing.T) {
+	h := startConfig(t, Config{ProbeTimeout: wait}, 0,
+		attest.Step{Write: "AT+CSQ\r"}, // silent in time
+		attest.Step{Write: "AT+CMEE?\r", Read: "\r\n+CSQ: 3,99\r\n\r\nOK\r\n"},
+	)
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT+CSQ", Timeout: 20 * time.Millisecond}); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Do(CSQ) error = %v, want ErrTimeout", err)
+	}
+	type res struct {
+		r   Reply
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		r, err := h.eng.Do(context.Background(), Cmd{Line: "AT+CGMI", Bare: true})
+		done <- res{r, err}
+	}()
+	h.port.Wait(wait)
+	// The late OK has been read: the sentinel behind it arrived. Had the
+	// engine taken it for the probe's answer, it would have written
+	// AT+CGMI by now, which the script does not allow yet.
+	if got := h.urcsUntilSentinel(t); len(got) != 1 || got[0].Line != "+CSQ: 3,99" {
+		t.Errorf("URCs before the probe's answer: %v, want the late +CSQ line", got)
+	}
+	h.port.Append(attest.Step{Write: "AT+CGMI\r", Read: "\r\nQuectel\r\n\r\nOK\r\n"})
+	h.port.Send("\r\nERROR\r\n")
+	got := <-done
+	if got.err != nil {
+		t.Fatalf("Do(CGMI) after the probe's ERROR: %v", got.err)
+	}
+	if diff := cmp.Diff(Reply{Lines: []string{"Quectel"}, Final: "OK"}, got.r); diff != "" {
+		t.Errorf("reply (-want +got):\n%s", diff)
+	}
+}
+
+// A probe answered with nothing at all still fails, and the engine keeps
+// probing; the final results it owes are counted, so the silent probe's
+// late ERROR, arriving with the next probe's, does not end that one early.
+func TestSilentProbesOweTheirFinals(t *testing.T) {
+	h := startConfig(t, Config{ProbeTimeout: 20 * time.Millisecond}, 0,
+		attest.Step{Write: "AT\r"},       // silent
+		attest.Step{Write: "AT+CMEE?\r"}, // silent too
+	)
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT", Timeout: 20 * time.Millisecond}); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Do(AT) error = %v, want ErrTimeout", err)
+	}
+	if _, err := h.eng.Do(context.Background(), Cmd{Line: "AT"}); !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "resynchronise") {
+		t.Fatalf("Do(AT) while silent: %v, want a resynchronise timeout", err)
+	}
+	// Both late finals arrive (the first AT's OK, the silent probe's
+	// ERROR), then this probe's own ERROR: only the third ends it.
+	h.port.Append(
+		attest.Step{Write: "AT+CMEE?\r", Read: "\r\nOK\r\n\r\nERROR\r\n\r\nERROR\r\n"},
+		attest.Step{Write: "AT+CSQ\r", Read: "\r\n+CSQ: 7,99\r\n\r\nOK\r\n"},
+	)
+	r, err := h.eng.Do(context.Background(), Cmd{Line: "AT+CSQ"})
+	if err != nil || len(r.Lines) != 1 || r.Lines[0] != "+CSQ: 7,99" {
+		t.Fatalf("Do(CSQ) once the modem answers = %+v, %v", r, err)
+	}
+}

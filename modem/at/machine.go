@@ -13,15 +13,18 @@ const maxLine = 16 << 10
 
 // active is the command the machine is sorting lines for.
 type active struct {
-	cmd      Cmd
-	prefix   string
-	probe    bool // a resynchronisation probe: finals before its info are stale
-	gotInfo  bool
-	prompted bool
-	trailing int
-	reply    Reply
-	done     bool
-	err      error
+	cmd     Cmd
+	prefix  string
+	probe   bool // a resynchronisation probe: finals before its info may be stale
+	gotInfo bool
+	// staleSeen: the probe dropped a final result as an abandoned
+	// command's (see machine.owed), so the modem is answering.
+	staleSeen bool
+	prompted  bool
+	trailing  int
+	reply     Reply
+	done      bool
+	err       error
 }
 
 // frame is a length-framed read in progress.
@@ -49,7 +52,13 @@ type machine struct {
 	escPending bool
 
 	lastDone *active // the command that most recently got its final result
-	echoes   int64   // echoed command lines seen
+	// owed counts abandoned commands whose final result has not been seen:
+	// each may still send one. A probe takes a final result before its
+	// information line as one of those while any is owed, and as its own
+	// once none is: a module that answers the probe with ERROR (without
+	// "+CMEE: <n>") is in step all the same.
+	owed   int
+	echoes int64 // echoed command lines seen
 
 	out   []URC
 	write []byte
@@ -73,10 +82,24 @@ func (m *machine) begin(c Cmd, probe bool) *active {
 // abandon gives up on the running command (timeout, cancellation). Its late
 // reply lines become unknown URCs and its final result is dropped as stale.
 func (m *machine) abandon() {
-	if c := m.cur; c != nil && c.cmd.Data != nil && !c.prompted {
-		m.escPending = true
+	if c := m.cur; c != nil {
+		if c.cmd.Data != nil && !c.prompted {
+			m.escPending = true
+		}
+		m.owed++
 	}
 	m.cur = nil
+}
+
+// forgetOwed forgets the final results owed by abandoned commands: the
+// module restarted (it answers none written before its boot), or it
+// answered and then stayed silent for a whole probe timeout.
+func (m *machine) forgetOwed() { m.owed = 0 }
+
+// staleFinal drops line as the final result of an abandoned command.
+func (m *machine) staleFinal(line string) {
+	m.owed = max(m.owed-1, 0)
+	m.stale = append(m.stale, line)
 }
 
 // feed consumes bytes read from the modem.
@@ -227,7 +250,11 @@ func (m *machine) line(line string) {
 	}
 	c := m.cur
 	if c == nil {
-		if _, final := finalResult(nil, line); final || strings.HasPrefix(strings.ToUpper(line), "AT") {
+		if _, final := finalResult(nil, line); final {
+			m.staleFinal(line)
+			return
+		}
+		if strings.HasPrefix(strings.ToUpper(line), "AT") {
 			m.stale = append(m.stale, line)
 			return
 		}
@@ -235,9 +262,13 @@ func (m *machine) line(line string) {
 		return
 	}
 	if err, final := finalResult(c, line); final {
-		if c.probe && !c.gotInfo {
-			m.stale = append(m.stale, line) // the abandoned command's final
+		if c.probe && !c.gotInfo && m.owed > 0 {
+			m.staleFinal(line) // an abandoned command's final
+			c.staleSeen = true
 			return
+		}
+		if c.probe {
+			m.owed = 0 // the modem answered the probe: nothing is in flight
 		}
 		c.reply.Final, c.err, c.done = line, err, true
 		m.lastDone = c

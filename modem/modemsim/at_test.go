@@ -306,3 +306,30 @@ func splitLines(s string) []string {
 	}
 	return out
 }
+
+// TestFaultErrorOn checks that the ErrorOn fault answers a plain ERROR to
+// the named commands only, whatever CMEE says, and that clearing it brings
+// the real answer back.
+func TestFaultErrorOn(t *testing.T) {
+	e := newEngine(t, Options{})
+	e.quiet("ATE0", "AT+CMEE=1")
+	e.sim.SetFaults(Faults{ErrorOn: []string{"AT+CMEE?", "+cfun=1,1"}})
+	for _, tt := range []struct{ in, want string }{
+		{"AT+CMEE?", "\r\nERROR\r\n"},
+		{"at+cmee?", "\r\nERROR\r\n"},
+		{"AT+CFUN=1,1", "\r\nERROR\r\n"},
+		{"AT+CMEE=1", "\r\nOK\r\n"},
+		{"AT+CFUN?", "\r\n+CFUN: 1\r\n\r\nOK\r\n"},
+		{"AT", "\r\nOK\r\n"},
+		// Each command of a line on its own: the first runs, the second fails.
+		{"AT+CGMI;+CMEE?", "\r\nQuectel\r\n\r\nERROR\r\n"},
+	} {
+		if diff := cmp.Diff(tt.want, e.at(tt.in)); diff != "" {
+			t.Errorf("%q with ErrorOn (-want +got):\n%s", tt.in, diff)
+		}
+	}
+	e.sim.SetFaults(Faults{})
+	if diff := cmp.Diff("\r\n+CMEE: 1\r\n\r\nOK\r\n", e.at("AT+CMEE?")); diff != "" {
+		t.Errorf("AT+CMEE? after clearing the fault (-want +got):\n%s", diff)
+	}
+}

@@ -338,6 +338,10 @@ func (s *Sim) dispatch(c *command, r *reply) error {
 	if !ok {
 		return errUnknown
 	}
+	if s.faults.errorOn(c) {
+		s.log.Debug("fault: ERROR instead of running the command", "cmd", c.String())
+		return errPlain
+	}
 	if s.phase < sp.phase {
 		if sp.sms && s.prof.busyCMS != 0 {
 			return cms(s.prof.busyCMS)

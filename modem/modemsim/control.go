@@ -121,8 +121,8 @@ func (s *Sim) handleRequest(raw []byte) Response {
 		if req.Faults == nil {
 			return bad("faults: missing \"faults\"")
 		}
-		if req.Faults.URCNoise < 0 || req.Faults.URCNoise > 1 {
-			return bad("faults: urc_noise %v: want 0..1", req.Faults.URCNoise)
+		if err := req.Faults.check(); err != nil {
+			return bad("faults: %v", err)
 		}
 		s.SetFaults(*req.Faults)
 	case OpReset:

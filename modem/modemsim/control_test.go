@@ -112,6 +112,7 @@ func TestControlRequests(t *testing.T) {
 		{`{"op":"unplug","duration":"soon"}`, false, "bad_request", "duration"},
 		{`{"op":"hang","duration":"-1s"}`, false, "bad_request", "0..24h"},
 		{`{"op":"faults","faults":{"urc_noise":2}}`, false, "bad_request", "urc_noise"},
+		{`{"op":"faults","faults":{"error_on":[""]}}`, false, "bad_request", "error_on"},
 		{`{"op":"register","value":99}`, false, "bad_request", "stat"},
 		{`{"op":"boot-storm","value":0}`, false, "bad_request", "count"},
 		{`{"op":"dance"}`, false, "bad_request", "unknown op"},
@@ -134,6 +135,7 @@ func FuzzControlRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"udp","from":"1.2.3.4:5","port":6969,"data":"AAEC"}`))
 	f.Add([]byte(`{"op":"garbage","data":"AA=="}`))
 	f.Add([]byte(`{"op":"faults","faults":{"chunked":true}}`))
+	f.Add([]byte(`{"op":"faults","faults":{"chunked":true,"chunk_max":3,"error_on":["AT+CMEE?","+CSQ"]}}`))
 	f.Add([]byte(`{"op":"sms","sms":{"data":"/w==","encoding":"8bit","ref16":true}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s, err := newSim(Options{Seed: 1})

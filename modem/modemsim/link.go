@@ -36,7 +36,7 @@ type link struct {
 	queued  int
 	writing bool
 	closed  bool
-	chunked bool
+	chunk   int // largest chunk written at once; 0 = no chunking
 	dropped int
 
 	closeOnce sync.Once
@@ -68,7 +68,7 @@ func openLink(path string, s *Sim) (*link, error) {
 		baud:      s.opts.Baud,
 		log:       s.log,
 		wdone:     make(chan struct{}),
-		chunked:   s.faults.Chunked,
+		chunk:     s.faults.chunk(),
 	}
 	l.cond = sync.NewCond(&l.mu)
 	go l.writeLoop(rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64())))
@@ -153,9 +153,9 @@ func (l *link) send(b []byte) {
 	l.cond.Broadcast()
 }
 
-func (l *link) setChunked(on bool) {
+func (l *link) setChunk(n int) {
 	l.mu.Lock()
-	l.chunked = on
+	l.chunk = n
 	l.mu.Unlock()
 }
 
@@ -210,12 +210,12 @@ func (l *link) writeLoop(rng *rand.Rand) {
 		l.queue = l.queue[1:]
 		l.queued -= len(b)
 		l.writing = true
-		chunked := l.chunked
+		chunk := l.chunk
 		l.mu.Unlock()
 		for len(b) > 0 {
 			n := len(b)
-			if chunked {
-				n = min(n, 1+rng.IntN(8))
+			if chunk > 0 {
+				n = min(n, 1+rng.IntN(chunk))
 			} else if l.baud > 0 {
 				n = min(n, 64)
 			}
@@ -238,7 +238,7 @@ func (l *link) writeLoop(rng *rand.Rand) {
 				return
 			}
 			b = b[n:]
-			if chunked && len(b) > 0 {
+			if chunk > 0 && len(b) > 0 {
 				time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
 			}
 		}

@@ -68,9 +68,17 @@ type Options struct {
 
 // Faults are misbehaviours of the line to the host, applied until changed.
 type Faults struct {
-	// Chunked splits every write to the host into random chunks of 1 to 8
-	// bytes with delays of up to 2ms between them.
+	// Chunked splits every write to the host into random chunks of 1 to
+	// ChunkMax bytes with delays of up to 2ms between them.
 	Chunked bool `json:"chunked,omitempty"`
+	// ChunkMax is the largest chunk Chunked writes; 0 means 8.
+	ChunkMax int `json:"chunk_max,omitempty"`
+	// ErrorOn lists commands the module answers with a plain ERROR instead
+	// of running them, as the host writes them ("AT+CMEE?", "AT+CFUN=1,1";
+	// the AT is optional, case does not matter). Each command of a line is
+	// matched on its own: "AT+CMGF=0;+CMEE?" runs +CMGF=0, then fails.
+	// Some modules refuse commands others take for granted.
+	ErrorOn []string `json:"error_on,omitempty"`
 	// URCNoise is the probability (0..1) of an unrelated URC (such as
 	// +CEREG, +QIND: "csq" or +CIEV) between the lines of each reply.
 	URCNoise float64 `json:"urc_noise,omitempty"`
@@ -85,6 +93,48 @@ type Faults struct {
 	ReportStatus int `json:"report_status,omitempty"`
 	// ReportLost makes the network never send a status report.
 	ReportLost bool `json:"report_lost,omitempty"`
+}
+
+// chunk is the largest chunk the link writes at once; 0 when writes are
+// not chunked.
+func (f *Faults) chunk() int {
+	switch {
+	case !f.Chunked:
+		return 0
+	case f.ChunkMax > 0:
+		return f.ChunkMax
+	}
+	return 8
+}
+
+// errorOn reports whether the fault ErrorOn names c.
+func (f *Faults) errorOn(c *command) bool {
+	for _, e := range f.ErrorOn {
+		e = strings.TrimSpace(e)
+		if len(e) >= 2 && strings.EqualFold(e[:2], "AT") {
+			e = e[2:]
+		}
+		if strings.EqualFold(e, c.String()) {
+			return true
+		}
+	}
+	return false
+}
+
+// check reports what makes f unusable.
+func (f *Faults) check() error {
+	if f.URCNoise < 0 || f.URCNoise > 1 {
+		return fmt.Errorf("urc_noise %v: want 0..1", f.URCNoise)
+	}
+	if f.ChunkMax < 0 || f.ChunkMax > 4096 {
+		return fmt.Errorf("chunk_max %d: want 0..4096", f.ChunkMax)
+	}
+	for _, e := range f.ErrorOn {
+		if b, ok := atBody(strings.TrimSpace(e)); ok && b == "" || strings.TrimSpace(e) == "" {
+			return fmt.Errorf("error_on %q: want a command such as AT+CMEE?", e)
+		}
+	}
+	return nil
 }
 
 // SMS is a mobile-terminated SMS to inject.

@@ -77,3 +77,33 @@ func TestTrimRecords(t *testing.T) {
 		t.Errorf("short slice changed (-want +got):\n%s", diff)
 	}
 }
+
+func TestFaultsCheck(t *testing.T) {
+	tests := []struct {
+		name  string
+		f     Faults
+		want  string
+		chunk int
+	}{
+		{"none", Faults{}, "", 0},
+		{"chunked", Faults{Chunked: true}, "", 8},
+		{"chunk max", Faults{Chunked: true, ChunkMax: 3}, "", 3},
+		{"chunk max alone", Faults{ChunkMax: 3}, "", 0},
+		{"negative chunk max", Faults{Chunked: true, ChunkMax: -1}, "chunk_max", 0},
+		{"noise", Faults{URCNoise: 1.5}, "urc_noise", 0},
+		{"error on", Faults{ErrorOn: []string{"AT+CMEE?"}}, "", 0},
+		{"error on empty", Faults{ErrorOn: []string{" "}}, "error_on", 0},
+		{"error on bare AT", Faults{ErrorOn: []string{"AT"}}, "error_on", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.f.check()
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+			if err == nil && tt.f.chunk() != tt.chunk {
+				t.Errorf("chunk %d, want %d", tt.f.chunk(), tt.chunk)
+			}
+		})
+	}
+}

@@ -430,7 +430,7 @@ func (s *Sim) SetFaults(f Faults) {
 	defer s.mu.Unlock()
 	s.faults = f
 	if s.link != nil {
-		s.link.setChunked(f.Chunked)
+		s.link.setChunk(f.chunk())
 	}
 }
 

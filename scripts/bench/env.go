@@ -201,6 +201,8 @@ type gwConfig struct {
 	Cloud    string
 	Bind     string
 	LogLevel string
+	// MaxMessages is store.max_messages; 0 keeps the default.
+	MaxMessages int
 }
 
 func (c gwConfig) yaml() string {
@@ -219,6 +221,10 @@ func (c gwConfig) yaml() string {
 	cloud := c.Cloud
 	if cloud == "" {
 		cloud = "100.64.0.1:6969"
+	}
+	maxMessages := ""
+	if c.MaxMessages > 0 {
+		maxMessages = fmt.Sprintf("  max_messages: %d\n", c.MaxMessages)
 	}
 	return fmt.Sprintf(`device_id: %q
 modem:
@@ -239,9 +245,9 @@ mqtt:
   client_id: %q
 store:
   dir: %q
-log:
+%slog:
   level: %s
-`, c.DeviceID, c.Port, mode, port, cloud, c.Bind, c.Broker, "simgate-"+c.DeviceID, c.StoreDir, level)
+`, c.DeviceID, c.Port, mode, port, cloud, c.Bind, c.Broker, "simgate-"+c.DeviceID, c.StoreDir, maxMessages, level)
 }
 
 // gateway is a simgate run subprocess with a notify socket of its own, so

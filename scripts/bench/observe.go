@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +52,10 @@ type arrival struct {
 	count  int
 	status string // "status" of a result payload
 	err    string // "error" of a result payload
-	done   chan struct{}
+	// ids counts copies by the message's "id": several messages may carry
+	// one marker (identical SMS), and only a redelivery repeats an id.
+	ids  map[string]int
+	done chan struct{}
 }
 
 // observer subscribes to everything under a prefix and timestamps each
@@ -61,10 +65,20 @@ type observer struct {
 	prefix string
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	seen    map[string]*arrival // suffix + " " + marker
-	topics  map[string]int      // suffix -> messages
-	unknown int                 // messages with no marker on data topics
+	mu        sync.Mutex
+	seen      map[string]*arrival // suffix + " " + marker
+	topics    map[string]int      // suffix -> messages
+	unknown   int                 // messages with no marker on data topics
+	events    []seenEvent         // P/events, in arrival order
+	pending   int                 // queue.pending of the last P/status, -1 before one
+	pendingAt time.Time           // when that P/status arrived
+	total     int                 // messages seen on every topic
+}
+
+// seenEvent is one P/events message.
+type seenEvent struct {
+	at  time.Time
+	typ string
 }
 
 // result is the part of a */result payload the observer reads.
@@ -78,7 +92,7 @@ type result struct {
 // sent while it is away, e.g. during a broker restart, still reach it) and
 // subscribes to prefix/#.
 func newObserver(url, clientID, prefix string, log *slog.Logger) (*observer, error) {
-	o := &observer{prefix: prefix, log: log, seen: map[string]*arrival{}, topics: map[string]int{}}
+	o := &observer{prefix: prefix, log: log, seen: map[string]*arrival{}, topics: map[string]int{}, pending: -1}
 	opts := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetMaxReconnectInterval(time.Second).SetOrderMatters(false)
@@ -110,14 +124,34 @@ func (o *observer) handle(topic string, payload []byte) {
 	suffix := strings.TrimPrefix(topic, o.prefix+"/")
 	mk := findMarker(payload)
 	var r result
-	if strings.HasSuffix(suffix, "/result") {
+	if strings.HasSuffix(suffix, "/result") || suffix == "sms/in" || suffix == "ip/in" {
 		if err := json.Unmarshal(payload, &r); err != nil {
-			o.log.Warn("observer: result is not JSON", "topic", topic, "err", err)
+			o.log.Warn("observer: message is not JSON", "topic", topic, "err", err)
+		}
+	}
+	var meta struct {
+		Type  string `json:"type"`
+		Queue *struct {
+			Pending int `json:"pending"`
+		} `json:"queue"`
+	}
+	if suffix == "events" || suffix == "status" {
+		if err := json.Unmarshal(payload, &meta); err != nil {
+			o.log.Warn("observer: message is not JSON", "topic", topic, "err", err)
 		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.topics[suffix]++
+	o.total++
+	switch {
+	case suffix == "events":
+		o.events = append(o.events, seenEvent{at: now, typ: meta.Type})
+		return
+	case suffix == "status" && meta.Queue != nil:
+		o.pending, o.pendingAt = meta.Queue.Pending, now
+		return
+	}
 	if mk == "" {
 		if suffix == "sms/in" || suffix == "ip/in" {
 			o.unknown++
@@ -126,6 +160,12 @@ func (o *observer) handle(topic string, payload []byte) {
 	}
 	a := o.entryLocked(suffix, mk)
 	a.count++
+	if r.ID != "" {
+		if a.ids == nil {
+			a.ids = map[string]int{}
+		}
+		a.ids[r.ID]++
+	}
 	if a.count == 1 {
 		a.first = now
 		a.status, a.err = r.Status, r.Error
@@ -168,7 +208,39 @@ func (o *observer) got(suffix, mk string) arrival {
 	if a == nil {
 		return arrival{}
 	}
-	return arrival{first: a.first, count: a.count, status: a.status, err: a.err}
+	return arrival{first: a.first, count: a.count, status: a.status, err: a.err, ids: maps.Clone(a.ids)}
+}
+
+// eventsSince counts the P/events of type typ that arrived at or after t.
+func (o *observer) eventsSince(typ string, t time.Time) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, e := range o.events {
+		if e.typ == typ && !e.at.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// eventCounts returns how many P/events of each type arrived.
+func (o *observer) eventCounts() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := map[string]int{}
+	for _, e := range o.events {
+		m[e.typ]++
+	}
+	return m
+}
+
+// lastPending is queue.pending of the last P/status seen (-1 before one)
+// and when it arrived.
+func (o *observer) lastPending() (int, time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.pending, o.pendingAt
 }
 
 // publish sends a request with QoS 1 and waits for the broker's PUBACK.
@@ -184,3 +256,19 @@ func (o *observer) publish(suffix string, payload []byte) error {
 }
 
 func (o *observer) close() { o.c.Disconnect(250) }
+
+// waitQuiet returns once no message has arrived for quiet, or after limit.
+func (o *observer) waitQuiet(quiet, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	o.mu.Lock()
+	last, lastAt := o.total, time.Now()
+	o.mu.Unlock()
+	for time.Now().Before(deadline) && time.Since(lastAt) < quiet {
+		time.Sleep(100 * time.Millisecond)
+		o.mu.Lock()
+		if o.total != last {
+			last, lastAt = o.total, time.Now()
+		}
+		o.mu.Unlock()
+	}
+}

@@ -23,8 +23,13 @@ import (
 // The soak runs the daemon for a long time under a steady mix of traffic
 // with periodic faults, and checks the delivery promise: every SMS and
 // every accepted datagram reaches MQTT, every request gets a result.
+// Bursts of identical SMS (same sender, text and second) run with the load:
+// each copy must arrive under an id of its own. The faults, round robin,
+// are the modem's (unplug, hang), the broker's (restart), a flood of
+// requests, a restart on a damaged queue.db, and a full disk under
+// store.dir (a small tmpfs; root only).
 //
-//	go run ./scripts/bench soak [-duration 1h] [-faults unplug,hang,broker-restart] [-rev REV] [-keep] [-v]
+//	go run ./scripts/bench soak [-duration 1h] [-faults unplug,hang,broker-restart,...] [-rev REV] [-keep] [-v]
 //
 // SOAK_DURATION sets the default duration.
 
@@ -38,10 +43,25 @@ type soakConfig struct {
 	faults     []string // injected round robin
 	report     time.Duration
 	drain      time.Duration
+
+	dupEvery    time.Duration // a burst of identical SMS this often
+	dupCopies   int           // copies in each burst
+	floodSize   int           // requests in one request-flood
+	maxMessages int           // store.max_messages, so a flood meets the bound
+	fullHold    time.Duration // how long a full-disk fault keeps the disk full
+	storeMiB    int           // size of the tmpfs under store.dir
 }
 
 // faultKinds are the faults the soak injects, round robin by default.
-var faultKinds = []string{"unplug", "hang", "broker-restart"}
+// The full disk comes before the damaged store, so the restart after it
+// shows whether the queue shrank again once the disk was freed.
+var faultKinds = []string{"unplug", "full-disk", "hang", "request-flood", "broker-restart", "corrupt-store"}
+
+// modemFaults are the faults that take the module's buffers with them (a
+// re-enumeration, a hang, a re-initialisation after the daemon restarts):
+// datagrams sent into them are at risk. A broker restart counts too, as it
+// always has. A request flood and a full disk put nothing at risk.
+var modemFaults = []string{"unplug", "hang", "broker-restart", "corrupt-store"}
 
 // A datagram sent from atRiskBefore before a fault to atRiskGrace after it
 // counts as sent into the fault: a module that re-enumerates or hangs loses
@@ -68,7 +88,8 @@ func soakMain(args []string, stdout, stderr io.Writer) int {
 	rev := fs.String("rev", os.Getenv("BENCH_REV"), "build simgate from this commit (git archive) instead of the work tree")
 	keep := fs.Bool("keep", false, "keep the work directory (logs of every process)")
 	verbose := fs.Bool("v", false, "log details to stderr")
-	faults := fs.String("faults", strings.Join(faultKinds, ","), "faults to inject, round robin (unplug, hang, broker-restart; \"\" for none)")
+	faults := fs.String("faults", strings.Join(faultKinds, ","), "faults to inject, round robin ("+strings.Join(faultKinds, ", ")+"; \"\" for none)")
+	damage := fs.String("damage", "page", "how corrupt-store damages queue.db: page (random bytes over a page of live data), meta (both meta pages), empty (zero length)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -88,21 +109,28 @@ func soakMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "soak: %v\n", err)
 		return 1
 	}
+	if !slices.Contains(damageKinds, *damage) {
+		fmt.Fprintf(stderr, "soak: unknown damage %q (want %s)\n", *damage, strings.Join(damageKinds, ", "))
+		return 2
+	}
 	cfg := soakConfig{
 		duration: *duration, smsEvery: 500 * time.Millisecond, udpEvery: 100 * time.Millisecond,
 		reqEvery: time.Second, report: time.Minute, drain: 3 * time.Minute,
-		faultEvery: min(max(*duration/5, 20*time.Second), 5*time.Minute), faults: plan,
+		// Every fault comes round at least once in the run.
+		faultEvery: min(max(*duration/time.Duration(len(plan)+1), 20*time.Second), 5*time.Minute), faults: plan,
+		dupEvery: 15 * time.Second, dupCopies: 3, floodSize: 2000, maxMessages: 1000,
+		fullHold: 15 * time.Second, storeMiB: 64,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s := &soak{cfg: cfg, root: root, rev: *rev, log: log, out: stdout}
+	s := &soak{cfg: cfg, root: root, rev: *rev, log: log, out: stdout, damage: *damage, snapReq: make(chan chan []string)}
 	lost, err := s.run(ctx, *keep)
 	if err != nil {
 		fmt.Fprintf(stderr, "soak: %v\n", err)
 		return 1
 	}
 	if lost > 0 {
-		fmt.Fprintf(stderr, "soak: %d lost\n", lost)
+		fmt.Fprintf(stderr, "soak: %d lost or failed checks\n", lost)
 		return 1
 	}
 	return 0
@@ -130,6 +158,21 @@ type soak struct {
 	started                time.Time   // when the load started
 	injectErrs, udpRefused int
 	faults                 []faultSpan
+	dups                   []dupBurst // identical SMS bursts injected
+
+	// The gateway is replaced by the corrupt-store fault; gwMu guards gw
+	// and gwDown (the fault's own stop and restarts are not a crash).
+	gwMu   sync.Mutex
+	gwDown bool
+	bin    string
+	gwCfg  gwConfig
+
+	damage     string
+	storeDir   string // store.dir
+	storeMount string // the tmpfs mounted at storeDir, "" when none
+	mountNote  string // why there is none
+	scen       scenarios
+	snapReq    chan chan []string // a fault asking the load goroutine for pendingNow
 
 	// Requests are published from goroutines of their own, so a broker
 	// restart does not stall the rest of the load.
@@ -189,19 +232,29 @@ func (s *soak) run(ctx context.Context, keep bool) (lost int, err error) {
 		return 0, err
 	}
 	defer s.obs.close()
+	s.storeDir = filepath.Join(s.work, "store")
+	if slices.Contains(s.cfg.faults, "full-disk") {
+		// Unmounted after the gateway has stopped (deferred first).
+		s.mountStore()
+		defer func() { err = errors.Join(err, s.unmountStore()) }()
+	}
 	if err := s.startGateway(bin); err != nil {
 		return 0, err
 	}
 	defer func() {
-		if s.gw != nil {
-			err = errors.Join(err, s.gw.stop())
+		if g := s.currentGW(); g != nil {
+			err = errors.Join(err, g.stop())
 		}
 		if s.udp != nil {
 			s.udp.Close()
 		}
 	}()
-	s.printf("soak: %s of SMS in every %s, UDP in every %s (%s), a request every %s, a fault every %s (%v); simgate %s, broker %s\n",
-		s.cfg.duration, s.cfg.smsEvery, s.cfg.udpEvery, s.ipMode, s.cfg.reqEvery, s.cfg.faultEvery, s.cfg.faults, bin, s.broker.url())
+	s.printf("soak: %s of SMS in every %s, UDP in every %s (%s), a request every %s, %d identical SMS every %s, a fault every %s (%v); store.max_messages %d; simgate %s, broker %s\n",
+		s.cfg.duration, s.cfg.smsEvery, s.cfg.udpEvery, s.ipMode, s.cfg.reqEvery, s.cfg.dupCopies, s.cfg.dupEvery,
+		s.cfg.faultEvery, s.cfg.faults, s.cfg.maxMessages, bin, s.broker.url())
+	if s.mountNote != "" {
+		s.printf("soak: %s\n", s.mountNote)
+	}
 	if err := s.load(ctx); err != nil {
 		return 0, err
 	}
@@ -211,13 +264,15 @@ func (s *soak) run(ctx context.Context, keep bool) (lost int, err error) {
 // startGateway starts simgate with the IP mode that works in this build:
 // modem sockets, else a host socket, else none (said in the output).
 func (s *soak) startGateway(bin string) error {
-	base := gwConfig{DeviceID: "soak", Port: s.sim.Link(), Broker: s.broker.url(), StoreDir: filepath.Join(s.work, "store"), LogLevel: "info"}
+	base := gwConfig{DeviceID: "soak", Port: s.sim.Link(), Broker: s.broker.url(), StoreDir: s.storeDir, LogLevel: "info", MaxMessages: s.cfg.maxMessages}
+	s.bin = bin
 	try := func(c gwConfig) error {
 		g, err := startGateway(bin, filepath.Join(s.work, "gw"), c)
 		if err != nil {
 			return err
 		}
-		s.gw = g
+		s.setGW(g)
+		s.gwCfg = c
 		_, err = g.waitReady(msgWait)
 		return err
 	}
@@ -232,7 +287,7 @@ func (s *soak) startGateway(bin string) error {
 		return nil
 	}
 	s.printf("soak: ip.mode modem unavailable (%s); trying ip.mode os\n", why)
-	if err := s.gw.stop(); err != nil {
+	if err := s.currentGW().stop(); err != nil {
 		return err
 	}
 	port, err := freePort("udp")
@@ -269,7 +324,16 @@ func (s *soak) sendUDP(mk string) error {
 
 // atRisk tells whether a datagram sent at t was sent into a fault.
 func (s *soak) atRisk(t time.Time) bool {
+	return s.during(t, modemFaults...)
+}
+
+// during tells whether t falls in a fault of one of the kinds, from
+// atRiskBefore before it to atRiskGrace after it.
+func (s *soak) during(t time.Time, kinds ...string) bool {
 	for _, f := range s.faults {
+		if !slices.Contains(kinds, f.kind) {
+			continue
+		}
 		if !t.Before(f.start.Add(-atRiskBefore)) && (f.end.IsZero() || t.Before(f.end.Add(atRiskGrace))) {
 			return true
 		}
@@ -287,30 +351,68 @@ func (s *soak) load(ctx context.Context) error {
 	reqT := time.NewTicker(s.cfg.reqEvery)
 	faultT := time.NewTicker(s.cfg.faultEvery)
 	repT := time.NewTicker(s.cfg.report)
-	defer func() { smsT.Stop(); udpT.Stop(); reqT.Stop(); faultT.Stop(); repT.Stop() }()
+	dupT := time.NewTicker(s.cfg.dupEvery)
+	defer func() {
+		smsT.Stop()
+		udpT.Stop()
+		reqT.Stop()
+		faultT.Stop()
+		repT.Stop()
+		dupT.Stop()
+	}()
 	faultDone := make(chan faultSpan, 1)
 	faultBusy := false
-	lastCPU, lastAt := time.Duration(0), time.Now()
-	if c, err := readSchedCPU(s.gw.pid()); err == nil {
-		lastCPU = c
+	cpuPID, lastCPU, lastAt := 0, time.Duration(0), time.Now()
+	// cpuShare is the gateway's CPU since the last line; a gateway
+	// restarted meanwhile (corrupt-store) starts its count again.
+	cpuShare := func() float64 {
+		g := s.currentGW()
+		if g == nil {
+			return 0
+		}
+		cpu, err := readSchedCPU(g.pid())
+		if err != nil {
+			return 0
+		}
+		now := time.Now()
+		share := 0.0
+		if g.pid() == cpuPID && cpu >= lastCPU {
+			share = float64(cpu-lastCPU) / float64(now.Sub(lastAt))
+		}
+		cpuPID, lastCPU, lastAt = g.pid(), cpu, now
+		return share
 	}
-	nSMS, nUDP, nReq, nFault := 0, 0, 0, 0
+	cpuShare()
+	nSMS, nUDP, nReq, nFault, nDup := 0, 0, 0, 0, 0
 	for {
+		watched, exited := s.watchGW()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-s.gw.exited:
-			return fmt.Errorf("simgate exited during the soak: %v; log:\n%s", s.gw.exitErr, s.gw.tail())
+		case <-exited:
+			if g, still := s.watchGW(); g != watched || still == nil {
+				continue // stopped on purpose by a fault, which restarts it
+			}
+			return fmt.Errorf("simgate exited during the soak: %v; log:\n%s", watched.exitErr, watched.tail())
+		case reply := <-s.snapReq:
+			reply <- s.pendingNow()
 		case <-end:
 			s.pubs.Wait()
-			if faultBusy {
-				f := <-faultDone
-				s.faults[len(s.faults)-1].end = f.end
+			for faultBusy {
+				select {
+				case f := <-faultDone:
+					s.faults[len(s.faults)-1].end = f.end
+					faultBusy = false
+				case reply := <-s.snapReq:
+					reply <- s.pendingNow()
+				}
 			}
-			if cpu, err := readSchedCPU(s.gw.pid()); err == nil {
-				s.line(time.Since(start), float64(cpu-lastCPU)/float64(time.Since(lastAt)))
-			}
+			s.line(time.Since(start), cpuShare())
 			return nil
+		case <-dupT.C:
+			mk := marker("d", nDup)
+			nDup++
+			s.injectIdentical(mk)
 		case <-smsT.C:
 			mk := marker("s", nSMS)
 			nSMS++
@@ -371,13 +473,7 @@ func (s *soak) load(ctx context.Context) error {
 			faultBusy = false
 			s.faults[len(s.faults)-1].end = f.end
 		case <-repT.C:
-			cpu, err := readSchedCPU(s.gw.pid())
-			if err != nil {
-				return err
-			}
-			now := time.Now()
-			s.line(time.Since(start), float64(cpu-lastCPU)/float64(now.Sub(lastAt)))
-			lastCPU, lastAt = cpu, now
+			s.line(time.Since(start), cpuShare())
 		}
 	}
 }
@@ -400,6 +496,12 @@ func (s *soak) fault(kind string) faultSpan {
 		if err := s.broker.start(); err != nil {
 			s.log.Error("broker start", "err", err)
 		}
+	case "request-flood":
+		s.flood()
+	case "corrupt-store":
+		s.corruptStore()
+	case "full-disk":
+		s.fillDisk()
 	}
 	f.end = time.Now()
 	return f
@@ -407,52 +509,102 @@ func (s *soak) fault(kind string) faultSpan {
 
 // tally counts what arrived of the expected markers.
 type tally struct {
-	udpExpected, riskSent  int // datagrams outside faults, and sent into one
-	sms, udp, risk, reqs   int // received
-	smsDup, udpDup, reqDup int // extra copies
-	failedResults          int
+	smsExpected, udpExpected, reqExpected int // counted as lost when missing
+	riskSent, fullSent                    int // datagrams sent into a modem fault, into a full disk
+	sms, udp, risk, full, reqs            int // received
+	smsDup, udpDup, reqDup                int // extra copies
+	failedResults                         int
+	failReasons                           map[string]int // error of failed results
+
+	// Identical SMS: each copy must arrive under an id of its own.
+	identExpected, ident, identDup int
+	// Messages not yet delivered when queue.db was damaged: reported
+	// apart, as what the damaged file held.
+	damaged, damagedGot int
 }
 
 func (s *soak) count() tally {
-	var t tally
+	t := tally{failReasons: map[string]int{}}
+	damaged := s.scen.damagedSet()
 	got := func(suffix, mk string) (bool, int) {
 		a := s.obs.got(suffix, mk)
 		return a.count > 0, max(0, a.count-1)
 	}
 	for _, mk := range s.sms {
 		ok, d := got("sms/in", mk)
+		t.smsDup += d
+		if damaged["sms/in "+mk] {
+			t.damaged++
+			if ok {
+				t.damagedGot++
+			}
+			continue
+		}
+		t.smsExpected++
 		if ok {
 			t.sms++
 		}
-		t.smsDup += d
+	}
+	for _, b := range s.identical() {
+		a := s.obs.got("sms/in", b.mk)
+		distinct := len(a.ids)
+		t.identExpected += b.copies
+		t.ident += min(distinct, b.copies)
+		// A redelivery repeats an id; more ids than copies is a duplicate too.
+		t.identDup += a.count - distinct + max(0, distinct-b.copies)
 	}
 	for i, mk := range s.udpIn {
 		ok, d := got("ip/in", mk)
 		t.udpDup += d
-		if s.atRisk(s.udpAt[i]) {
+		switch {
+		case damaged["ip/in "+mk]:
+			t.damaged++
+			if ok {
+				t.damagedGot++
+			}
+		case s.atRisk(s.udpAt[i]):
 			t.riskSent++
 			if ok {
 				t.risk++
 			}
-			continue
-		}
-		t.udpExpected++
-		if ok {
-			t.udp++
+		case s.during(s.udpAt[i], "full-disk"):
+			t.fullSent++
+			if ok {
+				t.full++
+			}
+		default:
+			t.udpExpected++
+			if ok {
+				t.udp++
+			}
 		}
 	}
 	for _, km := range s.requests() {
 		kind, mk := splitReq(km)
 		a := s.obs.got(kind+"/result", mk)
+		t.reqDup += max(0, a.count-1)
+		if damaged[kind+"/result "+mk] {
+			t.damaged++
+			if a.count > 0 {
+				t.damagedGot++
+			}
+			continue
+		}
+		t.reqExpected++
 		if a.count > 0 {
 			t.reqs++
 			if a.status != "sent" {
 				t.failedResults++
+				t.failReasons[a.err]++
 			}
 		}
-		t.reqDup += max(0, a.count-1)
 	}
 	return t
+}
+
+// complete tells whether everything expected has arrived.
+func (t tally) complete() bool {
+	return t.sms == t.smsExpected && t.udp == t.udpExpected && t.reqs == t.reqExpected && t.ident == t.identExpected
 }
 
 // requests returns the requests the broker accepted so far.
@@ -475,51 +627,56 @@ func splitReq(km string) (string, string) {
 func (s *soak) line(elapsed time.Duration, cpu float64) {
 	t := s.count()
 	rss := "?"
-	if m, err := readMemory(s.gw.pid()); err == nil {
-		rss = fmt.Sprintf("%.1f MB", float64(m.RSS)/(1<<20))
+	if g := s.currentGW(); g != nil {
+		if m, err := readMemory(g.pid()); err == nil {
+			rss = fmt.Sprintf("%.1f MB", float64(m.RSS)/(1<<20))
+		}
 	}
-	nReqs := len(s.requests())
-	exp := len(s.sms) + t.udpExpected + nReqs
-	got := t.sms + t.udp + t.reqs
-	s.printf("soak %6s: in sms %d/%d udp %d/%d (+%d/%d at risk) | out requests %d/%d results (%d failed) | outstanding %d | dups %d | faults %d | RSS %s | CPU %.1f%%\n",
-		elapsed.Round(time.Second), t.sms, len(s.sms), t.udp, t.udpExpected, t.risk, t.riskSent,
-		t.reqs, nReqs, t.failedResults, exp-got, t.smsDup+t.udpDup+t.reqDup, len(s.faults), rss, 100*cpu)
+	exp := t.smsExpected + t.udpExpected + t.reqExpected + t.identExpected
+	got := t.sms + t.udp + t.reqs + t.ident
+	s.printf("soak %6s: in sms %d/%d identical %d/%d udp %d/%d (+%d/%d at risk, +%d/%d into a full disk) | out requests %d/%d results (%d failed) | outstanding %d | dups %d | faults %d | RSS %s | CPU %.1f%%\n",
+		elapsed.Round(time.Second), t.sms, t.smsExpected, t.ident, t.identExpected, t.udp, t.udpExpected, t.risk, t.riskSent, t.full, t.fullSent,
+		t.reqs, t.reqExpected, t.failedResults, exp-got, t.smsDup+t.udpDup+t.reqDup+t.identDup, len(s.faults), rss, 100*cpu)
 }
 
 // finish waits for what is still in flight, prints the verdict and
-// returns how many expected messages never arrived.
+// returns how many expected messages never arrived, plus the defects the
+// scenarios found (a crash loop on a damaged store, a damaged store taken
+// without a word).
 func (s *soak) finish(ctx context.Context) (int, error) {
 	s.printf("soak: load stopped; waiting up to %s for what is in flight\n", s.cfg.drain)
 	deadline := time.Now().Add(s.cfg.drain)
 	var t tally
 	for {
 		t = s.count()
-		if t.sms == len(s.sms) && t.udp == t.udpExpected && t.reqs == len(s.requests()) {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if t.complete() || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	reqs := s.requests()
-	lostSMS, lostUDP, lostReq := len(s.sms)-t.sms, t.udpExpected-t.udp, len(reqs)-t.reqs
+	lostSMS, lostUDP, lostReq, lostIdent := t.smsExpected-t.sms, t.udpExpected-t.udp, t.reqExpected-t.reqs, t.identExpected-t.ident
 	st := s.sim.State()
 	s.printf("soak: SMS in %d/%d (lost %d, duplicates %d); UDP in %d/%d (lost %d, duplicates %d; %d/%d sent into a fault arrived, %d refused by the network); requests %d/%d answered (lost %d, %d failed results, %d duplicate results, %d not accepted by the broker)\n",
-		t.sms, len(s.sms), lostSMS, t.smsDup, t.udp, t.udpExpected, lostUDP, t.udpDup, t.risk, t.riskSent, s.udpRefused,
-		t.reqs, len(reqs), lostReq, t.failedResults, t.reqDup, s.pubFailed)
+		t.sms, t.smsExpected, lostSMS, t.smsDup, t.udp, t.udpExpected, lostUDP, t.udpDup, t.risk, t.riskSent, s.udpRefused,
+		t.reqs, t.reqExpected, lostReq, t.failedResults, t.reqDup, s.pubFailed)
+	if t.failedResults > 0 {
+		s.printf("soak: failed results by error: %s\n", topReasons(t.failReasons, 4))
+	}
 	s.printf("soak: faults %d; modem counters: cmti %d cmgr %d cmgl %d cmgd %d cmgs %d resets %d unplugs %d hangs %d; SIM holds %d, network holds %d; inject errors %d\n",
 		len(s.faults), st.Counters[modemsim.CounterCMTI], st.Counters[modemsim.CounterCMGR], st.Counters[modemsim.CounterCMGL],
 		st.Counters[modemsim.CounterCMGD], st.Counters[modemsim.CounterCMGS], st.Counters[modemsim.CounterResets],
 		st.Counters[modemsim.CounterUnplugs], st.Counters[modemsim.CounterHangs], len(st.Stored), st.NetworkQueue, s.injectErrs)
+	defects := s.scenarioReport(t)
 	s.recovery()
-	lost := lostSMS + lostUDP + lostReq
-	if lost > 0 {
-		s.printf("soak: FAIL: %d lost; first missing: %v\n", lost, s.missing(5))
-	} else {
+	lost := lostSMS + lostUDP + lostReq + lostIdent
+	switch {
+	case lost > 0 || defects > 0:
+		s.printf("soak: FAIL: %d lost (SMS %d, identical SMS %d, UDP %d, requests %d), %d scenario defects; first missing: %v\n",
+			lost, lostSMS, lostIdent, lostUDP, lostReq, defects, s.missing(5))
+	default:
 		s.printf("soak: PASS: nothing lost\n")
 	}
-	return lost, nil
+	return lost + defects, nil
 }
 
 // recovery prints, for each fault, how long after it ended SMS flowed
@@ -536,6 +693,18 @@ func (s *soak) recovery() {
 		}
 	}
 	s.printf("soak: worst SMS delay %s (%s)\n", worst.Round(time.Millisecond), worstMk)
+	// A datagram counts at the end however late it came: its delay shows a
+	// socket that stopped being read until something restarted it.
+	var worstUDP time.Duration
+	worstUDPMk := ""
+	for i, mk := range s.udpIn {
+		if a := s.obs.got("ip/in", mk); a.count > 0 {
+			if d := a.first.Sub(s.udpAt[i]); d > worstUDP {
+				worstUDP, worstUDPMk = d, mk
+			}
+		}
+	}
+	s.printf("soak: worst UDP delay %s (%s)\n", worstUDP.Round(time.Millisecond), worstUDPMk)
 	for _, f := range s.faults {
 		i, _ := slices.BinarySearchFunc(s.smsAt, f.end, func(t, end time.Time) int { return t.Compare(end) })
 		what := "no SMS injected after it"
@@ -559,17 +728,27 @@ func (s *soak) missing(n int) []string {
 			out = append(out, suffix+" "+mk)
 		}
 	}
+	damaged := s.scen.damagedSet()
 	for _, mk := range s.sms {
-		add("sms/in", mk)
+		if !damaged["sms/in "+mk] {
+			add("sms/in", mk)
+		}
+	}
+	for _, b := range s.identical() {
+		if a := s.obs.got("sms/in", b.mk); len(a.ids) < b.copies && len(out) < n {
+			out = append(out, fmt.Sprintf("sms/in %s (%d of %d copies)", b.mk, b.copies-len(a.ids), b.copies))
+		}
 	}
 	for i, mk := range s.udpIn {
-		if !s.atRisk(s.udpAt[i]) {
+		if !s.atRisk(s.udpAt[i]) && !s.during(s.udpAt[i], "full-disk") && !damaged["ip/in "+mk] {
 			add("ip/in", mk)
 		}
 	}
 	for _, km := range s.requests() {
 		kind, mk := splitReq(km)
-		add(kind+"/result", mk)
+		if !damaged[kind+"/result "+mk] {
+			add(kind+"/result", mk)
+		}
 	}
 	return out
 }
