@@ -78,11 +78,12 @@
 // was handled within the dedup window is acknowledged and dropped with a
 // "request_duplicate" event: the broker redelivers unacknowledged requests
 // after a reconnect, and a request should not be sent twice because of it.
+// Requests without an id get a generated one, so those cannot be recognised.
+//
 // An SMS result "sent" also records which request its message reference
 // belongs to; the Queue is a modem.ReportSink, and a delivery report for
 // that reference commits a second result ("delivered" or "failed") for the
 // same id (reports.go).
-// Requests without an id get a generated one, so those cannot be recognised.
 //
 // Shutdown: when Run's context is cancelled, requests already received are
 // queued and acknowledged, a device call in progress is given
