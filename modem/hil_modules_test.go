@@ -26,6 +26,9 @@ func TestHILModuleResetMidTraffic(t *testing.T) {
 			h := runHIL(t, sim, ipModem(nil))
 			h.ready()
 			h.dataUp()
+			if m := sim.State().RadioMode; profile == "sim7080" && m != [2]int{38, 1} {
+				t.Errorf("AT+CNMP/AT+CMNB = %v, want Cat-M only (38, 1)", m)
+			}
 			n := 0
 			for i := range 3 {
 				h.injectUDP("100.64.0.1:6969", []byte(fmt.Sprintf("before %d", i)))

@@ -583,6 +583,7 @@ func (s *Sim) State() State {
 		SentSMS:      append([]SentSMS{}, s.sentSMS...),
 		SentUDP:      append([]SentUDP{}, s.sentUDP...),
 		Reports:      append([]SentReport{}, s.reports...),
+		RadioMode:    [2]int{s.sim7080.cnmp, s.sim7080.cmnb},
 		Sockets:      []Socket{},
 		Counters:     map[string]int{},
 	}
