@@ -209,8 +209,8 @@ type State struct {
 	Reports []SentReport `json:"reports,omitempty"`
 	// RadioMode is the SIM7080's AT+CNMP and AT+CMNB setting (0 while
 	// unset); 38 and 1 are LTE Cat-M only.
-	RadioMode [2]int `json:"radio_mode,omitempty"`
-	Sockets []Socket     `json:"sockets"`
+	RadioMode [2]int   `json:"radio_mode,omitempty"`
+	Sockets   []Socket `json:"sockets"`
 	// Counters count commands and events; see Counter* for the names.
 	Counters map[string]int `json:"counters"`
 }
