@@ -33,6 +33,7 @@ type Config struct {
 	// discovery configs (see observe.go).
 	HTTP          HTTP          `yaml:"http"`
 	HomeAssistant HomeAssistant `yaml:"homeassistant"`
+	Cloud         Cloud         `yaml:"cloud"`
 }
 
 // Modem is the serial port and module settings.
@@ -104,6 +105,7 @@ func Default() Config {
 		Log:   Log{Level: "info", Format: "text"},
 
 		HomeAssistant: HomeAssistant{Prefix: "homeassistant"},
+		Cloud:         defaultCloud(),
 	}
 }
 

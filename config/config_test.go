@@ -293,8 +293,8 @@ func TestEveryKeyHasAnOverride(t *testing.T) {
 			t.Errorf("no override %s", k)
 		}
 	}
-	if len(keys) != 30 {
-		t.Errorf("got %d override variables, want 30 (one per key)", len(keys))
+	if len(keys) != 45 {
+		t.Errorf("got %d override variables, want 45 (one per key)", len(keys))
 	}
 }
 
@@ -346,6 +346,77 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("invalid config accepted: %+v", cfg)
 		}
 	})
+}
+
+func TestCloudSection(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The contract's block of defaults is valid and changes nothing.
+	defaults := `cloud:
+  provider: twilio
+  api_url: ""
+  account_sid: ""
+  auth_token_file: ""
+  client_id: ""
+  client_secret_file: ""
+  token_url: ""
+  signing_secret_file: ""
+  listen: "127.0.0.1:8080"
+  tls_cert_file: ""
+  tls_key_file: ""
+  public_url: ""
+  topic_prefix: "supersim"
+  device_port: 6969
+  sims: []
+`
+	got, err := Parse("d.yaml", []byte(defaults), nil)
+	checkProblems(t, err, nil)
+	if diff := cmp.Diff(Default(), got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+	good := "cloud:\n  account_sid: AC0123456789abcdef0123456789abcdef\n  auth_token_file: " + token + "\n  public_url: https://bridge.example.com\n  sims: [\"89883070000000000011\", HS0123456789abcdef0123456789abcdef]\n"
+	got, err = Parse("g.yaml", []byte(good), nil)
+	checkProblems(t, err, nil)
+	if !got.Cloud.HasCredentials() || got.Cloud.API() != TwilioAPIURL {
+		t.Errorf("cloud %+v", got.Cloud)
+	}
+	s, err := ReadSecret("cloud.auth_token_file", got.Cloud.AuthTokenFile)
+	if err != nil || s != "tok" {
+		t.Errorf("ReadSecret = %q, %v", s, err)
+	}
+
+	bad := `cloud:
+  provider: kore
+  api_url: ftp://x
+  listen: nowhere
+  tls_cert_file: /nonexistent/cert
+  public_url: https://b.example/?x=1
+  topic_prefix: "a/+"
+  device_port: 0
+  sims: [123]
+  signing_secret_file: /nonexistent/s
+  tokn_url: x
+`
+	_, err = Parse("b.yaml", []byte(bad), nil)
+	checkProblems(t, err, []string{
+		"b.yaml: cloud.client_id: must be set for provider kore",
+		"b.yaml: cloud.client_secret_file: must name",
+		"b.yaml:3: cloud.api_url: must be an http:// or https:// URL",
+		"b.yaml:4: cloud.listen",
+		"b.yaml:5: cloud.tls_cert_file: tls_cert_file and tls_key_file must be given together",
+		"b.yaml:5: cloud.tls_cert_file: cannot be read",
+		"b.yaml:6: cloud.public_url: must be a base URL",
+		"b.yaml:7: cloud.topic_prefix",
+		"b.yaml:8: cloud.device_port",
+		"b.yaml:9: cloud.sims: item 1",
+		"b.yaml:10: cloud.signing_secret_file: cannot be read",
+		"b.yaml:11: cloud.tokn_url: unknown key (did you mean \"token_url\"?)",
+	})
+	_, err = Parse("t.yaml", []byte("cloud:\n  account_sid: nope\n"), nil)
+	checkProblems(t, err, []string{"t.yaml: cloud.auth_token_file: must name", "t.yaml:2: cloud.account_sid: must be an Account SID"})
 }
 
 // A user name or password in mqtt.url is refused with its line, and no
@@ -488,4 +559,18 @@ func FuzzCheckDeviceID(f *testing.F) {
 			t.Fatalf("CheckDeviceID accepted %q", id)
 		}
 	})
+}
+
+// The cloud section's secrets get the same file-mode checks as mqtt's.
+func TestCloudSecretFileModes(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "token")
+	if err := os.WriteFile(p, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Parse("t.yaml", []byte("cloud:\n  account_sid: AC0123456789abcdef0123456789abcdef\n  auth_token_file: "+p+"\n"), nil)
+	checkProblems(t, err, []string{"t.yaml:3: cloud.auth_token_file: " + p + " is writable by every user"})
 }

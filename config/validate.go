@@ -91,6 +91,7 @@ func (l *loader) validate(c *Config) {
 	l.oneOf("log.format", c.Log.Format, Formats)
 
 	l.validateObserve(c)
+	l.validateCloud(&c.Cloud)
 }
 
 // MaxDeviceID bounds a device id; it is part of every topic and of the

@@ -122,6 +122,7 @@ drwxr-xr-x root/root ./etc/simgate/
 drwxr-xr-x root/root ./lib/
 drwxr-xr-x root/root ./lib/systemd/
 drwxr-xr-x root/root ./lib/systemd/system/
+-rw-r--r-- root/root ./lib/systemd/system/simgate-cloud.service
 -rw-r--r-- root/root ./lib/systemd/system/simgate.service
 drwxr-xr-x root/root ./usr/
 drwxr-xr-x root/root ./usr/bin/
@@ -139,6 +140,7 @@ expect_file_eq "file list, modes and owners ($(wc -l <"$work/contents.want") ent
 
 dpkg-deb --extract "$deb" "$work/fs"
 for f in lib/systemd/system/simgate.service:systemd/simgate.service \
+	lib/systemd/system/simgate-cloud.service:systemd/simgate-cloud.service \
 	etc/simgate/simgate.yaml:packaging/simgate.yaml \
 	etc/mosquitto/conf.d/simgate.conf:packaging/mosquitto-simgate.conf \
 	usr/share/doc/simgate/examples/70-simgate-modem.rules:packaging/70-simgate-modem.rules; do

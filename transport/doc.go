@@ -24,6 +24,14 @@
 //     P/events and the retained P/status (on connect, on StatusChanged, and
 //     every StatusInterval), with the will {"online":false}.
 //   - StartEmbedded runs a mochi MQTT broker in-process (mqtt.embedded).
+//   - Jobs and publications (jobs.go) are the queue's general-purpose half,
+//     for the cloud bridge (package cloud): AddJobs stores opaque jobs in
+//     named lanes (independent FIFOs, one per SIM there), deduplicated by id
+//     and counted against MaxMessages; FinishJob replaces a job by the MQTT
+//     publications it produced in one commit; publications with a Key are
+//     stored once within the dedup window. ClientOptions, NewResumeStore,
+//     Backoff and WaitToken (client.go) are the relay's MQTT and retry
+//     helpers, exported for the same bridge.
 //
 // # Wiring (cmd/simgate)
 //

@@ -97,8 +97,8 @@ var (
 	bucketDone      = []byte("done")       // kind byte + id -> order(8) + unix nanos(8)
 	bucketDoneOrder = []byte("done_order") // order -> kind byte + id
 	bucketDead      = []byte("dead")       // seq -> bucket name NUL record that could not be decoded
-	allBuckets      = [][]byte{bucketIn, bucketInIDs, bucketSegments, bucketOutSMS, bucketOutIP,
-		bucketOutIDs, bucketResults, bucketDone, bucketDoneOrder, bucketDead, bucketReports}
+	allBuckets      = append([][]byte{bucketIn, bucketInIDs, bucketSegments, bucketOutSMS, bucketOutIP,
+		bucketOutIDs, bucketResults, bucketDone, bucketDoneOrder, bucketDead, bucketReports}, jobBuckets...)
 )
 
 // Kinds of remembered ids: inbound message ids and request ids live in
@@ -137,16 +137,18 @@ func outBucket(i int) []byte {
 type counts struct {
 	in, seg, res, done int
 	out                [numOut]int
+	jobs, pubs         int // see jobs.go
 	// Set by a transaction that adds work, so the commit wakes its
 	// reader even when removals in the same batch keep the count level.
-	addedIn, addedRes bool
-	addedOut          [numOut]bool
+	addedIn, addedRes, addedJob, addedPub bool
+	addedOut                              [numOut]bool
 }
 
 // received is what store.max_messages bounds; requests what MaxRequests
-// bounds. Each direction has its own bound.
+// bounds (the cloud bridge's jobs are requests too). Each direction has its
+// own bound.
 func (c counts) received() int { return c.in + c.seg }
-func (c counts) requests() int { return c.out[outSMS] + c.out[outIP] }
+func (c counts) requests() int { return c.out[outSMS] + c.out[outIP] + c.jobs }
 
 // QueueStats is a snapshot of what the queue holds.
 type QueueStats struct {
@@ -162,11 +164,14 @@ type QueueStats struct {
 	// (at this start or an earlier one: while CorruptFile is in store.dir).
 	StoreCorrupt bool
 	CorruptFile  string
+	// Jobs and Publications are the cloud bridge's (see jobs.go).
+	Jobs         int
+	Publications int
 }
 
 // Pending is everything not yet delivered: messages, requests and results.
 func (s QueueStats) Pending() int {
-	return s.Inbound + s.OutboundSMS + s.OutboundIP + s.Results
+	return s.Inbound + s.OutboundSMS + s.OutboundIP + s.Results + s.Jobs + s.Publications
 }
 
 // Queue is the durable store between the modem and the broker. It implements
@@ -206,6 +211,8 @@ type Queue struct {
 	sigIn  chan struct{}
 	sigRes chan struct{}
 	sigOut [numOut]chan struct{}
+	sigJob chan struct{}
+	sigPub chan struct{}
 
 	onEvent   atomic.Pointer[func(modem.Event)]
 	fullMu    sync.Mutex
@@ -254,6 +261,8 @@ func OpenQueue(cfg StoreConfig, log *slog.Logger) (*Queue, error) {
 		writerDone: make(chan struct{}),
 		sigIn:      make(chan struct{}, 1),
 		sigRes:     make(chan struct{}, 1),
+		sigJob:     make(chan struct{}, 1),
+		sigPub:     make(chan struct{}, 1),
 	}
 	for i := range q.sigOut {
 		q.sigOut[i] = make(chan struct{}, 1)
@@ -359,6 +368,8 @@ func (q *Queue) recount() error {
 			res:  tx.Bucket(bucketResults).Stats().KeyN,
 			done: tx.Bucket(bucketDoneOrder).Stats().KeyN,
 			out:  [numOut]int{tx.Bucket(bucketOutSMS).Stats().KeyN, tx.Bucket(bucketOutIP).Stats().KeyN},
+			jobs: tx.Bucket(bucketJobs).Stats().KeyN,
+			pubs: tx.Bucket(bucketPubs).Stats().KeyN,
 		}
 		return nil
 	})
@@ -389,12 +400,14 @@ func (q *Queue) Close() error {
 func (q *Queue) Stats() QueueStats {
 	c := q.snap.Load()
 	return QueueStats{
-		Inbound:     c.in,
-		Segments:    c.seg,
-		OutboundSMS: c.out[outSMS],
-		OutboundIP:  c.out[outIP],
-		Results:     c.res,
-		StoreFull:   q.storeFull.Load(),
+		Inbound:      c.in,
+		Segments:     c.seg,
+		OutboundSMS:  c.out[outSMS],
+		OutboundIP:   c.out[outIP],
+		Results:      c.res,
+		Jobs:         c.jobs,
+		Publications: c.pubs,
+		StoreFull:    q.storeFull.Load(),
 		// Set for the life of the process once a damaged file was set
 		// aside; a restart clears it once the file is removed.
 		StoreCorrupt: q.corruptFile != "",
@@ -621,7 +634,7 @@ func (q *Queue) run(batch []*op) {
 // committed publishes new counts and wakes whoever waits for new work.
 func (q *Queue) committed(c counts) {
 	added := c
-	c.addedIn, c.addedRes, c.addedOut = false, false, [numOut]bool{}
+	c.addedIn, c.addedRes, c.addedJob, c.addedPub, c.addedOut = false, false, false, false, [numOut]bool{}
 	q.counts = c
 	q.snap.Store(&c)
 	if added.addedIn {
@@ -629,6 +642,12 @@ func (q *Queue) committed(c counts) {
 	}
 	if added.addedRes {
 		poke(q.sigRes)
+	}
+	if added.addedJob {
+		poke(q.sigJob)
+	}
+	if added.addedPub {
+		poke(q.sigPub)
 	}
 	for i := range c.out {
 		if added.addedOut[i] {
@@ -769,6 +788,10 @@ func (q *Queue) quarantine(ctx context.Context, bucket []byte, key []byte, reaso
 			c.out[outSMS]--
 		case string(bucketOutIP):
 			c.out[outIP]--
+		case string(bucketJobs):
+			c.jobs--
+		case string(bucketPubs):
+			c.pubs--
 		}
 		return nil, nil
 	})

@@ -6,6 +6,11 @@
 //
 //	modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
 //	         [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
+//	         [-api ADDR [-account SID:TOKEN] [-api-key SK...:SECRET] [-signing twilio|kore]
+//	          [-signing-secret S] [-api-device-mode modem|os] [-api-cloud-udp ADDR]]
+//
+// With -api it also serves the emulated Super SIM API at http://ADDR/v1/
+// (package superapi); the credentials are printed at start.
 //
 // The same binary is the client of the control socket:
 //
@@ -21,6 +26,7 @@
 //	modemsim faults  -control SOCKET [-chunked] [-chunk-max N] [-urc-noise P] [-send-error N]
 //	                 [-socket-send-fail] [-error-on CMD]...
 //	modemsim storm   -control SOCKET -n 3
+//	modemsim api-state -control SOCKET
 //
 // With -encoding 8bit the sms TEXT is base64. state prints JSON.
 package main
@@ -43,6 +49,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/modem/modemsim/superapi"
 )
 
 const (
@@ -89,6 +96,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdValue(verb, "rssi", "RSSI 0..31, 99 unknown", rest, stderr)
 	case "faults":
 		return cmdFaults(rest, stderr)
+	case "api-state":
+		return cmdAPIState(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
@@ -103,6 +112,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
            [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
+           [-api ADDR [-account SID:TOKEN] [-api-key SK...:SECRET] [-signing twilio|kore]
+            [-signing-secret S] [-api-device-mode modem|os] [-api-cloud-udp ADDR]]
   modemsim sms     -control SOCKET [-from 000] [-encoding gsm7|ucs2|8bit] [-parts N] [-ref16] [-order 3,1,2] TEXT
                    (8bit: TEXT is base64)
   modemsim udp     -control SOCKET [-from 100.64.0.1:6969] -port N PAYLOAD_BASE64
@@ -117,6 +128,7 @@ func usage(w io.Writer) {
   modemsim storm   -control SOCKET -n N
   modemsim faults  -control SOCKET [-chunked] [-chunk-max N] [-urc-noise P] [-send-error N]
                    [-socket-send-fail] [-error-on CMD]...   (faults replace the active ones)
+  modemsim api-state -control SOCKET         (JSON: the emulated API's resources and webhook deliveries)
 `)
 }
 
@@ -158,8 +170,36 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&o.ICCID, "iccid", "", "SIM ICCID (default a Super SIM ICCID)")
 	fs.StringVar(&o.IMEI, "imei", "", "module IMEI")
 	verbose := fs.Bool("v", false, "log every command")
+	var a superapi.Options
+	fs.StringVar(&a.Addr, "api", "", "serve the emulated Super SIM API at this address, e.g. 127.0.0.1:8088")
+	account := fs.String("account", "", "the API account's SID:TOKEN (default generated)")
+	apiKey := fs.String("api-key", "", "also accept this API Key SID:SECRET (SK...)")
+	fs.StringVar(&a.Signing, "signing", "twilio", "how webhooks are signed: twilio or kore")
+	fs.StringVar(&a.SigningSecret, "signing-secret", "", "KORE webhook secret (-signing kore)")
+	fs.StringVar(&a.DeviceMode, "api-device-mode", "modem", "how IP Commands reach the device: modem (its socket) or os (127.0.0.1:DevicePort)")
+	fs.StringVar(&a.CloudUDP, "api-cloud-udp", "127.0.0.1:0", "UDP address of the API's socket for os-mode devices (their ip.cloud)")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	if *account != "" {
+		sid, tok, ok := strings.Cut(*account, ":")
+		if !ok || sid == "" || tok == "" {
+			fmt.Fprintln(stderr, "modemsim: -account wants SID:TOKEN")
+			return exitUsage
+		}
+		a.AccountSID, a.AuthToken = sid, tok
+	}
+	if *apiKey != "" {
+		sid, secret, ok := strings.Cut(*apiKey, ":")
+		if !ok || sid == "" || secret == "" {
+			fmt.Fprintln(stderr, "modemsim: -api-key wants SID:SECRET")
+			return exitUsage
+		}
+		a.APIKeys = map[string]string{sid: secret}
+	}
+	if a.Addr == "" && (*account != "" || *apiKey != "" || a.SigningSecret != "") {
+		fmt.Fprintln(stderr, "modemsim: -account, -api-key and -signing-secret need -api ADDR")
+		return exitUsage
 	}
 	if o.Link == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "modemsim: -link PATH is required and takes no arguments")
@@ -171,17 +211,55 @@ func serve(args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Caught from before the pty and the API exist, so that a signal sent
+	// as soon as they answer stops them cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	sim, err := modemsim.Start(o)
 	if err != nil {
 		return fail(stderr, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	var api *superapi.Emulator
+	if a.Addr != "" {
+		a.Modem = sim
+		a.Logger = o.Logger
+		api, err = superapi.Start(a)
+		if err != nil {
+			return fail(stderr, errors.Join(err, sim.Close()))
+		}
+		fmt.Fprintf(stderr, "modemsim: Super SIM API at %s/v1 account %s:%s sim %s fleet %s cloud-udp %s\n",
+			api.URL(), api.AccountSID(), api.AuthToken(), api.SimSid(), api.FleetSid(), api.CloudUDP())
+	}
 	<-ctx.Done()
-	if err := sim.Close(); err != nil {
+	var errs []error
+	if api != nil {
+		errs = append(errs, api.Close())
+	}
+	errs = append(errs, sim.Close())
+	if err := errors.Join(errs...); err != nil {
 		return fail(stderr, err)
 	}
 	return exitOK
+}
+
+func cmdAPIState(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("api-state", stderr)
+	c := clientFlags(fs)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if !needControl(c, stderr) {
+		return exitUsage
+	}
+	resp, err := c.Do(modemsim.Request{Op: superapi.StateOp})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	var st superapi.State
+	if err := json.Unmarshal(resp.Data, &st); err != nil {
+		return fail(stderr, fmt.Errorf("api-state answer: %w", err))
+	}
+	return printJSON(stdout, stderr, st)
 }
 
 // clientFlags adds -control to fs and returns the client it configures.

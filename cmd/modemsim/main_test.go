@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,5 +189,83 @@ func TestServe(t *testing.T) {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s left behind", p)
 		}
+	}
+}
+
+// TestServeAPI runs serve mode with -api: the emulated Super SIM API
+// answers with the given credentials, refuses others, and the api-state
+// verb reads its state through the control socket.
+func TestServeAPI(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "modem")
+	ctl := filepath.Join(dir, "ctl")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const sid, token = "AC0123456789abcdef0123456789abcdef", "tok123"
+	done := make(chan int, 1)
+	go func() {
+		done <- realMain([]string{"-link", link, "-control", ctl, "-api", addr, "-account", sid + ":" + token}, &bytes.Buffer{}, io.Discard)
+	}()
+	get := func(user, pass string) (int, string) {
+		req, err := http.NewRequest("GET", "http://"+addr+"/v1/Sims", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(user, pass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer func() {
+			if err := resp.Body.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := get(sid, token)
+		if code == 200 {
+			if !strings.Contains(body, `"iccid":"89883070000012345672"`) || !strings.Contains(body, `"key":"sims"`) {
+				t.Errorf("GET /v1/Sims: %s", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("API did not come up: %d %s", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, body := get(sid, "wrong"); code != 401 || !strings.Contains(body, `"code":20003`) {
+		t.Errorf("wrong token: %d %s", code, body)
+	}
+	code, out, errs := run("api-state", "-control", ctl)
+	if code != 0 || !strings.Contains(out, `"account_sid": "`+sid+`"`) || !strings.Contains(out, `"deliveries": []`) {
+		t.Errorf("api-state: exit %d %s %s", code, out, errs)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+	if code, _, _ := run("-link", link, "-account", sid+":"+token); code != 2 {
+		t.Errorf("-account without -api: exit %d, want 2", code)
 	}
 }

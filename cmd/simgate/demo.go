@@ -35,6 +35,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	profile := fs.String("profile", "quectel", "simulated module: quectel, simcom, sim7080, ublox, sara-r5 or generic")
 	runFor := fs.Duration("for", 0, "stop after this long once the script has run (0: run until Ctrl-C)")
 	verbose := fs.Bool("v", false, "show the gateway's log (info level) on stderr; without it only errors are logged")
+	deviceOnly := fs.Bool("device-only", false, "only the device side: modem, gateway and broker (without the cloud bridge and the emulated API)")
+	cloudPort := fs.Int("cloud-port", 1884, "port of the cloud broker on 127.0.0.1 (0: any free port)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -47,6 +49,14 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(stderr, config.Log{Level: level, Format: "text"})
 	ctx, stop := signalContext(log)
 	defer stop()
+	if !*deviceOnly {
+		d := &loopDemo{out: stdout, log: log, profile: *profile}
+		if err := d.run(ctx, *port, *cloudPort, *runFor); err != nil {
+			fmt.Fprintf(stderr, "simgate demo: %v\n", err)
+			return exitError
+		}
+		return exitOK
+	}
 	d := &demo{out: stdout, log: log, profile: *profile}
 	if err := d.run(ctx, *port, *runFor); err != nil {
 		fmt.Fprintf(stderr, "simgate demo: %v\n", err)

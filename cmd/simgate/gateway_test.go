@@ -36,7 +36,7 @@ func testLog(t *testing.T) *slog.Logger {
 // ways and stops cleanly.
 func TestDemo(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := cmdDemo([]string{"-mqtt-port", "0", "-for", "50ms"}, &out, &errb)
+	code := cmdDemo([]string{"-device-only", "-mqtt-port", "0", "-for", "50ms"}, &out, &errb)
 	text := out.String()
 	if code != exitOK {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, text, errb.String())
@@ -79,6 +79,31 @@ func TestDemo(t *testing.T) {
 	// an event, not a warning.
 	if e := errb.String(); e != "" {
 		t.Errorf("demo without -v wrote to stderr:\n%s", e)
+	}
+}
+
+// The demo's default is the whole loop: a request on the cloud broker
+// reaches the device's broker and back, through simgate cloud, the emulated
+// API, the simulated modem and the gateway.
+func TestDemoLoop(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := cmdDemo([]string{"-mqtt-port", "0", "-cloud-port", "0", "-for", "50ms"}, &out, &errb)
+	text := out.String()
+	if code != exitOK {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, text, errb.String())
+	}
+	for _, want := range []string{
+		`sms/to_sim/result {"id":"demo-c2d-sms","sid":"HC`,
+		`"status":"delivered"`,
+		`/sms/in {"id":"sms-`, `"from":"000","payload":"open valve 3"`,
+		`/ip/in {"id":"ip-`, `"payload":"AAEC/w==","encoding":"base64"`,
+		`/sms/from_sim {"id":"HC`, `"payload":"valve 3 open"`,
+		`/ip/from_sim {"id":"HG`,
+		"stopped cleanly",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q\nstdout:\n%s\nstderr:\n%s", want, text, errb.String())
+		}
 	}
 }
 

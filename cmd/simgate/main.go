@@ -4,6 +4,7 @@
 // Usage:
 //
 //	simgate run [-config FILE]
+//	simgate cloud [-config FILE]
 //	simgate demo
 //	simgate status [-config FILE] [-json]
 //	simgate check-config [-config FILE]
@@ -39,6 +40,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	switch verb {
 	case "run":
 		return cmdRun(rest, stderr)
+	case "cloud":
+		return cmdCloud(rest, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
 	case "status":
@@ -61,6 +64,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   simgate run [-config FILE]           run the gateway (default config /etc/simgate/simgate.yaml)
+  simgate cloud [-config FILE]         run the cloud bridge: cloud MQTT broker <-> Super SIM API and its webhooks
   simgate demo                         run a complete gateway against a simulated modem and an embedded broker
   simgate status [-config FILE] [-json] the running daemon's status; exit 0 healthy, 1 unhealthy, 3 not running
   simgate check-config [-config FILE]  validate a config file: "ok", or FILE:LINE: key: problem (exit 78)

@@ -308,6 +308,8 @@ type gwConfig struct {
 	StoreDir    string
 	MaxMessages int
 	IPMode      string
+	IPPort      int    // 0: the default 6969
+	IPCloud     string // "": the default 100.64.0.1:6969
 	// Reports leaves sms.delivery_reports at its default (true); without
 	// it the daemon asks for none, so each request has exactly one result.
 	Reports bool
@@ -323,6 +325,12 @@ func (c gwConfig) yaml() string {
 		fmt.Fprintf(&b, "  delivery_reports: false\n")
 	}
 	fmt.Fprintf(&b, "ip:\n  mode: %s\n", c.IPMode)
+	if c.IPPort > 0 {
+		fmt.Fprintf(&b, "  port: %d\n", c.IPPort)
+	}
+	if c.IPCloud != "" {
+		fmt.Fprintf(&b, "  cloud: %q\n", c.IPCloud)
+	}
 	fmt.Fprintf(&b, "mqtt:\n  url: %q\n  embedded: %t\n", c.URL, c.Embedded)
 	fmt.Fprintf(&b, "store:\n  dir: %q\n", c.StoreDir)
 	if c.MaxMessages > 0 {

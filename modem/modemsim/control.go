@@ -35,6 +35,13 @@ const (
 	OpSignal      = "signal"
 )
 
+// builtinOps are the operations Sim.HandleOp cannot replace.
+var builtinOps = map[string]bool{
+	OpSMS: true, OpUDP: true, OpState: true, OpUnplug: true, OpHang: true, OpGarbage: true,
+	OpFaults: true, OpReset: true, OpRegister: true, OpCloseSocket: true, OpDropData: true,
+	OpBootStorm: true, OpSignal: true,
+}
+
 // Request is one control request.
 type Request struct {
 	Op       string  `json:"op"`
@@ -54,6 +61,8 @@ type Response struct {
 	Code    string `json:"code,omitempty"` // "store_full", "no_socket", "bad_request"
 	Indexes []int  `json:"indexes,omitempty"`
 	State   *State `json:"state,omitempty"`
+	// Data is the answer of an operation added with Sim.HandleOp.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 const maxRequest = 1 << 20
@@ -147,7 +156,21 @@ func (s *Sim) handleRequest(raw []byte) Response {
 		}
 		s.SetSignal(req.Value)
 	default:
-		return bad("unknown op %q", req.Op)
+		s.mu.Lock()
+		fn := s.ops[req.Op]
+		s.mu.Unlock()
+		if fn == nil {
+			return bad("unknown op %q", req.Op)
+		}
+		v, err := fn()
+		if err != nil {
+			return Response{Error: fmt.Sprintf("%s: %v", req.Op, err)}
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return Response{Error: fmt.Sprintf("%s: encode: %v", req.Op, err)}
+		}
+		return Response{OK: true, Data: b}
 	}
 	return Response{OK: true}
 }

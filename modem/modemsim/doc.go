@@ -64,5 +64,14 @@
 //
 // The control socket takes one JSON Request per connection, terminated by a
 // newline, and answers one JSON Response. Client implements it; the
-// modemsim binary's client verbs use Client.
+// modemsim binary's client verbs use Client. Sim.HandleOp adds operations
+// of components built around the simulator, such as "api-state" of the
+// Super SIM API emulator (package superapi).
+//
+// # The network beyond the module
+//
+// Sim.SetHooks tells a simulated network what the host sent: each SMS
+// submitted and each datagram sent through a module socket. The emulated
+// Super SIM API uses them, with InjectSMS, InjectUDP and SetRegistration,
+// to carry commands between its REST API and the module.
 package modemsim

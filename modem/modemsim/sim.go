@@ -93,6 +93,8 @@ type Sim struct {
 	sarar5    sarar5State
 	ctl       *controlServer
 	ackTimers []*time.Timer
+	hooks     Hooks
+	ops       map[string]func() (any, error)
 }
 
 // sink takes bytes for the host. Writes must not block for long: the
@@ -199,6 +201,10 @@ func (s *Sim) Close() error {
 
 // Link returns the path of the symlink the host opens.
 func (s *Sim) Link() string { return s.opts.Link }
+
+// Options returns the options the simulator runs with, defaults applied:
+// its ICCID, IMSI, operator and so on, for the network built around it.
+func (s *Sim) Options() Options { return s.opts }
 
 // attach makes l the current link. Caller holds mu.
 func (s *Sim) attach(l *link) {
@@ -464,6 +470,42 @@ func (s *Sim) SetRegistration(stat int) {
 	defer s.mu.Unlock()
 	s.netStat = stat
 	s.regChangedLocked()
+}
+
+// Hooks are told what the host sent to the network, so that a simulated
+// network beyond the module (such as an emulated Super SIM API) can carry
+// it on. They run with the simulator's lock held, in the order the host
+// sent: they must return quickly and must not call methods of Sim.
+type Hooks struct {
+	// SMS is called for every SMS-SUBMIT segment the network accepted.
+	SMS func(SentSMS)
+	// UDP is called for every datagram the host sent through a module socket.
+	UDP func(SentUDP)
+}
+
+// SetHooks replaces the hooks; the zero Hooks removes them.
+func (s *Sim) SetHooks(h Hooks) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hooks = h
+}
+
+// HandleOp adds a control operation: a request naming op is answered with
+// the JSON of what fn returns, in Response.Data. It lets a component built
+// on the simulator (the Super SIM API emulator) show its state through the
+// same control socket. An op the simulator itself defines cannot be
+// replaced.
+func (s *Sim) HandleOp(op string, fn func() (any, error)) error {
+	if builtinOps[op] {
+		return fmt.Errorf("control op %q is built in", op)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ops == nil {
+		s.ops = map[string]func() (any, error){}
+	}
+	s.ops[op] = fn
+	return nil
 }
 
 // SetSignal sets the RSSI reported by AT+CSQ (0..31, 99 unknown).

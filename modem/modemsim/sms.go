@@ -476,6 +476,9 @@ func (s *Sim) submit(tp []byte, smsc string, info segInfo, r *reply) error {
 		s.sentSMS[len(s.sentSMS)-1].Text = ""
 	}
 	s.sentSMS = trim(s.sentSMS)
+	if s.hooks.SMS != nil {
+		s.hooks.SMS(s.sentSMS[len(s.sentSMS)-1])
+	}
 	s.count(CounterCMGS)
 	s.scheduleReport(tp, mr, info.to)
 	r.line(fmt.Sprintf("+CMGS: %d", mr))

@@ -258,6 +258,11 @@ func (s *Sim) recordSend(sk *socket, to netip.AddrPort, data []byte) {
 	s.count(CounterUDPOut)
 	sk.sent += len(data)
 	s.sentUDP = trim(append(s.sentUDP, SentUDP{Socket: sk.id, Port: sk.port, To: to.String(), Data: append([]byte{}, data...)}))
+	if s.hooks.UDP != nil {
+		u := s.sentUDP[len(s.sentUDP)-1]
+		u.Data = append([]byte{}, u.Data...)
+		s.hooks.UDP(u)
+	}
 }
 
 func parseDest(ip string, port int) (netip.AddrPort, error) {

@@ -46,7 +46,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	noPeer := fs.Bool("no-peer", false, "skip the gammu-smsd comparison")
 	verbose := fs.Bool("v", false, "log progress details to stderr")
 	keep := fs.Bool("keep", false, "keep the work directory (logs of every process)")
-	only := fs.String("only", "", "comma-separated steps to run (sms, paced, burst, ipos, ipmodem, peer); default all")
+	only := fs.String("only", "", "comma-separated steps to run (sms, paced, burst, ipos, ipmodem, peer, cloud); default all")
 	rev := fs.String("rev", os.Getenv("BENCH_REV"), "build simgate from this commit (git archive) instead of the work tree")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -174,6 +174,7 @@ func (b *bench) run(ctx context.Context, keep bool) (err error) {
 		{"ipos", "IP Commands, ip.mode os", b.ipOS},
 		{"ipmodem", "IP Commands, ip.mode modem", b.ipModem},
 		{"peer", "gammu-smsd peer", b.gammuPeer},
+		{"cloud", "cloud bridge (simgate cloud)", b.cloudBridge},
 	}
 	var errs []error
 	for _, s := range steps {

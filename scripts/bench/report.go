@@ -100,7 +100,7 @@ func formatValue(v float64, unit string) string {
 }
 
 // sectionOrder is the order of the table's sections.
-var sectionOrder = []string{"SMS in", "SMS out", "SMS burst", "IP (ip.mode os)", "IP (ip.mode modem, 115200 baud)", "Footprint", "Peer: gammu-smsd"}
+var sectionOrder = []string{"SMS in", "SMS out", "SMS burst", "IP (ip.mode os)", "IP (ip.mode modem, 115200 baud)", "Footprint", "Cloud bridge", "Peer: gammu-smsd"}
 
 // sortRows orders the rows by section, keeping the order within one.
 func (r *report) sortRows() {
