@@ -7,6 +7,7 @@ require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/creack/pty v1.1.24
 	github.com/eclipse/paho.mqtt.golang v1.5.1
+	github.com/godbus/dbus/v5 v5.2.4
 	github.com/google/go-cmp v0.7.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/prometheus/client_model v0.6.2
@@ -15,7 +16,6 @@ require (
 	github.com/warthog618/sms v0.3.0
 	go.bug.st/serial v1.8.0
 	go.etcd.io/bbolt v1.5.0
-	golang.org/x/oauth2 v0.38.0
 	golang.org/x/net v0.46.0
 	golang.org/x/oauth2 v0.38.0
 	golang.org/x/sys v0.45.0

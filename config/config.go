@@ -42,6 +42,11 @@ type Modem struct {
 	Baud    int      `yaml:"baud"`
 	Profile string   `yaml:"profile"`
 	Init    []string `yaml:"init"`
+	// Backend is who talks to the modem: "at" (simgate owns the AT port)
+	// or "modemmanager" (ModemManager does, simgate talks to it over
+	// D-Bus); see backend.go.
+	Backend      string       `yaml:"backend"`
+	ModemManager ModemManager `yaml:"modemmanager"`
 }
 
 // SMS is the SMS Commands settings.
@@ -91,8 +96,9 @@ type Log struct {
 // Default returns the configuration used for every key a file leaves out.
 func Default() Config {
 	return Config{
-		Modem: Modem{Port: "/dev/ttyUSB2", Baud: 115200, Profile: "auto", Init: []string{}},
-		SMS:   SMS{Enabled: true, AllowedSenders: []string{"000"}, DeliveryReports: true},
+		Modem: Modem{Port: "/dev/ttyUSB2", Baud: 115200, Profile: "auto", Init: []string{},
+			Backend: BackendAT, ModemManager: ModemManager{Bus: "system"}},
+		SMS: SMS{Enabled: true, AllowedSenders: []string{"000"}, DeliveryReports: true},
 		IP: IP{
 			Mode: "modem", Port: 6969, APN: "super", Cloud: "100.64.0.1:6969",
 			AllowedSources: []string{},

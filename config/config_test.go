@@ -110,7 +110,8 @@ log: {level: debug, format: json}
 	}
 	want := Default()
 	want.DeviceID = "pump-7"
-	want.Modem = Modem{Port: "/dev/serial/by-id/usb-Quectel_EG25-if02-port0", Baud: 9600, Profile: "quectel", Init: []string{`AT+QCFG="nwscanmode",0,1`}}
+	want.Modem = Modem{Port: "/dev/serial/by-id/usb-Quectel_EG25-if02-port0", Baud: 9600, Profile: "quectel", Init: []string{`AT+QCFG="nwscanmode",0,1`},
+		Backend: BackendAT, ModemManager: ModemManager{Bus: "system"}}
 	want.SMS.AllowedSenders = []string{}
 	want.IP.Mode, want.IP.Port = "os", 7000
 	want.IP.AllowedSources = []string{"100.64.0.0/10", "10.0.0.1"}
@@ -293,8 +294,8 @@ func TestEveryKeyHasAnOverride(t *testing.T) {
 			t.Errorf("no override %s", k)
 		}
 	}
-	if len(keys) != 45 {
-		t.Errorf("got %d override variables, want 45 (one per key)", len(keys))
+	if len(keys) != 48 {
+		t.Errorf("got %d override variables, want 48 (one per key)", len(keys))
 	}
 }
 

@@ -31,7 +31,7 @@ func (l *loader) validate(c *Config) {
 		}
 	}
 
-	if strings.TrimSpace(c.Modem.Port) == "" {
+	if c.Modem.Backend != BackendModemManager && strings.TrimSpace(c.Modem.Port) == "" {
 		l.addf("modem.port", "must name the modem's AT serial port, e.g. /dev/serial/by-id/usb-Quectel_...-if02-port0")
 	}
 	if c.Modem.Baud <= 0 || c.Modem.Baud > 4000000 {
@@ -91,6 +91,7 @@ func (l *loader) validate(c *Config) {
 	l.oneOf("log.format", c.Log.Format, Formats)
 
 	l.validateObserve(c)
+	l.validateBackend(c)
 	l.validateCloud(&c.Cloud)
 }
 

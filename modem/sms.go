@@ -267,18 +267,7 @@ func parseList(lines []string, warn func(string, ...any)) []*smsEntry {
 }
 
 // allowed reports whether sms.allowed_senders lets from through.
-func (s *Session) allowed(from string) bool {
-	if len(s.cfg.AllowedSenders) == 0 {
-		return true
-	}
-	f := strings.TrimPrefix(from, "+")
-	for _, a := range s.cfg.AllowedSenders {
-		if strings.TrimPrefix(a, "+") == f {
-			return true
-		}
-	}
-	return false
-}
+func (s *Session) allowed(from string) bool { return SenderAllowed(s.cfg.AllowedSenders, from) }
 
 // handle hands one SMS to the sink and only then deletes it from the SIM.
 func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error {

@@ -93,11 +93,28 @@
 // that reference commits a second result ("delivered" or "failed") for the
 // same id (reports.go).
 //
-// Shutdown: when Run's context is cancelled, requests already received are
-// queued and acknowledged, a device call in progress is given
-// RelayConfig.ShutdownGrace, pending PUBACKs are awaited, the retained
-// {"online":false} is published and the client disconnects. What is left
-// stays queued for the next run.
+// Readiness: the relay counts as connected (RelayStats.Connected) and
+// publishes {"online":true} only once the broker has acknowledged the
+// subscriptions of the current connection. On a session the broker does
+// not hold yet, a request published earlier has no subscriber and is
+// dropped by the broker, so announcing earlier would invite lost requests.
+// A subscription that fails is retried while the connection lasts.
+//
+// Shutdown: when Run's context is cancelled, no new connection attempt
+// starts, requests already received are queued and acknowledged, a device
+// call in progress is given RelayConfig.ShutdownGrace, pending PUBACKs are
+// awaited, the retained {"online":false} is published and the client
+// disconnects. What is left stays queued for the next run. Every wait is
+// bounded: loops that do not return by ShutdownGrace + 250 ms (a device
+// call that ignores its context) are left behind, the offline status gets
+// min(ShutdownGrace, 1 s), the disconnect 250 ms. Paho calls that can block
+// behind paho's writer for its 30 s write timeout (Publish, a message's
+// Ack) are made on their own goroutine, so a wedged or reconnecting
+// connection cannot hold the stop. After the offline status the relay
+// closes the connection (or the attempt under way, which paho cannot
+// cancel) without DISCONNECT, so the broker publishes the will too, after
+// everything the connection carried: an older status that paho resent
+// after a reconnect cannot be the one left retained.
 //
 // # IP Commands over a socket of this host (ip.mode: os)
 //

@@ -113,7 +113,11 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 				// connection ahead of the resends of its first part.
 				break
 			}
-			tokens = append(tokens, r.client.Publish(topic, 1, false, payload))
+			t, err := r.publish(abort, topic, false, payload)
+			if err != nil {
+				break // stopping: nothing in this window is acknowledged yet
+			}
+			tokens = append(tokens, t)
 			sentAt = append(sentAt, time.Now())
 		}
 		done := r.busy(src.tracker)
@@ -286,23 +290,33 @@ func (r *Relay) eventSource() source[bufferedEvent] {
 	}
 }
 
-// connState tracks whether the MQTT connection is open. wait returns a
-// channel that is closed while it is.
+// connState tracks whether the MQTT connection is open, and whether the
+// broker has acknowledged the subscriptions on it. wait returns a channel
+// that is closed while it is open.
+//
+// Open is enough to publish. Ready (open and subscribed) is what the relay
+// reports as connected and announces as online: on a session the broker
+// does not have yet, a request published before the SUBACK has no
+// subscriber and the broker drops it, so announcing earlier would invite
+// requests that are lost.
 type connState struct {
-	mu    sync.Mutex
-	up    bool
-	since time.Time
-	epoch uint64 // counts connections lost
-	ch    chan struct{}
+	mu         sync.Mutex
+	up         bool
+	subscribed bool // SUBACK seen in this epoch
+	since      time.Time
+	epoch      uint64 // counts connections lost
+	ch         chan struct{}
 }
 
 func (c *connState) init() { c.ch = make(chan struct{}) }
 
-func (c *connState) set(up bool) {
+// set records the connection opening or closing and reports whether the
+// relay is ready now.
+func (c *connState) set(up bool) (ready bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if up == c.up {
-		return
+		return c.up && c.subscribed
 	}
 	c.up = up
 	if up {
@@ -310,8 +324,28 @@ func (c *connState) set(up bool) {
 		close(c.ch)
 	} else {
 		c.epoch++
+		c.subscribed = false
 		c.ch = make(chan struct{})
 	}
+	return c.up && c.subscribed
+}
+
+// subscribedIn records the SUBACK of a subscription made in epoch, unless
+// that connection is gone, and reports whether the relay is ready now.
+func (c *connState) subscribedIn(epoch uint64) (ready bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch == c.epoch {
+		c.subscribed = true
+	}
+	return c.up && c.subscribed
+}
+
+// ready reports whether the connection is open and subscribed.
+func (c *connState) ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up && c.subscribed
 }
 
 func (c *connState) currentEpoch() uint64 {

@@ -127,6 +127,34 @@ func TestConnState(t *testing.T) {
 	}
 }
 
+// TestConnStateReady checks that the relay counts as connected only once
+// the SUBACK of the current connection is in, in either order of SUBACK and
+// resume, and never for a SUBACK of a connection already lost.
+func TestConnStateReady(t *testing.T) {
+	var c connState
+	c.init()
+	e := c.currentEpoch()
+	if c.set(true) {
+		t.Error("ready when open but not yet subscribed")
+	}
+	if !c.subscribedIn(e) || !c.ready() {
+		t.Error("not ready after the SUBACK of the open connection")
+	}
+	if c.set(false) || c.ready() {
+		t.Error("ready after the connection was lost")
+	}
+	if c.subscribedIn(e) {
+		t.Error("ready through the SUBACK of a lost connection")
+	}
+	e = c.currentEpoch()
+	if c.subscribedIn(e) {
+		t.Error("ready while down")
+	}
+	if !c.set(true) {
+		t.Error("not ready on resume after the SUBACK came first")
+	}
+}
+
 func TestResumeStoreOrder(t *testing.T) {
 	resumed := 0
 	s := &resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: func() { resumed++ }}

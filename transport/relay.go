@@ -38,7 +38,10 @@ type RelayConfig struct {
 	StatusInterval time.Duration
 	// ShutdownGrace bounds how long Run, once its context is cancelled,
 	// waits for in-flight work: a device call, PUBACKs, requests received
-	// but not yet queued. What is not done by then stays queued.
+	// but not yet queued. What is not done by then stays queued. The
+	// retained offline status then gets up to min(ShutdownGrace, 1 s) for
+	// its PUBACK and the disconnect 250 ms, so Run returns within about
+	// ShutdownGrace + 1.5 s whatever the broker and the device do.
 	ShutdownGrace time.Duration
 	// SendTimeout bounds one device call; a modem takes up to 120 s for an
 	// SMS on a poor network.
@@ -97,6 +100,18 @@ var trackerNames = [numTrackers]string{"inbound publisher", "result publisher", 
 // heartbeatEvery is how often Run proves it is alive; Healthy allows three.
 const heartbeatEvery = 5 * time.Second
 
+// Bounds of the last steps of a stop, after ShutdownGrace.
+const (
+	// stragglerWait is how long Run waits, once ShutdownGrace is over, for
+	// a loop that has not returned (a device call that ignores its
+	// context) before it goes on without it.
+	stragglerWait = 250 * time.Millisecond
+	// offlineWait caps the wait for the PUBACK of the offline status.
+	offlineWait = time.Second
+	// disconnectQuiesce is what paho gets to send DISCONNECT.
+	disconnectQuiesce = 250
+)
+
 // Relay moves commands between a modem session, the durable queue and the
 // broker: inbound messages from the queue to P/sms/in and P/ip/in in commit
 // order; requests from P/sms/out and P/ip/out into the queue and then to the
@@ -115,6 +130,13 @@ type Relay struct {
 	eventLimit   *ratelimit.Limiter[modem.Event]
 	statusPoke   chan struct{}
 	connectedSig chan struct{}
+	// stopping is closed when Run begins to stop; it ends subscription
+	// retries on paho's goroutines.
+	stopping chan struct{}
+	// statusMu orders P/status publishes, see publishStatus.
+	statusMu   sync.Mutex
+	statusPrev chan struct{}
+	conns      brokerConns
 
 	started   atomic.Bool
 	running   atomic.Bool
@@ -148,6 +170,8 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 		log:          log.With("component", "relay"),
 		statusPoke:   make(chan struct{}, 1),
 		connectedSig: make(chan struct{}, 1),
+		stopping:     make(chan struct{}),
+		statusPrev:   closedChan(),
 		base:         time.Now(),
 	}
 	r.conn.init()
@@ -167,6 +191,8 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	opts.SetReconnectingHandler(r.onReconnecting)
 	opts.SetConnectionNotificationHandler(r.onNotification)
 	opts.SetStore(&resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: r.onResumed})
+	r.conns.dial = opts.CustomOpenConnectionFn
+	opts.SetCustomOpenConnectionFn(r.conns.open)
 	r.client = paho.NewClient(opts)
 	// From now on the queue's events (queue full, unreadable records) are
 	// buffered for P/events, even before Run connects.
@@ -184,6 +210,9 @@ type RelayStats struct {
 	Results   uint64 // results acknowledged by the broker
 	Events    uint64 // events acknowledged by the broker
 	Pending   int    // everything not yet delivered (QueueStats.Pending)
+	// Connected is true while the connection is open and the broker has
+	// acknowledged the subscriptions to P/sms/out and P/ip/out, so a
+	// request published now reaches the relay.
 	Connected bool
 	Queue     QueueStats
 }
@@ -191,13 +220,12 @@ type RelayStats struct {
 // Stats returns the relay's counters.
 func (r *Relay) Stats() RelayStats {
 	qs := r.q.Stats()
-	up, _ := r.conn.state()
 	return RelayStats{
 		Published: r.published.Load(),
 		Results:   r.results.Load(),
 		Events:    r.eventsPublished.Load(),
 		Pending:   qs.Pending(),
-		Connected: up,
+		Connected: r.conn.ready(),
 		Queue:     qs,
 	}
 }
@@ -279,8 +307,10 @@ func (r *Relay) Healthy() error {
 // Run connects to the broker and relays until ctx is cancelled. It then
 // stops taking work, finishes what is in flight within ShutdownGrace,
 // publishes the retained offline status and disconnects. Whatever was not
-// delivered stays in the queue for the next run. A Relay runs once; the
-// only error is calling Run again.
+// delivered stays in the queue for the next run. Every step of the stop is
+// bounded (see ShutdownGrace), whether the broker is connecting,
+// reconnecting, withholding acknowledgements or gone. A Relay runs once;
+// the only error is calling Run again.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
 		return errors.New("relay: Run called twice")
@@ -292,11 +322,10 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	connCtx, cancelConn := context.WithCancel(ctx)
 	defer cancelConn()
-	var lastConnect atomic.Pointer[paho.Token]
 	connDone := make(chan struct{})
 	go func() {
 		defer close(connDone)
-		r.connectLoop(connCtx, &lastConnect)
+		r.connectLoop(connCtx)
 	}()
 
 	stop := make(chan struct{})
@@ -324,51 +353,160 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 
 	r.log.Info("relay stopping: finishing in-flight work", "grace", r.cfg.ShutdownGrace)
+	close(r.stopping)
+	// No connection attempt starts from here on; one under way is closed
+	// by paho's Disconnect once it completes.
+	cancelConn()
+	<-connDone
+	deadline := time.Now().Add(r.cfg.ShutdownGrace)
 	grace := time.AfterFunc(r.cfg.ShutdownGrace, abort)
 	defer grace.Stop()
 	close(stop)
-	work.Wait()
+	r.awaitLoops(&work, deadline.Add(stragglerWait), trackSendSMS, trackSendIP, trackStatus)
 	r.eventLimit.Flush() // counts held back go out with the last events
 	close(pubStop)
-	pubs.Wait()
-	cancelConn()
-	<-connDone
-	if t := lastConnect.Load(); t != nil {
-		// A connection attempt still under way would otherwise complete
-		// after Disconnect and leave a session open.
-		(*t).WaitTimeout(r.cfg.MQTT.ConnectTimeout + time.Second)
-	}
+	r.awaitLoops(&pubs, deadline.Add(stragglerWait), trackInbound, trackResults, trackEvents)
 	r.goOffline()
 	st := r.Stats()
 	r.log.Info("relay stopped", "pending", st.Pending, "published", st.Published, "results", st.Results)
 	return nil
 }
 
-// goOffline publishes the retained offline status itself, since a clean
-// disconnect discards the will, then disconnects. A broker that does not
-// acknowledge in time is logged, not returned: the stop is still clean, and
-// the status is corrected by the next run.
-func (r *Relay) goOffline() {
-	if r.client.IsConnectionOpen() {
-		t := r.client.Publish(r.topic(TopicStatus), 1, true, OfflinePayload)
-		switch {
-		case !t.WaitTimeout(2 * time.Second):
-			r.log.Warn("offline status not acknowledged within 2s")
-		case t.Error() != nil:
-			r.log.Warn("offline status not published", "err", t.Error())
+// awaitLoops waits for wg until deadline. The loops return by themselves
+// once abort fires at the end of ShutdownGrace; one that does not is stuck
+// in a call that ignores cancellation, and the stop goes on without it:
+// what it holds is still queued, and a result it records later is kept.
+func (r *Relay) awaitLoops(wg *sync.WaitGroup, deadline time.Time, trackers ...int) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	var stuck []string
+	for _, i := range trackers {
+		if r.trackers[i].Load() != 0 {
+			stuck = append(stuck, trackerNames[i])
 		}
 	}
-	r.client.Disconnect(250)
+	r.log.Error("relay stopping without waiting any longer for a call that ignores cancellation; its work stays queued", "stuck", stuck)
+}
+
+// goOffline leaves {"online":false} retained and disconnects. It publishes
+// the offline status, then ends the connection without DISCONNECT, so the
+// broker also publishes the will: the will comes after everything this
+// connection carried, so it has the last word even over an older "online"
+// that paho resends from its store after a reconnect, which a clean
+// DISCONNECT (discarding the will) would leave retained. The same close
+// ends a connection attempt under way, which paho cannot cancel. A broker
+// that does not acknowledge in time is logged, not returned.
+func (r *Relay) goOffline() {
+	if r.client.IsConnectionOpen() {
+		wait := min(offlineWait, r.cfg.ShutdownGrace)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		t, err := r.publishStatus(ctx, []byte(OfflinePayload))
+		if err == nil {
+			err = waitToken(ctx, t, 0)
+		}
+		cancel()
+		if err != nil {
+			r.log.Warn("offline status not acknowledged; the will stands in for it", "wait", wait, "err", err)
+		}
+	}
+	r.closeConn()
+	// Paho's own shutdown: no reconnect follows, its goroutines end.
+	r.client.Disconnect(disconnectQuiesce)
 	r.conn.set(false)
+}
+
+// closeConn closes the broker connection under paho, or the attempt paho
+// is making, which paho itself cannot cancel, and refuses new ones.
+func (r *Relay) closeConn() {
+	closedOpen, err := r.conns.close()
+	switch {
+	case err != nil:
+		// Already closed by paho in a way that does not say so (WebSocket).
+		r.log.Debug("closing the broker connection", "err", err)
+	case closedOpen:
+		r.log.Debug("broker connection closed without DISCONNECT; the broker publishes the will")
+	}
+}
+
+// publish hands a message to paho without letting paho hold the caller
+// past ctx. Paho's Publish blocks until its writer takes the message, for
+// up to the write timeout (30 s) when the connection is wedged or being
+// replaced; a stop must not wait for that. A call abandoned this way
+// returns on its own within that timeout; its message is not acknowledged,
+// so whatever it carried is still queued.
+func (r *Relay) publish(ctx context.Context, topic string, retained bool, payload []byte) (paho.Token, error) {
+	got := make(chan paho.Token, 1)
+	go func() { got <- r.client.Publish(topic, 1, retained, payload) }()
+	select {
+	case t := <-got:
+		return t, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("handing the message to paho: %w", ctx.Err())
+	}
+}
+
+// publishStatus publishes the retained P/status. Status messages reach
+// paho one after another in the order asked, even when an earlier caller
+// stopped waiting for its call: otherwise an abandoned "online" could
+// overtake the final "offline" and stay retained.
+func (r *Relay) publishStatus(ctx context.Context, payload []byte) (paho.Token, error) {
+	r.statusMu.Lock()
+	prev := r.statusPrev
+	done := make(chan struct{})
+	r.statusPrev = done
+	r.statusMu.Unlock()
+	got := make(chan paho.Token, 1)
+	go func() {
+		defer close(done)
+		<-prev
+		got <- r.client.Publish(r.topic(TopicStatus), 1, true, payload)
+	}()
+	select {
+	case t := <-got:
+		return t, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("publish status: %w", ctx.Err())
+	}
+}
+
+// await runs fn, a paho call that may block behind paho's writer, and
+// waits for it or for ctx. It reports whether fn returned.
+func await(ctx context.Context, fn func()) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // connectLoop makes the first connection, retrying with jittered backoff
 // and logging why each attempt failed. After that paho reconnects by itself.
-func (r *Relay) connectLoop(ctx context.Context, last *atomic.Pointer[paho.Token]) {
+func (r *Relay) connectLoop(ctx context.Context) {
 	bo := backoff{min: 500 * time.Millisecond, max: r.cfg.MQTT.MaxReconnectInterval}
 	for {
 		t := r.client.Connect()
-		last.Store(&t)
 		select {
 		case <-t.Done():
 			if t.Error() == nil {
@@ -417,8 +555,16 @@ type resumeStore struct {
 }
 
 // Put records when key was first stored; paho stores a key again only to
-// replace a packet in the same exchange.
+// replace a packet in the same exchange. A PUBLISH is stored as a copy:
+// paho's resume sets DUP on the stored packet, and a Publish that was
+// waiting for paho's writer when the connection died is written on the
+// next connection at the same time, from the packet it was given; sharing
+// one packet, the two race.
 func (s *resumeStore) Put(key string, m packets.ControlPacket) {
+	if p, ok := m.(*packets.PublishPacket); ok {
+		cp := *p
+		m = &cp
+	}
 	s.mu.Lock()
 	if s.order == nil {
 		s.order = make(map[string]uint64)
@@ -458,37 +604,75 @@ func (s *resumeStore) All() []string {
 }
 
 func (r *Relay) onResumed() {
-	r.conn.set(true)
-	poke(r.connectedSig)
+	if r.conn.set(true) {
+		poke(r.connectedSig)
+	}
 }
 
 func (r *Relay) onReconnecting(paho.Client, *paho.ClientOptions) {
 	r.conn.set(false)
 }
 
-// onConnect runs on its own goroutine, started by paho for each connection.
+// onConnect runs on its own goroutine, started by paho for each connection,
+// after onReconnecting and before the resume: the epoch it reads is that of
+// its connection.
 func (r *Relay) onConnect(c paho.Client) {
 	r.log.Info("mqtt connected", "url", r.cfg.MQTT.shownURL())
+	epoch := r.conn.currentEpoch()
 	// Subscribing again on every connection covers a broker that lost the
 	// session (restarted without persistence). Messages are routed by the
 	// default handler, so no per-topic callback is registered.
-	topics := map[string]byte{r.topic(TopicSMSOut): 1, r.topic(TopicIPOut): 1}
-	t := c.SubscribeMultiple(topics, nil)
-	switch {
-	case !t.WaitTimeout(r.cfg.MQTT.ConnectTimeout):
-		r.log.Error("mqtt subscribe: no SUBACK", "timeout", r.cfg.MQTT.ConnectTimeout)
-	case t.Error() != nil:
-		r.log.Error("mqtt subscribe failed", "err", t.Error())
-	default:
-		if st, ok := t.(*paho.SubscribeToken); ok {
-			for topic, code := range st.Result() {
-				if code > 2 {
-					r.log.Error("mqtt subscribe refused by the broker", "topic", topic, "code", code)
-					r.Event(modem.Event{Type: "subscribe_refused", Message: fmt.Sprintf("the broker refused the subscription to %s (code %#x): requests on it will not arrive", topic, code),
-						Fields: map[string]any{"topic": topic}})
-				}
+	// P/status too, at QoS 0: see onMessage.
+	topics := map[string]byte{r.topic(TopicSMSOut): 1, r.topic(TopicIPOut): 1, r.topic(TopicStatus): 0}
+	bo := backoff{min: 500 * time.Millisecond, max: r.cfg.MQTT.MaxReconnectInterval}
+	for {
+		t := c.SubscribeMultiple(topics, nil)
+		var err error
+		switch {
+		case !t.WaitTimeout(r.cfg.MQTT.ConnectTimeout):
+			err = fmt.Errorf("no SUBACK within %s", r.cfg.MQTT.ConnectTimeout)
+		case t.Error() != nil:
+			err = t.Error()
+		}
+		if err == nil {
+			r.subscribed(t, epoch)
+			return
+		}
+		if r.conn.currentEpoch() != epoch {
+			return // the next connection subscribes for itself
+		}
+		d := bo.next()
+		r.log.Error("mqtt subscribe failed; requests cannot arrive until it succeeds", "err", err, "retry_in", d.Round(time.Millisecond))
+		select {
+		case <-time.After(d):
+		case <-r.stopping:
+			return
+		}
+		if r.conn.currentEpoch() != epoch {
+			return
+		}
+	}
+}
+
+// subscribed handles the SUBACK of the connection of epoch. A refusal is
+// the broker's final answer (an ACL), so it is reported and the relay goes
+// online for what it can still do.
+func (r *Relay) subscribed(t paho.Token, epoch uint64) {
+	if st, ok := t.(*paho.SubscribeToken); ok {
+		for topic, code := range st.Result() {
+			if code > 2 && topic == r.topic(TopicStatus) {
+				r.log.Warn("mqtt subscribe refused by the broker: a late will of an earlier connection stays uncorrected until the next status", "topic", topic, "code", code)
+				continue
+			}
+			if code > 2 {
+				r.log.Error("mqtt subscribe refused by the broker", "topic", topic, "code", code)
+				r.Event(modem.Event{Type: "subscribe_refused", Message: fmt.Sprintf("the broker refused the subscription to %s (code %#x): requests on it will not arrive", topic, code),
+					Fields: map[string]any{"topic": topic}})
 			}
 		}
+	}
+	if r.conn.subscribedIn(epoch) {
+		poke(r.connectedSig)
 	}
 }
 
@@ -496,7 +680,12 @@ func (r *Relay) onConnect(c paho.Client) {
 // may run after the next connection is up, so it must not change state.
 // onReconnecting, which paho calls in order, marks the connection down.
 func (r *Relay) onConnectionLost(_ paho.Client, err error) {
-	r.log.Warn("mqtt connection lost; reconnecting", "err", err)
+	select {
+	case <-r.stopping:
+		r.log.Debug("mqtt connection closed while stopping", "err", err)
+	default:
+		r.log.Warn("mqtt connection lost; reconnecting", "err", err)
+	}
 }
 
 func (r *Relay) onNotification(_ paho.Client, n paho.ConnectionNotification) {
@@ -514,6 +703,18 @@ func (r *Relay) onMessage(_ paho.Client, m paho.Message) {
 		channel = modem.ChannelSMS
 	case r.topic(TopicIPOut):
 		channel = modem.ChannelIP
+	case r.topic(TopicStatus):
+		// The broker publishes the will of a connection it has not yet
+		// noticed is gone whenever it notices, which can be after this
+		// connection announced itself online: seen here, "offline" is
+		// answered with the status again. The relay's own offline status
+		// comes after the status loop has stopped, so it stays.
+		if string(m.Payload()) == OfflinePayload {
+			r.log.Debug("offline status of an earlier connection seen; publishing the status again")
+			poke(r.connectedSig)
+		}
+		m.Ack()
+		return
 	default:
 		// Left over from an older subscription in the persistent session:
 		// acknowledged so the broker stops redelivering it.
@@ -528,7 +729,7 @@ func (r *Relay) onMessage(_ paho.Client, m paho.Message) {
 // and only then acknowledges them to the broker.
 func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
-	for {
+	for abort.Err() == nil {
 		msgs := r.fifo.take(maxBatch)
 		if len(msgs) == 0 {
 			select {
@@ -539,6 +740,8 @@ func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 					return
 				}
 				continue
+			case <-abort.Done():
+				return
 			}
 		}
 		items := make([]*admit, len(msgs))
@@ -563,11 +766,19 @@ func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 				return
 			}
 		}
-		for _, m := range msgs {
-			m.msg.Ack()
-		}
+		// Paho's Ack waits for its writer like Publish does. Not
+		// acknowledged in time, the requests are redelivered and dropped
+		// as duplicates.
+		acked := await(abort, func() {
+			for _, m := range msgs {
+				m.msg.Ack()
+			}
+		})
 		for _, it := range items {
 			r.reportAdmit(it)
+		}
+		if !acked {
+			return
 		}
 	}
 }
@@ -700,8 +911,8 @@ func (r *Relay) statusLoop(stop <-chan struct{}, abort context.Context) {
 			force = true
 		case <-r.statusPoke:
 		}
-		if up, _ := r.conn.state(); !up {
-			continue // published again on connect
+		if !r.conn.ready() {
+			continue // published again once subscribed
 		}
 		done := r.busy(trackStatus)
 		st := r.dev.Status()
@@ -715,8 +926,11 @@ func (r *Relay) statusLoop(stop <-chan struct{}, abort context.Context) {
 			done()
 			continue
 		}
-		tok := r.client.Publish(r.topic(TopicStatus), 1, true, full)
-		err = waitToken(abort, tok, r.cfg.MQTT.ConnectTimeout)
+		var tok paho.Token
+		tok, err = r.publishStatus(abort, full)
+		if err == nil {
+			err = waitToken(abort, tok, r.cfg.MQTT.ConnectTimeout)
+		}
 		done()
 		if err != nil {
 			r.log.Warn("status not published", "err", err)

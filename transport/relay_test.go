@@ -293,6 +293,9 @@ func TestRelayBrokerOutage(t *testing.T) {
 	}
 	eventually(t, "queue to empty", func() bool { return q.Stats().Inbound == 0 })
 
+	// The new broker has no session: a request is only routed to the relay
+	// once it has subscribed again.
+	eventually(t, "relay to subscribe again", func() bool { return r.Stats().Connected })
 	publish(t, publisher(t, "tcp://"+addr), TopicSMSOut, `{"id":"after","payload":"x"}`)
 	obs2.wait(t, TopicSMSOutResult, 1)
 	if err := stop(); err != nil {
@@ -348,7 +351,9 @@ func TestRelayMosquittoOutage(t *testing.T) {
 		t.Errorf("published (-want +got):\n%s", diff)
 	}
 	eventually(t, "queue to empty", func() bool { return q.Stats().Inbound == 0 })
-	// Requests still reach the device after the restart.
+	// Requests still reach the device after the restart, once the relay
+	// is subscribed (the session may predate its first SUBACK).
+	eventually(t, "relay to subscribe", func() bool { return r.Stats().Connected })
 	pub := publisher(t, mq.url())
 	publish(t, pub, TopicIPOut, `{"id":"after","payload":"x"}`)
 	obs.wait(t, TopicIPOutResult, 1)
@@ -491,7 +496,12 @@ func TestRelayStatusAndWill(t *testing.T) {
 	if !ok {
 		t.Fatal("relay client not found in the broker")
 	}
-	cl.Stop(errors.New("test: connection cut"))
+	// Closed under the broker, as a dead link would be. (mochi's own
+	// cl.Stop sometimes ends the read loop without an error, which mochi
+	// takes for a clean DISCONNECT and drops the will.)
+	if err := cl.Net.Conn.Close(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "will and a new online status", func() bool {
 		ps := obs.payloads(TopicStatus)
 		for i, p := range ps {
@@ -569,7 +579,11 @@ func TestRelayShutdownAbandons(t *testing.T) {
 	stop := runRelay(t, r)
 	eventually(t, "relay to connect", func() bool { return r.Stats().Connected })
 	publish(t, publisher(t, "tcp://"+addr), TopicSMSOut, `{"id":"stuck","payload":"x"}`)
-	<-dev.started
+	select {
+	case <-dev.started:
+	case <-time.After(waitLimit):
+		t.Fatal("device never called: the request published once the relay was connected did not reach it")
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

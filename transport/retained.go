@@ -30,8 +30,11 @@ func (r *Relay) PublishRetained(ctx context.Context, topic string, payload []byt
 	if up, _ := r.conn.state(); !up {
 		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
 	}
-	t := r.client.Publish(topic, 1, true, payload)
-	if err := waitToken(ctx, t, r.cfg.MQTT.ConnectTimeout); err != nil {
+	t, err := r.publish(ctx, topic, true, payload)
+	if err == nil {
+		err = waitToken(ctx, t, r.cfg.MQTT.ConnectTimeout)
+	}
+	if err != nil {
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}
 	return nil

@@ -5,6 +5,7 @@
 // commands like the chosen module until SIGINT or SIGTERM:
 //
 //	modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
+//	         [-listen unix:PATH]
 //	         [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
 //	         [-api ADDR [-account SID:TOKEN] [-api-key SK...:SECRET] [-signing twilio|kore]
 //	          [-signing-secret S] [-api-device-mode modem|os] [-api-cloud-udp ADDR]]
@@ -43,6 +44,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,7 +113,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
-           [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
+           [-listen unix:PATH] [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
            [-api ADDR [-account SID:TOKEN] [-api-key SK...:SECRET] [-signing twilio|kore]
             [-signing-secret S] [-api-device-mode modem|os] [-api-cloud-udp ADDR]]
   modemsim sms     -control SOCKET [-from 000] [-encoding gsm7|ucs2|8bit] [-parts N] [-ref16] [-order 3,1,2] TEXT
@@ -167,8 +169,10 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&o.SendDelay, "send-delay", 0, "time AT+CMGS and socket sends take")
 	fs.DurationVar(&o.ReportDelay, "report-delay", 100*time.Millisecond, "time from an SMS sent with TP-SRR to its status report")
 	fs.BoolVar(&o.SIM7080NoServer, "sim7080-no-server", false, "sim7080: refuse AT+CASERVER, as older firmware does")
+	fs.DurationVar(&o.DeliveryGap, "delivery-gap", 0, "deliver SMS segments one at a time, this far apart (0: all at once)")
 	fs.StringVar(&o.ICCID, "iccid", "", "SIM ICCID (default a Super SIM ICCID)")
 	fs.StringVar(&o.IMEI, "imei", "", "module IMEI")
+	listen := fs.String("listen", "", "also serve the AT port on a UNIX stream socket: unix:PATH (ModemManager's Test.SetProfile)")
 	verbose := fs.Bool("v", false, "log every command")
 	var a superapi.Options
 	fs.StringVar(&a.Addr, "api", "", "serve the emulated Super SIM API at this address, e.g. 127.0.0.1:8088")
@@ -201,10 +205,28 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "modemsim: -account, -api-key and -signing-secret need -api ADDR")
 		return exitUsage
 	}
-	if o.Link == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "modemsim: -link PATH is required and takes no arguments")
+	if *listen != "" {
+		path, ok := strings.CutPrefix(*listen, "unix:")
+		if !ok || path == "" {
+			fmt.Fprintf(stderr, "modemsim: -listen %q: want unix:PATH\n", *listen)
+			return exitUsage
+		}
+		o.Listen = path
+	}
+	if (o.Link == "" && o.Listen == "") || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "modemsim: -link PATH is required (or -listen unix:PATH) and takes no arguments")
 		usage(stderr)
 		return exitUsage
+	}
+	if o.Link == "" {
+		// Served on the socket only: the pty still exists, under a private
+		// name, so the socket reaches the same simulated port.
+		dir, err := os.MkdirTemp("", "modemsim-")
+		if err != nil {
+			return fail(stderr, err)
+		}
+		defer os.RemoveAll(dir)
+		o.Link = filepath.Join(dir, "tty")
 	}
 	level := slog.LevelInfo
 	if *verbose {

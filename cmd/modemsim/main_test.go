@@ -134,6 +134,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"register", "-control", "/nonexistent/ctl"}, 2, "-stat is required"},
 		{[]string{"state", "-control", "/nonexistent/ctl"}, 1, "no such file"},
 		{[]string{"-link", "/tmp/x", "-profile", "nokia"}, 1, "unknown profile"},
+		{[]string{"-listen", "/tmp/at.sock"}, 2, "want unix:PATH"},
+		{[]string{"-listen", "unix:"}, 2, "want unix:PATH"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -101,7 +101,12 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 	if cfg.IP.Mode == "modem" {
 		mcfg.AllowedSources = cfg.AllowedSources()
 	}
-	session := modem.NewSession(mcfg, q)
+	var session modemBackend
+	if cfg.Modem.Backend == config.BackendModemManager {
+		session = newModemManager(cfg, h, q, log)
+	} else {
+		session = modem.NewSession(mcfg, q)
+	}
 	dev := &device{cfg: cfg, session: session, hub: h}
 	if cfg.IP.Mode == "os" {
 		// Bound now, so a port in use or a missing ip.bind address is
@@ -207,7 +212,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 	wg.Go(func() { homeAssistant(runCtx, cfg, deviceID, prefix, relay, dev, h, log) })
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(runCtx) }()
-	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", config.RedactURL(cfg.MQTT.URL), "modem", cfg.Modem.Port)
+	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", config.RedactURL(cfg.MQTT.URL), "modem", modemName(cfg))
 	if opt.Started != nil {
 		opt.Started(deviceID, prefix)
 	}
@@ -284,7 +289,7 @@ func resolveDeviceID(ctx context.Context, cfg *config.Config, h *hub, sessDone c
 			log.Warn("the modem has not reported the SIM's ICCID yet; relaying under the last device id seen", "device_id", remembered)
 			return remembered, nil
 		case <-nag.C:
-			log.Warn("waiting for the modem to report the SIM's ICCID, which names the MQTT topics (set device_id to start without it)", "port", cfg.Modem.Port)
+			log.Warn("waiting for the modem to report the SIM's ICCID, which names the MQTT topics (set device_id to start without it)", "modem", modemName(cfg))
 		}
 	}
 }
@@ -341,7 +346,7 @@ func writeDeviceID(dir, id string) error {
 // away), a STATUS= line on every change and every statusEvery, and from
 // READY on, watchdog keep-alives while the health probe passes. Before
 // READY, TimeoutStartSec is what bounds a start that does not finish.
-func notifyLoop(ctx context.Context, n *systemd.Notifier, s *modem.Session, q *transport.Queue, dev *device, h *hub, log *slog.Logger) {
+func notifyLoop(ctx context.Context, n *systemd.Notifier, s modemBackend, q *transport.Queue, dev *device, h *hub, log *slog.Logger) {
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
 	var watchdog sync.WaitGroup
@@ -372,7 +377,7 @@ func notifyLoop(ctx context.Context, n *systemd.Notifier, s *modem.Session, q *t
 
 // healthy is the watchdog's probe: the modem answered in time, the relay
 // loop is moving, and in ip.mode os the host socket is served.
-func healthy(s *modem.Session, h *hub, dev *device) error {
+func healthy(s modemBackend, h *hub, dev *device) error {
 	if err := s.Healthy(); err != nil {
 		return fmt.Errorf("modem: %w", err)
 	}
@@ -467,7 +472,7 @@ func (h *hub) attach(r *transport.Relay) {
 // a socket of this host.
 type device struct {
 	cfg     *config.Config
-	session *modem.Session
+	session modemBackend
 	udp     *transport.UDP // ip.mode os
 	// hub, when set, tells of status changes, so a send that found the
 	// modem not ready can wait for it (see whenReady).

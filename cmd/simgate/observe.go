@@ -30,7 +30,7 @@ var registrationStates = []string{"home", "roaming", "searching", "denied", "not
 type observability struct {
 	cfg     *config.Config
 	reg     *metrics.Registry
-	session *modem.Session
+	session modemBackend
 	q       *transport.Queue
 	hub     *hub
 	dev     *device
@@ -40,7 +40,7 @@ type observability struct {
 	deviceID string
 }
 
-func newObservability(cfg *config.Config, s *modem.Session, q *transport.Queue, h *hub, dev *device, log *slog.Logger) *observability {
+func newObservability(cfg *config.Config, s modemBackend, q *transport.Queue, h *hub, dev *device, log *slog.Logger) *observability {
 	o := &observability{cfg: cfg, reg: metrics.NewRegistry(), session: s, q: q, hub: h, dev: dev, log: log}
 	o.register()
 	return o

@@ -312,14 +312,16 @@ type gwConfig struct {
 	IPCloud     string // "": the default 100.64.0.1:6969
 	// Reports leaves sms.delivery_reports at its default (true); without
 	// it the daemon asks for none, so each request has exactly one result.
-	Reports bool
-	Extra   string // more YAML, appended as it is
+	Reports    bool
+	Extra      string // more YAML, appended as it is
+	ModemExtra string // more keys under modem:, indented by two spaces
 }
 
 func (c gwConfig) yaml() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "device_id: %q\n", c.DeviceID)
 	fmt.Fprintf(&b, "modem:\n  port: %q\n  profile: %s\n", c.Port, c.Profile)
+	b.WriteString(c.ModemExtra)
 	fmt.Fprintf(&b, "sms:\n  enabled: true\n  allowed_senders: [\"000\"]\n")
 	if !c.Reports {
 		fmt.Fprintf(&b, "  delivery_reports: false\n")
@@ -802,8 +804,10 @@ type rigOptions struct {
 	Stopped bool
 	// BrokerConf is added to mosquitto's configuration.
 	BrokerConf []string
-	// Extra is YAML appended to the daemon's configuration.
-	Extra string
+	// Extra is YAML appended to the daemon's configuration; ModemExtra
+	// goes under modem:.
+	Extra      string
+	ModemExtra string
 	// Reports keeps sms.delivery_reports at its default, true.
 	Reports bool
 }
@@ -847,6 +851,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		IPMode:      o.IPMode,
 		Extra:       o.Extra,
 		Reports:     o.Reports,
+		ModemExtra:  o.ModemExtra,
 	}
 	r.gw = newDaemon(t, bin, r.dir, r.conf)
 	if !o.Embedded {

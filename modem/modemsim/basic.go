@@ -265,20 +265,37 @@ func (s *Sim) cmdCESQ(c *command, r *reply) error {
 	return nil
 }
 
+// operatorNumeric is the MCC-MNC of the simulated network, the one its
+// AT+COPS=? list has always shown.
+const operatorNumeric = "90140"
+
 func (s *Sim) cmdCOPS(c *command, r *reply) error {
 	switch c.op {
 	case opRead:
 		if registered(s.regStat()) {
-			r.line(fmt.Sprintf(`+COPS: 0,0,"%s",%d`, s.opts.Operator, regAcT))
+			name := s.opts.Operator
+			if s.set.copsFmt == 2 {
+				name = operatorNumeric
+			}
+			r.line(fmt.Sprintf(`+COPS: 0,%d,"%s",%d`, s.set.copsFmt, name, regAcT))
 		} else {
 			r.line("+COPS: 0")
 		}
 	case opSet:
-		if _, err := c.intArg(0, -1, 0, 4); err != nil {
+		mode, err := c.intArg(0, -1, 0, 4)
+		if err != nil {
 			return err
 		}
+		if mode == 3 {
+			// Sets only the format of the read form (27.007 7.3).
+			f, err := c.intArg(1, -1, 0, 2)
+			if err != nil {
+				return err
+			}
+			s.set.copsFmt = f
+		}
 	case opTest:
-		r.line(fmt.Sprintf(`+COPS: (2,"%s","%s","90140",%d),,(0-4),(0-2)`, s.opts.Operator, s.opts.Operator, regAcT))
+		r.line(fmt.Sprintf(`+COPS: (2,"%s","%s","%s",%d),,(0-4),(0-2)`, s.opts.Operator, s.opts.Operator, operatorNumeric, regAcT))
 	default:
 		return errPlain
 	}

@@ -319,6 +319,9 @@ func init() {
 	for name, sp := range socketCommands() {
 		commandTable[name] = sp
 	}
+	for name, sp := range managerCommands() {
+		commandTable[name] = sp
+	}
 }
 
 // dispatch runs one command. Caller holds mu.
@@ -336,6 +339,9 @@ func (s *Sim) dispatch(c *command, r *reply) error {
 		sp, ok = spec{fn: (*Sim).cmdICCID, phase: phaseSIM}, true
 	}
 	if !ok {
+		// Logged at info, so a host's needs show without -v: a host that
+		// depends on a command modemsim lacks is what makes it less real.
+		s.log.Info("unknown command", "command", "AT"+c.String())
 		return errUnknown
 	}
 	if s.faults.errorOn(c) {

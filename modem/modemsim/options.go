@@ -20,6 +20,10 @@ type Options struct {
 	Profile string
 	// Control is the unix socket path of the control protocol; "" means none.
 	Control string
+	// Listen, when set, is a UNIX stream socket path where the AT port is
+	// served besides the pty, for hosts that take a socket as a serial port
+	// (ModemManager's Test.SetProfile). One connection at a time.
+	Listen string
 	// Baud, when > 0, paces bytes in both directions at 10 bits per byte
 	// (8N1) at this rate, so that latency figures are those of a real UART.
 	Baud int
@@ -42,6 +46,12 @@ type Options struct {
 	// SendDelay is how long AT+CMGS and socket sends take before the final
 	// result, like the network round trip of a real module. Default 0.
 	SendDelay time.Duration
+	// DeliveryGap, when > 0, makes the network deliver one SMS segment at
+	// a time, DeliveryGap apart, as each is a network transaction of its
+	// own; 0 delivers every segment of an injection at once. A host that
+	// handles one +CMTI at a time (ModemManager) needs the gap a real
+	// network leaves.
+	DeliveryGap time.Duration
 	// AckTimeout is how long the module waits for AT+CNMA after a +CMT when
 	// AT+CSMS=1; on expiry it disables direct delivery (27.005 3.4.1) and the
 	// network stores the message on the SIM instead. Default 15s.

@@ -24,6 +24,7 @@ type settings struct {
 	cregN   int
 	cgregN  int
 	ceregN  int
+	copsFmt int  // AT+COPS=3,<format>: 0 long name, 1 short name, 2 numeric
 	qisde   bool // Quectel: echo the data of AT+QISEND
 	udHex   bool // u-blox AT+UDCONF=1,1: socket data in hex
 	cipsrip bool // SIM7600: "RECV FROM:" before +RECEIVE
@@ -92,7 +93,9 @@ type Sim struct {
 	reports   []SentReport
 	sarar5    sarar5State
 	ctl       *controlServer
+	listener  *unixPort
 	ackTimers []*time.Timer
+	gapTimer  *time.Timer // Options.DeliveryGap: the next segment's turn
 	hooks     Hooks
 	ops       map[string]func() (any, error)
 }
@@ -169,7 +172,16 @@ func Start(opts Options) (*Sim, error) {
 		s.ctl = ctl
 		s.mu.Unlock()
 	}
-	s.log.Info("modem ready", "link", s.opts.Link, "pty", l.slaveName, "control", s.opts.Control)
+	if s.opts.Listen != "" {
+		lp, err := listenUnix(s.opts.Listen, s)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("modemsim: %w", err), s.Close())
+		}
+		s.mu.Lock()
+		s.listener = lp
+		s.mu.Unlock()
+	}
+	s.log.Info("modem ready", "link", s.opts.Link, "pty", l.slaveName, "control", s.opts.Control, "listen", s.opts.Listen)
 	return s, nil
 }
 
@@ -186,11 +198,16 @@ func (s *Sim) Close() error {
 	l := s.detach()
 	ctl := s.ctl
 	s.ctl = nil
+	lp := s.listener
+	s.listener = nil
 	s.stopTimersLocked()
 	s.mu.Unlock()
 	var errs []error
 	if ctl != nil {
 		errs = append(errs, ctl.close())
+	}
+	if lp != nil {
+		errs = append(errs, lp.close())
 	}
 	if l != nil {
 		errs = append(errs, l.close())
@@ -228,6 +245,10 @@ func (s *Sim) detach() *link {
 }
 
 func (s *Sim) stopTimersLocked() {
+	if s.gapTimer != nil {
+		s.gapTimer.Stop()
+		s.gapTimer = nil
+	}
 	if s.cmtTimer != nil {
 		s.cmtTimer.Stop()
 		s.cmtTimer = nil

@@ -514,6 +514,13 @@ func (s *Sim) InjectSMS(m SMS) ([]int, error) {
 		return nil, fmt.Errorf("inject sms: %w", err)
 	}
 	idx := []int{}
+	if s.opts.DeliveryGap > 0 {
+		// One at a time, in order behind what the network holds already;
+		// the indexes are not known yet.
+		s.netQueue = append(s.netQueue, dels...)
+		s.deliverQueuedLocked()
+		return idx, nil
+	}
 	full := false
 	for _, d := range dels {
 		if !s.canReceive() {
@@ -642,6 +649,10 @@ func (s *Sim) deliverQueuedLocked() {
 	if !s.canReceive() || len(s.netQueue) == 0 {
 		return
 	}
+	if s.opts.DeliveryGap > 0 {
+		s.deliverNextLocked()
+		return
+	}
 	q := s.netQueue
 	s.netQueue = nil
 	for _, d := range q {
@@ -649,4 +660,33 @@ func (s *Sim) deliverQueuedLocked() {
 			s.log.Debug("held delivery refused", "err", err)
 		}
 	}
+}
+
+// deliverNextLocked delivers the first segment the network holds and
+// schedules the next one Options.DeliveryGap later. A segment the full SIM
+// refuses goes back to the front and waits, with the rest behind it, for
+// the next chance (a registration, a boot). Caller holds mu.
+func (s *Sim) deliverNextLocked() {
+	if s.gapTimer != nil || !s.canReceive() || len(s.netQueue) == 0 {
+		return
+	}
+	d := s.netQueue[0]
+	rest := s.netQueue[1:]
+	s.netQueue = nil
+	if _, err := s.deliverLocked(d); err != nil {
+		// deliverLocked put d back in the (emptied) queue.
+		s.netQueue = append(s.netQueue, rest...)
+		return
+	}
+	s.netQueue = append(s.netQueue, rest...)
+	// The gap follows every delivery, also the last one held: the next
+	// injection waits for it too.
+	s.gapTimer = time.AfterFunc(s.opts.DeliveryGap, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.gapTimer = nil
+		// While the module cannot receive, nothing is delivered here; the
+		// boot or registration that makes it able to calls again.
+		s.deliverNextLocked()
+	})
 }
