@@ -280,6 +280,19 @@ func (s *Session) readSocket(ctx context.Context, eng *at.Engine, ev sockEvent) 
 	}
 }
 
+// sweepSocket reads the open socket without being told to, on every poll
+// that passes. A module that hung (or glitched) while a datagram arrived
+// lost its notification, and a Quectel module in buffer mode announces
+// nothing more until a read has found its buffer empty: without this, the
+// datagrams would wait until a recovery reopened the socket. A module that
+// pushes every datagram holds none; its read does nothing.
+func (s *Session) sweepSocket(ctx context.Context, eng *at.Engine) error {
+	if !s.wantData() || s.dp.fam == nil || s.dp.state != DataUp || s.dp.sock < 0 {
+		return nil
+	}
+	return s.readSocket(ctx, eng, sockEvent{kind: sockReadable, id: s.dp.sock})
+}
+
 // stashRead keeps a put-off read, merged with one for the same socket.
 func (s *Session) stashRead(ev sockEvent) {
 	for i := range s.dp.stash {

@@ -228,13 +228,14 @@ func (s *Session) ready() bool {
 	return s.everReady
 }
 
-// pollChecked polls and, when the poll passes, counts the modem healthy.
+// pollChecked polls and, when the poll passes, counts the modem healthy
+// and reads the socket in case a datagram's notification was lost.
 func (s *Session) pollChecked(ctx context.Context, eng *at.Engine) error {
 	if err := s.poll(ctx, eng); err != nil {
 		return err
 	}
 	s.recovered()
-	return nil
+	return s.sweepSocket(ctx, eng)
 }
 
 // Healthy reports whether the session is doing its job; it gates the

@@ -608,10 +608,31 @@ func (ubloxSockets) urc(u at.URC) sockEvent {
 }
 
 // read takes one datagram with AT+USORF. The module returns one datagram
-// (or its first 1024 bytes) per read; asking for exactly the bytes still
-// announced never runs into the next datagram, and a read that returns
-// less than asked has reached the end of one.
+// (or its first 1024 bytes) per read; asking for no more than the bytes it
+// holds never runs into the next datagram, and a read that returns less
+// than asked has reached the end of one.
+//
+// What it holds is asked first (AT+USORF=<s>,0) rather than taken from the
+// +UUSORF that triggered the read: that length is the newest datagram's,
+// and when an earlier one's +UUSORF was lost (the module hung) it is not
+// the length of the datagram read next, which a shorter read would cut in
+// two.
 func (ubloxSockets) read(ctx context.Context, l sockLink, ev *sockEvent) ([]datagram, bool, error) {
+	r, err := l.do(ctx, "query socket", at.Cmd{Line: fmt.Sprintf("AT+USORF=%d,0", ev.id)})
+	if err != nil {
+		return nil, false, err
+	}
+	ev.n = 0
+	if len(r.Lines) > 0 {
+		id, n, err := parseUUSORF(r.Lines[0])
+		if err != nil {
+			return nil, false, fmt.Errorf("query socket USORF=%d,0: %w", ev.id, err)
+		}
+		if id != ev.id {
+			return nil, false, fmt.Errorf("query socket USORF=%d,0: answer %q is for socket %d", ev.id, r.Lines[0], id)
+		}
+		ev.n = n
+	}
 	if ev.n <= 0 {
 		return nil, false, nil
 	}

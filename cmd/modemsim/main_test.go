@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -201,28 +200,39 @@ func TestServeAPI(t *testing.T) {
 	dir := t.TempDir()
 	link := filepath.Join(dir, "modem")
 	ctl := filepath.Join(dir, "ctl")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
 	const sid, token = "AC0123456789abcdef0123456789abcdef", "tok123"
 	done := make(chan int, 1)
 	go func() {
-		done <- realMain([]string{"-link", link, "-control", ctl, "-api", addr, "-account", sid + ":" + token}, &bytes.Buffer{}, io.Discard)
+		done <- realMain([]string{"-link", link, "-control", ctl, "-api", "127.0.0.1:0", "-account", sid + ":" + token}, &bytes.Buffer{}, io.Discard)
 	}()
+	// The API's address (a free port) is in its state on the control socket.
+	var base string
+	deadline := time.Now().Add(10 * time.Second)
+	for base == "" {
+		if code, out, _ := run("api-state", "-control", ctl); code == 0 {
+			var st struct {
+				URL string `json:"url"`
+			}
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatalf("api-state output %s: %v", out, err)
+			}
+			base = st.URL
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the API did not come up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	get := func(user, pass string) (int, string) {
-		req, err := http.NewRequest("GET", "http://"+addr+"/v1/Sims", nil)
+		req, err := http.NewRequest("GET", base+"/v1/Sims", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		req.SetBasicAuth(user, pass)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return 0, err.Error()
+			t.Fatal(err)
 		}
 		defer func() {
 			if err := resp.Body.Close(); err != nil {
@@ -235,19 +245,8 @@ func TestServeAPI(t *testing.T) {
 		}
 		return resp.StatusCode, string(b)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body := get(sid, token)
-		if code == 200 {
-			if !strings.Contains(body, `"iccid":"89883070000012345672"`) || !strings.Contains(body, `"key":"sims"`) {
-				t.Errorf("GET /v1/Sims: %s", body)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("API did not come up: %d %s", code, body)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if code, body := get(sid, token); code != 200 || !strings.Contains(body, `"iccid":"89883070000012345672"`) || !strings.Contains(body, `"key":"sims"`) {
+		t.Errorf("GET /v1/Sims: %d %s", code, body)
 	}
 	if code, body := get(sid, "wrong"); code != 401 || !strings.Contains(body, `"code":20003`) {
 		t.Errorf("wrong token: %d %s", code, body)

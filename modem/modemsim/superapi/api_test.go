@@ -671,12 +671,19 @@ func TestUsageRecords(t *testing.T) {
 		}
 	}
 	port := dev.LocalAddr().(*net.UDPAddr).Port
-	if _, err := api.CreateIpCommand((&openapi.CreateIpCommandParams{}).SetSim(e.SimSid()).SetPayload("12345").SetDevicePort(port)); err != nil {
+	c, err := api.CreateIpCommand((&openapi.CreateIpCommandParams{}).SetSim(e.SimSid()).SetPayload("12345").SetDevicePort(port))
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The device's datagrams and the command are taken by different
+	// goroutines: their order in the list is not known.
 	if !waitUntil(testWait, func() bool {
 		st := e.State()
-		return len(st.IpCommands) == 4 && st.IpCommands[3].Status == StatusSent
+		sent := false
+		for _, ic := range st.IpCommands {
+			sent = sent || (ic.Sid == *c.Sid && ic.Status == StatusSent)
+		}
+		return len(st.IpCommands) == 4 && sent
 	}) {
 		t.Fatalf("IP Commands: %+v", e.State().IpCommands)
 	}
