@@ -53,6 +53,9 @@ type Modem struct {
 type SMS struct {
 	Enabled        bool     `yaml:"enabled"`
 	AllowedSenders []string `yaml:"allowed_senders"`
+	// DeliveryReports requests a status report for every SMS sent; each
+	// becomes a second result ("delivered" or "failed").
+	DeliveryReports bool `yaml:"delivery_reports"`
 }
 
 // IP is the IP Commands settings.
@@ -95,7 +98,7 @@ func Default() Config {
 	return Config{
 		Modem: Modem{Port: "/dev/ttyUSB2", Baud: 115200, Profile: "auto", Init: []string{},
 			Backend: BackendAT, ModemManager: ModemManager{Bus: "system"}},
-		SMS: SMS{Enabled: true, AllowedSenders: []string{"000"}},
+		SMS: SMS{Enabled: true, AllowedSenders: []string{"000"}, DeliveryReports: true},
 		IP: IP{
 			Mode: "modem", Port: 6969, APN: "super", Cloud: "100.64.0.1:6969",
 			AllowedSources: []string{},

@@ -170,7 +170,7 @@ func TestProblems(t *testing.T) {
 		{"top level not mapping", "- a\n", []string{"t.yaml:1: (top level): must be a mapping"}},
 		{"empty port", "modem:\n  port: \"\"\n", []string{"t.yaml:2: modem.port: must name the modem's AT serial port"}},
 		{"baud zero", "modem:\n  baud: 0\n", []string{"t.yaml:2: modem.baud: must be between 1 and 4000000, got 0"}},
-		{"profile", "modem:\n  profile: huawei\n", []string{`t.yaml:2: modem.profile: must be one of auto, generic, quectel, simcom, ublox, got "huawei"`}},
+		{"profile", "modem:\n  profile: huawei\n", []string{`t.yaml:2: modem.profile: must be one of auto, generic, quectel, sim7080, simcom, ublox, got "huawei"`}},
 		{"init not AT", "modem:\n  init: [\"QCFG\"]\n", []string{`t.yaml:2: modem.init: item 1 ("QCFG") must be an AT command`}},
 		{"init newline", "modem:\n  init: [\"AT\\r\\nATZ\"]\n", []string{"t.yaml:2: modem.init: item 1 must be one command"}},
 		{"sender", "sms:\n  allowed_senders: [\"000\", \"bob\"]\n", []string{`t.yaml:2: sms.allowed_senders: item 2 ("bob") is not a phone number`}},
@@ -260,7 +260,7 @@ func TestEnvOverrides(t *testing.T) {
 	want.MQTT.URL = "tcp://10.0.0.2:1884"
 	want.Modem.Port, want.Modem.Baud = "/dev/ttyACM0", 9600
 	want.Modem.Init = []string{"AT+CNMI=2,1,0,0,0", "ATS0=0"}
-	want.SMS = SMS{Enabled: false, AllowedSenders: []string{"000", "+15551234"}}
+	want.SMS = SMS{Enabled: false, AllowedSenders: []string{"000", "+15551234"}, DeliveryReports: true}
 	want.DeviceID = "dev1"
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("mismatch (-want +got):\n%s", diff)
@@ -294,8 +294,8 @@ func TestEveryKeyHasAnOverride(t *testing.T) {
 			t.Errorf("no override %s", k)
 		}
 	}
-	if len(keys) != 47 {
-		t.Errorf("got %d override variables, want 47 (one per key)", len(keys))
+	if len(keys) != 48 {
+		t.Errorf("got %d override variables, want 48 (one per key)", len(keys))
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 
 // Values accepted by the enumerated keys.
 var (
-	Profiles = []string{"auto", "generic", "quectel", "simcom", "ublox"}
+	Profiles = []string{"auto", "generic", "quectel", "sim7080", "simcom", "ublox"}
 	IPModes  = []string{"modem", "os", "off"}
 	Levels   = []string{"debug", "info", "warn", "error"}
 	Formats  = []string{"text", "json"}
@@ -52,6 +52,8 @@ func (l *loader) validate(c *Config) {
 			l.addf("sms.allowed_senders", "item %d (%q) is not a phone number or short code", i+1, s)
 		}
 	}
+
+	l.validateDeliveryReports(&c.SMS)
 
 	l.oneOf("ip.mode", c.IP.Mode, IPModes)
 	if c.IP.Port < 1 || c.IP.Port > 65535 {

@@ -81,7 +81,7 @@ func (s *Session) dataStart() {
 	}
 	s.dp.fam = s.prof.Sockets
 	if s.dp.fam == nil {
-		msg := fmt.Sprintf(`ip.mode "modem" needs the module's own UDP sockets, which the %q profile does not drive; IP Commands are unavailable (SMS keep working). Set modem.profile to quectel, simcom or ublox, or use ip.mode "os"`, s.prof.Name)
+		msg := fmt.Sprintf(`ip.mode "modem" needs the module's own UDP sockets, which the %q profile does not drive; IP Commands are unavailable (SMS keep working). Set modem.profile to quectel, simcom, sim7080 or ublox, or use ip.mode "os"`, s.prof.Name)
 		told := s.dp.state == DataUnsupported
 		s.setData(DataUnsupported, "", "the module profile has no sockets")
 		if !told {
@@ -432,7 +432,7 @@ func (s *Session) sendUDPModem(ctx context.Context, op string, payload []byte) e
 	sp := s.send
 	s.mu.Unlock()
 	if sp.fam == nil {
-		return &OpError{Op: op, Err: fmt.Errorf("data session down: the %q module profile has no sockets (ip.mode modem needs quectel, simcom or ublox)", s.Status().Modem.Profile)}
+		return &OpError{Op: op, Err: fmt.Errorf("data session down: the %q module profile has no sockets (ip.mode modem needs quectel, simcom, sim7080 or ublox)", s.Status().Modem.Profile)}
 	}
 	if !sp.up {
 		why := sp.why

@@ -52,8 +52,11 @@
 // Config.IPPort: Quectel AT+QICSGP/AT+QIACT and a "UDP SERVICE" socket in
 // buffer mode (+QIURC "recv", then AT+QIRD until "+QIRD: 0") or direct
 // push (Config.IPDirectPush); SIM7600 AT+NETOPEN, AT+CIPOPEN and +RECEIVE
-// pushes (AT+CIPSRIP=1 names each sender); SARA-R4 AT+CGDCONT, AT+CGACT,
-// AT+USOCR, +UUSORF and AT+USORF. Every datagram is read by its announced
+// pushes (AT+CIPSRIP=1 names each sender); SIM7080 AT+CNACT, an
+// AT+CASERVER UDP server (AT+CAOPEN to Config.Cloud on firmware without
+// it), +CADATAIND and AT+CARECV until "+CARECV: 0"; SARA-R4 AT+CGDCONT,
+// AT+CGACT, AT+USOCR, +UUSORF and AT+USORF, and SARA-R5 the same sockets
+// over its PSD profile (AT+UPSD, AT+UPSDA=0,3). Every datagram is read by its announced
 // length, so any byte value survives. A datagram from outside
 // Config.AllowedSources is dropped with a "source_rejected" event; the
 // others become Inbound messages handed to Sink.Put before anything else
@@ -65,8 +68,8 @@
 // "unsupported" and SMS keep working.
 //
 // Session.SendUDP sends one datagram to Config.Cloud with the exact byte
-// count (AT+QISEND, AT+CIPSEND or AT+USOST after its prompt). More than
-// 1300 bytes is refused before the modem sees it; SARA-R4 sends at most
+// count (AT+QISEND, AT+CIPSEND, AT+CASEND or AT+USOST after its prompt).
+// More than 1300 bytes is refused before the modem sees it; u-blox sends at most
 // 1024 bytes per datagram, so larger payloads are refused there too. While
 // the data session is down the error says "data session down: <why>".
 //
@@ -111,5 +114,8 @@
 // the default alphabet and its extension table, else UCS-2, or 8-bit data.
 // Errors are *OpError values whose message starts with the operation and
 // carries the modem's reason ("send SMS to 000 (+CMGS): +CMS ERROR: 332
-// (network timeout)").
+// (network timeout)"). With Config.DeliveryReports each SMS asks for a
+// status report (TP-SRR); the reports, +CDS or stored and announced with
+// +CDSI, go to a Sink that is a ReportSink, named by the message reference
+// SendSMS returned (report.go).
 package modem

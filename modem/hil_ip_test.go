@@ -94,6 +94,9 @@ var ipCases = []ipCase{
 	{name: "simcom RECEIVE colon", profile: "simcom", opts: modemsim.Options{ReceiveColon: true}, maxSend: 1300},
 	// SARA-R4's AT+USOST sends at most 1024 bytes per datagram.
 	{name: "ublox", profile: "ublox", maxSend: 1024},
+	{name: "sim7080", profile: "sim7080", maxSend: 1300},
+	// SARA-R5's AT+USOST has the R4's limit.
+	{name: "sara-r5", profile: "sara-r5", maxSend: 1024},
 }
 
 func TestHILIPCommands(t *testing.T) {
@@ -116,6 +119,7 @@ func TestHILIPCommands(t *testing.T) {
 				binary  bool
 			}{
 				{"text", "100.64.0.1:6969", []byte(`{"cmd":"on"}`), false},
+				{"one byte", "100.64.0.1:6969", []byte{0xff}, true},
 				{"every byte value", "100.64.0.1:6969", allBytes(), true},
 				{"line ends, quotes, NUL", "100.64.0.1:4242", []byte("a\r\nOK\r\n\"\x00\"+QIURC: \"closed\",0\r\n"), true},
 				{"1300 bytes", "100.64.0.1:6969", randomBytes(1300, 1), true},
@@ -133,7 +137,7 @@ func TestHILIPCommands(t *testing.T) {
 				}
 			}
 
-			send := [][]byte{[]byte("pong"), allBytes(), randomBytes(tc.maxSend, 2), []byte("\r\n> @\x1a\x1b")}
+			send := [][]byte{[]byte("pong"), {0xff}, allBytes(), randomBytes(tc.maxSend, 2), []byte("\r\n> @\x1a\x1b")}
 			for i, p := range send {
 				ctx, cancel := context.WithTimeout(context.Background(), wait)
 				err := h.s.SendUDP(ctx, p)
@@ -202,7 +206,7 @@ func TestHILIPCommands(t *testing.T) {
 }
 
 func TestHILIPSourceNotAllowed(t *testing.T) {
-	for _, profile := range []string{"quectel", "simcom", "ublox"} {
+	for _, profile := range []string{"quectel", "simcom", "ublox", "sim7080", "sara-r5"} {
 		t.Run(profile, func(t *testing.T) {
 			sim := startSim(t, modemsim.Options{Profile: profile})
 			h := runHIL(t, sim, ipModem(func(c *Config) {
@@ -277,11 +281,16 @@ func TestHILIPGenericUnsupported(t *testing.T) {
 // benchIP starts a session in ip.mode modem on a pty paced like a 115200
 // baud UART, and waits for its socket.
 func benchIP(b *testing.B, tweak func(*Config)) (*modemsim.Sim, *Session, *MemorySink, context.Context) {
+	return benchIPProfile(b, "quectel", tweak)
+}
+
+// benchIPProfile is benchIP on the module of profile.
+func benchIPProfile(b *testing.B, profile string, tweak func(*Config)) (*modemsim.Sim, *Session, *MemorySink, context.Context) {
 	b.Helper()
 	if testing.Short() {
 		b.Skip("hardware-in-loop benchmark")
 	}
-	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(b.TempDir(), "modem"), Profile: "quectel", Baud: 115200})
+	sim, err := modemsim.Start(modemsim.Options{Link: filepath.Join(b.TempDir(), "modem"), Profile: profile, Baud: 115200})
 	if err != nil {
 		b.Fatal(err)
 	}

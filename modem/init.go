@@ -32,6 +32,10 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 		IMEI:         s.identity(bctx, eng, "AT+CGSN"),
 	}
 	s.prof = chooseProfile(s.cfg.Profile, info.Manufacturer, info.Model)
+	if f, ok := s.prof.Sockets.(sim7080Sockets); ok {
+		f.Open = s.cfg.SIM7080Socket
+		s.prof.Sockets = f
+	}
 	info.Profile = s.prof.Name
 	s.update(func(st *Status) { st.Modem = info })
 	s.log.Info("modem identified", "manufacturer", info.Manufacturer, "model", info.Model, "revision", info.Revision, "profile", info.Profile)
@@ -41,6 +45,14 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 	}
 	sim := SIMInfo{ICCID: s.iccid(bctx, eng), IMSI: s.identity(bctx, eng, "AT+CIMI")}
 	s.update(func(st *Status) { st.SIM = sim })
+	for _, line := range s.prof.Setup {
+		if _, err := s.do(bctx, eng, "module setup", at.Cmd{Line: line}); err != nil {
+			if isFatal(err) {
+				return err
+			}
+			s.log.Warn("module setup command refused", "command", line, "profile", s.prof.Name, "err", err)
+		}
+	}
 
 	if s.cfg.SMS {
 		if err := s.setupSMS(bctx, eng); err != nil {
@@ -219,8 +231,25 @@ func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
 			}
 		}
 	}
-	if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {
-		return err
+	cnmi := "AT+CNMI=2,1,0,0,0"
+	if s.cfg.DeliveryReports {
+		cnmi = "AT+CNMI=2,1,0,1,0" // ds=1: status reports as +CDS
+	}
+	if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: cnmi}); err != nil {
+		if !s.cfg.DeliveryReports || isFatal(err) {
+			return err
+		}
+		// A module without +CDS may store the reports instead (+CDSI).
+		s.log.Warn("the module refused status reports as +CDS; asking for them stored", "err", err)
+		if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,2,0"}); err != nil {
+			if isFatal(err) {
+				return err
+			}
+			s.log.Warn("the module refused status report routing; SMS results stay \"sent\"", "err", err)
+			if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

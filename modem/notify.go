@@ -12,6 +12,7 @@ const (
 	EventUndecodable       = "sms_undecodable"         // an SMS could not be decoded; it was stored with its PDU (Fields["id"], Fields["pdu"])
 	EventStoreFailed       = "sms_store_failed"        // the Sink refused an SMS; it stays on the SIM and is retried
 	EventPartial           = "sms_partial"             // a concatenated SMS timed out and was delivered incomplete
+	EventReportLost        = "sms_report_lost"         // a delivery report could not be stored; the SMS's result stays "sent"
 	EventStorageNearlyFull = "sms_storage_nearly_full" // the SIM's SMS store is 80% full
 	EventStorageFull       = "sms_storage_full"        // the SIM's SMS store is full: new SMS are refused by the network
 	EventModemConnected    = "modem_connected"         // the port was opened and the modem initialised

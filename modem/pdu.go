@@ -179,6 +179,12 @@ func decodeGSM7(septets []byte, udh tpdu.UserDataHeader) ([]byte, error) {
 // encodeSubmit builds the SMS-SUBMIT TPDU for one SMS to to. The message
 // reference is 0: the modem assigns it and answers it in +CMGS.
 func encodeSubmit(to string, payload []byte, alpha SMSAlphabet) ([]byte, error) {
+	return encodeSubmitSRR(to, payload, alpha, false)
+}
+
+// encodeSubmitSRR is encodeSubmit with TP-SRR (a status report requested)
+// set when srr.
+func encodeSubmitSRR(to string, payload []byte, alpha SMSAlphabet, srr bool) ([]byte, error) {
 	digits, intl := strings.CutPrefix(to, "+")
 	if len(digits) == 0 || len(digits) > 20 || strings.Trim(digits, "0123456789") != "" {
 		return nil, fmt.Errorf("destination %q is not a phone number (digits, optionally after +)", to)
@@ -187,7 +193,11 @@ func encodeSubmit(to string, payload []byte, alpha SMSAlphabet) ([]byte, error) 
 	if intl {
 		da.TOA = 0x91
 	}
-	t := tpdu.TPDU{Direction: tpdu.MO, FirstOctet: tpdu.FirstOctet(0x01), DA: da}
+	fo := tpdu.FirstOctet(0x01) // SMS-SUBMIT
+	if srr {
+		fo |= tpdu.FoSRR
+	}
+	t := tpdu.TPDU{Direction: tpdu.MO, FirstOctet: fo, DA: da}
 	switch alpha {
 	case AlphabetGSM7:
 		septets, err := gsm7.Encode(payload)

@@ -51,13 +51,16 @@ type Config struct {
 	// opened by name again after the module re-enumerates.
 	Port string
 	Baud int
-	// Profile is auto (or empty), generic, quectel, simcom or ublox.
+	// Profile is auto (or empty), generic, quectel, simcom, sim7080 or ublox.
 	Profile string
 	// Init are extra AT commands sent after the standard initialisation;
 	// one that fails is reported as an event and skipped.
 	Init []string
 	// SMS enables receiving and sending SMS Commands.
 	SMS bool
+	// DeliveryReports sends each SMS with a status report requested and
+	// hands the reports to a Sink that is a ReportSink (report.go).
+	DeliveryReports bool
 	// AllowedSenders are the senders whose SMS are accepted ("000" for
 	// Super SIM); empty accepts any. A leading + is ignored when comparing.
 	AllowedSenders    []string
@@ -102,6 +105,10 @@ type Config struct {
 	// keeps datagrams until AT+QIRD). Buffer mode, the default, leaves
 	// datagrams in the module while the host cannot store them.
 	IPDirectPush bool
+	// SIM7080Socket chooses the SIM7080's socket: "server" (AT+CASERVER on
+	// IPPort), "client" (AT+CAOPEN to Cloud, on a local port the module
+	// picks) or "" for a server, and a client where the firmware refuses.
+	SIM7080Socket string
 
 	// OnEvent and OnStatus are called from a goroutine of the session's own,
 	// in order; they may block without stalling the modem. Nil is fine.

@@ -25,6 +25,7 @@ type smsEntry struct {
 	PDU   string
 	d     *deliver
 	err   error
+	tp    []byte // the TPDU, when the PDU split
 	// base is the id of the SMS from its content alone; id and occ are
 	// what assign gave it (empty for a part or a +CMT).
 	base, id string
@@ -35,6 +36,7 @@ func newEntry(index, stat, length int, pdu string) *smsEntry {
 	e := &smsEntry{Index: index, Stat: stat, PDU: pdu}
 	tp, err := splitPDU(pdu, length)
 	if err == nil {
+		e.tp = tp
 		e.d, err = decodeDeliver(tp)
 	}
 	e.err = err
@@ -48,6 +50,9 @@ func received(stat int) bool { return stat == 0 || stat == 1 }
 // handleURC acts on one URC.
 func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error {
 	if done, err := s.dataURC(ctx, eng, u); done {
+		return err
+	}
+	if done, err := s.reportURC(ctx, eng, u); done {
 		return err
 	}
 	line := u.Line
@@ -83,7 +88,7 @@ func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error
 		return nil
 	case strings.HasPrefix(line, "+CMT:"):
 		return s.directSMS(ctx, eng, u)
-	case line == "SMS DONE" || strings.HasSuffix(line, ": SMS DONE"):
+	case line == "SMS DONE" || strings.HasSuffix(line, ": SMS DONE") || line == "SMS Ready":
 		// The SIM's SMS store is readable now; anything stored while the
 		// module booted has had no +CMTI.
 		if s.cfg.SMS {
@@ -555,6 +560,14 @@ func (s *Session) allowed(from string) bool { return SenderAllowed(s.cfg.Allowed
 // handle hands one SMS to the sink and only then deletes it from the SIM.
 func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error {
 	now := time.Now().UTC()
+	if rep, ok := e.statusReport(); ok {
+		// A status report the module stored (AT+CNMI ds=2) is read by the
+		// drain like an SMS; it leaves the SIM once handed over.
+		if !s.report(ctx, rep) {
+			return nil
+		}
+		return s.delete(ctx, eng, e.Index)
+	}
 	if e.err != nil {
 		return s.undecodable(ctx, eng, e, now)
 	}

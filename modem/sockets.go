@@ -473,12 +473,17 @@ func (simcomSockets) read(context.Context, sockLink, *sockEvent) ([]datagram, bo
 // ubloxMaxIO is the most AT+USOST sends and AT+USORF returns at once.
 const ubloxMaxIO = 1024
 
-type ubloxSockets struct{}
+// ubloxSockets drives SARA-R4 and, with PSD set, SARA-R5, whose sockets
+// run over an internal packet switched data profile (sock_sarar5.go).
+type ubloxSockets struct{ PSD bool }
 
-func (ubloxSockets) open(ctx context.Context, l sockLink, fresh bool) (sockInfo, error) {
+func (f ubloxSockets) open(ctx context.Context, l sockLink, fresh bool) (sockInfo, error) {
 	cfg := l.s.cfg
 	known := l.s.dp.sock
 	address := func() string {
+		if f.PSD {
+			return sarar5Address(ctx, l)
+		}
 		r, err := l.try(ctx, "read address", at.Cmd{Line: "AT+CGPADDR=1"})
 		if err == nil && len(r.Lines) > 0 {
 			if ip, err := parseAddrLine(r.Lines[0]); err == nil {
@@ -500,25 +505,12 @@ func (ubloxSockets) open(ctx context.Context, l sockLink, fresh bool) (sockInfo,
 			}
 		}
 	}
-	// SARA-R4 brings the default bearer up itself when it registers; the
-	// APN only needs setting when it differs.
-	r, err := l.try(ctx, "read APN", at.Cmd{Line: "AT+CGDCONT?"})
-	if err != nil {
-		return sockInfo{}, err
-	}
-	if apn, ok := parseCGDCONT(r.Lines, 1); !ok || !strings.EqualFold(apn, cfg.APN) {
-		if _, err := l.try(ctx, "set APN", at.Cmd{Line: fmt.Sprintf(`AT+CGDCONT=1,"IP","%s"`, cfg.APN)}); err != nil {
+	if f.PSD {
+		if err := sarar5Data(ctx, l, fresh); err != nil {
 			return sockInfo{}, err
 		}
-	}
-	r, err = l.do(ctx, "query data session", at.Cmd{Line: "AT+CGACT?"})
-	if err != nil {
+	} else if err := saraR4Data(ctx, l); err != nil {
 		return sockInfo{}, err
-	}
-	if !parseCGACT(r.Lines, 1) {
-		if _, err := l.do(ctx, "activate data session", at.Cmd{Line: "AT+CGACT=1,1"}); err != nil {
-			return sockInfo{}, err
-		}
 	}
 	// Binary data, not hex.
 	if _, err := l.try(ctx, "select binary socket data", at.Cmd{Line: "AT+UDCONF=1,0"}); err != nil {
@@ -530,7 +522,7 @@ func (ubloxSockets) open(ctx context.Context, l sockLink, fresh bool) (sockInfo,
 		}
 	}
 	create := at.Cmd{Line: fmt.Sprintf("AT+USOCR=17,%d", cfg.IPPort)}
-	r, err = l.do(ctx, "open socket", create)
+	r, err := l.do(ctx, "open socket", create)
 	if err != nil && !isFatal(err) {
 		// A socket left by an earlier run holds the port (or every slot):
 		// close them all, simgate is the module's only user.
@@ -553,6 +545,32 @@ func (ubloxSockets) open(ctx context.Context, l sockLink, fresh bool) (sockInfo,
 		return sockInfo{}, err
 	}
 	return sockInfo{ID: id, IP: address()}, nil
+}
+
+// saraR4Data brings up the SARA-R4's data session: the default bearer.
+func saraR4Data(ctx context.Context, l sockLink) error {
+	cfg := l.s.cfg
+	// SARA-R4 brings the default bearer up itself when it registers; the
+	// APN only needs setting when it differs.
+	r, err := l.try(ctx, "read APN", at.Cmd{Line: "AT+CGDCONT?"})
+	if err != nil {
+		return err
+	}
+	if apn, ok := parseCGDCONT(r.Lines, 1); !ok || !strings.EqualFold(apn, cfg.APN) {
+		if _, err := l.try(ctx, "set APN", at.Cmd{Line: fmt.Sprintf(`AT+CGDCONT=1,"IP","%s"`, cfg.APN)}); err != nil {
+			return err
+		}
+	}
+	r, err = l.do(ctx, "query data session", at.Cmd{Line: "AT+CGACT?"})
+	if err != nil {
+		return err
+	}
+	if !parseCGACT(r.Lines, 1) {
+		if _, err := l.do(ctx, "activate data session", at.Cmd{Line: "AT+CGACT=1,1"}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (ubloxSockets) sendCmd(sock int, host string, port int, payload []byte) at.Cmd {

@@ -88,6 +88,11 @@
 // after a reconnect, and a request should not be sent twice because of it.
 // Requests without an id get a generated one, so those cannot be recognised.
 //
+// An SMS result "sent" also records which request its message reference
+// belongs to; the Queue is a modem.ReportSink, and a delivery report for
+// that reference commits a second result ("delivered" or "failed") for the
+// same id (reports.go).
+//
 // Readiness: the relay counts as connected (RelayStats.Connected) and
 // publishes {"online":true} only once the broker has acknowledged the
 // subscriptions of the current connection. On a session the broker does

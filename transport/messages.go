@@ -134,7 +134,7 @@ func resultTopic(channel string) string {
 
 func renderResult(r Result) ([]byte, error) {
 	j := resultJSON{ID: r.ID, Status: r.Status, Error: r.Error}
-	if r.Channel == modem.ChannelSMS && r.Status == StatusSent {
+	if r.Channel == modem.ChannelSMS && (r.Status == StatusSent || r.Report) {
 		j.Reference = r.Reference
 	}
 	b, err := json.Marshal(j)

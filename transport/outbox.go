@@ -191,6 +191,9 @@ func (q *Queue) complete(ctx context.Context, ch int, sr storedRequest, r Result
 		if err := q.markDone(tx, c, doneRequest, sr.req.ID); err != nil {
 			return nil, err
 		}
+		if err := rememberReport(tx, r); err != nil {
+			return nil, err
+		}
 		return nil, q.putResult(tx, c, r)
 	})
 	if err != nil {

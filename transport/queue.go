@@ -98,7 +98,7 @@ var (
 	bucketDoneOrder = []byte("done_order") // order -> kind byte + id
 	bucketDead      = []byte("dead")       // seq -> bucket name NUL record that could not be decoded
 	allBuckets      = append([][]byte{bucketIn, bucketInIDs, bucketSegments, bucketOutSMS, bucketOutIP,
-		bucketOutIDs, bucketResults, bucketDone, bucketDoneOrder, bucketDead, bucketSIM}, jobBuckets...)
+		bucketOutIDs, bucketResults, bucketDone, bucketDoneOrder, bucketDead, bucketSIM, bucketReports}, jobBuckets...)
 )
 
 // Kinds of remembered ids: inbound message ids and request ids live in

@@ -109,6 +109,9 @@ func decodeRequest(b []byte) (Request, error) {
 const (
 	StatusSent   = "sent"
 	StatusFailed = "failed"
+	// StatusDelivered is the second result of an SMS whose delivery
+	// report said the recipient has it.
+	StatusDelivered = "delivered"
 )
 
 // Result is the outcome of a Request, published on P/<channel>/out/result.
@@ -118,6 +121,8 @@ type Result struct {
 	Status    string `json:"status"`
 	Reference *int   `json:"reference,omitempty"` // SMS message reference when sent
 	Error     string `json:"error,omitempty"`
+	// Report marks the second result of an SMS, from its delivery report.
+	Report bool `json:"report,omitempty"`
 }
 
 func decodeResult(b []byte) (Result, error) {
@@ -128,7 +133,7 @@ func decodeResult(b []byte) (Result, error) {
 	if _, err := outIndex(r.Channel); err != nil {
 		return Result{}, fmt.Errorf("decode stored result %s: %w", r.ID, err)
 	}
-	if r.Status != StatusSent && r.Status != StatusFailed {
+	if r.Status != StatusSent && r.Status != StatusFailed && r.Status != StatusDelivered {
 		return Result{}, fmt.Errorf("decode stored result %s: unknown status %q", r.ID, r.Status)
 	}
 	return r, nil

@@ -32,7 +32,7 @@ const eventWait = 3 * time.Second
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", stderr)
 	port := fs.Int("mqtt-port", 1883, "port of the embedded broker on 127.0.0.1 (0: any free port; a busy 1883 falls back to a free one)")
-	profile := fs.String("profile", "quectel", "simulated module: quectel, simcom, ublox or generic")
+	profile := fs.String("profile", "quectel", "simulated module: quectel, simcom, sim7080, ublox, sara-r5 or generic")
 	runFor := fs.Duration("for", 0, "stop after this long once the script has run (0: run until Ctrl-C)")
 	verbose := fs.Bool("v", false, "show the gateway's log (info level) on stderr; without it only errors are logged")
 	deviceOnly := fs.Bool("device-only", false, "only the device side: modem, gateway and broker (without the cloud bridge and the emulated API)")

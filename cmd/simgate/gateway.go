@@ -81,20 +81,22 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 
 	h := newHub()
 	mcfg := modem.Config{
-		Port:           cfg.Modem.Port,
-		Baud:           cfg.Modem.Baud,
-		Profile:        cfg.Modem.Profile,
-		Init:           cfg.Modem.Init,
-		SMS:            cfg.SMS.Enabled,
-		AllowedSenders: cfg.SMS.AllowedSenders,
-		IPMode:         cfg.IP.Mode,
-		IPPort:         cfg.IP.Port,
-		APN:            cfg.IP.APN,
-		Cloud:          cfg.IP.Cloud,
-		OnEvent:        h.event,
-		OnStatus:       h.status,
-		Logger:         log,
-		Open:           opt.Open,
+		Port:    cfg.Modem.Port,
+		Baud:    cfg.Modem.Baud,
+		Profile: cfg.Modem.Profile,
+		Init:    cfg.Modem.Init,
+		SMS:     cfg.SMS.Enabled,
+		// Reports only matter for SMS that are sent.
+		DeliveryReports: cfg.SMS.Enabled && cfg.SMS.DeliveryReports,
+		AllowedSenders:  cfg.SMS.AllowedSenders,
+		IPMode:          cfg.IP.Mode,
+		IPPort:          cfg.IP.Port,
+		APN:             cfg.IP.APN,
+		Cloud:           cfg.IP.Cloud,
+		OnEvent:         h.event,
+		OnStatus:        h.status,
+		Logger:          log,
+		Open:            opt.Open,
 	}
 	if cfg.IP.Mode == "modem" {
 		mcfg.AllowedSources = cfg.AllowedSources()

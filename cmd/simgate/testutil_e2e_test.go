@@ -310,8 +310,11 @@ type gwConfig struct {
 	IPMode      string
 	IPPort      int    // 0: the default 6969
 	IPCloud     string // "": the default 100.64.0.1:6969
-	Extra       string // more YAML, appended as it is
-	ModemExtra  string // more keys under modem:, indented by two spaces
+	// Reports leaves sms.delivery_reports at its default (true); without
+	// it the daemon asks for none, so each request has exactly one result.
+	Reports    bool
+	Extra      string // more YAML, appended as it is
+	ModemExtra string // more keys under modem:, indented by two spaces
 }
 
 func (c gwConfig) yaml() string {
@@ -320,6 +323,9 @@ func (c gwConfig) yaml() string {
 	fmt.Fprintf(&b, "modem:\n  port: %q\n  profile: %s\n", c.Port, c.Profile)
 	b.WriteString(c.ModemExtra)
 	fmt.Fprintf(&b, "sms:\n  enabled: true\n  allowed_senders: [\"000\"]\n")
+	if !c.Reports {
+		fmt.Fprintf(&b, "  delivery_reports: false\n")
+	}
 	fmt.Fprintf(&b, "ip:\n  mode: %s\n", c.IPMode)
 	if c.IPPort > 0 {
 		fmt.Fprintf(&b, "  port: %d\n", c.IPPort)
@@ -802,6 +808,8 @@ type rigOptions struct {
 	// goes under modem:.
 	Extra      string
 	ModemExtra string
+	// Reports keeps sms.delivery_reports at its default, true.
+	Reports bool
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -842,6 +850,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		MaxMessages: o.MaxMessages,
 		IPMode:      o.IPMode,
 		Extra:       o.Extra,
+		Reports:     o.Reports,
 		ModemExtra:  o.ModemExtra,
 	}
 	r.gw = newDaemon(t, bin, r.dir, r.conf)

@@ -141,6 +141,9 @@ func DefaultURCs() []URCSpec {
 		{Prefix: "+CIPSEND:"},
 		{Prefix: "+NETOPEN:"},
 		{Prefix: "+CADATAIND:"},
+		{Prefix: "+CANEW:"},
+		// SIM7080: the last boot URC, once SMS storage is usable.
+		{Prefix: "SMS Ready"},
 		{Prefix: "+CASTATE:"},
 		{Prefix: "+APP PDP:"},
 		{Prefix: "*PSUTTZ:"},
@@ -187,14 +190,16 @@ func DefaultTimeout(line string) time.Duration {
 		strings.HasPrefix(u, "AT+QIDEACT"), strings.HasPrefix(u, "AT+NETOPEN"),
 		strings.HasPrefix(u, "AT+NETCLOSE"), strings.HasPrefix(u, "AT+CIPOPEN"),
 		strings.HasPrefix(u, "AT+CNACT"), strings.HasPrefix(u, "AT+UPSDA"),
-		strings.HasPrefix(u, "AT+CGACT"), strings.HasPrefix(u, "AT+CGATT="):
+		strings.HasPrefix(u, "AT+CGACT"), strings.HasPrefix(u, "AT+CGATT="),
+		strings.HasPrefix(u, "AT+CAOPEN"), strings.HasPrefix(u, "AT+CASERVER"):
 		return 150 * time.Second
 	case strings.HasPrefix(u, "AT+CFUN"):
 		return 15 * time.Second
 	case strings.HasPrefix(u, "AT+CMGL"), strings.HasPrefix(u, "AT+CMGD="),
 		strings.HasPrefix(u, "AT+CPMS"), strings.HasPrefix(u, "AT+QISEND"),
 		strings.HasPrefix(u, "AT+CIPSEND"), strings.HasPrefix(u, "AT+USOST"),
-		strings.HasPrefix(u, "AT+USOCR"), strings.HasPrefix(u, "AT+QICLOSE"):
+		strings.HasPrefix(u, "AT+USOCR"), strings.HasPrefix(u, "AT+QICLOSE"),
+		strings.HasPrefix(u, "AT+CASEND"), strings.HasPrefix(u, "AT+CACLOSE"):
 		return 30 * time.Second
 	}
 	return 5 * time.Second

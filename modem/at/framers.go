@@ -170,7 +170,23 @@ var (
 	UbloxReadFrom = InlineFramer("+USORF:", 4, 3, true)
 	// SIMComCARecv frames SIM7080's AT+CARECV answer "+CARECV: <len>,<data>".
 	SIMComCARecv = InlineFramer("+CARECV:", 1, 0, false)
+	// SIM7080Recv frames AT+CARECV's answer in both its forms:
+	// "+CARECV: <len>,<data>" and, with AT+CASRIP=1,
+	// "+CARECV: <ip>,<port>,<len>,<data>". "+CARECV: 0" (nothing to read)
+	// stays an ordinary line.
+	SIM7080Recv Framer = sim7080Recv
 )
+
+var carecvWithSender = InlineFramer("+CARECV:", 3, 2, false)
+
+// sim7080Recv tries the short form first: its first field is a number,
+// which an address never is, so the two cannot be confused.
+func sim7080Recv(buf []byte) (FrameSpec, bool, bool) {
+	if spec, ok, more := SIMComCARecv(buf); ok || more {
+		return spec, ok, more
+	}
+	return carecvWithSender(buf)
+}
 
 func atoiOK(s string) (int, bool) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))

@@ -112,6 +112,9 @@ func FuzzFramers(f *testing.F) {
 		"+USORF: 0,\"1.2.3.4\",6969,5,\"hello\"",
 		"+RECEIVE,0,5\r\n",
 		"+CARECV: 5,hello",
+		"+CARECV: 100.64.0.1,6969,5,hello",
+		"+CARECV: 1.2.3.4,1,1300,",
+		"+CARECV: 0\r\n",
 		"+QIRD: 99999999999999999999\r\n",
 		"+USORF: 0,\"a,b\",1,-1,\"",
 		"+USORF: 0,\"100.64.0.1\",6969,1024,\"",
@@ -123,6 +126,7 @@ func FuzzFramers(f *testing.F) {
 	framers := map[string]Framer{
 		"qird": QuectelRead, "qiurc": QuectelRecvPush, "usorf": UbloxReadFrom,
 		"receive": SIMComReceive, "carecv": SIMComCARecv,
+		"sim7080": SIM7080Recv,
 	}
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		for name, fr := range framers {
@@ -160,6 +164,11 @@ func TestFramers(t *testing.T) {
 		{"usorf waiting for quote", UbloxReadFrom, "+USORF: 0,\"1.2.3.4\",6969,5,", FrameSpec{}, false, true},
 		{"usorf empty", UbloxReadFrom, "+USORF: 0,0\r\n", FrameSpec{}, false, false},
 		{"carecv", SIMComCARecv, "+CARECV: 3,abc", FrameSpec{Head: 11, Len: 3}, true, false},
+		{"sim7080 short", SIM7080Recv, "+CARECV: 3,abc", FrameSpec{Head: 11, Len: 3}, true, false},
+		{"sim7080 sender", SIM7080Recv, "+CARECV: 100.64.0.1,6969,3,abc", FrameSpec{Head: 27, Len: 3}, true, false},
+		{"sim7080 sender pending", SIM7080Recv, "+CARECV: 100.64.0.1,69", FrameSpec{}, false, true},
+		{"sim7080 empty", SIM7080Recv, "+CARECV: 0\r\n", FrameSpec{}, false, false},
+		{"sim7080 bad length", SIM7080Recv, "+CARECV: 1.2.3.4,1,x,abc", FrameSpec{}, false, false},
 		{"huge length", QuectelRead, "+QIRD: 99999999\r\n", FrameSpec{}, false, false},
 	}
 	for _, tt := range tests {

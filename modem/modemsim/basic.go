@@ -56,19 +56,19 @@ func basicCommands() map[string]spec {
 		"+CGPADDR": {fn: (*Sim).cmdCGPADDR},
 		"+CSCS":    {fn: (*Sim).cmdCSCS},
 		"+CCLK":    {fn: (*Sim).cmdCCLK},
-		"+CCID":    {fn: (*Sim).cmdICCID, phase: phaseSIM, profiles: []string{"ublox", "generic"}},
+		"+CCID":    {fn: (*Sim).cmdICCID, phase: phaseSIM, profiles: []string{"ublox", "sara-r5", "sim7080", "generic"}},
 		// Vendor configuration commands hosts send during init; accepted.
 		"+QCFG":       {fn: (*Sim).cmdAccept, profiles: []string{"quectel"}},
 		"+QURCCFG":    {fn: (*Sim).cmdAccept, profiles: []string{"quectel"}},
 		"+QINDCFG":    {fn: (*Sim).cmdAccept, profiles: []string{"quectel"}},
 		"+QCSQ":       {fn: (*Sim).cmdQCSQ, profiles: []string{"quectel"}},
 		"+QNWINFO":    {fn: (*Sim).cmdQNWINFO, profiles: []string{"quectel"}},
-		"+CPSI":       {fn: (*Sim).cmdCPSI, profiles: []string{"simcom"}},
+		"+CPSI":       {fn: (*Sim).cmdCPSI, profiles: []string{"simcom", "sim7080"}},
 		"+CRESET":     {fn: (*Sim).cmdCRESET, profiles: []string{"simcom"}},
 		"+CIPMODE":    {fn: (*Sim).cmdAccept, profiles: []string{"simcom"}},
 		"+CIPCCFG":    {fn: (*Sim).cmdAccept, profiles: []string{"simcom"}},
 		"+CSOCKSETPN": {fn: (*Sim).cmdAccept, profiles: []string{"simcom"}},
-		"+UPSV":       {fn: (*Sim).cmdAccept, profiles: []string{"ublox"}},
+		"+UPSV":       {fn: (*Sim).cmdAccept, profiles: []string{"ublox", "sara-r5"}},
 		"+CMUX":       {fn: func(*Sim, *command, *reply) error { return errPlain }},
 	}
 }

@@ -14,7 +14,8 @@ type Options struct {
 	// symlink there is replaced; any other file is an error.
 	Link string
 	// Profile selects the module: "quectel" (BG96), "simcom" (SIM7600),
-	// "ublox" (SARA-R410M) or "generic" (27.007/27.005 only, no sockets).
+	// "sim7080" (SIM7080G), "ublox" (SARA-R410M), "sara-r5" (SARA-R510M8S)
+	// or "generic" (27.007/27.005 only, no sockets).
 	// Default "quectel".
 	Profile string
 	// Control is the unix socket path of the control protocol; "" means none.
@@ -55,6 +56,12 @@ type Options struct {
 	// AT+CSMS=1; on expiry it disables direct delivery (27.005 3.4.1) and the
 	// network stores the message on the SIM instead. Default 15s.
 	AckTimeout time.Duration
+	// ReportDelay is the time from an SMS sent with a status report
+	// requested (TP-SRR) to the report. Default 100ms.
+	ReportDelay time.Duration
+	// SIM7080NoServer makes the SIM7080 refuse AT+CASERVER, as firmware
+	// without the UDP server does; AT+CAOPEN still works.
+	SIM7080NoServer bool
 	// ReceiveColon makes the SIM7600 push datagrams as "+RECEIVE: ..." as
 	// some firmware does, instead of "+RECEIVE,...".
 	ReceiveColon bool
@@ -90,6 +97,12 @@ type Faults struct {
 	SendError int `json:"send_error,omitempty"`
 	// SocketSendFail makes socket sends report SEND FAIL / an error.
 	SocketSendFail bool `json:"socket_send_fail,omitempty"`
+	// ReportStatus is the TP-ST of the status reports the network sends
+	// for SMS sent with TP-SRR: 0 (the default) delivered, e.g. 0x41
+	// (incompatible destination) or 0x46 (validity period expired) failed.
+	ReportStatus int `json:"report_status,omitempty"`
+	// ReportLost makes the network never send a status report.
+	ReportLost bool `json:"report_lost,omitempty"`
 }
 
 // chunk is the largest chunk the link writes at once; 0 when writes are
@@ -214,7 +227,12 @@ type State struct {
 	NetworkQueue int       `json:"network_queue"`
 	SentSMS      []SentSMS `json:"sent_sms"`
 	SentUDP      []SentUDP `json:"sent_udp"`
-	Sockets      []Socket  `json:"sockets"`
+	// Reports are the status reports the network sent, oldest first.
+	Reports []SentReport `json:"reports,omitempty"`
+	// RadioMode is the SIM7080's AT+CNMP and AT+CMNB setting (0 while
+	// unset); 38 and 1 are LTE Cat-M only.
+	RadioMode [2]int   `json:"radio_mode,omitempty"`
+	Sockets   []Socket `json:"sockets"`
 	// Counters count commands and events; see Counter* for the names.
 	Counters map[string]int `json:"counters"`
 }
@@ -316,7 +334,7 @@ func (o *Options) applyDefaults() error {
 		o.Profile = defaultProfile
 	}
 	if _, ok := profiles[o.Profile]; !ok {
-		return fmt.Errorf("unknown profile %q (want quectel, simcom, ublox or generic)", o.Profile)
+		return fmt.Errorf("unknown profile %q (want quectel, simcom, sim7080, ublox, sara-r5 or generic)", o.Profile)
 	}
 	switch o.EmptyRead {
 	case "":
@@ -348,6 +366,9 @@ func (o *Options) applyDefaults() error {
 	}
 	if o.ResetDrop == 0 {
 		o.ResetDrop = defaultResetDrop
+	}
+	if o.ReportDelay <= 0 {
+		o.ReportDelay = defaultReportDelay
 	}
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = defaultAckTimeout

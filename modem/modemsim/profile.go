@@ -125,6 +125,50 @@ var profiles = map[string]*profile{
 		sockets:     "ublox",
 		noise:       []string{"+CIEV: 2,3", "+CIEV: 7,1"},
 	},
+	"sim7080": {
+		name:         "sim7080",
+		manufacturer: "SIMCOM INCORPORATED",
+		model:        "SIMCOM_SIM7080G",
+		revision:     "1951B16SIM7080",
+		ati: func(o *Options) []string {
+			return []string{"Manufacturer: SIMCOM INCORPORATED", "Model: SIMCOM_SIM7080G", "Revision: 1951B16SIM7080", "IMEI: " + o.IMEI}
+		},
+		imei:        "869951030012342",
+		iccidCmd:    "+CCID",
+		iccidPrefix: "",
+		// After a reset the SIM7080 says "SMS Ready" last, and echo is on
+		// again (every power-up default returns).
+		boot: []bootStep{
+			{"RDY", phaseRDY},
+			{"+CFUN: 1", phaseRDY},
+			{"+CPIN: READY", phaseSIM},
+			{"SMS Ready", phaseSMSDone},
+		},
+		indexBase: 0,
+		cnmi:      [5]int{2, 1, 0, 0, 0},
+		busyCMS:   500,
+		sockets:   "sim7080",
+		noise:     []string{"+CPSI: LTE CAT-M1,Online", "*PSUTTZ: 2026/12/01,18:40:00\",\"+00\",0"},
+	},
+	"sara-r5": {
+		name:         "sara-r5",
+		manufacturer: "u-blox",
+		model:        "SARA-R510M8S",
+		revision:     "03.15",
+		ati: func(o *Options) []string {
+			return []string{"Manufacturer: u-blox", "Model: SARA-R510M8S", "Revision: 03.15", "SVN: 01", "IMEI: " + o.IMEI}
+		},
+		imei:        "352753090012343",
+		iccidCmd:    "+CCID",
+		iccidPrefix: "+CCID: ",
+		boot:        []bootStep{{"", phaseSMSDone}},
+		indexBase:   1,
+		cnmi:        [5]int{1, 0, 0, 0, 0},
+		busyCMS:     0,
+		resetFun:    15,
+		sockets:     "ublox",
+		noise:       []string{"+CIEV: 2,3", "+CIEV: 7,1"},
+	},
 	"generic": {
 		name:         "generic",
 		manufacturer: "SIMGATE",

@@ -89,6 +89,9 @@ type Sim struct {
 	counters  map[string]int
 	data      dataSession
 	sockets   map[int]*socket
+	sim7080   sim7080State
+	reports   []SentReport
+	sarar5    sarar5State
 	ctl       *controlServer
 	listener  *unixPort
 	ackTimers []*time.Timer
@@ -308,7 +311,7 @@ func (s *Sim) bootStep(b bootStep) {
 // autoDataLocked brings up the default bearer of modules that attach with
 // one (SARA-R4 activates its PDP context when it registers).
 func (s *Sim) autoDataLocked() {
-	if s.prof.sockets == "ublox" && registered(s.regStat()) && !s.data.up {
+	if s.prof.name == "ublox" && registered(s.regStat()) && !s.data.up {
 		if err := s.activateData(); err != nil {
 			s.log.Debug("default bearer", "err", err)
 		}
@@ -655,6 +658,8 @@ func (s *Sim) State() State {
 		NetworkQueue: len(s.netQueue),
 		SentSMS:      append([]SentSMS{}, s.sentSMS...),
 		SentUDP:      append([]SentUDP{}, s.sentUDP...),
+		Reports:      append([]SentReport{}, s.reports...),
+		RadioMode:    [2]int{s.sim7080.cnmp, s.sim7080.cmnb},
 		Sockets:      []Socket{},
 		Counters:     map[string]int{},
 	}

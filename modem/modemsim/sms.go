@@ -480,6 +480,7 @@ func (s *Sim) submit(tp []byte, smsc string, info segInfo, r *reply) error {
 		s.hooks.SMS(s.sentSMS[len(s.sentSMS)-1])
 	}
 	s.count(CounterCMGS)
+	s.scheduleReport(tp, mr, info.to)
 	r.line(fmt.Sprintf("+CMGS: %d", mr))
 	r.delay = s.opts.SendDelay
 	return nil

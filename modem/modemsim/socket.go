@@ -51,8 +51,8 @@ func (sk *socket) state() Socket {
 func socketCommands() map[string]spec {
 	q := []string{"quectel"}
 	sc := []string{"simcom"}
-	ub := []string{"ublox"}
-	return map[string]spec{
+	ub := []string{"ublox", "sara-r5"}
+	m := map[string]spec{
 		"+QICSGP":     {fn: (*Sim).cmdQICSGP, profiles: q, phase: phaseSIM},
 		"+QIACT":      {fn: (*Sim).cmdQIACT, profiles: q, phase: phaseSIM},
 		"+QIDEACT":    {fn: (*Sim).cmdQIDEACT, profiles: q, phase: phaseSIM},
@@ -77,6 +77,12 @@ func socketCommands() map[string]spec {
 		"+USORF":      {fn: (*Sim).cmdUSORF, profiles: ub, phase: phaseSIM},
 		"+UDCONF":     {fn: (*Sim).cmdUDCONF, profiles: ub},
 	}
+	for _, more := range []map[string]spec{sim7080Commands(), sarar5Commands()} {
+		for name, sp := range more {
+			m[name] = sp
+		}
+	}
+	return m
 }
 
 // activateData brings the data session up; it needs a registration.
@@ -131,9 +137,19 @@ func (s *Sim) dropDataLocked() {
 		s.urc("+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY")
 		s.sockets = map[int]*socket{}
 	case "ublox":
+		if s.prof.name == "sara-r5" {
+			// The PSD profile went down and its sockets with it.
+			s.urc(fmt.Sprintf("+UUPSDD: %d", 0))
+		}
 		for _, id := range ids {
 			s.urc(fmt.Sprintf("+UUSOCL: %d", id))
 		}
+		s.sockets = map[int]*socket{}
+	case "sim7080":
+		for _, id := range ids {
+			s.urc(fmt.Sprintf("+CASTATE: %d,0", id))
+		}
+		s.urc("+APP PDP: 0,DEACTIVE")
 		s.sockets = map[int]*socket{}
 	}
 }
@@ -166,6 +182,9 @@ func (s *Sim) CloseSocket(id int) {
 	case "ublox":
 		delete(s.sockets, id)
 		s.urc(fmt.Sprintf("+UUSOCL: %d", id))
+	case "sim7080":
+		delete(s.sockets, id)
+		s.urc(fmt.Sprintf("+CASTATE: %d,0", id))
 	}
 }
 
@@ -224,6 +243,12 @@ func (s *Sim) InjectUDP(from string, port int, payload []byte) error {
 	case "ublox":
 		sk.queue = append(sk.queue, datagram{src, data})
 		s.urc(fmt.Sprintf("+UUSORF: %d,%d", sk.id, len(data)))
+	case "sim7080":
+		sk.queue = append(sk.queue, datagram{src, data})
+		if sk.armed {
+			sk.armed = false
+			s.urc(fmt.Sprintf("+CADATAIND: %d", sk.id))
+		}
 	}
 	return nil
 }
