@@ -183,18 +183,9 @@ type controlServer struct {
 }
 
 func listenControl(path string, s *Sim) (*controlServer, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&fs.ModeSocket == 0 {
-			return nil, fmt.Errorf("control %s exists and is not a socket", path)
-		}
-		// A socket left by an earlier run that died; nobody listens on it.
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale control socket: %w", err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenSocket(path)
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	c := &controlServer{ln: ln, path: path}
 	c.wg.Add(1)

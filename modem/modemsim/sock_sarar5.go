@@ -112,11 +112,7 @@ func (s *Sim) cmdUPSND(c *command, r *reply) error {
 		}
 		r.line(fmt.Sprintf(`+UPSND: 0,0,"%s"`, s.data.ip))
 	case 8:
-		n := 0
-		if s.data.up {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+UPSND: 0,8,%d", n))
+		r.line(fmt.Sprintf("+UPSND: 0,8,%d", b2i(s.data.up)))
 	default:
 		return errParam
 	}

@@ -131,21 +131,7 @@ func (s *Sim) cmdCNCFG(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCASRIP(c *command, r *reply) error {
-	switch c.op {
-	case opSet:
-		n, err := c.intArg(0, -1, 0, 1)
-		if err != nil {
-			return err
-		}
-		s.sim7080.casrip = n == 1
-	case opRead:
-		n := 0
-		if s.sim7080.casrip {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+CASRIP: %d", n))
-	}
-	return nil
+	return flagSetting(c, r, "+CASRIP", &s.sim7080.casrip, "")
 }
 
 // cmdCASERVER: AT+CASERVER=<cid>,<pdp>,"UDP",<port>. Firmware without it
@@ -196,11 +182,7 @@ func (s *Sim) cmdCAOPEN(c *command, r *reply) error {
 	if strings.ToUpper(c.strArg(2, "")) != "UDP" {
 		return errPlain
 	}
-	port, err := c.intArg(4, -1, 1, 65535)
-	if err != nil {
-		return err
-	}
-	dst, err := parseDest(c.strArg(3, ""), port)
+	dst, err := c.destArg(3, 4)
 	if err != nil {
 		return err
 	}
@@ -254,11 +236,7 @@ func (s *Sim) cmdCACFG(c *command, r *reply) error {
 	if err != nil {
 		return err
 	}
-	port, err := c.intArg(3, -1, 1, 65535)
-	if err != nil {
-		return err
-	}
-	dst, err := parseDest(c.strArg(2, ""), port)
+	dst, err := c.destArg(2, 3)
 	if err != nil {
 		return err
 	}
@@ -320,22 +298,17 @@ func (s *Sim) cmdCARECV(c *command, r *reply) error {
 	if sk == nil {
 		return errPlain
 	}
-	if len(sk.queue) == 0 {
+	d, ok := sk.pop(max)
+	if !ok {
 		sk.armed = true
 		r.line("+CARECV: 0")
 		return nil
-	}
-	d := sk.queue[0]
-	sk.queue = sk.queue[1:]
-	data := d.data
-	if len(data) > max {
-		data = data[:max] // UDP: the rest of the datagram is lost
 	}
 	g := []byte("+CARECV: ")
 	if s.sim7080.casrip {
 		g = fmt.Appendf(g, "%s,%d,", d.from.Addr(), d.from.Port())
 	}
-	g = fmt.Appendf(g, "%d,", len(data))
-	r.add(append(g, data...))
+	g = fmt.Appendf(g, "%d,", len(d.data))
+	r.add(append(g, d.data...))
 	return nil
 }

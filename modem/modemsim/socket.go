@@ -40,6 +40,29 @@ type socket struct {
 	sent   int
 }
 
+// pending is how many bytes wait to be read.
+func (sk *socket) pending() int {
+	total := 0
+	for _, d := range sk.queue {
+		total += len(d.data)
+	}
+	return total
+}
+
+// pop takes the oldest waiting datagram, cut to max bytes: the rest of a
+// longer one is lost, as UDP loses it. ok is false when none waits.
+func (sk *socket) pop(max int) (d datagram, ok bool) {
+	if len(sk.queue) == 0 {
+		return datagram{}, false
+	}
+	d = sk.queue[0]
+	sk.queue = sk.queue[1:]
+	if len(d.data) > max {
+		d.data = d.data[:max]
+	}
+	return d, true
+}
+
 func (sk *socket) state() Socket {
 	mode := "buffer"
 	if sk.push {
@@ -265,6 +288,43 @@ func (s *Sim) recordSend(sk *socket, to netip.AddrPort, data []byte) {
 	}
 }
 
+// flagSetting answers a 0/1 setting command: =<n> sets it, ? reads it, =?
+// lists test (the modules that answer it).
+func flagSetting(c *command, r *reply, name string, flag *bool, test string) error {
+	switch c.op {
+	case opSet:
+		n, err := c.intArg(0, -1, 0, 1)
+		if err != nil {
+			return err
+		}
+		*flag = n == 1
+	case opRead:
+		r.line(fmt.Sprintf("%s: %d", name, b2i(*flag)))
+	case opTest:
+		if test != "" {
+			r.line(name + ": " + test)
+		}
+	}
+	return nil
+}
+
+// b2i is a flag as the 0 or 1 that modules report it as.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// destArg reads arguments ip and port as a destination.
+func (c *command) destArg(ip, port int) (netip.AddrPort, error) {
+	p, err := c.intArg(port, -1, 1, 65535)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return parseDest(c.strArg(ip, ""), p)
+}
+
 func parseDest(ip string, port int) (netip.AddrPort, error) {
 	a, err := netip.ParseAddr(ip)
 	if err != nil || port < 1 || port > 65535 {
@@ -488,11 +548,7 @@ func (s *Sim) cmdQISEND(c *command, r *reply) error {
 	}
 	dst := sk.remote
 	if sk.service == "UDP SERVICE" {
-		port, err := c.intArg(3, -1, 1, 65535)
-		if err != nil {
-			return err
-		}
-		if dst, err = parseDest(c.strArg(2, ""), port); err != nil {
+		if dst, err = c.destArg(2, 3); err != nil {
 			return err
 		}
 	}
@@ -541,47 +597,22 @@ func (s *Sim) cmdQIRD(c *command, r *reply) error {
 		return errPlain
 	}
 	if max == 0 {
-		total := 0
-		for _, d := range sk.queue {
-			total += len(d.data)
-		}
+		total := sk.pending()
 		r.line(fmt.Sprintf("+QIRD: %d,0,%d", total, total))
 		return nil
 	}
-	if len(sk.queue) == 0 {
+	d, ok := sk.pop(max)
+	if !ok {
 		sk.armed = true
 		r.line("+QIRD: 0")
 		return nil
 	}
-	d := sk.queue[0]
-	sk.queue = sk.queue[1:]
-	data := d.data
-	if len(data) > max {
-		// A datagram longer than asked for is cut, the rest is lost (UDP).
-		data = data[:max]
-	}
-	r.raw(fmt.Sprintf(`+QIRD: %d,"%s",%d`, len(data), d.from.Addr(), d.from.Port()), data)
+	r.raw(fmt.Sprintf(`+QIRD: %d,"%s",%d`, len(d.data), d.from.Addr(), d.from.Port()), d.data)
 	return nil
 }
 
 func (s *Sim) cmdQISDE(c *command, r *reply) error {
-	switch c.op {
-	case opSet:
-		n, err := c.intArg(0, -1, 0, 1)
-		if err != nil {
-			return err
-		}
-		s.set.qisde = n == 1
-	case opRead:
-		n := 0
-		if s.set.qisde {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+QISDE: %d", n))
-	case opTest:
-		r.line("+QISDE: (0,1)")
-	}
-	return nil
+	return flagSetting(c, r, "+QISDE", &s.set.qisde, "(0,1)")
 }
 
 func (s *Sim) cmdQIGETERROR(c *command, r *reply) error {
@@ -594,11 +625,7 @@ func (s *Sim) cmdQIGETERROR(c *command, r *reply) error {
 func (s *Sim) cmdNETOPEN(c *command, r *reply) error {
 	switch c.op {
 	case opRead:
-		n := 0
-		if s.data.netOpen {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+NETOPEN: %d", n))
+		r.line(fmt.Sprintf("+NETOPEN: %d", b2i(s.data.netOpen)))
 		return nil
 	case opExec:
 	default:
@@ -644,23 +671,7 @@ func (s *Sim) cmdCGSOCKCONT(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCIPSRIP(c *command, r *reply) error {
-	switch c.op {
-	case opSet:
-		n, err := c.intArg(0, -1, 0, 1)
-		if err != nil {
-			return err
-		}
-		s.set.cipsrip = n == 1
-	case opRead:
-		n := 0
-		if s.set.cipsrip {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+CIPSRIP: %d", n))
-	case opTest:
-		r.line("+CIPSRIP: (0-1)")
-	}
-	return nil
+	return flagSetting(c, r, "+CIPSRIP", &s.set.cipsrip, "(0-1)")
 }
 
 func (s *Sim) cmdCIPOPEN(c *command, r *reply) error {
@@ -721,11 +732,7 @@ func (s *Sim) cmdCIPSEND(c *command, r *reply) error {
 	if err != nil {
 		return err
 	}
-	port, err := c.intArg(3, -1, 1, 65535)
-	if err != nil {
-		return err
-	}
-	dst, err := parseDest(c.strArg(2, ""), port)
+	dst, err := c.destArg(2, 3)
 	if err != nil {
 		return err
 	}
@@ -853,11 +860,7 @@ func (s *Sim) cmdUSOST(c *command, r *reply) error {
 	if err != nil {
 		return err
 	}
-	port, err := c.intArg(2, -1, 1, 65535)
-	if err != nil {
-		return err
-	}
-	dst, err := parseDest(c.strArg(1, ""), port)
+	dst, err := c.destArg(1, 2)
 	if err != nil {
 		return err
 	}
@@ -924,11 +927,7 @@ func (s *Sim) cmdUSORF(c *command, r *reply) error {
 		return cme(3)
 	}
 	if max == 0 || len(sk.queue) == 0 {
-		total := 0
-		for _, d := range sk.queue {
-			total += len(d.data)
-		}
-		r.line(fmt.Sprintf("+USORF: %d,%d", id, total))
+		r.line(fmt.Sprintf("+USORF: %d,%d", id, sk.pending()))
 		return nil
 	}
 	d := &sk.queue[0]
@@ -963,11 +962,7 @@ func (s *Sim) cmdUDCONF(c *command, r *reply) error {
 		return nil
 	}
 	if len(c.args) == 1 {
-		n := 0
-		if s.set.udHex {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+UDCONF: 1,%d", n))
+		r.line(fmt.Sprintf("+UDCONF: 1,%d", b2i(s.set.udHex)))
 		return nil
 	}
 	n, err := c.intArg(1, -1, 0, 1)
