@@ -157,11 +157,11 @@
 //
 // # MQTT payloads
 //
-// As in CONTRACT.md, with these additions: P/status carries "data",
-// "recovery" and "ready" from modem.Status and a "queue" object with
-// "pending" (inbound + outbound requests + results not yet delivered) and its
-// parts "inbound", "outbound", "results", "segments". Events carry their
-// modem.Event fields at the top level; request events add "id" and
-// "channel". Inbound text that is not valid UTF-8 is published as base64
-// rather than altered.
+// As docs/contract.md and the README's "MQTT topics" section give them:
+// P/status carries "data", "recovery" and "ready" from modem.Status and a
+// "queue" object with "pending" (inbound + outbound requests + results not
+// yet delivered) and its parts "inbound", "outbound", "results",
+// "segments". Events carry their modem.Event fields at the top level;
+// request events add "id" and "channel". Inbound text that is not valid
+// UTF-8 is published as base64 rather than altered.
 package transport

@@ -566,8 +566,8 @@ func (o *observer) on(suffix string) []obsMsg {
 	return out
 }
 
-// smsIn is P/sms/in as CONTRACT.md defines it ("partial" is transport's
-// documented addition).
+// smsIn is P/sms/in as docs/contract.md defines it ("partial" only on a
+// concatenated SMS delivered incomplete).
 type smsIn struct {
 	ID         string `json:"id"`
 	Channel    string `json:"channel"`

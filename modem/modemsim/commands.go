@@ -148,7 +148,7 @@ func parseBasic(s string) (*command, int, error) {
 	i = j
 	if name == "S" {
 		if c.num < 0 {
-			return nil, 0, errors.New("S without register")
+			return nil, 0, errors.New("register command S without a register number")
 		}
 		c.name = fmt.Sprintf("S%d", c.num)
 		switch {
