@@ -16,16 +16,13 @@ type sarar5State struct {
 func sarar5Commands() map[string]spec {
 	p := []string{"sara-r5"}
 	return map[string]spec{
-		"+UPSD":  {fn: (*Sim).cmdUPSD, profiles: p},
-		"+UPSDA": {fn: (*Sim).cmdUPSDA, profiles: p, phase: phaseSIM},
-		"+UPSND": {fn: (*Sim).cmdUPSND, profiles: p, phase: phaseSIM},
+		"+UPSD":  {fn: (*Sim).cmdUPSD, profiles: p, setOnly: true},
+		"+UPSDA": {fn: (*Sim).cmdUPSDA, profiles: p, phase: phaseSIM, setOnly: true},
+		"+UPSND": {fn: (*Sim).cmdUPSND, profiles: p, phase: phaseSIM, setOnly: true},
 	}
 }
 
 func (s *Sim) cmdUPSD(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	if prof, err := c.intArg(0, -1, 0, 6); err != nil || prof != 0 {
 		return errParam
 	}
@@ -62,9 +59,6 @@ func (s *Sim) cmdUPSD(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUPSDA(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	if prof, err := c.intArg(0, -1, 0, 6); err != nil || prof != 0 {
 		return errParam
 	}
@@ -95,9 +89,6 @@ func (s *Sim) cmdUPSDA(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUPSND(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	if prof, err := c.intArg(0, -1, 0, 6); err != nil || prof != 0 {
 		return errParam
 	}

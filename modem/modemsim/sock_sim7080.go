@@ -29,12 +29,12 @@ func sim7080Commands() map[string]spec {
 		"+CNCFG":    {fn: (*Sim).cmdCNCFG, profiles: p},
 		"+CASRIP":   {fn: (*Sim).cmdCASRIP, profiles: p},
 		"+CASERVER": {fn: (*Sim).cmdCASERVER, profiles: p, phase: phaseSIM},
-		"+CAOPEN":   {fn: (*Sim).cmdCAOPEN, profiles: p, phase: phaseSIM},
-		"+CACLOSE":  {fn: (*Sim).cmdCACLOSE, profiles: p, phase: phaseSIM},
+		"+CAOPEN":   {fn: (*Sim).cmdCAOPEN, profiles: p, phase: phaseSIM, setOnly: true},
+		"+CACLOSE":  {fn: (*Sim).cmdCACLOSE, profiles: p, phase: phaseSIM, setOnly: true},
 		"+CASTATE":  {fn: (*Sim).cmdCASTATE, profiles: p, phase: phaseSIM},
 		"+CACFG":    {fn: (*Sim).cmdCACFG, profiles: p, phase: phaseSIM},
-		"+CASEND":   {fn: (*Sim).cmdCASEND, profiles: p, phase: phaseSIM},
-		"+CARECV":   {fn: (*Sim).cmdCARECV, profiles: p, phase: phaseSIM},
+		"+CASEND":   {fn: (*Sim).cmdCASEND, profiles: p, phase: phaseSIM, setOnly: true},
+		"+CARECV":   {fn: (*Sim).cmdCARECV, profiles: p, phase: phaseSIM, setOnly: true},
 	}
 }
 
@@ -169,9 +169,6 @@ func (s *Sim) cmdCASERVER(c *command, r *reply) error {
 // cmdCAOPEN: AT+CAOPEN=<cid>,<pdp>,"UDP","<host>",<port>; the local port
 // is the module's choice.
 func (s *Sim) cmdCAOPEN(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
 	if err != nil {
 		return err
@@ -199,9 +196,6 @@ func (s *Sim) cmdCAOPEN(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCACLOSE(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
 	if err != nil {
 		return err
@@ -249,9 +243,6 @@ func (s *Sim) cmdCACFG(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCASEND(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
 	if err != nil {
 		return err
@@ -283,9 +274,6 @@ func (s *Sim) cmdCASEND(c *command, r *reply) error {
 // bytes), "+CARECV: [<ip>,<port>,]<n>,<data>", or "+CARECV: 0" when none
 // waits, which re-arms +CADATAIND.
 func (s *Sim) cmdCARECV(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
 	if err != nil {
 		return err

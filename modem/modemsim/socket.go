@@ -78,12 +78,12 @@ func socketCommands() map[string]spec {
 	m := map[string]spec{
 		"+QICSGP":     {fn: (*Sim).cmdQICSGP, profiles: q, phase: phaseSIM},
 		"+QIACT":      {fn: (*Sim).cmdQIACT, profiles: q, phase: phaseSIM},
-		"+QIDEACT":    {fn: (*Sim).cmdQIDEACT, profiles: q, phase: phaseSIM},
-		"+QIOPEN":     {fn: (*Sim).cmdQIOPEN, profiles: q, phase: phaseSIM},
-		"+QICLOSE":    {fn: (*Sim).cmdQICLOSE, profiles: q, phase: phaseSIM},
+		"+QIDEACT":    {fn: (*Sim).cmdQIDEACT, profiles: q, phase: phaseSIM, setOnly: true, test: "+QIDEACT: (1-16)"},
+		"+QIOPEN":     {fn: (*Sim).cmdQIOPEN, profiles: q, phase: phaseSIM, setOnly: true, test: `+QIOPEN: (1-16),(0-11),"TCP/UDP/TCP LISTENER/UDP SERVICE","<IP_address>/<domain_name>",<remote_port>,<local_port>,(0-2)`},
+		"+QICLOSE":    {fn: (*Sim).cmdQICLOSE, profiles: q, phase: phaseSIM, setOnly: true},
 		"+QISTATE":    {fn: (*Sim).cmdQISTATE, profiles: q, phase: phaseSIM},
-		"+QISEND":     {fn: (*Sim).cmdQISEND, profiles: q, phase: phaseSIM},
-		"+QIRD":       {fn: (*Sim).cmdQIRD, profiles: q, phase: phaseSIM},
+		"+QISEND":     {fn: (*Sim).cmdQISEND, profiles: q, phase: phaseSIM, setOnly: true, test: "+QISEND: (0-11),(0-1460)"},
+		"+QIRD":       {fn: (*Sim).cmdQIRD, profiles: q, phase: phaseSIM, setOnly: true, test: "+QIRD: (0-11),(0-1500)"},
 		"+QISDE":      {fn: (*Sim).cmdQISDE, profiles: q},
 		"+QIGETERROR": {fn: (*Sim).cmdQIGETERROR, profiles: q},
 		"+NETOPEN":    {fn: (*Sim).cmdNETOPEN, profiles: sc, phase: phaseSIM},
@@ -91,14 +91,14 @@ func socketCommands() map[string]spec {
 		"+CGSOCKCONT": {fn: (*Sim).cmdCGSOCKCONT, profiles: sc},
 		"+CIPSRIP":    {fn: (*Sim).cmdCIPSRIP, profiles: sc},
 		"+CIPOPEN":    {fn: (*Sim).cmdCIPOPEN, profiles: sc, phase: phaseSIM},
-		"+CIPSEND":    {fn: (*Sim).cmdCIPSEND, profiles: sc, phase: phaseSIM},
+		"+CIPSEND":    {fn: (*Sim).cmdCIPSEND, profiles: sc, phase: phaseSIM, setOnly: true, test: "+CIPSEND: (0-9),(1-1500)"},
 		"+CIPCLOSE":   {fn: (*Sim).cmdCIPCLOSE, profiles: sc, phase: phaseSIM},
 		"+IPADDR":     {fn: (*Sim).cmdIPADDR, profiles: sc, phase: phaseSIM},
-		"+USOCR":      {fn: (*Sim).cmdUSOCR, profiles: ub, phase: phaseSIM},
-		"+USOCL":      {fn: (*Sim).cmdUSOCL, profiles: ub, phase: phaseSIM},
-		"+USOST":      {fn: (*Sim).cmdUSOST, profiles: ub, phase: phaseSIM},
-		"+USORF":      {fn: (*Sim).cmdUSORF, profiles: ub, phase: phaseSIM},
-		"+UDCONF":     {fn: (*Sim).cmdUDCONF, profiles: ub},
+		"+USOCR":      {fn: (*Sim).cmdUSOCR, profiles: ub, phase: phaseSIM, setOnly: true, test: "+USOCR: (6,17),(1-65535),(0-2)"},
+		"+USOCL":      {fn: (*Sim).cmdUSOCL, profiles: ub, phase: phaseSIM, setOnly: true},
+		"+USOST":      {fn: (*Sim).cmdUSOST, profiles: ub, phase: phaseSIM, setOnly: true, test: `+USOST: (0-6),"remote_host",(1-65535),(1-1024),"data"`},
+		"+USORF":      {fn: (*Sim).cmdUSORF, profiles: ub, phase: phaseSIM, setOnly: true, test: "+USORF: (0-6),(0-1024)"},
+		"+UDCONF":     {fn: (*Sim).cmdUDCONF, profiles: ub, setOnly: true},
 	}
 	for _, more := range []map[string]spec{sim7080Commands(), sarar5Commands()} {
 		for name, sp := range more {
@@ -383,13 +383,6 @@ func (s *Sim) cmdQIACT(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdQIDEACT(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+QIDEACT: (1-16)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	if _, err := c.intArg(0, -1, 1, 16); err != nil {
 		return err
 	}
@@ -398,13 +391,6 @@ func (s *Sim) cmdQIDEACT(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdQIOPEN(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line(`+QIOPEN: (1-16),(0-11),"TCP/UDP/TCP LISTENER/UDP SERVICE","<IP_address>/<domain_name>",<remote_port>,<local_port>,(0-2)`)
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	if _, err := c.intArg(0, -1, 1, 16); err != nil {
 		return err
 	}
@@ -458,9 +444,6 @@ func (s *Sim) cmdQIOPEN(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdQICLOSE(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 11)
 	if err != nil {
 		return err
@@ -512,13 +495,6 @@ func (s *Sim) cmdQISTATE(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdQISEND(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+QISEND: (0-11),(0-1460)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 11)
 	if err != nil {
 		return err
@@ -577,13 +553,6 @@ func (s *Sim) quectelSent(sk *socket, dst netip.AddrPort, data []byte, cancelled
 }
 
 func (s *Sim) cmdQIRD(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+QIRD: (0-11),(0-1500)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 11)
 	if err != nil {
 		return err
@@ -717,13 +686,6 @@ func (s *Sim) cmdCIPOPEN(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCIPSEND(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+CIPSEND: (0-9),(1-1500)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 9)
 	if err != nil {
 		return err
@@ -799,13 +761,6 @@ func (s *Sim) cmdIPADDR(c *command, r *reply) error {
 // layer").
 
 func (s *Sim) cmdUSOCR(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+USOCR: (6,17),(1-65535),(0-2)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	proto, err := c.intArg(0, -1, 6, 17)
 	if err != nil {
 		return err
@@ -834,9 +789,6 @@ func (s *Sim) cmdUSOCR(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUSOCL(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 6)
 	if err != nil {
 		return err
@@ -849,13 +801,6 @@ func (s *Sim) cmdUSOCL(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUSOST(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line(`+USOST: (0-6),"remote_host",(1-65535),(1-1024),"data"`)
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 6)
 	if err != nil {
 		return err
@@ -903,13 +848,6 @@ func (s *Sim) cmdUSOST(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUSORF(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+USORF: (0-6),(0-1024)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 6)
 	if err != nil {
 		return err
@@ -951,9 +889,6 @@ func (s *Sim) cmdUSORF(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUDCONF(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	what, err := c.intArg(0, -1, 0, 100)
 	if err != nil {
 		return err
