@@ -242,16 +242,25 @@ func (s *Sim) cmdCACFG(c *command, r *reply) error {
 	return nil
 }
 
-func (s *Sim) cmdCASEND(c *command, r *reply) error {
+// cidLen reads the <cid>,<len> of AT+CASEND and AT+CARECV: the socket
+// (nil when none is open there), its cid and the length.
+func (s *Sim) cidLen(c *command) (*socket, int, int, error) {
 	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
 	if err != nil {
-		return err
+		return nil, 0, 0, err
 	}
 	n, err := c.intArg(1, -1, 1, 1460)
 	if err != nil {
+		return nil, 0, 0, err
+	}
+	return s.sockets[id], id, n, nil
+}
+
+func (s *Sim) cmdCASEND(c *command, r *reply) error {
+	sk, id, n, err := s.cidLen(c)
+	if err != nil {
 		return err
 	}
-	sk := s.sockets[id]
 	if sk == nil || !s.data.up || !sk.remote.IsValid() {
 		return errPlain
 	}
@@ -274,15 +283,10 @@ func (s *Sim) cmdCASEND(c *command, r *reply) error {
 // bytes), "+CARECV: [<ip>,<port>,]<n>,<data>", or "+CARECV: 0" when none
 // waits, which re-arms +CADATAIND.
 func (s *Sim) cmdCARECV(c *command, r *reply) error {
-	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
+	sk, _, max, err := s.cidLen(c)
 	if err != nil {
 		return err
 	}
-	max, err := c.intArg(1, -1, 1, 1460)
-	if err != nil {
-		return err
-	}
-	sk := s.sockets[id]
 	if sk == nil {
 		return errPlain
 	}
