@@ -75,24 +75,18 @@ func basicCommands() map[string]spec {
 
 func (s *Sim) cmdAccept(c *command, r *reply) error { return nil }
 
-func (s *Sim) cmdEcho(c *command, r *reply) error {
-	switch c.num {
-	case -1, 0:
-		s.set.echo = false
-	case 1:
-		s.set.echo = true
-	default:
-		return errPlain
-	}
-	return nil
-}
+func (s *Sim) cmdEcho(c *command, r *reply) error { return basicFlag(c, &s.set.echo) }
 
-func (s *Sim) cmdVerbose(c *command, r *reply) error {
+func (s *Sim) cmdVerbose(c *command, r *reply) error { return basicFlag(c, &s.set.verbose) }
+
+// basicFlag sets a flag of a basic command (ATE, ATV): 1 sets it, 0 or no
+// number clears it.
+func basicFlag(c *command, flag *bool) error {
 	switch c.num {
 	case -1, 0:
-		s.set.verbose = false
+		*flag = false
 	case 1:
-		s.set.verbose = true
+		*flag = true
 	default:
 		return errPlain
 	}

@@ -22,9 +22,18 @@ func sarar5Commands() map[string]spec {
 	}
 }
 
-func (s *Sim) cmdUPSD(c *command, r *reply) error {
+// psdProfile0 checks the first argument of the AT+UPSD commands: the PSD
+// profile, of which the simulator has profile 0 only.
+func psdProfile0(c *command) error {
 	if prof, err := c.intArg(0, -1, 0, 6); err != nil || prof != 0 {
 		return errParam
+	}
+	return nil
+}
+
+func (s *Sim) cmdUPSD(c *command, r *reply) error {
+	if err := psdProfile0(c); err != nil {
+		return err
 	}
 	param, err := c.intArg(1, -1, 0, 255)
 	if err != nil {
@@ -59,8 +68,8 @@ func (s *Sim) cmdUPSD(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUPSDA(c *command, r *reply) error {
-	if prof, err := c.intArg(0, -1, 0, 6); err != nil || prof != 0 {
-		return errParam
+	if err := psdProfile0(c); err != nil {
+		return err
 	}
 	action, err := c.intArg(1, -1, 0, 6)
 	if err != nil {
@@ -89,8 +98,8 @@ func (s *Sim) cmdUPSDA(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUPSND(c *command, r *reply) error {
-	if prof, err := c.intArg(0, -1, 0, 6); err != nil || prof != 0 {
-		return errParam
+	if err := psdProfile0(c); err != nil {
+		return err
 	}
 	param, err := c.intArg(1, -1, 0, 8)
 	if err != nil {
