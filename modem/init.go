@@ -32,10 +32,7 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 		IMEI:         s.identity(bctx, eng, "AT+CGSN"),
 	}
 	s.prof = chooseProfile(s.cfg.Profile, info.Manufacturer, info.Model)
-	if f, ok := s.prof.Sockets.(sim7080Sockets); ok {
-		f.Open = s.cfg.SIM7080Socket
-		s.prof.Sockets = f
-	}
+	s.prof.Sockets = withSettings(s.prof.Sockets, s.cfg)
 	info.Profile = s.prof.Name
 	s.update(func(st *Status) { st.Modem = info })
 	s.log.Info("modem identified", "manufacturer", info.Manufacturer, "model", info.Model, "revision", info.Revision, "profile", info.Profile)

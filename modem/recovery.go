@@ -235,7 +235,7 @@ func (s *Session) pollChecked(ctx context.Context, eng *at.Engine) error {
 		return err
 	}
 	s.recovered()
-	return s.sweepSocket(ctx, eng)
+	return s.dp.sweep(ctx, onEngine{s, eng})
 }
 
 // Healthy reports whether the session is doing its job; it gates the

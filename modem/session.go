@@ -133,7 +133,6 @@ type Session struct {
 	eng     *at.Engine // nil while not serving an initialised modem
 	status  Status
 	lastErr error
-	send    sendPath
 	// For Healthy: the engine of the open port (also while initialising or
 	// recovering), when the port was lost, the last answer of an earlier
 	// engine, whether the modem was ever initialised, and why the recovery
@@ -191,7 +190,7 @@ type Session struct {
 	idle   *time.Timer
 	idleAt time.Time
 
-	dp dataPath
+	dp *dataPath // ip.mode "modem" (data.go)
 
 	// Recovery ladder (recovery.go).
 	level       int
@@ -273,12 +272,14 @@ func NewSession(cfg Config, sink Sink) *Session {
 		recent:    map[string]time.Time{},
 		suspects:  map[int]bool{},
 		lostAt:    time.Now(),
-		dp:        dataPath{sock: -1},
 	}
+	s.dp = newDataPath(dataSettings{
+		mode: cfg.IPMode, port: cfg.IPPort, apn: cfg.APN, cloud: cfg.Cloud, sources: cfg.AllowedSources,
+		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
+	}, log, s, sink, func(d DataInfo) { s.update(func(st *Status) { st.Data = d }) })
 	s.status.Data.Mode = cfg.IPMode
-	if s.wantData() {
+	if s.dp.wanted() {
 		s.status.Data.State = DataDown
-		s.send.why = "the modem is not initialised yet"
 	}
 	s.status.Network.Registration = "unknown"
 	return s
@@ -303,7 +304,7 @@ func (s *Session) Run(ctx context.Context) error {
 	if s.sink == nil {
 		return errors.New("modem: no sink to hand messages to")
 	}
-	if s.wantData() {
+	if s.dp.wanted() {
 		if _, _, err := cloudAddr(s.cfg.Cloud); err != nil {
 			s.log.Error("IP Commands cannot be sent until ip.cloud is fixed", "err", err)
 		}
@@ -324,7 +325,7 @@ func (s *Session) Run(ctx context.Context) error {
 			s.log.Warn("event or status callback still busy at shutdown")
 		}
 	}()
-	defer s.flushHeldAtExit()
+	defer s.dp.flushHeldAtExit()
 	delay := s.cfg.RetryMin
 	for {
 		started := time.Now()
@@ -519,7 +520,7 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 	s.everReady = true
 	s.mu.Unlock()
 	s.update(func(st *Status) { st.Ready = true })
-	s.dataStart()
+	s.dp.start(s.prof)
 	if s.level > levelOK {
 		s.pollDue = true // prove the recovery worked
 		// SMS that reached a silent module went unannounced; drain them
@@ -560,12 +561,8 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 	case s.pollDue:
 		s.pollDue = false
 		return s.pollChecked(ctx, eng)
-	case s.dp.due:
-		return s.openData(ctx, eng)
-	case len(s.dp.held) == 0 && len(s.dp.stash) > 0:
-		ev := s.dp.stash[0]
-		s.dp.stash = s.dp.stash[1:]
-		return s.readSocket(ctx, eng, ev)
+	case s.dp.hasWork():
+		return s.dp.work(ctx, onEngine{s, eng})
 	}
 	s.idle.Reset(s.idleWait(eng))
 	select {
@@ -582,11 +579,10 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		// Taken by nextURC at the next step.
 	case <-pollC:
 		return s.pollChecked(ctx, eng)
-	case <-timerC(s.dp.timer):
-		s.dataTimer()
-	case <-timerC(s.dp.heldTimer):
-		s.dp.heldTimer = nil
-		s.flushHeld(ctx)
+	case <-s.dp.retryC():
+		s.dp.retryDue()
+	case <-s.dp.heldC():
+		s.dp.heldDue(ctx)
 	}
 	return nil
 }
@@ -679,11 +675,11 @@ func (s *Session) stopServing(ctx context.Context, err error) {
 	s.update(func(st *Status) { st.Ready = false })
 	switch {
 	case ctx.Err() != nil:
-		s.dataStop("the modem session is stopping", true)
+		s.dp.stop("the modem session is stopping", true)
 	case err != nil:
-		s.dataStop(fmt.Sprintf("the modem is being recovered (%v)", err), false)
+		s.dp.stop(fmt.Sprintf("the modem is being recovered (%v)", err), false)
 	default:
-		s.dataStop("the modem is being recovered", false)
+		s.dp.stop("the modem is being recovered", false)
 	}
 }
 
@@ -707,7 +703,7 @@ func (s *Session) disconnected(err error) {
 		}
 	})
 	if !errors.Is(err, context.Canceled) {
-		s.dataStop(fmt.Sprintf("the modem port closed (%v)", err), false)
+		s.dp.stop(fmt.Sprintf("the modem port closed (%v)", err), false)
 	}
 }
 
@@ -755,6 +751,21 @@ func (s *Session) do(ctx context.Context, eng *at.Engine, op string, c at.Cmd) (
 		return r, &OpError{Op: op + " " + strings.TrimPrefix(c.Line, "AT"), Err: err}
 	}
 	return r, nil
+}
+
+// onEngine is eng as the session's parts use it: commands (do) and
+// waiting for a URC with the others kept in the backlog (awaitURC).
+type onEngine struct {
+	s   *Session
+	eng *at.Engine
+}
+
+func (o onEngine) do(ctx context.Context, op string, c at.Cmd) (at.Reply, error) {
+	return o.s.do(ctx, o.eng, op, c)
+}
+
+func (o onEngine) awaitURC(ctx context.Context, what string, timeout time.Duration, match func(at.URC) bool) (at.URC, error) {
+	return o.s.awaitURC(ctx, o.eng, what, timeout, match)
 }
 
 // cmeCode and cmsCode return the code of a +CME/+CMS ERROR, or -1.

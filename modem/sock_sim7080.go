@@ -34,8 +34,7 @@ var sim7080Errors = map[int]string{
 	23: "connection rejected", 24: "connection closed", 25: "connection timed out",
 }
 
-func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockInfo, error) {
-	cfg := l.s.cfg
+func (f sim7080Sockets) open(ctx context.Context, l sockLink, o sockOpen) (sockInfo, error) {
 	id := sim7080CID
 	session := func() (bool, string, error) {
 		r, err := l.try(ctx, "query data session", at.Cmd{Line: "AT+CNACT?"})
@@ -45,7 +44,7 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 		up, ip := parseCNACT(r.Lines, sim7080PDP)
 		return up, ip, nil
 	}
-	if !fresh {
+	if !o.Fresh {
 		up, ip, err := session()
 		if err != nil {
 			return sockInfo{}, err
@@ -60,10 +59,10 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 			}
 		}
 	}
-	if _, err := l.try(ctx, "set APN", at.Cmd{Line: fmt.Sprintf(`AT+CGDCONT=1,"IP","%s"`, cfg.APN)}); err != nil {
+	if _, err := l.try(ctx, "set APN", at.Cmd{Line: fmt.Sprintf(`AT+CGDCONT=1,"IP","%s"`, o.APN)}); err != nil {
 		return sockInfo{}, err
 	}
-	if _, err := l.try(ctx, "set data session APN", at.Cmd{Line: fmt.Sprintf(`AT+CNCFG=%d,1,"%s"`, sim7080PDP, cfg.APN)}); err != nil {
+	if _, err := l.try(ctx, "set data session APN", at.Cmd{Line: fmt.Sprintf(`AT+CNCFG=%d,1,"%s"`, sim7080PDP, o.APN)}); err != nil {
 		return sockInfo{}, err
 	}
 	// The sender of each datagram in +CARECV is what the allowlist checks
@@ -71,7 +70,7 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 	if _, err := l.try(ctx, "show datagram senders", at.Cmd{Line: "AT+CASRIP=1"}); err != nil {
 		return sockInfo{}, err
 	}
-	if fresh {
+	if o.Fresh {
 		if _, err := l.try(ctx, "close socket", at.Cmd{Line: fmt.Sprintf("AT+CACLOSE=%d", id)}); err != nil {
 			return sockInfo{}, err
 		}
@@ -109,12 +108,12 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 	if _, err := l.try(ctx, "close socket", at.Cmd{Line: fmt.Sprintf("AT+CACLOSE=%d", id)}); err != nil {
 		return sockInfo{}, err
 	}
-	host, port, err := cloudAddr(cfg.Cloud)
+	host, port, err := cloudAddr(o.Cloud)
 	if err != nil {
 		return sockInfo{}, err
 	}
 	if f.Open != "client" {
-		line := fmt.Sprintf(`AT+CASERVER=%d,%d,"UDP",%d`, id, sim7080PDP, cfg.IPPort)
+		line := fmt.Sprintf(`AT+CASERVER=%d,%d,"UDP",%d`, id, sim7080PDP, o.Port)
 		_, err := l.do(ctx, "open socket", at.Cmd{Line: line})
 		switch {
 		case err == nil:
@@ -127,7 +126,7 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 		case isFatal(err) || f.Open == "server":
 			return sockInfo{}, fmt.Errorf("open socket %s: %w", strings.TrimPrefix(line, "AT"), err)
 		}
-		l.s.log.Warn("the module refused a UDP server socket (AT+CASERVER); opening a UDP socket to ip.cloud instead, whose local port the module picks", "err", err)
+		l.log.Warn("the module refused a UDP server socket (AT+CASERVER); opening a UDP socket to ip.cloud instead, whose local port the module picks", "err", err)
 	}
 	line := fmt.Sprintf(`AT+CAOPEN=%d,%d,"UDP","%s",%d`, id, sim7080PDP, host, port)
 	r, err := l.do(ctx, "open socket", at.Cmd{Line: line})
@@ -226,7 +225,7 @@ func (sim7080Sockets) read(ctx context.Context, l sockLink, ev *sockEvent) ([]da
 	for _, p := range r.Payloads {
 		from, _, err := parseCARECV(p.Head)
 		if err != nil {
-			l.s.log.Warn("unreadable datagram head; sender unknown", "head", p.Head, "err", err)
+			l.log.Warn("unreadable datagram head; sender unknown", "head", p.Head, "err", err)
 		}
 		out = append(out, datagram{from: from, data: p.Data})
 	}

@@ -123,11 +123,7 @@ func (s *Session) registrationChanged(name string) {
 		msg := fmt.Sprintf("network registration back (%s)", name)
 		s.log.Info(msg)
 		s.event(EventRegistrationBack, msg, map[string]any{"registration": name})
-		if s.dp.state == DataDown && s.dp.fam != nil && s.dp.timer != nil {
-			s.stopDataTimer()
-			s.dp.due = true
-			s.dp.delay = s.cfg.RetryMin
-		}
+		s.dp.registrationBack()
 	}
 }
 
