@@ -33,6 +33,7 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 	}
 	s.prof = chooseProfile(s.cfg.Profile, info.Manufacturer, info.Model)
 	s.prof.Sockets = withSettings(s.prof.Sockets, s.cfg)
+	s.rec.reset = s.prof.Reset
 	info.Profile = s.prof.Name
 	s.update(func(st *Status) { st.Modem = info })
 	s.log.Info("modem identified", "manufacturer", info.Manufacturer, "model", info.Model, "revision", info.Revision, "profile", info.Profile)

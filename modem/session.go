@@ -135,13 +135,11 @@ type Session struct {
 	lastErr error
 	// For Healthy: the engine of the open port (also while initialising or
 	// recovering), when the port was lost, the last answer of an earlier
-	// engine, whether the modem was ever initialised, and why the recovery
-	// gave up (nil unless it did).
+	// engine and whether the modem was ever initialised.
 	live       *at.Engine
 	lostAt     time.Time
 	prevAnswer time.Time
 	everReady  bool
-	failed     error
 
 	// Run's goroutine only.
 	pending   map[string]*pendingSet
@@ -192,13 +190,8 @@ type Session struct {
 
 	dp *dataPath // ip.mode "modem" (data.go)
 
-	// Recovery ladder (recovery.go).
-	level       int
-	resetting   bool // a reset was sent; its port may vanish for a while
-	resetAt     time.Time
-	reopenSince time.Time
-	healthyAt   time.Time
-	opened      bool // the current attempt opened the port
+	rec    *ladder // the recovery ladder (recovery.go)
+	opened bool    // the current attempt opened the port
 
 	// tick replaces the poll ticker in tests, which poll when they choose;
 	// handled, when set, is told each URC the worker has acted on.
@@ -277,6 +270,8 @@ func NewSession(cfg Config, sink Sink) *Session {
 		mode: cfg.IPMode, port: cfg.IPPort, apn: cfg.APN, cloud: cfg.Cloud, sources: cfg.AllowedSources,
 		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
 	}, log, s, sink, func(d DataInfo) { s.update(func(st *Status) { st.Data = d }) })
+	s.rec = newLadder(ladderSettings{port: cfg.Port, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax, portGone: cfg.PortGoneLimit},
+		log, s, func(f func(*Recovery)) { s.update(func(st *Status) { f(&st.Recovery) }) })
 	s.status.Data.Mode = cfg.IPMode
 	if s.dp.wanted() {
 		s.status.Data.State = DataDown
@@ -335,8 +330,8 @@ func (s *Session) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.portDown(err)
-		if s.healthyAt.After(started) || time.Since(started) > 2*s.cfg.RetryMax {
+		s.rec.portDown(err, s.opened, s.ready())
+		if s.rec.healthySince(started) || time.Since(started) > 2*s.cfg.RetryMax {
 			delay = s.cfg.RetryMin // it ran well for a while: start over
 		}
 		wait := jitter(delay)
@@ -386,6 +381,7 @@ func (s *Session) attempt(ctx context.Context) error {
 	if s.cmdTimeout > 0 {
 		probe = s.cmdTimeout
 	}
+	s.rec.probeTimeout = probe
 	// URCs are pulled rather than pushed: the drain sees every +CMTI that
 	// arrived before its AT+CMGL answer, and what waits is bounded in bytes
 	// by the engine's queue alone.
@@ -412,7 +408,8 @@ func (s *Session) attempt(ctx context.Context) error {
 		var err error
 		if initNow {
 			if err = s.initialise(ctx, eng); err == nil {
-				initNow, s.resetting = false, false
+				initNow = false
+				s.rec.initialised()
 				s.afterInit()
 				st := s.Status()
 				s.event(EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
@@ -439,7 +436,7 @@ func (s *Session) attempt(ctx context.Context) error {
 			initNow = true
 			continue
 		}
-		next, err := s.recoverOnPort(ctx, eng, err, initNow)
+		next, err := s.rec.onPort(ctx, onEngine{s, eng}, err, initNow)
 		if next == levelReopen || ctx.Err() != nil || gone(eng) {
 			return err
 		}
@@ -448,7 +445,7 @@ func (s *Session) attempt(ctx context.Context) error {
 }
 
 // gone reports whether the engine stopped because the port failed.
-func gone(eng *at.Engine) bool {
+func gone(eng interface{ Done() <-chan struct{} }) bool {
 	select {
 	case <-eng.Done():
 		return true
@@ -521,7 +518,7 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 	s.mu.Unlock()
 	s.update(func(st *Status) { st.Ready = true })
 	s.dp.start(s.prof)
-	if s.level > levelOK {
+	if s.rec.recovering() {
 		s.pollDue = true // prove the recovery worked
 		// SMS that reached a silent module went unannounced; drain them
 		// before later ones, in the order they were sent.
@@ -753,19 +750,20 @@ func (s *Session) do(ctx context.Context, eng *at.Engine, op string, c at.Cmd) (
 	return r, nil
 }
 
-// onEngine is eng as the session's parts use it: commands (do) and
-// waiting for a URC with the others kept in the backlog (awaitURC).
+// onEngine is an engine as the session's parts use it: commands named in
+// their errors (do), waiting for a URC with the others kept in the backlog
+// (awaitURC), and the engine's own methods.
 type onEngine struct {
-	s   *Session
-	eng *at.Engine
+	s *Session
+	*at.Engine
 }
 
 func (o onEngine) do(ctx context.Context, op string, c at.Cmd) (at.Reply, error) {
-	return o.s.do(ctx, o.eng, op, c)
+	return o.s.do(ctx, o.Engine, op, c)
 }
 
 func (o onEngine) awaitURC(ctx context.Context, what string, timeout time.Duration, match func(at.URC) bool) (at.URC, error) {
-	return o.s.awaitURC(ctx, o.eng, what, timeout, match)
+	return o.s.awaitURC(ctx, o.Engine, what, timeout, match)
 }
 
 // cmeCode and cmsCode return the code of a +CME/+CMS ERROR, or -1.
