@@ -287,13 +287,6 @@ func (l *ladder) portDown(err error, opened, everReady bool) {
 	}
 }
 
-// ready reports whether the modem was ever initialised.
-func (s *Session) ready() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.everReady
-}
-
 // pollChecked polls and, when the poll passes, counts the modem healthy
 // and reads the socket in case a datagram's notification was lost.
 func (s *Session) pollChecked(ctx context.Context, eng *at.Engine) error {
@@ -302,52 +295,4 @@ func (s *Session) pollChecked(ctx context.Context, eng *at.Engine) error {
 	}
 	s.rec.recovered()
 	return s.dp.sweep(ctx, onEngine{s, eng})
-}
-
-// Healthy reports whether the session is doing its job; it gates the
-// systemd watchdog, so it errs only when restarting the process could help.
-// The rule, in order:
-//
-//  1. error while the recovery ladder is on its last step
-//     ("recovery_failed"), until a poll passes again;
-//  2. error (ErrNotReady) until the modem has been initialised once;
-//  3. while the port is closed (vanished, being reopened): nil for up to
-//     Config.PortGoneLimit since it closed, error after;
-//  4. while it is open: nil when the modem ended a command with a final
-//     result (OK, ERROR, ...) within the last 2*PollInterval+30s, or a
-//     command is running and has not reached its timeout; error otherwise.
-//
-// Every step of the ladder is bounded in time, so an unhealthy modem
-// reaches rule 1 or 4.
-func (s *Session) Healthy() error {
-	failed := s.rec.failure()
-	s.mu.Lock()
-	live, lostAt, prev, everReady, lastErr := s.live, s.lostAt, s.prevAnswer, s.everReady, s.lastErr
-	s.mu.Unlock()
-	switch {
-	case failed != nil:
-		return failed
-	case !everReady:
-		if lastErr != nil {
-			return fmt.Errorf("%w (last error: %v)", ErrNotReady, lastErr)
-		}
-		return ErrNotReady
-	case live == nil:
-		if gone := time.Since(lostAt); gone > s.cfg.PortGoneLimit {
-			return fmt.Errorf("the modem port has been gone for %s (last error: %v)", gone.Round(time.Second), lastErr)
-		}
-		return nil
-	}
-	if deadline, busy := live.Busy(); busy && time.Now().Before(deadline) {
-		return nil
-	}
-	window := 2*s.cfg.PollInterval + 30*time.Second
-	last := live.LastAnswer()
-	if prev.After(last) {
-		last = prev
-	}
-	if !last.IsZero() && time.Since(last) <= window {
-		return nil
-	}
-	return fmt.Errorf("the modem has not answered for over %s", window)
 }

@@ -129,17 +129,9 @@ type Session struct {
 	log  *slog.Logger
 	note *notifier
 
-	mu      sync.Mutex
-	eng     *at.Engine // nil while not serving an initialised modem
-	status  Status
-	lastErr error
-	// For Healthy: the engine of the open port (also while initialising or
-	// recovering), when the port was lost, the last answer of an earlier
-	// engine and whether the modem was ever initialised.
-	live       *at.Engine
-	lostAt     time.Time
-	prevAnswer time.Time
-	everReady  bool
+	mu     sync.Mutex // guards status
+	status Status
+	health *health // for Healthy and senders (status.go)
 
 	// Run's goroutine only.
 	pending   map[string]*pendingSet
@@ -152,8 +144,6 @@ type Session struct {
 	storageAlarm string
 	prof         profile
 	echoBase     int64
-	regs         map[string]registration
-	regWas       string // "" until known, then "yes" or "no"
 	storeFailing bool
 
 	// Missed +CMTI: a drain asked for while serving (by a +CMTI or the
@@ -190,8 +180,9 @@ type Session struct {
 
 	dp *dataPath // ip.mode "modem" (data.go)
 
-	rec    *ladder // the recovery ladder (recovery.go)
-	opened bool    // the current attempt opened the port
+	rec    *ladder  // the recovery ladder (recovery.go)
+	net    *network // signal and registration (status.go)
+	opened bool     // the current attempt opened the port
 
 	// tick replaces the poll ticker in tests, which poll when they choose;
 	// handled, when set, is told each URC the worker has acted on.
@@ -259,17 +250,17 @@ func NewSession(cfg Config, sink Sink) *Session {
 		log:       log,
 		note:      newNotifier(cfg.OnEvent, cfg.OnStatus, log),
 		pending:   map[string]*pendingSet{},
-		regs:      map[string]registration{},
 		cmtiSeq:   map[int]uint64{},
 		undeleted: map[int]SlotID{},
 		recent:    map[string]time.Time{},
 		suspects:  map[int]bool{},
-		lostAt:    time.Now(),
+		health:    newHealth(),
 	}
 	s.dp = newDataPath(dataSettings{
 		mode: cfg.IPMode, port: cfg.IPPort, apn: cfg.APN, cloud: cfg.Cloud, sources: cfg.AllowedSources,
 		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
 	}, log, s, sink, func(d DataInfo) { s.update(func(st *Status) { st.Data = d }) })
+	s.net = newNetwork(log, s, func(f func(*NetworkInfo)) { s.update(func(st *Status) { f(&st.Network) }) }, s.dp.registrationBack)
 	s.rec = newLadder(ladderSettings{port: cfg.Port, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax, portGone: cfg.PortGoneLimit},
 		log, s, func(f func(*Recovery)) { s.update(func(st *Status) { f(&st.Recovery) }) })
 	s.status.Data.Mode = cfg.IPMode
@@ -330,7 +321,7 @@ func (s *Session) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.rec.portDown(err, s.opened, s.ready())
+		s.rec.portDown(err, s.opened, s.health.ready())
 		if s.rec.healthySince(started) || time.Since(started) > 2*s.cfg.RetryMax {
 			delay = s.cfg.RetryMin // it ran well for a while: start over
 		}
@@ -392,9 +383,7 @@ func (s *Session) attempt(ctx context.Context) error {
 		PullURCs:     true,
 	})
 	s.urcs = eng
-	s.mu.Lock()
-	s.live = eng
-	s.mu.Unlock()
+	s.health.opened(eng)
 	defer func() {
 		// Closing the port first unblocks a write stuck on a dead device.
 		eng.Closing()
@@ -511,11 +500,7 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 		defer poll.Stop()
 		pollC = poll.C
 	}
-	s.mu.Lock()
-	s.eng = eng
-	s.lastErr = nil
-	s.everReady = true
-	s.mu.Unlock()
+	s.health.serving(eng)
 	s.update(func(st *Status) { st.Ready = true })
 	s.dp.start(s.prof)
 	if s.rec.recovering() {
@@ -665,10 +650,7 @@ func (s *Session) awaitURC(ctx context.Context, eng *at.Engine, what string, tim
 // stopServing runs when serve or initialise returned: senders get "not
 // ready" and the data session is down until the modem is served again.
 func (s *Session) stopServing(ctx context.Context, err error) {
-	s.mu.Lock()
-	s.eng = nil
-	s.lastErr = err
-	s.mu.Unlock()
+	s.health.stopped(err)
 	s.update(func(st *Status) { st.Ready = false })
 	switch {
 	case ctx.Err() != nil:
@@ -682,17 +664,7 @@ func (s *Session) stopServing(ctx context.Context, err error) {
 
 // disconnected records why the port was closed.
 func (s *Session) disconnected(err error) {
-	s.mu.Lock()
-	if s.live != nil {
-		if a := s.live.LastAnswer(); a.After(s.prevAnswer) {
-			s.prevAnswer = a
-		}
-		s.lostAt = time.Now()
-	}
-	s.live = nil
-	s.eng = nil
-	s.lastErr = err
-	s.mu.Unlock()
+	s.health.closed(err)
 	s.update(func(st *Status) {
 		st.Ready = false
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -705,17 +677,7 @@ func (s *Session) disconnected(err error) {
 }
 
 // engine returns the engine of a connected, initialised session.
-func (s *Session) engine() (*at.Engine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.eng == nil {
-		if s.lastErr != nil {
-			return nil, fmt.Errorf("%w (last error: %v)", ErrNotReady, s.lastErr)
-		}
-		return nil, ErrNotReady
-	}
-	return s.eng, nil
-}
+func (s *Session) engine() (*at.Engine, error) { return s.health.engine() }
 
 // Status returns the current snapshot.
 func (s *Session) Status() Status {
