@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/gw"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -43,7 +44,7 @@ type dataSettings struct {
 
 // putter is the part of the Sink the data path hands datagrams to.
 type putter interface {
-	Put(ctx context.Context, m Inbound) error
+	Put(ctx context.Context, m gw.Inbound) error
 }
 
 // dataWire is the current engine as the data path uses it: commands, and
@@ -62,7 +63,7 @@ type dataPath struct {
 	ev   eventer
 	sink putter
 	// status reports the state as Status.Data.
-	status func(DataInfo)
+	status func(gw.DataInfo)
 
 	fam   socketFamily
 	sock  int // the socket in use; -1 for none yet
@@ -81,7 +82,7 @@ type dataPath struct {
 
 	// held are datagrams read from the module that the Sink has not taken
 	// yet, in arrival order; stash are reads put off until it does.
-	held         []Inbound
+	held         []gw.Inbound
 	heldTimer    *time.Timer
 	heldDelay    time.Duration
 	storeFailing bool
@@ -99,7 +100,7 @@ type sendPath struct {
 	why  string
 }
 
-func newDataPath(set dataSettings, log *slog.Logger, ev eventer, sink putter, status func(DataInfo)) *dataPath {
+func newDataPath(set dataSettings, log *slog.Logger, ev eventer, sink putter, status func(gw.DataInfo)) *dataPath {
 	d := &dataPath{set: set, log: log, ev: ev, sink: sink, status: status, sock: -1}
 	if d.wanted() {
 		d.send.why = "the modem is not initialised yet"
@@ -134,7 +135,7 @@ func (d *dataPath) start(p profile) {
 		d.setState(DataUnsupported, "", "the module profile has no sockets")
 		if !told {
 			d.log.Error(msg)
-			d.ev.event(EventDataUnsupported, msg, map[string]any{"profile": p.Name})
+			d.ev.event(gw.EventDataUnsupported, msg, map[string]any{"profile": p.Name})
 		}
 		return
 	}
@@ -162,7 +163,7 @@ func (d *dataPath) stop(why string, stopping bool) {
 		} else {
 			d.log.Warn(msg)
 		}
-		d.ev.event(EventDataDown, msg, map[string]any{"reason": why})
+		d.ev.event(gw.EventDataDown, msg, map[string]any{"reason": why})
 	}
 }
 
@@ -182,7 +183,7 @@ func (d *dataPath) setState(state, ip, why string) {
 		d.send.fam = nil
 	}
 	d.mu.Unlock()
-	d.status(DataInfo{Mode: d.set.mode, State: state, IP: ip})
+	d.status(gw.DataInfo{Mode: d.set.mode, State: state, IP: ip})
 }
 
 // hasWork reports whether work waits that work does: an open that is
@@ -246,7 +247,7 @@ func (d *dataPath) open(ctx context.Context, w dataWire) error {
 			return err
 		}
 		why := fmt.Sprintf("could not open it: %v", err)
-		typ := EventDataOpenFailed
+		typ := gw.EventDataOpenFailed
 		if why == d.lastFail {
 			typ = "" // reported already
 		}
@@ -265,7 +266,7 @@ func (d *dataPath) open(ctx context.Context, w dataWire) error {
 	}
 	msg := fmt.Sprintf("data session up: UDP socket %d %s on port %d, device address %s", info.ID, how, d.set.port, orUnknown(info.IP))
 	d.log.Info(msg)
-	d.ev.event(EventDataUp, msg, map[string]any{"socket": info.ID, "port": d.set.port, "ip": info.IP})
+	d.ev.event(gw.EventDataUp, msg, map[string]any{"socket": info.ID, "port": d.set.port, "ip": info.IP})
 	if info.Kept {
 		// Datagrams may have arrived while nobody listened (their URC went
 		// to an earlier session): read what the module holds.
@@ -332,9 +333,9 @@ func (d *dataPath) onURC(ctx context.Context, w dataWire, u at.URC) (bool, error
 			d.log.Debug("close of a socket not in use", "line", u.Line)
 			return true, nil
 		}
-		d.schedule(fmt.Sprintf("the network closed socket %d (%s)", ev.id, u.Line), EventDataDown, false)
+		d.schedule(fmt.Sprintf("the network closed socket %d (%s)", ev.id, u.Line), gw.EventDataDown, false)
 	case sockDeact:
-		d.schedule(fmt.Sprintf("the network ended the data session (%s)", u.Line), EventDataDown, true)
+		d.schedule(fmt.Sprintf("the network ended the data session (%s)", u.Line), gw.EventDataDown, true)
 	}
 	return true, nil
 }
@@ -416,27 +417,27 @@ func (d *dataPath) datagram(ctx context.Context, from netip.AddrPort, data []byt
 	if !d.allowedSource(from) {
 		msg := fmt.Sprintf("IP Command from %s dropped: source not in ip.allowed_sources", orUnknown(src))
 		d.log.Warn(msg, "bytes", len(data))
-		d.ev.event(EventSourceRejected, msg, map[string]any{"from": src, "bytes": len(data)})
+		d.ev.event(gw.EventSourceRejected, msg, map[string]any{"from": src, "bytes": len(data)})
 		return
 	}
-	if len(data) > MaxUDPPayload {
+	if len(data) > gw.MaxUDPPayload {
 		// The same rule as ip.mode os: an IP Command holds at most 1300
 		// bytes, and a module reads up to 1500 (a framed push up to 64 KiB).
-		msg := fmt.Sprintf("IP Command from %s dropped: it is %d bytes, one IP Command holds at most %d", orUnknown(src), len(data), MaxUDPPayload)
+		msg := fmt.Sprintf("IP Command from %s dropped: it is %d bytes, one IP Command holds at most %d", orUnknown(src), len(data), gw.MaxUDPPayload)
 		d.log.Warn(msg)
-		d.ev.event(EventIPOversize, msg, map[string]any{"from": src, "port": d.set.port, "size": len(data)})
+		d.ev.event(gw.EventIPOversize, msg, map[string]any{"from": src, "port": d.set.port, "size": len(data)})
 		return
 	}
-	m := Inbound{Channel: ChannelIP, From: src, Port: d.set.port, Payload: data, Binary: !IsText(data), ReceivedAt: time.Now().UTC()}
-	m.ID = MessageID(m)
+	m := gw.Inbound{Channel: gw.ChannelIP, From: src, Port: d.set.port, Payload: data, Binary: !gw.IsText(data), ReceivedAt: time.Now().UTC()}
+	m.ID = gw.MessageID(m)
 	d.held = append(d.held, m)
 	if over := len(d.held) - maxHeldDatagrams; over > 0 {
 		for _, g := range d.held[:over] {
 			msg := fmt.Sprintf("IP Command %s from %s lost: the store refused it and %d more are waiting in memory", g.ID, g.From, maxHeldDatagrams)
 			d.log.Error(msg)
-			d.ev.event(EventIPDropped, msg, map[string]any{"id": g.ID, "from": g.From})
+			d.ev.event(gw.EventIPDropped, msg, map[string]any{"id": g.ID, "from": g.From})
 		}
-		d.held = append([]Inbound(nil), d.held[over:]...)
+		d.held = append([]gw.Inbound(nil), d.held[over:]...)
 	}
 	if len(d.held) == 1 {
 		d.flushHeld(ctx)
@@ -466,12 +467,12 @@ func (d *dataPath) flushHeld(ctx context.Context) {
 			if !d.storeFailing {
 				d.storeFailing = true
 				msg := fmt.Sprintf("could not store the IP Command from %s (%d bytes); it is kept in memory and retried: %v", m.From, len(m.Payload), err)
-				d.ev.event(EventIPStoreFailed, msg, map[string]any{"id": m.ID, "from": m.From})
+				d.ev.event(gw.EventIPStoreFailed, msg, map[string]any{"id": m.ID, "from": m.From})
 			}
 			return
 		}
 		d.log.Info("IP Command received", "id", m.ID, "from", m.From, "bytes", len(m.Payload))
-		d.held[0] = Inbound{}
+		d.held[0] = gw.Inbound{}
 		d.held = d.held[1:]
 	}
 	d.held = nil

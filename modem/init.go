@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/gw"
 	"log/slog"
 	"strings"
 	"time"
@@ -42,7 +43,7 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 	if _, err := b.retry(bctx, "enable numeric errors", at.Cmd{Line: "AT+CMEE=1"}); err != nil {
 		return err
 	}
-	info := ModemInfo{
+	info := gw.ModemInfo{
 		Manufacturer: b.identity(bctx, "AT+CGMI"),
 		Model:        b.identity(bctx, "AT+CGMM"),
 		Revision:     b.identity(bctx, "AT+CGMR"),
@@ -52,14 +53,14 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 	s.prof.Sockets = withSettings(s.prof.Sockets, s.cfg)
 	s.rec.reset = s.prof.Reset
 	info.Profile = s.prof.Name
-	s.update(func(st *Status) { st.Modem = info })
+	s.update(func(st *gw.Status) { st.Modem = info })
 	s.log.Info("modem identified", "manufacturer", info.Manufacturer, "model", info.Model, "revision", info.Revision, "profile", info.Profile)
 
 	if err := b.waitSIM(bctx, s.cfg.BootTimeout); err != nil {
 		return err
 	}
-	sim := SIMInfo{ICCID: b.iccid(bctx, s.prof.ICCID), IMSI: b.identity(bctx, "AT+CIMI")}
-	s.update(func(st *Status) { st.SIM = sim })
+	sim := gw.SIMInfo{ICCID: b.iccid(bctx, s.prof.ICCID), IMSI: b.identity(bctx, "AT+CIMI")}
+	s.update(func(st *gw.Status) { st.SIM = sim })
 	for _, line := range s.prof.Setup {
 		if _, err := b.w.do(bctx, "module setup", at.Cmd{Line: line}); err != nil {
 			if isFatal(err) {
@@ -90,7 +91,7 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 				return err
 			}
 			s.log.Warn("modem.init command failed", "command", line, "err", err)
-			s.event(EventInitFailed, fmt.Sprintf("modem.init command %q failed: %v", line, err), map[string]any{"command": line})
+			s.event(gw.EventInitFailed, fmt.Sprintf("modem.init command %q failed: %v", line, err), map[string]any{"command": line})
 		}
 	}
 	s.echoBase = eng.Echoes()
@@ -236,14 +237,14 @@ func (s *Session) setupSMS(ctx context.Context, b bringUp) error {
 	if len(r.Lines) > 0 {
 		if used, total, err := parseCPMS(r.Lines[0]); err == nil {
 			s.log.Info("SIM SMS storage", "used", used, "capacity", total)
-			s.update(func(st *Status) { st.SMSStore = StoreUse{Used: used, Total: total} })
-			if total > 0 && used >= total && s.storageAlarm != EventStorageFull {
+			s.update(func(st *gw.Status) { st.SMSStore = gw.StoreUse{Used: used, Total: total} })
+			if total > 0 && used >= total && s.storageAlarm != gw.EventStorageFull {
 				// The network has been refusing SMS; the drain that follows
 				// frees the SIM, and the network delivers what it held.
 				msg := fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained; draining it", used, total)
 				s.log.Warn(msg)
-				s.event(EventStorageFull, msg, map[string]any{"used": used, "total": total})
-				s.storageAlarm = EventStorageFull
+				s.event(gw.EventStorageFull, msg, map[string]any{"used": used, "total": total})
+				s.storageAlarm = gw.EventStorageFull
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/gw"
 	"log/slog"
 	"sync"
 	"time"
@@ -71,7 +72,7 @@ type ladder struct {
 	log *slog.Logger
 	ev  eventer
 	// recovery changes Status.Recovery.
-	recovery func(func(*Recovery))
+	recovery func(func(*gw.Recovery))
 	// probeTimeout bounds each probe's answer; the session sets it for each
 	// opening of the port. reset is the module profile's reset command, ""
 	// for AT+CFUN=1,1.
@@ -88,7 +89,7 @@ type ladder struct {
 	failed error // why the ladder reached levelFailed; nil otherwise
 }
 
-func newLadder(set ladderSettings, log *slog.Logger, ev eventer, recovery func(func(*Recovery))) *ladder {
+func newLadder(set ladderSettings, log *slog.Logger, ev eventer, recovery func(func(*gw.Recovery))) *ladder {
 	return &ladder{set: set, log: log, ev: ev, recovery: recovery}
 }
 
@@ -117,7 +118,7 @@ func (l *ladder) climb(min int, why error) int {
 	if next > levelFailed {
 		next = levelFailed
 	}
-	l.recovery(func(r *Recovery) {
+	l.recovery(func(r *gw.Recovery) {
 		if why != nil {
 			r.LastError = why.Error()
 		}
@@ -133,20 +134,20 @@ func (l *ladder) climb(min int, why error) int {
 	var typ, msg string
 	switch next {
 	case levelProbe:
-		typ, msg = EventRecoveryProbe, fmt.Sprintf("the modem did not answer (%v); probing it with AT", why)
-		l.recovery(func(r *Recovery) { r.Probes++ })
+		typ, msg = gw.EventRecoveryProbe, fmt.Sprintf("the modem did not answer (%v); probing it with AT", why)
+		l.recovery(func(r *gw.Recovery) { r.Probes++ })
 	case levelReinit:
-		typ, msg = EventRecoveryReinit, fmt.Sprintf("the modem is not healthy (%v); initialising it again", why)
-		l.recovery(func(r *Recovery) { r.Reinits++ })
+		typ, msg = gw.EventRecoveryReinit, fmt.Sprintf("the modem is not healthy (%v); initialising it again", why)
+		l.recovery(func(r *gw.Recovery) { r.Reinits++ })
 	case levelReset:
-		typ, msg = EventRecoveryReset, fmt.Sprintf("initialising did not help (%v); resetting the module (%s)", why, l.resetCmd())
-		l.recovery(func(r *Recovery) { r.Resets++ })
+		typ, msg = gw.EventRecoveryReset, fmt.Sprintf("initialising did not help (%v); resetting the module (%s)", why, l.resetCmd())
+		l.recovery(func(r *gw.Recovery) { r.Resets++ })
 	case levelReopen:
-		typ, msg = EventRecoveryReopen, fmt.Sprintf("the port or module failed (%v); closing and reopening %s", why, l.set.port)
+		typ, msg = gw.EventRecoveryReopen, fmt.Sprintf("the port or module failed (%v); closing and reopening %s", why, l.set.port)
 		l.reopenSince = time.Now()
-		l.recovery(func(r *Recovery) { r.Reopens++ })
+		l.recovery(func(r *gw.Recovery) { r.Reopens++ })
 	case levelFailed:
-		typ, msg = EventRecoveryFailed, fmt.Sprintf("the modem could not be recovered (%v); reporting unhealthy so the service manager restarts simgate, and still trying", why)
+		typ, msg = gw.EventRecoveryFailed, fmt.Sprintf("the modem could not be recovered (%v); reporting unhealthy so the service manager restarts simgate, and still trying", why)
 		l.mu.Lock()
 		l.failed = fmt.Errorf("%w: %w", errGaveUp, why)
 		l.mu.Unlock()
@@ -175,7 +176,7 @@ func (l *ladder) recovered() {
 	l.mu.Unlock()
 	msg := fmt.Sprintf("the modem is healthy again (after the %s step)", step)
 	l.log.Info(msg)
-	l.ev.event(EventRecoveryDone, msg, map[string]any{"step": step})
+	l.ev.event(gw.EventRecoveryDone, msg, map[string]any{"step": step})
 }
 
 // stepDelay is the pause before a step: jittered, doubling with the step.

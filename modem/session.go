@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/gw"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -40,9 +41,9 @@ const (
 	// watchdog (3 minutes) must still have time to restart the process.
 	DefaultPortGoneLimit = 90 * time.Second
 	// DefaultIPPort, DefaultAPN and DefaultCloud are the Super SIM values.
-	DefaultIPPort = 6969
-	DefaultAPN    = "super"
-	DefaultCloud  = "100.64.0.1:6969"
+	DefaultIPPort = gw.IPCommandsPort
+	DefaultAPN    = gw.APN
+	DefaultCloud  = gw.IPCommandsCloud
 )
 
 // Config configures a Session. Zero durations take the defaults above.
@@ -112,8 +113,8 @@ type Config struct {
 
 	// OnEvent and OnStatus are called from a goroutine of the session's own,
 	// in order; they may block without stalling the modem. Nil is fine.
-	OnEvent  func(Event)
-	OnStatus func(Status)
+	OnEvent  func(gw.Event)
+	OnStatus func(gw.Status)
 	Logger   *slog.Logger
 	// Open opens the port; nil means go.bug.st/serial. Tests inject fakes.
 	Open func(port string, baud int) (io.ReadWriteCloser, error)
@@ -125,12 +126,12 @@ type Config struct {
 // any goroutine.
 type Session struct {
 	cfg  Config
-	sink Sink
+	sink gw.Sink
 	log  *slog.Logger
 	note *notifier
 
 	mu     sync.Mutex // guards status
-	status Status
+	status gw.Status
 	health *health // for Healthy and senders (status.go)
 
 	// Run's goroutine only.
@@ -159,13 +160,13 @@ type Session struct {
 	missed   int
 	// journal mirrors the SIM journal in the sink; journalDirty is set when
 	// it changed since it was last committed.
-	journal      SIMJournal
+	journal      gw.SIMJournal
 	journalDirty bool
 	// undeleted names the SMS stored and not yet deleted from each slot,
 	// so one read again within this process keeps its id whether or not
 	// the journal names it; recent is when an SMS with each content id
 	// was last stored (identicalWindow).
-	undeleted map[int]SlotID
+	undeleted map[int]gw.SlotID
 	recent    map[string]time.Time
 
 	urcs         *at.Engine // the engine whose URCs are being taken
@@ -199,7 +200,7 @@ type pendingSet struct {
 }
 
 // NewSession returns a session on the modem cfg describes; Run starts it.
-func NewSession(cfg Config, sink Sink) *Session {
+func NewSession(cfg Config, sink gw.Sink) *Session {
 	if cfg.Baud <= 0 {
 		cfg.Baud = DefaultBaud
 	}
@@ -251,7 +252,7 @@ func NewSession(cfg Config, sink Sink) *Session {
 		note:      newNotifier(cfg.OnEvent, cfg.OnStatus, log),
 		pending:   map[string]*pendingSet{},
 		cmtiSeq:   map[int]uint64{},
-		undeleted: map[int]SlotID{},
+		undeleted: map[int]gw.SlotID{},
 		recent:    map[string]time.Time{},
 		suspects:  map[int]bool{},
 		health:    newHealth(),
@@ -259,10 +260,10 @@ func NewSession(cfg Config, sink Sink) *Session {
 	s.dp = newDataPath(dataSettings{
 		mode: cfg.IPMode, port: cfg.IPPort, apn: cfg.APN, cloud: cfg.Cloud, sources: cfg.AllowedSources,
 		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-	}, log, s, sink, func(d DataInfo) { s.update(func(st *Status) { st.Data = d }) })
-	s.net = newNetwork(log, s, func(f func(*NetworkInfo)) { s.update(func(st *Status) { f(&st.Network) }) }, s.dp.registrationBack)
+	}, log, s, sink, func(d gw.DataInfo) { s.update(func(st *gw.Status) { st.Data = d }) })
+	s.net = newNetwork(log, s, func(f func(*gw.NetworkInfo)) { s.update(func(st *gw.Status) { f(&st.Network) }) }, s.dp.registrationBack)
 	s.rec = newLadder(ladderSettings{port: cfg.Port, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax, portGone: cfg.PortGoneLimit},
-		log, s, func(f func(*Recovery)) { s.update(func(st *Status) { f(&st.Recovery) }) })
+		log, s, func(f func(*gw.Recovery)) { s.update(func(st *gw.Status) { f(&st.Recovery) }) })
 	s.status.Data.Mode = cfg.IPMode
 	if s.dp.wanted() {
 		s.status.Data.State = DataDown
@@ -328,7 +329,7 @@ func (s *Session) Run(ctx context.Context) error {
 		wait := jitter(delay)
 		if s.opened {
 			s.log.Warn("modem session ended; reopening the port", "err", err, "retry_in", wait)
-			s.event(EventModemLost, fmt.Sprintf("modem session ended (%v); reopening in %s", err, wait.Round(time.Millisecond)), nil)
+			s.event(gw.EventModemLost, fmt.Sprintf("modem session ended (%v); reopening in %s", err, wait.Round(time.Millisecond)), nil)
 		} else {
 			s.log.Info("modem port not available yet", "err", err, "retry_in", wait)
 		}
@@ -401,7 +402,7 @@ func (s *Session) attempt(ctx context.Context) error {
 				s.rec.initialised()
 				s.afterInit()
 				st := s.Status()
-				s.event(EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
+				s.event(gw.EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
 				if s.cfg.SMS {
 					s.needDrain = true
 				}
@@ -417,8 +418,8 @@ func (s *Session) attempt(ctx context.Context) error {
 		if errors.Is(err, errRestarted) || errors.Is(err, at.ErrReset) {
 			// The module reset by itself (brown-out, its own watchdog): it
 			// answers, it only needs initialising again.
-			s.event(EventModemRestarted, "the modem restarted; initialising it again", nil)
-			s.update(func(st *Status) {
+			s.event(gw.EventModemRestarted, "the modem restarted; initialising it again", nil)
+			s.update(func(st *gw.Status) {
 				st.Recovery.Reinits++
 				st.Recovery.LastError = err.Error()
 			})
@@ -501,7 +502,7 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 		pollC = poll.C
 	}
 	s.health.serving(eng)
-	s.update(func(st *Status) { st.Ready = true })
+	s.update(func(st *gw.Status) { st.Ready = true })
 	s.dp.start(s.prof)
 	if s.rec.recovering() {
 		s.pollDue = true // prove the recovery worked
@@ -651,7 +652,7 @@ func (s *Session) awaitURC(ctx context.Context, eng *at.Engine, what string, tim
 // ready" and the data session is down until the modem is served again.
 func (s *Session) stopServing(ctx context.Context, err error) {
 	s.health.stopped(err)
-	s.update(func(st *Status) { st.Ready = false })
+	s.update(func(st *gw.Status) { st.Ready = false })
 	switch {
 	case ctx.Err() != nil:
 		s.dp.stop("the modem session is stopping", true)
@@ -665,7 +666,7 @@ func (s *Session) stopServing(ctx context.Context, err error) {
 // disconnected records why the port was closed.
 func (s *Session) disconnected(err error) {
 	s.health.closed(err)
-	s.update(func(st *Status) {
+	s.update(func(st *gw.Status) {
 		st.Ready = false
 		if err != nil && !errors.Is(err, context.Canceled) {
 			st.Recovery.LastError = err.Error()
@@ -680,14 +681,14 @@ func (s *Session) disconnected(err error) {
 func (s *Session) engine() (*at.Engine, error) { return s.health.engine() }
 
 // Status returns the current snapshot.
-func (s *Session) Status() Status {
+func (s *Session) Status() gw.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.status
 }
 
 // update changes the status and reports it when it changed.
-func (s *Session) update(f func(*Status)) {
+func (s *Session) update(f func(*gw.Status)) {
 	s.mu.Lock()
 	old := s.status
 	f(&s.status)
@@ -700,7 +701,7 @@ func (s *Session) update(f func(*Status)) {
 }
 
 func (s *Session) event(typ, msg string, fields map[string]any) {
-	s.note.event(Event{Type: typ, Message: msg, Time: time.Now().UTC(), Fields: fields})
+	s.note.event(gw.Event{Type: typ, Message: msg, Time: time.Now().UTC(), Fields: fields})
 }
 
 // do runs one command, naming the operation in its error.

@@ -3,6 +3,7 @@ package modem
 import (
 	"context"
 	"fmt"
+	"github.com/simgate/simgate/internal/gw"
 	"log/slog"
 	"strings"
 	"sync"
@@ -19,14 +20,14 @@ type network struct {
 	ev  eventer
 	// status changes Status.Network; back runs when the registration is
 	// regained.
-	status func(func(*NetworkInfo))
+	status func(func(*gw.NetworkInfo))
 	back   func()
 
 	regs   map[string]registration // by "+CEREG", "+CGREG", "+CREG"
 	regWas string                  // "" until known, then "yes" or "no"
 }
 
-func newNetwork(log *slog.Logger, ev eventer, status func(func(*NetworkInfo)), back func()) *network {
+func newNetwork(log *slog.Logger, ev eventer, status func(func(*gw.NetworkInfo)), back func()) *network {
 	return &network{log: log, ev: ev, status: status, back: back, regs: map[string]registration{}}
 }
 
@@ -41,7 +42,7 @@ func (n *network) poll(ctx context.Context, c commander) error {
 		n.log.Debug("signal query failed", "err", err)
 	} else if len(r.Lines) > 0 {
 		if dbm, err := parseCSQ(r.Lines[0]); err == nil {
-			n.status(func(ni *NetworkInfo) { ni.SignalDBm = dbm })
+			n.status(func(ni *gw.NetworkInfo) { ni.SignalDBm = dbm })
 		}
 	}
 	for _, q := range []string{"AT+CEREG?", "AT+CGREG?", "AT+CREG?"} {
@@ -68,7 +69,7 @@ func (n *network) poll(ctx context.Context, c commander) error {
 		}
 	} else if len(r.Lines) > 0 {
 		if op, act, err := parseCOPS(r.Lines[0]); err == nil {
-			n.status(func(ni *NetworkInfo) {
+			n.status(func(ni *gw.NetworkInfo) {
 				ni.Operator = op
 				if t := technologyName(act); t != "" {
 					ni.Technology = t
@@ -111,7 +112,7 @@ func (n *network) applyRegistration() {
 			break
 		}
 	}
-	n.status(func(ni *NetworkInfo) {
+	n.status(func(ni *gw.NetworkInfo) {
 		ni.Registration = name
 		if tech != "" {
 			ni.Technology = tech
@@ -141,11 +142,11 @@ func (n *network) registrationChanged(name string) {
 	case was == "yes" && now == "no":
 		msg := fmt.Sprintf("network registration lost (%s); SMS and IP Commands wait until it is back", name)
 		n.log.Warn(msg)
-		n.ev.event(EventRegistrationLost, msg, map[string]any{"registration": name})
+		n.ev.event(gw.EventRegistrationLost, msg, map[string]any{"registration": name})
 	case was == "no" && now == "yes":
 		msg := fmt.Sprintf("network registration back (%s)", name)
 		n.log.Info(msg)
-		n.ev.event(EventRegistrationBack, msg, map[string]any{"registration": name})
+		n.ev.event(gw.EventRegistrationBack, msg, map[string]any{"registration": name})
 		n.back()
 	}
 }
