@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/ring"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -73,7 +75,7 @@ type dataPath struct {
 	fresh bool // the next open tears the old session down first
 	due   bool // open now
 	timer *time.Timer
-	delay time.Duration
+	delay *backoff.Backoff // between re-opens
 
 	from netip.AddrPort // SIM7600: sender of the next pushed datagram
 	// lastFail is the last open failure reported as an event; the same
@@ -82,9 +84,9 @@ type dataPath struct {
 
 	// held are datagrams read from the module that the Sink has not taken
 	// yet, in arrival order; stash are reads put off until it does.
-	held         []gw.Inbound
+	held         *ring.Queue[gw.Inbound]
 	heldTimer    *time.Timer
-	heldDelay    time.Duration
+	heldDelay    *backoff.Backoff // between offers to the Sink
 	storeFailing bool
 	stash        []sockEvent
 
@@ -101,7 +103,17 @@ type sendPath struct {
 }
 
 func newDataPath(set dataSettings, log *slog.Logger, ev eventer, sink putter, status func(gw.DataInfo)) *dataPath {
-	d := &dataPath{set: set, log: log, ev: ev, sink: sink, status: status, sock: -1}
+	d := &dataPath{
+		set: set, log: log, ev: ev, sink: sink, status: status, sock: -1,
+		delay:     backoff.New(set.retryMin, set.retryMax, backoff.Around),
+		heldDelay: backoff.New(set.retryMin, set.retryMax, backoff.Around),
+	}
+	// Beyond maxHeldDatagrams the oldest go, loudly.
+	d.held = ring.New(ring.Bounds[gw.Inbound]{Len: maxHeldDatagrams, OnDrop: func(m gw.Inbound) {
+		msg := fmt.Sprintf("IP Command %s from %s lost: the store refused it and %d more are waiting in memory", m.ID, m.From, maxHeldDatagrams)
+		d.log.Error(msg)
+		d.ev.event(gw.EventIPDropped, msg, map[string]any{"id": m.ID, "from": m.From})
+	}})
 	if d.wanted() {
 		d.send.why = "the modem is not initialised yet"
 	}
@@ -144,7 +156,7 @@ func (d *dataPath) start(p profile) {
 	// follows reads what a kept socket holds.
 	d.stash = nil
 	d.due = true
-	d.delay = d.set.retryMin
+	d.delay.Reset()
 }
 
 // stop runs when the session stops serving (port lost, recovery).
@@ -189,7 +201,7 @@ func (d *dataPath) setState(state, ip, why string) {
 // hasWork reports whether work waits that work does: an open that is
 // due, or a read put off while the Sink refused and taken it since.
 func (d *dataPath) hasWork() bool {
-	return d.due || (len(d.held) == 0 && len(d.stash) > 0)
+	return d.due || (d.held.Len() == 0 && len(d.stash) > 0)
 }
 
 // work does the waiting piece of work hasWork reported.
@@ -225,7 +237,7 @@ func (d *dataPath) registrationBack() {
 	if d.state == DataDown && d.fam != nil && d.timer != nil {
 		d.stopTimer()
 		d.due = true
-		d.delay = d.set.retryMin
+		d.delay.Reset()
 	}
 }
 
@@ -258,7 +270,7 @@ func (d *dataPath) open(ctx context.Context, w dataWire) error {
 	d.lastFail = ""
 	d.fresh = false
 	d.sock = info.ID
-	d.delay = d.set.retryMin
+	d.delay.Reset()
 	d.setState(DataUp, info.IP, "")
 	how := "opened"
 	if info.Kept {
@@ -290,8 +302,7 @@ func (d *dataPath) schedule(why, eventType string, fresh bool) {
 	if d.timer != nil && d.state == DataDown {
 		return // already waiting to re-open
 	}
-	wait := jitter(d.delay)
-	d.delay = min(2*d.delay, d.set.retryMax)
+	wait := d.delay.Next()
 	d.stopTimer()
 	d.timer = time.NewTimer(wait)
 	// The state first: whoever hears the event sees it.
@@ -352,7 +363,7 @@ func (d *dataPath) read(ctx context.Context, w dataWire, ev sockEvent) error {
 		return nil
 	}
 	for {
-		if len(d.held) > 0 {
+		if d.held.Len() > 0 {
 			d.stashRead(ev)
 			return nil
 		}
@@ -430,16 +441,8 @@ func (d *dataPath) datagram(ctx context.Context, from netip.AddrPort, data []byt
 	}
 	m := gw.Inbound{Channel: gw.ChannelIP, From: src, Port: d.set.port, Payload: data, Binary: !gw.IsText(data), ReceivedAt: time.Now().UTC()}
 	m.ID = gw.MessageID(m)
-	d.held = append(d.held, m)
-	if over := len(d.held) - maxHeldDatagrams; over > 0 {
-		for _, g := range d.held[:over] {
-			msg := fmt.Sprintf("IP Command %s from %s lost: the store refused it and %d more are waiting in memory", g.ID, g.From, maxHeldDatagrams)
-			d.log.Error(msg)
-			d.ev.event(gw.EventIPDropped, msg, map[string]any{"id": g.ID, "from": g.From})
-		}
-		d.held = append([]gw.Inbound(nil), d.held[over:]...)
-	}
-	if len(d.held) == 1 {
+	d.held.Push(m)
+	if d.held.Len() == 1 {
 		d.flushHeld(ctx)
 	}
 }
@@ -451,19 +454,18 @@ func (d *dataPath) flushHeld(ctx context.Context) {
 		d.heldTimer.Stop()
 		d.heldTimer = nil
 	}
-	for len(d.held) > 0 {
-		m := d.held[0]
+	for {
+		m, ok := d.held.Peek()
+		if !ok {
+			break
+		}
 		if err := d.sink.Put(ctx, m); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			if d.heldDelay <= 0 {
-				d.heldDelay = d.set.retryMin
-			}
-			wait := jitter(d.heldDelay)
-			d.heldDelay = min(2*d.heldDelay, d.set.retryMax)
+			wait := d.heldDelay.Next()
 			d.heldTimer = time.NewTimer(wait)
-			d.log.Warn("could not store an IP Command; keeping it and retrying", "id", m.ID, "held", len(d.held), "retry_in", wait, "err", err)
+			d.log.Warn("could not store an IP Command; keeping it and retrying", "id", m.ID, "held", d.held.Len(), "retry_in", wait, "err", err)
 			if !d.storeFailing {
 				d.storeFailing = true
 				msg := fmt.Sprintf("could not store the IP Command from %s (%d bytes); it is kept in memory and retried: %v", m.From, len(m.Payload), err)
@@ -472,27 +474,24 @@ func (d *dataPath) flushHeld(ctx context.Context) {
 			return
 		}
 		d.log.Info("IP Command received", "id", m.ID, "from", m.From, "bytes", len(m.Payload))
-		d.held[0] = gw.Inbound{}
-		d.held = d.held[1:]
+		d.held.Pop()
 	}
-	d.held = nil
 	d.storeFailing = false
-	d.heldDelay = d.set.retryMin
+	d.heldDelay.Reset()
 }
 
 // flushHeldAtExit gives datagrams still held a last chance when Run ends:
 // they exist nowhere else.
 func (d *dataPath) flushHeldAtExit() {
-	if len(d.held) == 0 {
+	if d.held.Len() == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	d.flushHeld(ctx)
-	for _, m := range d.held {
+	for _, m := range d.held.Drain() {
 		d.log.Error("IP Command lost at shutdown: the store refused it", "id", m.ID, "from", m.From, "bytes", len(m.Payload))
 	}
-	d.held = nil
 }
 
 // cloudAddr splits Config.Cloud into the host and port AT send commands

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 	"log/slog"
 	"strings"
@@ -120,7 +121,7 @@ func (b bringUp) waitAT(ctx context.Context) error {
 		if errors.Is(err, at.ErrClosed) || ctx.Err() != nil {
 			return &OpError{Op: "wait for the modem to answer AT", Err: err}
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return &OpError{Op: "wait for the modem to answer AT", Err: err}
 		}
 	}
@@ -149,7 +150,7 @@ func (b bringUp) retry(ctx context.Context, op string, c at.Cmd) (at.Reply, erro
 			return r, err
 		}
 		b.log.Debug("modem not ready yet", "op", op, "err", err)
-		if serr := sleep(ctx, delay); serr != nil {
+		if serr := backoff.Sleep(ctx, delay); serr != nil {
 			return r, err
 		}
 		delay = min(2*delay, 2*time.Second)
@@ -205,7 +206,7 @@ func (b bringUp) waitSIM(ctx context.Context, boot time.Duration) error {
 		case cmeCode(err) == 10 || cmsCode(err) == 310:
 			err = fmt.Errorf("no SIM inserted: %w", err)
 		}
-		if serr := sleep(ctx, delay); serr != nil {
+		if serr := backoff.Sleep(ctx, delay); serr != nil {
 			return fmt.Errorf("SIM not ready after %s: %w", boot, err)
 		}
 		delay = min(2*delay, 2*time.Second)

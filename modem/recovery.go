@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 	"log/slog"
 	"sync"
@@ -181,11 +182,7 @@ func (l *ladder) recovered() {
 
 // stepDelay is the pause before a step: jittered, doubling with the step.
 func (l *ladder) stepDelay(level int) time.Duration {
-	d := l.set.retryMin
-	for i := levelProbe; i < level && d < l.set.retryMax; i++ {
-		d *= 2
-	}
-	return jitter(min(d, l.set.retryMax))
+	return backoff.Jitter(backoff.Double(l.set.retryMin, l.set.retryMax, level-levelProbe), backoff.Around)
 }
 
 func (l *ladder) resetCmd() string {
@@ -221,7 +218,7 @@ func (l *ladder) onPort(ctx context.Context, w ladderWire, err error, initFailed
 	if level >= levelReopen {
 		return levelReopen, err
 	}
-	if serr := sleep(ctx, l.stepDelay(level)); serr != nil {
+	if serr := backoff.Sleep(ctx, l.stepDelay(level)); serr != nil {
 		return levelReopen, serr
 	}
 	if level == levelReset {

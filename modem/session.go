@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -313,7 +313,9 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 	}()
 	defer s.dp.flushHeldAtExit()
-	delay := s.cfg.RetryMin
+	// Between openings of the port: jittered, so gateways restarted
+	// together do not retry in step, and doubling.
+	reopen := backoff.New(s.cfg.RetryMin, s.cfg.RetryMax, backoff.Around)
 	for {
 		started := time.Now()
 		s.opened = false
@@ -324,28 +326,19 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 		s.rec.portDown(err, s.opened, s.health.ready())
 		if s.rec.healthySince(started) || time.Since(started) > 2*s.cfg.RetryMax {
-			delay = s.cfg.RetryMin // it ran well for a while: start over
+			reopen.Reset() // it ran well for a while: start over
 		}
-		wait := jitter(delay)
+		wait := reopen.Next()
 		if s.opened {
 			s.log.Warn("modem session ended; reopening the port", "err", err, "retry_in", wait)
 			s.event(gw.EventModemLost, fmt.Sprintf("modem session ended (%v); reopening in %s", err, wait.Round(time.Millisecond)), nil)
 		} else {
 			s.log.Info("modem port not available yet", "err", err, "retry_in", wait)
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil
-		case <-time.After(wait):
 		}
-		delay = min(2*delay, s.cfg.RetryMax)
 	}
-}
-
-// jitter spreads d by ±25% so gateways restarted together do not retry in
-// step.
-func jitter(d time.Duration) time.Duration {
-	return d*3/4 + time.Duration(rand.Int64N(int64(d)/2+1))
 }
 
 // errRestarted ends an attempt when the module reset under a live port.
@@ -744,16 +737,4 @@ func cmsCode(err error) int {
 		return e.Code
 	}
 	return -1
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
