@@ -201,36 +201,18 @@ type pendingSet struct {
 
 // NewSession returns a session on the modem cfg describes; Run starts it.
 func NewSession(cfg Config, sink gw.Sink) *Session {
-	if cfg.Baud <= 0 {
-		cfg.Baud = DefaultBaud
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.BootTimeout <= 0 {
-		cfg.BootTimeout = DefaultBootTimeout
-	}
-	if cfg.ReassemblyTimeout <= 0 {
-		cfg.ReassemblyTimeout = DefaultReassemblyTimeout
-	}
-	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = DefaultRetryMin
-	}
+	orDefault(&cfg.Baud, DefaultBaud)
+	orDefault(&cfg.PollInterval, DefaultPollInterval)
+	orDefault(&cfg.BootTimeout, DefaultBootTimeout)
+	orDefault(&cfg.ReassemblyTimeout, DefaultReassemblyTimeout)
+	orDefault(&cfg.RetryMin, DefaultRetryMin)
 	if cfg.RetryMax < cfg.RetryMin {
 		cfg.RetryMax = max(DefaultRetryMax, cfg.RetryMin)
 	}
-	if cfg.ProbeTimeout <= 0 {
-		cfg.ProbeTimeout = DefaultProbeTimeout
-	}
-	if cfg.IdleProbe <= 0 {
-		cfg.IdleProbe = DefaultIdleProbe
-	}
-	if cfg.PortGoneLimit <= 0 {
-		cfg.PortGoneLimit = DefaultPortGoneLimit
-	}
-	if cfg.IPPort <= 0 {
-		cfg.IPPort = DefaultIPPort
-	}
+	orDefault(&cfg.ProbeTimeout, DefaultProbeTimeout)
+	orDefault(&cfg.IdleProbe, DefaultIdleProbe)
+	orDefault(&cfg.PortGoneLimit, DefaultPortGoneLimit)
+	orDefault(&cfg.IPPort, DefaultIPPort)
 	if cfg.APN == "" {
 		cfg.APN = DefaultAPN
 	}
@@ -270,6 +252,13 @@ func NewSession(cfg Config, sink gw.Sink) *Session {
 	}
 	s.status.Network.Registration = "unknown"
 	return s
+}
+
+// orDefault sets *v to d when it is zero or less: unset in Config.
+func orDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 func openSerial(path string, baud int) (io.ReadWriteCloser, error) {

@@ -3,6 +3,7 @@ package modem
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/simgate/simgate/modem/at"
@@ -48,18 +49,14 @@ func (f quectelSockets) open(ctx context.Context, l sockLink, o sockOpen) (sockI
 			}
 		}
 	}
-	if _, err := l.try(ctx, "set APN", at.Cmd{Line: fmt.Sprintf(`AT+QICSGP=1,1,"%s","","",1`, o.APN)}); err != nil {
-		return sockInfo{}, err
-	}
+	steps := []setup{{"set APN", fmt.Sprintf(`AT+QICSGP=1,1,"%s","","",1`, o.APN)}}
 	if o.Fresh {
 		// After "pdpdeact" the host must close its sockets and deactivate
 		// the context before activating it again.
-		if _, err := l.try(ctx, "close socket", at.Cmd{Line: fmt.Sprintf("AT+QICLOSE=%d", id)}); err != nil {
-			return sockInfo{}, err
-		}
-		if _, err := l.try(ctx, "deactivate data session", at.Cmd{Line: "AT+QIDEACT=1"}); err != nil {
-			return sockInfo{}, err
-		}
+		steps = append(steps, setup{"close socket", fmt.Sprintf("AT+QICLOSE=%d", id)}, setup{"deactivate data session", "AT+QIDEACT=1"})
+	}
+	if err := l.trySteps(ctx, steps...); err != nil {
+		return sockInfo{}, err
 	}
 	r, err := l.do(ctx, "query data session", at.Cmd{Line: "AT+QIACT?"})
 	if err != nil {
@@ -76,10 +73,7 @@ func (f quectelSockets) open(ctx context.Context, l sockLink, o sockOpen) (sockI
 		_, ip = parseQIACT(r.Lines, 1)
 	}
 	// Echoed send data would come back among the replies.
-	if _, err := l.try(ctx, "disable send echo", at.Cmd{Line: "AT+QISDE=0"}); err != nil {
-		return sockInfo{}, err
-	}
-	if _, err := l.try(ctx, "close socket", at.Cmd{Line: fmt.Sprintf("AT+QICLOSE=%d", id)}); err != nil {
+	if err := l.trySteps(ctx, setup{"disable send echo", "AT+QISDE=0"}, setup{"close socket", fmt.Sprintf("AT+QICLOSE=%d", id)}); err != nil {
 		return sockInfo{}, err
 	}
 	line := fmt.Sprintf(`AT+QIOPEN=1,%d,"UDP SERVICE","127.0.0.1",0,%d,%d`, id, o.Port, mode)
@@ -153,15 +147,9 @@ func (f quectelSockets) read(ctx context.Context, l sockLink, ev *sockEvent) ([]
 	if err != nil {
 		return nil, false, err
 	}
-	var out []datagram
-	for _, p := range r.Payloads {
-		_, from, err := parseQIRD(p.Head)
-		if err != nil {
-			// The bytes are framed by length, so they are the datagram
-			// even when the sender is unreadable.
-			l.log.Warn("unreadable datagram head; sender unknown", "head", p.Head, "err", err)
-		}
-		out = append(out, datagram{from: from, data: p.Data})
-	}
+	out := l.datagrams(r.Payloads, func(head string) (netip.AddrPort, error) {
+		_, from, err := parseQIRD(head)
+		return from, err
+	})
 	return out, len(out) > 0, nil
 }

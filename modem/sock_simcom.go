@@ -61,18 +61,16 @@ func (simcomSockets) open(ctx context.Context, l sockLink, o sockOpen) (sockInfo
 			}
 		}
 	}
-	if _, err := l.try(ctx, "set APN", at.Cmd{Line: fmt.Sprintf(`AT+CGDCONT=1,"IP","%s"`, o.APN)}); err != nil {
-		return sockInfo{}, err
-	}
 	// The sender of each datagram ("RECV FROM:") is what the allowlist
 	// checks and what "from" reports.
-	if _, err := l.try(ctx, "show datagram senders", at.Cmd{Line: "AT+CIPSRIP=1"}); err != nil {
+	steps := []setup{{"set APN", fmt.Sprintf(`AT+CGDCONT=1,"IP","%s"`, o.APN)}, {"show datagram senders", "AT+CIPSRIP=1"}}
+	if o.Fresh {
+		steps = append(steps, setup{"close socket", fmt.Sprintf("AT+CIPCLOSE=%d", id)})
+	}
+	if err := l.trySteps(ctx, steps...); err != nil {
 		return sockInfo{}, err
 	}
 	if o.Fresh {
-		if _, err := l.try(ctx, "close socket", at.Cmd{Line: fmt.Sprintf("AT+CIPCLOSE=%d", id)}); err != nil {
-			return sockInfo{}, err
-		}
 		r, err := l.do(ctx, "close data session", at.Cmd{Line: "AT+NETCLOSE"})
 		switch {
 		case isFatal(err):
@@ -105,7 +103,7 @@ func (simcomSockets) open(ctx context.Context, l sockLink, o sockOpen) (sockInfo
 			}
 		}
 	}
-	if _, err := l.try(ctx, "close socket", at.Cmd{Line: fmt.Sprintf("AT+CIPCLOSE=%d", id)}); err != nil {
+	if err := l.trySteps(ctx, setup{"close socket", fmt.Sprintf("AT+CIPCLOSE=%d", id)}); err != nil {
 		return sockInfo{}, err
 	}
 	line := fmt.Sprintf(`AT+CIPOPEN=%d,"UDP",,,%d`, id, o.Port)

@@ -132,9 +132,38 @@ func (l sockLink) try(ctx context.Context, op string, c at.Cmd) (at.Reply, error
 	return r, nil
 }
 
+// setup is one command of an open whose failure does not stop it.
+type setup struct{ op, line string }
+
+// trySteps runs each step with try, in order; only a silent or vanished
+// modem stops them.
+func (l sockLink) trySteps(ctx context.Context, steps ...setup) error {
+	for _, st := range steps {
+		if _, err := l.try(ctx, st.op, at.Cmd{Line: st.line}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (l sockLink) await(ctx context.Context, what string, timeout time.Duration, match func(line string) bool) (string, error) {
 	u, err := l.urcs.awaitURC(ctx, what, timeout, func(u at.URC) bool { return match(u.Line) })
 	return u.Line, err
+}
+
+// datagrams are the length-framed answers of a read, each with the sender
+// sender reads from its head. The bytes are framed by length, so they are
+// the datagram even when the sender is unreadable; that is logged.
+func (l sockLink) datagrams(ps []at.Payload, sender func(head string) (netip.AddrPort, error)) []datagram {
+	var out []datagram
+	for _, p := range ps {
+		from, err := sender(p.Head)
+		if err != nil {
+			l.log.Warn("unreadable datagram head; sender unknown", "head", p.Head, "err", err)
+		}
+		out = append(out, datagram{from: from, data: p.Data})
+	}
+	return out
 }
 
 // errNoURC is a URC that should have completed an operation and did not
