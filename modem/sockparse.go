@@ -159,7 +159,7 @@ func parseOpenResult(line, prefix string) (id, code int, err error) {
 func parseRecvFrom(line string) (netip.AddrPort, error) {
 	rest, ok := strings.CutPrefix(line, "RECV FROM:")
 	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("%q does not start with RECV FROM:", line)
+		return netip.AddrPort{}, fmt.Errorf("%q does not start with %q", line, "RECV FROM:")
 	}
 	rest = strings.TrimSpace(rest)
 	i := strings.LastIndexByte(rest, ':')
