@@ -206,3 +206,21 @@ func TestQuectelOpenSteps(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestUbloxKeepsKnownSocket: a u-blox open that is not fresh asks the
+// socket the session used so far how much it holds and keeps it, with
+// what it holds to be read.
+func TestUbloxKeepsKnownSocket(t *testing.T) {
+	w := newScript(t,
+		step{line: "AT+USORF=2,0", reply: at.Reply{Lines: []string{"+USORF: 2,5"}}},
+		step{line: "AT+CGPADDR=1", reply: at.Reply{Lines: []string{`+CGPADDR: 1,"10.64.12.34"`}}},
+	)
+	info, err := ubloxSockets{}.open(context.Background(), sockLink{cmd: w, urcs: w, log: discardLog()}, sockOpen{APN: "super", Port: 6969, Known: 2})
+	w.finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (sockInfo{ID: 2, IP: "10.64.12.34", Kept: true, Pending: 5}); info != want {
+		t.Errorf("open = %+v, want %+v", info, want)
+	}
+}
