@@ -124,6 +124,13 @@ type Config struct {
 // initialised, hands received SMS and datagrams to the Sink and sends what
 // the relay asks. Run does the work; the other methods may be called from
 // any goroutine.
+//
+// The session owns the engine, the URC routing and the poll; the rest is
+// done by parts that get only what they need (a commander or a narrower
+// wire on the current engine, an eventer, their settings): the recovery
+// ladder (recovery.go), the data path (data.go) with one socketFamily per
+// module family (sock_*.go), health and network (status.go) and the
+// initialisation's commands (bringUp, init.go).
 type Session struct {
 	cfg  Config
 	sink gw.Sink
