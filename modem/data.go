@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/simgate/simgate/internal/backoff"
-	"github.com/simgate/simgate/internal/gw"
-	"github.com/simgate/simgate/internal/ring"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -14,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
+	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/ring"
 	"github.com/simgate/simgate/modem/at"
 )
 

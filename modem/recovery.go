@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/simgate/simgate/internal/backoff"
-	"github.com/simgate/simgate/internal/gw"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
 

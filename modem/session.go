@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/simgate/simgate/internal/backoff"
-	"github.com/simgate/simgate/internal/gw"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -14,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 	"go.bug.st/serial"
 )

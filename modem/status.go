@@ -3,12 +3,12 @@ package modem
 import (
 	"context"
 	"fmt"
-	"github.com/simgate/simgate/internal/gw"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
 
