@@ -77,15 +77,20 @@ const probeLine = "AT+CMEE?"
 // the modem sends into replies and URCs. It never closes the port; whoever
 // opened it does, which also ends the engine.
 type Engine struct {
-	port  io.ReadWriter
-	cfg   Config
-	log   *slog.Logger
-	m     *machine
-	reqs  chan *request
-	quit  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-	epoch time.Time
+	port io.ReadWriter
+	cfg  Config
+	log  *slog.Logger
+	m    *machine
+	reqs chan *request
+	quit chan struct{}
+	done chan struct{} // closed when the owner goroutine has returned
+	// dispatched is closed when the dispatch goroutine has returned (at
+	// once with PullURCs, which starts none); readDone when the reading
+	// goroutine has.
+	dispatched chan struct{}
+	readDone   chan struct{}
+	once       sync.Once
+	epoch      time.Time
 
 	errMu sync.Mutex
 	err   error
@@ -136,20 +141,24 @@ func New(port io.ReadWriter, cfg Config) *Engine {
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		port:    port,
-		cfg:     cfg,
-		log:     log,
-		m:       newMachine(cfg.URCs),
-		reqs:    make(chan *request),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
-		epoch:   time.Now(),
-		urcWake: make(chan struct{}, 1),
+		port:       port,
+		cfg:        cfg,
+		log:        log,
+		m:          newMachine(cfg.URCs),
+		reqs:       make(chan *request),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		dispatched: make(chan struct{}),
+		readDone:   make(chan struct{}),
+		epoch:      time.Now(),
+		urcWake:    make(chan struct{}, 1),
 	}
 	reads := make(chan []byte)
 	readErr := make(chan error, 1)
 	go e.read(reads, readErr)
-	if !cfg.PullURCs {
+	if cfg.PullURCs {
+		close(e.dispatched)
+	} else {
 		go e.dispatch()
 	}
 	go e.run(reads, readErr)
@@ -194,17 +203,27 @@ func (e *Engine) Command(ctx context.Context, line string) ([]string, error) {
 	return r.Lines, err
 }
 
-// Close stops the engine and waits for its owner goroutine. It does not
-// close the port. The reading goroutine ends when the port's owner closes it.
+// Close stops the engine and waits for the goroutines it started: the owner
+// goroutine, the one calling OnURC (a call in progress finishes first, so
+// OnURC must not call Close) and, when Closing was called, the one reading
+// the port. It does not close the port: the engine never owns it. Without
+// Closing, the reading goroutine is not waited for, as only the port's
+// owner can end a Read; it returns when the port is closed and touches
+// nothing of the engine's after Close.
 func (e *Engine) Close() error {
 	e.once.Do(func() { close(e.quit) })
 	<-e.done
+	<-e.dispatched
+	if e.closing.Load() {
+		<-e.readDone
+	}
 	return nil
 }
 
 // Closing tells the engine that its owner is about to close the port (to
-// unblock a write stuck on a dead device) before calling Close, so the read
-// error that follows is not reported as a fault.
+// unblock a write stuck on a dead device, or a read) before calling Close,
+// so the read error that follows is not reported as a fault, and so Close
+// waits for the reading goroutine, which the port's closing ends.
 func (e *Engine) Closing() { e.closing.Store(true) }
 
 // Done is closed when the engine has stopped: Close was called or the port
@@ -260,6 +279,7 @@ func (e *Engine) closedErr() error {
 // read is the only goroutine blocked in port.Read; it hands bytes to the
 // owner and never interprets them.
 func (e *Engine) read(out chan<- []byte, errc chan<- error) {
+	defer close(e.readDone)
 	buf := make([]byte, 4096)
 	empty := 0
 	for {
@@ -588,6 +608,7 @@ func (e *Engine) URCReady() <-chan struct{} { return e.urcWake }
 // dispatch hands URCs to OnURC in order, off the owner goroutine. It takes
 // them one at a time, so what waits stays within the queue's bounds.
 func (e *Engine) dispatch() {
+	defer close(e.dispatched)
 	for {
 		select {
 		case <-e.quit:

@@ -33,9 +33,18 @@ func start(t *testing.T, chunk int, steps ...attest.Step) *harness {
 func startConfig(t *testing.T, cfg Config, chunk int, steps ...attest.Step) *harness {
 	t.Helper()
 	h := &harness{port: attest.New(t, steps...).Chunk(chunk), urcs: make(chan URC, 100)}
-	cfg.OnURC = func(u URC) { h.urcs <- u }
+	// Close waits for OnURC: URCs the test did not read must not keep it
+	// blocked once the test is over.
+	over := make(chan struct{})
+	cfg.OnURC = func(u URC) {
+		select {
+		case h.urcs <- u:
+		case <-over:
+		}
+	}
 	h.eng = New(h.port, cfg)
 	t.Cleanup(func() {
+		close(over)
 		h.eng.Close()
 		h.port.Close()
 	})
