@@ -36,7 +36,15 @@ type Config struct {
 	// of waiting out its timeout (up to minutes) for an answer that will
 	// never come. Nil means DefaultIsReset.
 	IsReset func(line string) bool
-	Logger  *slog.Logger
+	// Logger receives the engine's log lines; nil discards them.
+	Logger *slog.Logger
+	// Trace logs every read from and write to the port on Logger at debug
+	// level, one line each (through github.com/warthog618/modem/trace):
+	// at most 128 bytes shown, escaped, the rest counted, and the PINs and
+	// passwords of the commands that carry them (AT+CPIN, AT+CGAUTH,
+	// AT+QICSGP, ...) replaced by "***". It costs nothing when Logger
+	// does not log debug lines.
+	Trace bool
 }
 
 // DefaultIsReset recognises "RDY", the first thing Quectel and SIMCom
@@ -139,6 +147,9 @@ func New(port io.ReadWriter, cfg Config) *Engine {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Trace && log.Enabled(context.Background(), slog.LevelDebug) {
+		port = traced(port, log)
 	}
 	e := &Engine{
 		port:       port,
@@ -393,7 +404,7 @@ func (e *Engine) startNext() bool {
 func (e *Engine) settle() bool {
 	e.echoes.Store(e.m.echoes)
 	for _, l := range e.m.stale {
-		e.log.Debug("dropped stale modem output", "line", l)
+		e.log.Debug("dropped stale modem output", "line", redactLine(l))
 	}
 	e.m.stale = e.m.stale[:0]
 	if len(e.m.write) > 0 {
