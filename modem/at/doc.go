@@ -34,10 +34,10 @@
 //     (MaxQueuedURCs, MaxQueuedURCBytes), so a module flooding the line
 //     while the reader is busy cannot grow memory without limit.
 //
-//   - With Config.Trace every read and write is one debug log line,
-//     bounded in length and with PINs and passwords replaced by "***".
-//     The wrapper is warthog618's trace package; its info package handles
-//     information-line prefixes. Those two small packages serve as they are.
+// Two small packages of that module serve as they are: trace wraps the port
+// when Config.Trace is set, so every read and write is one debug log line
+// (bounded in length, PINs and passwords replaced by "***"), and info
+// handles information-line prefixes.
 //
 // SplitFields is the one quote-aware splitter of a line's parameters
 // (`1,"REC UNREAD",,24`), for the engine's framers and the modem package's
