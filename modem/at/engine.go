@@ -40,10 +40,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Trace logs every read from and write to the port on Logger at debug
 	// level, one line each (through github.com/warthog618/modem/trace):
-	// at most 128 bytes shown, escaped, the rest counted, and the PINs and
-	// passwords of the commands that carry them (AT+CPIN, AT+CGAUTH,
-	// AT+QICSGP, ...) replaced by "***". It costs nothing when Logger
-	// does not log debug lines.
+	// text as it is and other bytes in hex, at most 128 bytes of them with
+	// the rest counted, and the PINs and passwords of the commands that
+	// carry them (AT+CPIN, AT+CGAUTH, AT+QICSGP, ...) replaced by "***".
+	// It costs nothing when Logger does not log debug lines.
 	Trace bool
 }
 

@@ -1,18 +1,19 @@
 package at
 
 import (
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/warthog618/modem/trace"
 )
 
 // traceShown bounds the bytes of one read or write shown in the wire log;
-// the rest are only counted, so a 64 KiB socket payload costs one short
-// line.
+// the rest are only counted ("more"), so a 64 KiB socket payload costs one
+// short line.
 const traceShown = 128
 
 // The directions of the wire log, set as trace's formats so that Printf
@@ -61,23 +62,24 @@ func (w *wireLog) Printf(format string, v ...any) {
 		var r redactor
 		shown = r.redact(nil, b)
 	}
-	w.log.Debug("wire", "dir", format, "len", len(b), "bytes", escape(shown))
-}
-
-// escape shows b as Go escapes it in a string, without the quotes: text
-// stays readable, control and binary bytes become \r, \x00, ..., and at
-// most traceShown bytes are shown.
-func escape(b []byte) string {
-	more := len(b) - traceShown
-	if more > 0 {
-		b = b[:traceShown]
+	attrs := []any{"dir", format, "len", len(b)}
+	if all := len(shown); all > traceShown {
+		shown = shown[:traceShown]
+		// A character cut in two does not make the text binary.
+		for !utf8.Valid(shown) && len(shown) > traceShown-utf8.UTFMax {
+			shown = shown[:len(shown)-1]
+		}
+		attrs = append(attrs, "more", all-len(shown))
 	}
-	q := strconv.Quote(string(b))
-	q = q[1 : len(q)-1]
-	if more > 0 {
-		q += "... (" + strconv.Itoa(more) + " more bytes)"
+	// Text goes as it is, for the handler to quote (text) or escape
+	// (JSON) its control bytes; bytes that are not UTF-8 as hex, which
+	// every handler shows as they are.
+	if utf8.Valid(shown) {
+		attrs = append(attrs, "bytes", string(shown))
+	} else {
+		attrs = append(attrs, "hex", hex.EncodeToString(shown))
 	}
-	return q
+	w.log.Debug("wire", attrs...)
 }
 
 // secretRule says which parameters of an AT command are secrets.

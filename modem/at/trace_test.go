@@ -3,9 +3,9 @@ package at
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +31,8 @@ type wireRecord struct {
 	Dir   string `json:"dir"`
 	Len   int    `json:"len"`
 	Bytes string `json:"bytes"`
+	Hex   string `json:"hex"`
+	More  int    `json:"more"`
 }
 
 // wire returns the wire log's records, and the bytes they show per
@@ -52,11 +54,11 @@ func (l *logBuffer) wire(t *testing.T) (recs []wireRecord, shown map[string]stri
 			continue
 		}
 		recs = append(recs, r)
-		s, err := strconv.Unquote(`"` + r.Bytes + `"`)
+		b, err := hex.DecodeString(r.Hex)
 		if err != nil {
-			t.Fatalf("wire bytes %q do not unquote: %v", r.Bytes, err)
+			t.Fatalf("wire hex %q: %v", r.Hex, err)
 		}
-		shown[r.Dir] += s
+		shown[r.Dir] += r.Bytes + string(b)
 	}
 	return recs, shown
 }
@@ -100,10 +102,15 @@ func TestTraceLogsWire(t *testing.T) {
 	if diff := cmp.Diff(want, shown); diff != "" {
 		t.Errorf("wire log (-want +got):\n%s", diff)
 	}
+	binary := false
 	for _, r := range recs {
 		if r.Dir == "read" && r.Len > 3 {
 			t.Errorf("a read of %d bytes logged; the port returns at most 3", r.Len)
 		}
+		binary = binary || r.Hex == "00ff0d"
+	}
+	if !binary {
+		t.Errorf("the data written, not UTF-8, was not logged as hex: %+v", recs)
 	}
 }
 
@@ -142,11 +149,11 @@ func TestTraceRedactsAndBounds(t *testing.T) {
 		t.Errorf("command logged as %q, want the PIN as ***", shown["write"])
 	}
 	for _, r := range recs {
-		if len(r.Bytes) > 4*traceShown+40 {
-			t.Errorf("a %d-byte %s logged in %d characters", r.Len, r.Dir, len(r.Bytes))
+		if len(r.Bytes) > traceShown || len(r.Hex) > 2*traceShown {
+			t.Errorf("a %d-byte %s logged as %d bytes, %d hex digits", r.Len, r.Dir, len(r.Bytes), len(r.Hex))
 		}
-		if r.Len == len(payload) && !strings.HasSuffix(r.Bytes, "... (1872 more bytes)") {
-			t.Errorf("payload logged as %q, want it shortened", r.Bytes)
+		if r.Len == len(payload) && (r.Bytes != payload[:traceShown] || r.More != len(payload)-traceShown) {
+			t.Errorf("payload logged as %q and %d more, want it shortened to %d bytes", r.Bytes, r.More, traceShown)
 		}
 	}
 }
