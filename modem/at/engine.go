@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/simgate/simgate/internal/ring"
 )
 
 // Config configures an Engine. The zero value works.
@@ -109,11 +111,10 @@ type Engine struct {
 	echoes     atomic.Int64
 	closing    atomic.Bool // the owner is closing the port: read errors are expected
 
-	urcMu    sync.Mutex
-	urcQ     []URC
-	urcBytes int // Size of everything in urcQ
-	urcWake  chan struct{}
-	dropped  int
+	urcMu   sync.Mutex
+	urcQ    *ring.Queue[URC] // bounded by MaxQueuedURCs and MaxQueuedURCBytes
+	urcWake chan struct{}
+	dropped int
 
 	// owner goroutine state
 	needSync bool
@@ -163,6 +164,9 @@ func New(port io.ReadWriter, cfg Config) *Engine {
 		readDone:   make(chan struct{}),
 		epoch:      time.Now(),
 		urcWake:    make(chan struct{}, 1),
+		urcQ: ring.New(ring.Bounds[URC]{
+			Len: MaxQueuedURCs, Cost: MaxQueuedURCBytes, CostOf: URC.Size,
+		}),
 	}
 	reads := make(chan []byte)
 	readErr := make(chan error, 1)
@@ -557,17 +561,7 @@ func (e *Engine) stop(err error) {
 func (e *Engine) queueURCs(us []URC) {
 	e.urcMu.Lock()
 	for _, u := range us {
-		e.urcQ = append(e.urcQ, u)
-		e.urcBytes += u.Size()
-	}
-	drop := 0
-	for drop < len(e.urcQ) && (len(e.urcQ)-drop > MaxQueuedURCs || e.urcBytes > MaxQueuedURCBytes) {
-		e.urcBytes -= e.urcQ[drop].Size()
-		drop++
-	}
-	if drop > 0 {
-		e.dropped += drop
-		e.urcQ = append([]URC(nil), e.urcQ[drop:]...)
+		e.dropped += e.urcQ.Push(u)
 	}
 	e.urcMu.Unlock()
 	select {
@@ -581,17 +575,7 @@ func (e *Engine) popURC() (URC, bool) {
 	e.urcMu.Lock()
 	dropped := e.dropped
 	e.dropped = 0
-	var u URC
-	ok := len(e.urcQ) > 0
-	if ok {
-		u = e.urcQ[0]
-		e.urcQ[0] = URC{}
-		e.urcQ = e.urcQ[1:]
-		e.urcBytes -= u.Size()
-		if len(e.urcQ) == 0 {
-			e.urcQ = nil // let the array go
-		}
-	}
+	u, ok := e.urcQ.Pop()
 	e.urcMu.Unlock()
 	if dropped > 0 {
 		e.log.Warn("URC queue full, dropped the oldest", "dropped", dropped,
@@ -604,7 +588,7 @@ func (e *Engine) popURC() (URC, bool) {
 func (e *Engine) queuedURCs() (n, size int) {
 	e.urcMu.Lock()
 	defer e.urcMu.Unlock()
-	return len(e.urcQ), e.urcBytes
+	return e.urcQ.Len(), e.urcQ.Cost()
 }
 
 // NextURC returns the oldest URC waiting (Config.PullURCs), if any. Every
