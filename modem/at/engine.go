@@ -621,7 +621,7 @@ func (e *Engine) dispatch() {
 			default:
 			}
 			if e.cfg.OnURC == nil {
-				e.log.Debug("URC", "line", u.Line, "known", u.Known)
+				e.log.Debug("URC", "line", redactLine(u.Line), "known", u.Known)
 				continue
 			}
 			e.cfg.OnURC(u)
