@@ -223,8 +223,8 @@ func (e *Engine) Command(ctx context.Context, line string) ([]string, error) {
 // OnURC must not call Close) and, when Closing was called, the one reading
 // the port. It does not close the port: the engine never owns it. Without
 // Closing, the reading goroutine is not waited for, as only the port's
-// owner can end a Read; it returns when the port is closed and touches
-// nothing of the engine's after Close.
+// owner can end a Read; once the port is closed it returns without
+// handing on what it read.
 func (e *Engine) Close() error {
 	e.once.Do(func() { close(e.quit) })
 	<-e.done
