@@ -11,11 +11,11 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/transport"
 )
 
-// printingDevice stands in for the modem session: a modem.Device that
+// printingDevice stands in for the modem session: a transport.Device that
 // prints what it is asked to send.
 type printingDevice struct{}
 
@@ -29,7 +29,7 @@ func (printingDevice) SendUDP(_ context.Context, payload []byte) error {
 	return nil
 }
 
-func (printingDevice) Status() modem.Status { return modem.Status{Ready: true} }
+func (printingDevice) Status() gw.Status { return gw.Status{Ready: true} }
 
 // The wiring of cmd/simgate, cut down: the durable queue, an embedded
 // broker, and the relay between them and a device. An SMS the session
@@ -114,7 +114,7 @@ func Example() {
 
 	// The modem session commits each SMS before it deletes it from the SIM.
 	at := time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC)
-	if err := q.Put(ctx, modem.Inbound{ID: "sms-1", Channel: modem.ChannelSMS, From: "000", Payload: []byte("reboot"), Parts: 1, SentAt: at, ReceivedAt: at}); err != nil {
+	if err := q.Put(ctx, gw.Inbound{ID: "sms-1", Channel: gw.ChannelSMS, From: "000", Payload: []byte("reboot"), Parts: 1, SentAt: at, ReceivedAt: at}); err != nil {
 		fmt.Println(err)
 		return
 	}
