@@ -49,16 +49,16 @@ func (sk *socket) pending() int {
 	return total
 }
 
-// pop takes the oldest waiting datagram, cut to max bytes: the rest of a
+// pop takes the oldest waiting datagram, cut to limit bytes: the rest of a
 // longer one is lost, as UDP loses it. ok is false when none waits.
-func (sk *socket) pop(max int) (d datagram, ok bool) {
+func (sk *socket) pop(limit int) (d datagram, ok bool) {
 	if len(sk.queue) == 0 {
 		return datagram{}, false
 	}
 	d = sk.queue[0]
 	sk.queue = sk.queue[1:]
-	if len(d.data) > max {
-		d.data = d.data[:max]
+	if len(d.data) > limit {
+		d.data = d.data[:limit]
 	}
 	return d, true
 }
