@@ -693,13 +693,14 @@ func TestQueueSIMJournal(t *testing.T) {
 	}
 	m := modem.Inbound{ID: "sms-a", Channel: modem.ChannelSMS, From: "000", Payload: []byte("reboot"), ReceivedAt: time.Now()}
 	j := modem.SIMJournal{Slots: map[int]modem.SlotID{3: {PDU: "abcd", ID: "sms-a"}}, Announced: []int{7, 4}}
-	if err := q.PutSMS(ctx, m, j); err != nil {
-		t.Fatal(err)
+	if n, err := q.PutSIM(ctx, []modem.SIMItem{{Message: &m}}, j); err != nil || n != 1 {
+		t.Fatalf("PutSIM(message) = %d, %v", n, err)
 	}
 	seg := modem.Segment{Key: "sms/000/8/1/2", Seq: 1, Total: 2, TPDU: []byte{1}, ReceivedAt: time.Now()}
 	j2 := modem.SIMJournal{Slots: j.Slots, Announced: []int{4}}
-	if held, err := q.PutSMSPart(ctx, seg, j2); err != nil || len(held) != 1 {
-		t.Fatalf("PutSMSPart: %v %v", held, err)
+	items := []modem.SIMItem{{Part: &seg}}
+	if n, err := q.PutSIM(ctx, items, j2); err != nil || n != 1 || len(items[0].Held) != 1 {
+		t.Fatalf("PutSIM(part): %d %v %v", n, items[0].Held, err)
 	}
 	for id, want := range map[string]bool{"sms-a": true, "sms-b": false} {
 		if got, err := q.Known(ctx, id); err != nil || got != want {
