@@ -78,7 +78,7 @@ func runHILSink(t *testing.T, sim *modemsim.Sim, sink Sink, mem *MemorySink, twe
 		tweak(&cfg)
 	}
 	h.s = NewSession(cfg, sink)
-	h.s.cmdTimeout = cmdTimeout
+	hook(h.s, func(hk *testHooks) { hk.cmdTimeout = cmdTimeout })
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- h.s.Run(ctx) }()

@@ -221,13 +221,13 @@ func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
 		if used, total, err := parseCPMS(r.Lines[0]); err == nil {
 			s.log.Info("SIM SMS storage", "used", used, "capacity", total)
 			s.update(func(st *Status) { st.SMSStore = StoreUse{Used: used, Total: total} })
-			if total > 0 && used >= total && s.storageAlarm != EventStorageFull {
+			if total > 0 && used >= total && s.sms.storageAlarm != EventStorageFull {
 				// The network has been refusing SMS; the drain that follows
 				// frees the SIM, and the network delivers what it held.
 				msg := fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained; draining it", used, total)
 				s.log.Warn(msg)
 				s.event(EventStorageFull, msg, map[string]any{"used": used, "total": total})
-				s.storageAlarm = EventStorageFull
+				s.sms.storageAlarm = EventStorageFull
 			}
 		}
 	}

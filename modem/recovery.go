@@ -168,10 +168,7 @@ func (s *Session) recoverOnPort(ctx context.Context, eng *at.Engine, err error, 
 
 // probe sends AT until the modem answers anything, a few times.
 func (s *Session) probe(ctx context.Context, eng *at.Engine) error {
-	timeout := s.cfg.ProbeTimeout
-	if s.cmdTimeout > 0 {
-		timeout = s.cmdTimeout
-	}
+	timeout := s.probeTimeout()
 	var err error
 	for range 3 {
 		_, err = eng.Do(ctx, at.Cmd{Line: "AT", Timeout: timeout})

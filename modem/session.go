@@ -145,41 +145,11 @@ type Session struct {
 	failed     error
 
 	// Run's goroutine only.
-	pending   map[string]*pendingSet
-	restored  bool
-	needDrain bool // drain the SIM now (start, SMS DONE, unreadable +CMTI)
-	// retryDrain: an SMS is still on the SIM because the sink or CMGD
-	// failed. New +CMTIs wait, so nothing overtakes it; the next poll drains.
-	retryDrain   bool
-	skipped      int
-	storageAlarm string
-	prof         profile
-	echoBase     int64
-	regs         map[string]registration
-	regWas       string // "" until known, then "yes" or "no"
-	storeFailing bool
-
-	// Missed +CMTI: a drain asked for while serving (by a +CMTI or the
-	// storage poll) found messages no +CMTI announced (suspects); a +CMTI
-	// that turns up late clears one.
-	liveDrain bool
-	// cmtiSeq holds, for each SIM index whose +CMTI arrived and whose SMS
-	// is not handled yet, the order the module announced it in: the
-	// arrival order, which SIM indexes are not (freed slots are reused).
-	cmtiSeq  map[int]uint64
-	lastCMTI uint64
-	suspects map[int]bool
-	missed   int
-	// journal mirrors the SIM journal in the sink; journalDirty is set when
-	// it changed since it was last committed.
-	journal      SIMJournal
-	journalDirty bool
-	// undeleted names the SMS stored and not yet deleted from each slot,
-	// so one read again within this process keeps its id whether or not
-	// the journal names it; recent is when an SMS with each content id
-	// was last stored (identicalWindow).
-	undeleted map[int]SlotID
-	recent    map[string]time.Time
+	sms      *smsReceiver
+	prof     profile
+	echoBase int64
+	regs     map[string]registration
+	regWas   string // "" until known, then "yes" or "no"
 
 	urcs         *at.Engine // the engine whose URCs are being taken
 	backlog      []at.URC   // URCs put aside while waiting for a particular one
@@ -200,19 +170,6 @@ type Session struct {
 	reopenSince time.Time
 	healthyAt   time.Time
 	opened      bool // the current attempt opened the port
-
-	// tick replaces the poll ticker in tests, which poll when they choose;
-	// handled, when set, is told each URC the worker has acted on.
-	tick    <-chan time.Time
-	handled func(at.URC)
-	// cmdTimeout, when set, replaces every command's timeout (tests).
-	cmdTimeout time.Duration
-}
-
-// pendingSet is a concatenated SMS waiting for its other parts.
-type pendingSet struct {
-	first    time.Time // monotonic; when the first part was seen (or restored)
-	complete bool      // every part is held but Assemble failed; retry
 }
 
 // NewSession returns a session on the modem cfg describes; Run starts it.
@@ -262,19 +219,16 @@ func NewSession(cfg Config, sink Sink) *Session {
 	}
 	log = log.With("component", "modem", "port", cfg.Port)
 	s := &Session{
-		cfg:       cfg,
-		sink:      sink,
-		log:       log,
-		note:      newNotifier(cfg.OnEvent, cfg.OnStatus, log),
-		pending:   map[string]*pendingSet{},
-		regs:      map[string]registration{},
-		cmtiSeq:   map[int]uint64{},
-		undeleted: map[int]SlotID{},
-		recent:    map[string]time.Time{},
-		suspects:  map[int]bool{},
-		lostAt:    time.Now(),
-		dp:        dataPath{sock: -1},
+		cfg:    cfg,
+		sink:   sink,
+		log:    log,
+		note:   newNotifier(cfg.OnEvent, cfg.OnStatus, log),
+		regs:   map[string]registration{},
+		lostAt: time.Now(),
+		dp:     dataPath{sock: -1},
 	}
+	s.sms = newSMSReceiver(smsSettings{SMS: cfg.SMS, AllowedSenders: cfg.AllowedSenders, ReassemblyTimeout: cfg.ReassemblyTimeout},
+		sink, log, s, s, func(u StoreUse) { s.update(func(st *Status) { st.SMSStore = u }) })
 	s.status.Data.Mode = cfg.IPMode
 	if s.wantData() {
 		s.status.Data.State = DataDown
@@ -368,9 +322,7 @@ var errRestarted = errors.New("the modem restarted")
 // when the port failed or the ladder reached the step that reopens it; the
 // port is closed then.
 func (s *Session) attempt(ctx context.Context) error {
-	if !s.restored {
-		s.restore(ctx)
-	}
+	s.sms.restoreOnce(ctx)
 	port, err := s.cfg.Open(s.cfg.Port, s.cfg.Baud)
 	if err != nil {
 		return &OpError{Op: "open " + s.cfg.Port, Err: err}
@@ -381,16 +333,13 @@ func (s *Session) attempt(ctx context.Context) error {
 	s.backlog, s.backlogBytes = nil, 0
 	// A live module answers the resynchronisation probe at once; a short
 	// wait lets a silent one be noticed (and the ladder climbed) sooner.
-	probe := s.cfg.ProbeTimeout
-	if s.cmdTimeout > 0 {
-		probe = s.cmdTimeout
-	}
+	probe := s.probeTimeout()
 	// URCs are pulled rather than pushed: the drain sees every +CMTI that
 	// arrived before its AT+CMGL answer, and what waits is bounded in bytes
 	// by the engine's queue alone.
 	eng := at.New(port, at.Config{
 		Logger:       s.log,
-		Timeout:      s.cmdTimeout,
+		Timeout:      testTimeout(s),
 		ProbeTimeout: probe,
 		PullURCs:     true,
 	})
@@ -415,9 +364,7 @@ func (s *Session) attempt(ctx context.Context) error {
 				s.afterInit()
 				st := s.Status()
 				s.event(EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
-				if s.cfg.SMS {
-					s.needDrain = true
-				}
+				s.sms.requestDrain()
 			}
 		}
 		if err == nil {
@@ -507,7 +454,7 @@ func bootURC(line string) bool {
 
 // serve handles URCs, polls and the data session until the session fails.
 func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
-	pollC := s.tick
+	pollC := pollTicks(s)
 	if pollC == nil {
 		poll := time.NewTicker(s.cfg.PollInterval)
 		defer poll.Stop()
@@ -524,7 +471,7 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 		s.pollDue = true // prove the recovery worked
 		// SMS that reached a silent module went unannounced; drain them
 		// before later ones, in the order they were sent.
-		s.needDrain = s.cfg.SMS
+		s.sms.requestDrain()
 	}
 	s.idle = time.NewTimer(s.cfg.IdleProbe)
 	defer s.idle.Stop()
@@ -555,8 +502,8 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		return s.onURC(ctx, eng, u)
 	}
 	switch {
-	case s.needDrain:
-		return s.drain(ctx, eng)
+	case s.sms.drainDue():
+		return s.sms.drain(ctx, s.on(eng))
 	case s.pollDue:
 		s.pollDue = false
 		return s.pollChecked(ctx, eng)
@@ -608,11 +555,7 @@ func (s *Session) idleCheck(ctx context.Context, eng *at.Engine) error {
 	if _, busy := eng.Busy(); busy {
 		return nil // a command is running; its own timeout watches the modem
 	}
-	timeout := s.cfg.ProbeTimeout
-	if s.cmdTimeout > 0 {
-		timeout = s.cmdTimeout
-	}
-	_, err := s.do(ctx, eng, "check the silent modem", at.Cmd{Line: "AT", Timeout: timeout})
+	_, err := s.do(ctx, eng, "check the silent modem", at.Cmd{Line: "AT", Timeout: s.probeTimeout()})
 	if err != nil && !isFatal(err) {
 		return nil // it answered, if only with an error
 	}
@@ -637,10 +580,25 @@ func (s *Session) nextURC() (at.URC, bool) {
 
 func (s *Session) onURC(ctx context.Context, eng *at.Engine, u at.URC) error {
 	err := s.handleURC(ctx, eng, u)
-	if s.handled != nil {
-		s.handled(u)
-	}
+	urcHandled(s, u)
 	return err
+}
+
+// Seams for this package's tests (export_test.go sets them): they poll
+// when they choose, wait until a URC has been acted on, and shorten every
+// command's timeout. In production they change nothing.
+var (
+	pollTicks   = func(*Session) <-chan time.Time { return nil }
+	urcHandled  = func(*Session, at.URC) {}
+	testTimeout = func(*Session) time.Duration { return 0 }
+)
+
+// probeTimeout bounds the answer to a probe (AT) of the modem.
+func (s *Session) probeTimeout() time.Duration {
+	if t := testTimeout(s); t > 0 {
+		return t
+	}
+	return s.cfg.ProbeTimeout
 }
 
 // awaitURC waits for the URC match accepts (the +QIOPEN after AT+QIOPEN's

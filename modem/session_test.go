@@ -141,17 +141,19 @@ func newRigWith(t *testing.T, cfg Config, sink Sink, prep func(*Session), ports 
 		return nil, errors.New("no such device") // nil: the device is away for this attempt
 	}
 	r.s = NewSession(cfg, r.sink)
-	r.s.tick = r.tick
+	hook(r.s, func(h *testHooks) { h.tick = r.tick })
 	if prep != nil {
 		prep(r.s)
 	}
 	r.urcs = make(chan string, 1000)
-	r.s.handled = func(u at.URC) {
-		select {
-		case r.urcs <- u.Line:
-		default:
+	hook(r.s, func(h *testHooks) {
+		h.handled = func(u at.URC) {
+			select {
+			case r.urcs <- u.Line:
+			default:
+			}
 		}
-	}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan error, 1)
 	go func() { r.done <- r.s.Run(ctx) }()

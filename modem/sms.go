@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -43,74 +44,154 @@ func newEntry(index, stat, length int, pdu string) *smsEntry {
 	return e
 }
 
+// smsReceiver receives SMS: it drains the SIM's store in arrival order,
+// reassembles concatenated SMS, hands everything to the Sink before
+// deleting it from the SIM, and keeps the SIM journal, the +CMTI order and
+// the store's fill level. The session routes the SMS URCs to it and runs
+// it from its own goroutine only; each call that talks to the modem gets
+// the commander of the engine being served.
+type smsReceiver struct {
+	cfg  smsSettings
+	sink Sink
+	log  *slog.Logger
+	eventer
+	// urcs is the session's URC queue: the drain takes the +CMTIs that
+	// arrived before its listing and puts the others back.
+	urcs urcQueue
+	// storeUse reports the SIM store's use for the status.
+	storeUse func(StoreUse)
+
+	pending   map[string]*pendingSet
+	restored  bool
+	needDrain bool // drain the SIM now (start, SMS DONE, unreadable +CMTI)
+	// retryDrain: an SMS is still on the SIM because the sink or CMGD
+	// failed. New +CMTIs wait, so nothing overtakes it; the next poll drains.
+	retryDrain   bool
+	skipped      int
+	storageAlarm string
+	storeFailing bool
+
+	// Missed +CMTI: a drain asked for while serving (by a +CMTI or the
+	// storage poll) found messages no +CMTI announced (suspects); a +CMTI
+	// that turns up late clears one.
+	liveDrain bool
+	// cmtiSeq holds, for each SIM index whose +CMTI arrived and whose SMS
+	// is not handled yet, the order the module announced it in: the
+	// arrival order, which SIM indexes are not (freed slots are reused).
+	cmtiSeq  map[int]uint64
+	lastCMTI uint64
+	suspects map[int]bool
+	missed   int
+	// journal mirrors the SIM journal in the sink; journalDirty is set when
+	// it changed since it was last committed.
+	journal      SIMJournal
+	journalDirty bool
+	// undeleted names the SMS stored and not yet deleted from each slot,
+	// so one read again within this process keeps its id whether or not
+	// the journal names it; recent is when an SMS with each content id
+	// was last stored (identicalWindow).
+	undeleted map[int]SlotID
+	recent    map[string]time.Time
+}
+
+// smsSettings are the parts of Config the receiver uses.
+type smsSettings struct {
+	// SMS enables receiving; without it the receiver ignores +CMTI.
+	SMS               bool
+	AllowedSenders    []string
+	ReassemblyTimeout time.Duration
+}
+
+// urcQueue is the session's queue of URCs not acted on yet.
+type urcQueue interface {
+	// takeWaiting removes and returns every URC waiting, oldest first.
+	takeWaiting() []at.URC
+	// putBack queues u again, after those already waiting.
+	putBack(u at.URC)
+}
+
+func newSMSReceiver(cfg smsSettings, sink Sink, log *slog.Logger, ev eventer, urcs urcQueue, storeUse func(StoreUse)) *smsReceiver {
+	return &smsReceiver{
+		cfg:       cfg,
+		sink:      sink,
+		log:       log,
+		eventer:   ev,
+		urcs:      urcs,
+		storeUse:  storeUse,
+		pending:   map[string]*pendingSet{},
+		cmtiSeq:   map[int]uint64{},
+		undeleted: map[int]SlotID{},
+		recent:    map[string]time.Time{},
+		suspects:  map[int]bool{},
+	}
+}
+
+// pendingSet is a concatenated SMS waiting for its other parts.
+type pendingSet struct {
+	first    time.Time // monotonic; when the first part was seen (or restored)
+	complete bool      // every part is held but Assemble failed; retry
+}
+
 // received reports whether a +CMGL/+CMGR <stat> is a received message
 // (0 unread, 1 read); 2 and 3 are outgoing messages stored on the SIM.
 func received(stat int) bool { return stat == 0 || stat == 1 }
 
-// handleURC acts on one URC.
-func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error {
-	if done, err := s.dataURC(ctx, eng, u); done {
-		return err
+// cmti acts on a +CMTI: the SMS it announces is read by a drain.
+func (s *smsReceiver) cmti(line string) {
+	if !s.cfg.SMS {
+		return
 	}
-	if done, err := s.reportURC(ctx, eng, u); done {
-		return err
+	_, idx, err := parseCMTI(line)
+	if err != nil {
+		s.log.Warn("unreadable new-SMS indication; draining the store", "line", line, "err", err)
+		s.needDrain = true
+		return
 	}
-	line := u.Line
-	switch {
-	case strings.HasPrefix(line, "+CMTI:"):
-		if !s.cfg.SMS {
-			return nil
-		}
-		_, idx, err := parseCMTI(line)
-		if err != nil {
-			s.log.Warn("unreadable new-SMS indication; draining the store", "line", line, "err", err)
-			s.needDrain = true
-			return nil
-		}
-		if s.suspects[idx] {
-			// A drain has read this SMS already; its +CMTI was late, not
-			// missing.
-			delete(s.suspects, idx)
-			return nil
-		}
-		// The new SMS is read by a drain, not by AT+CMGR=<idx>: SMS the
-		// module stored without announcing them (while it hung, or with
-		// +CMTI lost) may be older, and the drain hands everything over in
-		// the order it was sent. While a refused SMS waits for the next
-		// poll (retryDrain), new ones wait behind it.
-		s.announce(idx)
-		if !s.retryDrain {
-			if !s.needDrain {
-				s.liveDrain = true
-			}
-			s.needDrain = true
-		}
-		return nil
-	case strings.HasPrefix(line, "+CMT:"):
-		return s.directSMS(ctx, eng, u)
-	case line == "SMS DONE" || strings.HasSuffix(line, ": SMS DONE") || line == "SMS Ready":
-		// The SIM's SMS store is readable now; anything stored while the
-		// module booted has had no +CMTI.
-		if s.cfg.SMS {
-			s.needDrain = true
-		}
-	case line == "RDY":
-		return errRestarted
-	case strings.HasPrefix(line, "+CEREG:"), strings.HasPrefix(line, "+CGREG:"), strings.HasPrefix(line, "+CREG:"):
-		s.registrationURC(line)
-	case strings.HasPrefix(line, "+CPIN:"):
-		if state, err := parseCPIN(line); err == nil && state != "READY" {
-			s.log.Warn("SIM state changed", "state", state)
-		}
-	default:
-		s.log.Debug("URC", "line", line, "known", u.Known, "bytes", len(u.Data))
+	if s.suspects[idx] {
+		// A drain has read this SMS already; its +CMTI was late, not
+		// missing.
+		delete(s.suspects, idx)
+		return
 	}
-	return nil
+	// The new SMS is read by a drain, not by AT+CMGR=<idx>: SMS the module
+	// stored without announcing them (while it hung, or with +CMTI lost)
+	// may be older, and the drain hands everything over in the order it
+	// was sent. While a refused SMS waits for the next poll (retryDrain),
+	// new ones wait behind it.
+	s.announce(idx)
+	if !s.retryDrain {
+		if !s.needDrain {
+			s.liveDrain = true
+		}
+		s.needDrain = true
+	}
+}
+
+// storeReady notes that the SIM's SMS store is readable (SMS DONE):
+// anything stored while the module booted has had no +CMTI.
+func (s *smsReceiver) storeReady() {
+	if s.cfg.SMS {
+		s.needDrain = true
+	}
+}
+
+// requestDrain has the SIM drained at the next step (the modem was just
+// initialised or recovered: SMS may wait unannounced).
+func (s *smsReceiver) requestDrain() { s.storeReady() }
+
+// drainDue reports whether a drain is wanted now.
+func (s *smsReceiver) drainDue() bool { return s.needDrain }
+
+// restoreOnce loads what a restart left (restore) until it succeeded once.
+func (s *smsReceiver) restoreOnce(ctx context.Context) {
+	if !s.restored {
+		s.restore(ctx)
+	}
 }
 
 // directSMS takes a +CMT URC (only when someone configured CNMI mt=2 in
 // modem.init: such an SMS is not stored, so it cannot be read again).
-func (s *Session) directSMS(ctx context.Context, eng *at.Engine, u at.URC) error {
+func (s *smsReceiver) directSMS(ctx context.Context, c commander, u at.URC) error {
 	if !s.cfg.SMS || len(u.Extra) == 0 {
 		return nil
 	}
@@ -119,18 +200,18 @@ func (s *Session) directSMS(ctx context.Context, eng *at.Engine, u at.URC) error
 	if err != nil {
 		length = 0
 	}
-	return s.handle(ctx, eng, newEntry(-1, 0, length, u.Extra[0]))
+	return s.handle(ctx, c, newEntry(-1, 0, length, u.Extra[0]))
 }
 
 // announce records that the module announced an SMS at SIM index idx.
-func (s *Session) announce(idx int) {
+func (s *smsReceiver) announce(idx int) {
 	s.lastCMTI++
 	s.cmtiSeq[idx] = s.lastCMTI
 }
 
 // drain reads every SMS on the SIM (AT+CMGL=4) and handles them in the
 // order they arrived (arrivalOrder).
-func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
+func (s *smsReceiver) drain(ctx context.Context, c commander) error {
 	// The journal must not name a slot already deleted when the list is
 	// taken: listing marks a new SMS there as read, and a read SMS the
 	// journal names is taken for the one stored before.
@@ -139,7 +220,7 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		s.log.Warn("could not commit the SIM journal; the SIM is listed at the next poll", "err", err)
 		return fmt.Errorf("%w: commit the SIM journal: %w", errStore, err)
 	}
-	r, err := s.do(ctx, eng, "list", at.Cmd{Line: "AT+CMGL=4", Trailing: 1})
+	r, err := c.do(ctx, "list", at.Cmd{Line: "AT+CMGL=4", Trailing: 1})
 	if err != nil {
 		// Retry at the next poll rather than at once: a module refusing
 		// now (SIM busy) would otherwise be asked again in a tight loop.
@@ -149,7 +230,7 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	suspect := s.liveDrain
 	s.liveDrain = false
 	entries := parseList(r.Lines, s.log.Warn)
-	s.takeAnnouncements(eng, entries)
+	s.takeAnnouncements(entries)
 	s.pruneJournal(entries)
 	entries = s.arrivalOrder(entries)
 	if err := s.assign(ctx, entries); err != nil {
@@ -173,7 +254,7 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		// again it would start a new set that can never complete.
 		if e.d != nil && e.d.Total > 0 && delivered[partID(e.d.concatKey(), e.d.Seq, e.d.TPDU)] {
 			s.log.Info("SMS part already delivered; deleting it from the SIM", "key", e.d.concatKey(), "part", e.d.Seq, "index", e.Index)
-			if err := s.delete(ctx, eng, e.Index); err != nil {
+			if err := s.delete(ctx, c, e.Index); err != nil {
 				return err
 			}
 			continue
@@ -184,7 +265,7 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		if _, announced := s.cmtiSeq[e.Index]; suspect && !announced {
 			s.suspects[e.Index] = true
 		}
-		if err := s.handle(ctx, eng, e); err != nil {
+		if err := s.handle(ctx, c, e); err != nil {
 			return err
 		}
 	}
@@ -203,21 +284,12 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 // takeAnnouncements takes the +CMTIs that arrived before the list's answer
 // and are still waiting to be handled: the SMS they announce are in the
 // list, and their order is the arrival order. Other URCs wait as before.
-func (s *Session) takeAnnouncements(eng *at.Engine, entries []*smsEntry) {
+func (s *smsReceiver) takeAnnouncements(entries []*smsEntry) {
 	listed := map[int]bool{}
 	for _, e := range entries {
 		listed[e.Index] = true
 	}
-	waiting := s.backlog
-	s.backlog, s.backlogBytes = nil, 0
-	for {
-		u, ok := eng.NextURC()
-		if !ok {
-			break
-		}
-		waiting = append(waiting, u)
-	}
-	for _, u := range waiting {
+	for _, u := range s.urcs.takeWaiting() {
 		if strings.HasPrefix(u.Line, "+CMTI:") && s.cfg.SMS {
 			if _, idx, err := parseCMTI(u.Line); err == nil && listed[idx] && !s.suspects[idx] {
 				if _, seen := s.cmtiSeq[idx]; !seen {
@@ -226,7 +298,7 @@ func (s *Session) takeAnnouncements(eng *at.Engine, entries []*smsEntry) {
 				continue
 			}
 		}
-		s.putBack(u)
+		s.urcs.putBack(u)
 	}
 }
 
@@ -237,7 +309,7 @@ func (s *Session) takeAnnouncements(eng *at.Engine, entries []*smsEntry) {
 // first announced SMS sent after it. SIM index order alone is not arrival
 // order, since the SIM reuses freed slots; the timestamp is the network's
 // clock (1-second resolution), not the Pi's.
-func (s *Session) arrivalOrder(entries []*smsEntry) []*smsEntry {
+func (s *smsReceiver) arrivalOrder(entries []*smsEntry) []*smsEntry {
 	var announced, silent []*smsEntry
 	for _, e := range entries {
 		if _, ok := s.cmtiSeq[e.Index]; ok {
@@ -269,7 +341,7 @@ func (s *Session) arrivalOrder(entries []*smsEntry) []*smsEntry {
 
 // pruneJournal forgets stored slots the listing shows deleted: empty, or
 // holding another SMS.
-func (s *Session) pruneJournal(entries []*smsEntry) {
+func (s *smsReceiver) pruneJournal(entries []*smsEntry) {
 	if len(s.journal.Slots) == 0 {
 		return
 	}
@@ -287,7 +359,7 @@ func (s *Session) pruneJournal(entries []*smsEntry) {
 
 // journalNow is the journal to commit: the stored slots and the SIM
 // indexes announced but not handled yet, in announcement order.
-func (s *Session) journalNow() SIMJournal {
+func (s *smsReceiver) journalNow() SIMJournal {
 	j := s.journal.clone()
 	j.Announced = nil
 	for idx := range s.cmtiSeq {
@@ -298,7 +370,7 @@ func (s *Session) journalNow() SIMJournal {
 }
 
 // saveJournal commits the journal if it changed.
-func (s *Session) saveJournal(ctx context.Context) error {
+func (s *smsReceiver) saveJournal(ctx context.Context) error {
 	if !s.journalDirty {
 		return nil
 	}
@@ -357,7 +429,7 @@ const identicalWindow = time.Minute
 // within identicalWindow of each other, are separate messages (a cloud
 // that repeats a command within a second): each gets the first occurrence
 // number whose id is neither taken nor known to the sink.
-func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
+func (s *smsReceiver) assign(ctx context.Context, entries []*smsEntry) error {
 	groups := map[string][]*smsEntry{}
 	var bases []string
 	for _, e := range entries {
@@ -445,7 +517,7 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 
 // putSMS stores m, read from SIM slot e, with the journal: the ids given
 // to the listing and the order of what is announced but not stored.
-func (s *Session) putSMS(ctx context.Context, e *smsEntry, m Inbound) error {
+func (s *smsReceiver) putSMS(ctx context.Context, e *smsEntry, m Inbound) error {
 	if e.Index < 0 {
 		return s.sink.Put(ctx, m)
 	}
@@ -472,7 +544,7 @@ func partID(key string, seq int, tpdu []byte) string {
 
 // assembleComplete assembles every set that has all its parts held, and
 // returns the parts of the sets it stored.
-func (s *Session) assembleComplete(ctx context.Context) map[string]bool {
+func (s *smsReceiver) assembleComplete(ctx context.Context) map[string]bool {
 	delivered := map[string]bool{}
 	s.forDueSets(ctx, func(p *pendingSet) bool { return p.complete }, func(key string, held []Segment) {
 		if !complete(held) {
@@ -493,7 +565,7 @@ func (s *Session) assembleComplete(ctx context.Context) map[string]bool {
 // forDueSets calls do, in key order, with the held parts of every pending
 // set that due selects; a set whose parts are all gone was assembled
 // elsewhere and stops waiting.
-func (s *Session) forDueSets(ctx context.Context, due func(*pendingSet) bool, do func(key string, held []Segment)) {
+func (s *smsReceiver) forDueSets(ctx context.Context, due func(*pendingSet) bool, do func(key string, held []Segment)) {
 	var keys []string
 	for key, p := range s.pending {
 		if due(p) {
@@ -555,10 +627,10 @@ func parseList(lines []string, warn func(string, ...any)) []*smsEntry {
 }
 
 // allowed reports whether sms.allowed_senders lets from through.
-func (s *Session) allowed(from string) bool { return SenderAllowed(s.cfg.AllowedSenders, from) }
+func (s *smsReceiver) allowed(from string) bool { return SenderAllowed(s.cfg.AllowedSenders, from) }
 
 // handle hands one SMS to the sink and only then deletes it from the SIM.
-func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error {
+func (s *smsReceiver) handle(ctx context.Context, c commander, e *smsEntry) error {
 	now := time.Now().UTC()
 	if rep, ok := e.statusReport(); ok {
 		// A status report the module stored (AT+CNMI ds=2) is read by the
@@ -566,21 +638,21 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 		if !s.report(ctx, rep) {
 			return nil
 		}
-		return s.delete(ctx, eng, e.Index)
+		return s.delete(ctx, c, e.Index)
 	}
 	if e.err != nil {
-		return s.undecodable(ctx, eng, e, now)
+		return s.undecodable(ctx, c, e, now)
 	}
 	d := e.d
 	if !s.allowed(d.From) {
-		return s.reject(ctx, eng, e, EventSenderRejected,
+		return s.reject(ctx, c, e, EventSenderRejected,
 			fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", d.From),
 			map[string]any{"from": d.From, "index": e.Index})
 	}
 	if d.Total == 0 {
 		m, _ := e.message(now)
 		if e.err != nil {
-			return s.handle(ctx, eng, e)
+			return s.handle(ctx, c, e)
 		}
 		e.identify(&m)
 		if err := s.putSMS(ctx, e, m); err != nil {
@@ -588,7 +660,7 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 		}
 		s.storeOK()
 		s.log.Info("SMS received", "id", m.ID, "from", m.From, "index", e.Index)
-		return s.delete(ctx, eng, e.Index)
+		return s.delete(ctx, c, e.Index)
 	}
 	seg := Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}
 	held, err := s.putPart(ctx, e, seg)
@@ -600,7 +672,7 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 	if _, ok := s.pending[seg.Key]; !ok {
 		s.pending[seg.Key] = &pendingSet{first: time.Now()}
 	}
-	if err := s.delete(ctx, eng, e.Index); err != nil {
+	if err := s.delete(ctx, c, e.Index); err != nil {
 		return err
 	}
 	if complete(held) {
@@ -621,7 +693,7 @@ func (e *smsEntry) identify(m *Inbound) {
 
 // putPart stores one part read from SIM slot e; the journal it commits
 // keeps the announcement order of the rest.
-func (s *Session) putPart(ctx context.Context, e *smsEntry, seg Segment) ([]Segment, error) {
+func (s *smsReceiver) putPart(ctx context.Context, e *smsEntry, seg Segment) ([]Segment, error) {
 	if e.Index < 0 {
 		return s.sink.PutSegment(ctx, seg)
 	}
@@ -641,7 +713,7 @@ func (s *Session) putPart(ctx context.Context, e *smsEntry, seg Segment) ([]Segm
 // undecodable stores an SMS that cannot be decoded as it was read, its PDU
 // in the payload, so that nothing deleted from the SIM is lost; it is
 // published on P/sms/undecodable. Only then is it deleted.
-func (s *Session) undecodable(ctx context.Context, eng *at.Engine, e *smsEntry, now time.Time) error {
+func (s *smsReceiver) undecodable(ctx context.Context, c commander, e *smsEntry, now time.Time) error {
 	m, _ := e.message(now)
 	e.identify(&m)
 	if err := s.putSMS(ctx, e, m); err != nil {
@@ -651,19 +723,19 @@ func (s *Session) undecodable(ctx context.Context, eng *at.Engine, e *smsEntry, 
 	msg := fmt.Sprintf("SMS at SIM index %d could not be decoded: %v; it was stored as %s with its PDU and deleted from the SIM", e.Index, e.err, m.ID)
 	s.log.Warn(msg)
 	s.event(EventUndecodable, msg, map[string]any{"id": m.ID, "index": e.Index, "pdu": e.PDU})
-	return s.delete(ctx, eng, e.Index)
+	return s.delete(ctx, c, e.Index)
 }
 
 // reject reports an SMS simgate will not deliver, then deletes it so it
 // does not fill the SIM; the event carries what identifies it.
-func (s *Session) reject(ctx context.Context, eng *at.Engine, e *smsEntry, typ, msg string, f map[string]any) error {
+func (s *smsReceiver) reject(ctx context.Context, c commander, e *smsEntry, typ, msg string, f map[string]any) error {
 	s.log.Warn(msg)
 	s.event(typ, msg, f)
 	delete(s.cmtiSeq, e.Index)
-	return s.delete(ctx, eng, e.Index)
+	return s.delete(ctx, c, e.Index)
 }
 
-func (s *Session) storeFailed(err error, e *smsEntry) error {
+func (s *smsReceiver) storeFailed(err error, e *smsEntry) error {
 	s.retryDrain = true // retried in order by the next poll's drain
 	if !s.storeFailing {
 		s.storeFailing = true
@@ -674,14 +746,14 @@ func (s *Session) storeFailed(err error, e *smsEntry) error {
 	return fmt.Errorf("%w: %w", errStore, err)
 }
 
-func (s *Session) storeOK() { s.storeFailing = false }
+func (s *smsReceiver) storeOK() { s.storeFailing = false }
 
 // delete removes an SMS from the SIM after it was handed off.
-func (s *Session) delete(ctx context.Context, eng *at.Engine, idx int) error {
+func (s *smsReceiver) delete(ctx context.Context, c commander, idx int) error {
 	if idx < 0 {
 		return nil
 	}
-	_, err := s.do(ctx, eng, "delete", at.Cmd{Line: fmt.Sprintf("AT+CMGD=%d", idx)})
+	_, err := c.do(ctx, "delete", at.Cmd{Line: fmt.Sprintf("AT+CMGD=%d", idx)})
 	if err != nil && cmsCode(err) != 321 {
 		// It is stored already; reading it again later is harmless (the
 		// journal gives it the same id and the sink drops the copy),
@@ -714,7 +786,7 @@ func complete(held []Segment) bool {
 
 // assemble joins held (ordered by Seq) into one message and stores it,
 // dropping the parts. partial marks a message whose wait timed out.
-func (s *Session) assemble(ctx context.Context, key string, held []Segment, partial bool) {
+func (s *smsReceiver) assemble(ctx context.Context, key string, held []Segment, partial bool) {
 	var parts []*deliver
 	seen := map[int]bool{}
 	received := time.Time{}
@@ -795,7 +867,7 @@ func senderOfKey(key string) string {
 
 // restore loads the parts of concatenated SMS held across a restart, so
 // their wait resumes; the first drain assembles complete and overdue sets.
-func (s *Session) restore(ctx context.Context) {
+func (s *smsReceiver) restore(ctx context.Context) {
 	j, err := s.sink.Journal(ctx)
 	if err != nil {
 		s.log.Warn("could not load the SIM journal; retrying at the next reconnect", "err", err)
@@ -848,7 +920,7 @@ func (s *Session) restore(ctx context.Context) {
 
 // expire assembles sets that are complete (their Assemble failed before)
 // or whose wait timed out.
-func (s *Session) expire(ctx context.Context) {
+func (s *smsReceiver) expire(ctx context.Context) {
 	s.forDueSets(ctx, func(p *pendingSet) bool {
 		return p.complete || time.Since(p.first) >= s.cfg.ReassemblyTimeout
 	}, func(key string, held []Segment) {
@@ -856,43 +928,32 @@ func (s *Session) expire(ctx context.Context) {
 	})
 }
 
-// poll refreshes the status, notices a module that reset, watches the SMS
-// store and times out incomplete concatenated SMS.
-func (s *Session) poll(ctx context.Context, eng *at.Engine) error {
-	if eng.Echoes() > s.echoBase {
-		return errRestarted // echo is back on: the module reset
-	}
-	if err := s.pollStatus(ctx, eng); err != nil {
-		return err
-	}
-	if eng.Echoes() > s.echoBase {
-		return errRestarted
-	}
-	if !s.cfg.SMS {
-		return nil
-	}
-	if err := s.missedNotifications(ctx, eng); err != nil {
+// poll is the SMS part of the session's poll: it reports missed +CMTIs,
+// retries a refused SMS, times out incomplete concatenated SMS and watches
+// the store.
+func (s *smsReceiver) poll(ctx context.Context, c commander) error {
+	if err := s.missedNotifications(ctx, c); err != nil {
 		return err
 	}
 	if s.retryDrain {
 		s.needDrain = true
 	}
 	s.expire(ctx)
-	return s.checkStorage(ctx, eng)
+	return s.checkStorage(ctx, c)
 }
 
 // missedNotifications reports SMS the last storage drain found that no
 // +CMTI announced, even late: the module stores SMS but stopped telling
 // (a firmware fault, or someone changed +CNMI). Routing them again is the
 // repair; the polls keep draining meanwhile, so nothing is lost.
-func (s *Session) missedNotifications(ctx context.Context, eng *at.Engine) error {
+func (s *smsReceiver) missedNotifications(ctx context.Context, c commander) error {
 	if len(s.suspects) == 0 {
 		return nil
 	}
 	n := len(s.suspects)
 	clear(s.suspects)
 	s.missed += n
-	_, err := s.do(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"})
+	_, err := c.do(ctx, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"})
 	msg := fmt.Sprintf("%d SMS reached the SIM without a +CMTI notification (%d since start); they were read by polling, and new-SMS routing (AT+CNMI) is set again", n, s.missed)
 	if err != nil {
 		msg = fmt.Sprintf("%d SMS reached the SIM without a +CMTI notification (%d since start); they were read by polling, but setting new-SMS routing again failed: %v", n, s.missed, err)
@@ -905,8 +966,8 @@ func (s *Session) missedNotifications(ctx context.Context, eng *at.Engine) error
 // checkStorage reads how full the SIM's SMS store is. A full store refuses
 // new SMS silently, so the session drains whatever is left on it and warns
 // before it fills.
-func (s *Session) checkStorage(ctx context.Context, eng *at.Engine) error {
-	r, err := s.do(ctx, eng, "read storage", at.Cmd{Line: "AT+CPMS?"})
+func (s *smsReceiver) checkStorage(ctx context.Context, c commander) error {
+	r, err := c.do(ctx, "read storage", at.Cmd{Line: "AT+CPMS?"})
 	if err != nil {
 		return err
 	}
@@ -918,7 +979,7 @@ func (s *Session) checkStorage(ctx context.Context, eng *at.Engine) error {
 		s.log.Warn("unreadable storage answer", "line", r.Lines[0], "err", err)
 		return nil
 	}
-	s.update(func(st *Status) { st.SMSStore = StoreUse{Used: used, Total: total} })
+	s.storeUse(StoreUse{Used: used, Total: total})
 	alarm := ""
 	switch {
 	case total > 0 && used >= total:
