@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
 
@@ -52,14 +53,14 @@ func newEntry(index, stat, length int, pdu string) *smsEntry {
 // the commander of the engine being served.
 type smsReceiver struct {
 	cfg  smsSettings
-	sink Sink
+	sink gw.Sink
 	log  *slog.Logger
 	eventer
 	// urcs is the session's URC queue: the drain takes the +CMTIs that
 	// arrived before its listing and puts the others back.
 	urcs urcQueue
 	// storeUse reports the SIM store's use for the status.
-	storeUse func(StoreUse)
+	storeUse func(gw.StoreUse)
 
 	pending   map[string]*pendingSet
 	restored  bool
@@ -84,13 +85,13 @@ type smsReceiver struct {
 	missed   int
 	// journal mirrors the SIM journal in the sink; journalDirty is set when
 	// it changed since it was last committed.
-	journal      SIMJournal
+	journal      gw.SIMJournal
 	journalDirty bool
 	// undeleted names the SMS stored and not yet deleted from each slot,
 	// so one read again within this process keeps its id whether or not
 	// the journal names it; recent is when an SMS with each content id
 	// was last stored (identicalWindow).
-	undeleted map[int]SlotID
+	undeleted map[int]gw.SlotID
 	recent    map[string]time.Time
 }
 
@@ -110,7 +111,7 @@ type urcQueue interface {
 	putBack(u at.URC)
 }
 
-func newSMSReceiver(cfg smsSettings, sink Sink, log *slog.Logger, ev eventer, urcs urcQueue, storeUse func(StoreUse)) *smsReceiver {
+func newSMSReceiver(cfg smsSettings, sink gw.Sink, log *slog.Logger, ev eventer, urcs urcQueue, storeUse func(gw.StoreUse)) *smsReceiver {
 	return &smsReceiver{
 		cfg:       cfg,
 		sink:      sink,
@@ -120,7 +121,7 @@ func newSMSReceiver(cfg smsSettings, sink Sink, log *slog.Logger, ev eventer, ur
 		storeUse:  storeUse,
 		pending:   map[string]*pendingSet{},
 		cmtiSeq:   map[int]uint64{},
-		undeleted: map[int]SlotID{},
+		undeleted: map[int]gw.SlotID{},
 		recent:    map[string]time.Time{},
 		suspects:  map[int]bool{},
 	}
@@ -359,8 +360,8 @@ func (s *smsReceiver) pruneJournal(entries []*smsEntry) {
 
 // journalNow is the journal to commit: the stored slots and the SIM
 // indexes announced but not handled yet, in announcement order.
-func (s *smsReceiver) journalNow() SIMJournal {
-	j := s.journal.clone()
+func (s *smsReceiver) journalNow() gw.SIMJournal {
+	j := s.journal.Clone()
 	j.Announced = nil
 	for idx := range s.cmtiSeq {
 		j.Announced = append(j.Announced, idx)
@@ -390,14 +391,14 @@ func pduHash(pdu string) string {
 // message is the Inbound a single SMS or an undecodable one is stored as;
 // false for a part of a concatenated SMS. A text that does not decode
 // makes the entry undecodable.
-func (e *smsEntry) message(now time.Time) (Inbound, bool) {
+func (e *smsEntry) message(now time.Time) (gw.Inbound, bool) {
 	if e.err == nil && e.d.Total > 0 {
-		return Inbound{}, false
+		return gw.Inbound{}, false
 	}
 	if e.err == nil {
 		payload, binary, err := joinText([]*deliver{e.d})
 		if err == nil {
-			return Inbound{Channel: ChannelSMS, From: e.d.From, Payload: payload, Binary: binary, Parts: 1,
+			return gw.Inbound{Channel: gw.ChannelSMS, From: e.d.From, Payload: payload, Binary: binary, Parts: 1,
 				SentAt: e.d.SentAt.UTC(), ReceivedAt: now}, true
 		}
 		e.err = err
@@ -406,7 +407,7 @@ func (e *smsEntry) message(now time.Time) (Inbound, bool) {
 	if err != nil {
 		raw = []byte(e.PDU) // not even hex: kept as the modem sent it
 	}
-	return Inbound{Channel: ChannelSMS, Payload: raw, Binary: true, Parts: 1, ReceivedAt: now, Undecodable: e.err.Error()}, true
+	return gw.Inbound{Channel: gw.ChannelSMS, Payload: raw, Binary: true, Parts: 1, ReceivedAt: now, Undecodable: e.err.Error()}, true
 }
 
 // identicalWindow is how long after storing an SMS an identical one (same
@@ -441,7 +442,7 @@ func (s *smsReceiver) assign(ctx context.Context, entries []*smsEntry) error {
 		if !ok {
 			continue
 		}
-		e.base = MessageID(m)
+		e.base = gw.MessageID(m)
 		if _, seen := groups[e.base]; !seen {
 			bases = append(bases, e.base)
 		}
@@ -479,7 +480,7 @@ func (s *smsReceiver) assign(ctx context.Context, entries []*smsEntry) error {
 			m, _ := e.message(time.Time{})
 			for ; ; n++ {
 				m.Occurrence = n
-				id := MessageID(m)
+				id := gw.MessageID(m)
 				if used[id] {
 					continue
 				}
@@ -503,10 +504,10 @@ func (s *smsReceiver) assign(ctx context.Context, entries []*smsEntry) error {
 		if e.id == "" || e.id == e.base && len(groups[e.base]) < 2 {
 			continue
 		}
-		slot := SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ}
+		slot := gw.SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ}
 		if s.journal.Slots[e.Index] != slot {
 			if s.journal.Slots == nil {
-				s.journal.Slots = map[int]SlotID{}
+				s.journal.Slots = map[int]gw.SlotID{}
 			}
 			s.journal.Slots[e.Index] = slot
 			s.journalDirty = true
@@ -517,7 +518,7 @@ func (s *smsReceiver) assign(ctx context.Context, entries []*smsEntry) error {
 
 // putSMS stores m, read from SIM slot e, with the journal: the ids given
 // to the listing and the order of what is announced but not stored.
-func (s *smsReceiver) putSMS(ctx context.Context, e *smsEntry, m Inbound) error {
+func (s *smsReceiver) putSMS(ctx context.Context, e *smsEntry, m gw.Inbound) error {
 	if e.Index < 0 {
 		return s.sink.Put(ctx, m)
 	}
@@ -530,7 +531,7 @@ func (s *smsReceiver) putSMS(ctx context.Context, e *smsEntry, m Inbound) error 
 		return err
 	}
 	s.journalDirty = false
-	s.undeleted[e.Index] = SlotID{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
+	s.undeleted[e.Index] = gw.SlotID{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
 	if e.base != "" {
 		s.recent[e.base] = time.Now()
 	}
@@ -546,7 +547,7 @@ func partID(key string, seq int, tpdu []byte) string {
 // returns the parts of the sets it stored.
 func (s *smsReceiver) assembleComplete(ctx context.Context) map[string]bool {
 	delivered := map[string]bool{}
-	s.forDueSets(ctx, func(p *pendingSet) bool { return p.complete }, func(key string, held []Segment) {
+	s.forDueSets(ctx, func(p *pendingSet) bool { return p.complete }, func(key string, held []gw.Segment) {
 		if !complete(held) {
 			s.pending[key].complete = false
 			return
@@ -565,7 +566,7 @@ func (s *smsReceiver) assembleComplete(ctx context.Context) map[string]bool {
 // forDueSets calls do, in key order, with the held parts of every pending
 // set that due selects; a set whose parts are all gone was assembled
 // elsewhere and stops waiting.
-func (s *smsReceiver) forDueSets(ctx context.Context, due func(*pendingSet) bool, do func(key string, held []Segment)) {
+func (s *smsReceiver) forDueSets(ctx context.Context, due func(*pendingSet) bool, do func(key string, held []gw.Segment)) {
 	var keys []string
 	for key, p := range s.pending {
 		if due(p) {
@@ -582,7 +583,7 @@ func (s *smsReceiver) forDueSets(ctx context.Context, due func(*pendingSet) bool
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		var held []Segment
+		var held []gw.Segment
 		for _, sg := range segs {
 			if sg.Key == key {
 				held = append(held, sg)
@@ -627,7 +628,7 @@ func parseList(lines []string, warn func(string, ...any)) []*smsEntry {
 }
 
 // allowed reports whether sms.allowed_senders lets from through.
-func (s *smsReceiver) allowed(from string) bool { return SenderAllowed(s.cfg.AllowedSenders, from) }
+func (s *smsReceiver) allowed(from string) bool { return gw.SenderAllowed(s.cfg.AllowedSenders, from) }
 
 // handle hands one SMS to the sink and only then deletes it from the SIM.
 func (s *smsReceiver) handle(ctx context.Context, c commander, e *smsEntry) error {
@@ -645,7 +646,7 @@ func (s *smsReceiver) handle(ctx context.Context, c commander, e *smsEntry) erro
 	}
 	d := e.d
 	if !s.allowed(d.From) {
-		return s.reject(ctx, c, e, EventSenderRejected,
+		return s.reject(ctx, c, e, gw.EventSenderRejected,
 			fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", d.From),
 			map[string]any{"from": d.From, "index": e.Index})
 	}
@@ -662,7 +663,7 @@ func (s *smsReceiver) handle(ctx context.Context, c commander, e *smsEntry) erro
 		s.log.Info("SMS received", "id", m.ID, "from", m.From, "index", e.Index)
 		return s.delete(ctx, c, e.Index)
 	}
-	seg := Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}
+	seg := gw.Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}
 	held, err := s.putPart(ctx, e, seg)
 	if err != nil {
 		return s.storeFailed(err, e)
@@ -683,9 +684,9 @@ func (s *smsReceiver) handle(ctx context.Context, c commander, e *smsEntry) erro
 
 // identify sets m's id: the one assign gave the entry, else (a +CMT) the
 // one its sender, timestamp and content give.
-func (e *smsEntry) identify(m *Inbound) {
+func (e *smsEntry) identify(m *gw.Inbound) {
 	m.Occurrence = 0
-	m.ID = MessageID(*m)
+	m.ID = gw.MessageID(*m)
 	if e.id != "" {
 		m.ID, m.Occurrence = e.id, e.occ
 	}
@@ -693,7 +694,7 @@ func (e *smsEntry) identify(m *Inbound) {
 
 // putPart stores one part read from SIM slot e; the journal it commits
 // keeps the announcement order of the rest.
-func (s *smsReceiver) putPart(ctx context.Context, e *smsEntry, seg Segment) ([]Segment, error) {
+func (s *smsReceiver) putPart(ctx context.Context, e *smsEntry, seg gw.Segment) ([]gw.Segment, error) {
 	if e.Index < 0 {
 		return s.sink.PutSegment(ctx, seg)
 	}
@@ -722,7 +723,7 @@ func (s *smsReceiver) undecodable(ctx context.Context, c commander, e *smsEntry,
 	s.storeOK()
 	msg := fmt.Sprintf("SMS at SIM index %d could not be decoded: %v; it was stored as %s with its PDU and deleted from the SIM", e.Index, e.err, m.ID)
 	s.log.Warn(msg)
-	s.event(EventUndecodable, msg, map[string]any{"id": m.ID, "index": e.Index, "pdu": e.PDU})
+	s.event(gw.EventUndecodable, msg, map[string]any{"id": m.ID, "index": e.Index, "pdu": e.PDU})
 	return s.delete(ctx, c, e.Index)
 }
 
@@ -741,7 +742,7 @@ func (s *smsReceiver) storeFailed(err error, e *smsEntry) error {
 		s.storeFailing = true
 		msg := fmt.Sprintf("could not store the SMS at SIM index %d; it stays on the SIM and is retried: %v", e.Index, err)
 		s.log.Warn(msg)
-		s.event(EventStoreFailed, msg, map[string]any{"index": e.Index})
+		s.event(gw.EventStoreFailed, msg, map[string]any{"index": e.Index})
 	}
 	return fmt.Errorf("%w: %w", errStore, err)
 }
@@ -770,7 +771,7 @@ func (s *smsReceiver) delete(ctx context.Context, c commander, idx int) error {
 }
 
 // complete reports whether held has every part 1..Total.
-func complete(held []Segment) bool {
+func complete(held []gw.Segment) bool {
 	if len(held) == 0 {
 		return false
 	}
@@ -786,7 +787,7 @@ func complete(held []Segment) bool {
 
 // assemble joins held (ordered by Seq) into one message and stores it,
 // dropping the parts. partial marks a message whose wait timed out.
-func (s *smsReceiver) assemble(ctx context.Context, key string, held []Segment, partial bool) {
+func (s *smsReceiver) assemble(ctx context.Context, key string, held []gw.Segment, partial bool) {
 	var parts []*deliver
 	seen := map[int]bool{}
 	received := time.Time{}
@@ -805,7 +806,7 @@ func (s *smsReceiver) assemble(ctx context.Context, key string, held []Segment, 
 			received = h.ReceivedAt
 		}
 	}
-	m := Inbound{Channel: ChannelSMS, Parts: len(parts), Partial: partial || len(parts) < len(held), ReceivedAt: received.UTC()}
+	m := gw.Inbound{Channel: gw.ChannelSMS, Parts: len(parts), Partial: partial || len(parts) < len(held), ReceivedAt: received.UTC()}
 	if len(parts) > 0 {
 		payload, binary, err := joinText(parts)
 		if err != nil {
@@ -830,7 +831,7 @@ func (s *smsReceiver) assemble(ctx context.Context, key string, held []Segment, 
 	} else {
 		m.From = senderOfKey(key)
 	}
-	m.ID = MessageID(m)
+	m.ID = gw.MessageID(m)
 	if err := s.sink.Assemble(ctx, m, key); err != nil {
 		p := s.pending[key]
 		if p == nil {
@@ -851,7 +852,7 @@ func (s *smsReceiver) assemble(ctx context.Context, key string, held []Segment, 
 		msg := fmt.Sprintf("concatenated SMS from %s delivered incomplete: parts %v of %d arrived within %s",
 			m.From, have, held[0].Total, s.cfg.ReassemblyTimeout)
 		s.log.Warn(msg)
-		s.event(EventPartial, msg, map[string]any{"id": m.ID, "from": m.From, "parts": have, "total": held[0].Total})
+		s.event(gw.EventPartial, msg, map[string]any{"id": m.ID, "from": m.From, "parts": have, "total": held[0].Total})
 	}
 	s.log.Info("SMS reassembled", "id", m.ID, "from", m.From, "parts", m.Parts, "partial", m.Partial)
 }
@@ -887,7 +888,7 @@ func (s *smsReceiver) restore(ctx context.Context) {
 		return
 	}
 	s.restored = true
-	byKey := map[string][]Segment{}
+	byKey := map[string][]gw.Segment{}
 	var keys []string
 	for _, sg := range segs {
 		if _, ok := byKey[sg.Key]; !ok {
@@ -923,7 +924,7 @@ func (s *smsReceiver) restore(ctx context.Context) {
 func (s *smsReceiver) expire(ctx context.Context) {
 	s.forDueSets(ctx, func(p *pendingSet) bool {
 		return p.complete || time.Since(p.first) >= s.cfg.ReassemblyTimeout
-	}, func(key string, held []Segment) {
+	}, func(key string, held []gw.Segment) {
 		s.assemble(ctx, key, held, !complete(held))
 	})
 }
@@ -959,7 +960,7 @@ func (s *smsReceiver) missedNotifications(ctx context.Context, c commander) erro
 		msg = fmt.Sprintf("%d SMS reached the SIM without a +CMTI notification (%d since start); they were read by polling, but setting new-SMS routing again failed: %v", n, s.missed, err)
 	}
 	s.log.Warn(msg)
-	s.event(EventMissedNotification, msg, map[string]any{"count": n, "total": s.missed})
+	s.event(gw.EventMissedNotification, msg, map[string]any{"count": n, "total": s.missed})
 	return err
 }
 
@@ -979,17 +980,17 @@ func (s *smsReceiver) checkStorage(ctx context.Context, c commander) error {
 		s.log.Warn("unreadable storage answer", "line", r.Lines[0], "err", err)
 		return nil
 	}
-	s.storeUse(StoreUse{Used: used, Total: total})
+	s.storeUse(gw.StoreUse{Used: used, Total: total})
 	alarm := ""
 	switch {
 	case total > 0 && used >= total:
-		alarm = EventStorageFull
+		alarm = gw.EventStorageFull
 	case total > 0 && used*5 >= total*4:
-		alarm = EventStorageNearlyFull
+		alarm = gw.EventStorageNearlyFull
 	}
 	if alarm != "" && alarm != s.storageAlarm {
 		msg := fmt.Sprintf("SIM SMS store holds %d of %d messages; draining it", used, total)
-		if alarm == EventStorageFull {
+		if alarm == gw.EventStorageFull {
 			msg = fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained", used, total)
 		}
 		s.log.Warn(msg)

@@ -6,23 +6,23 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 )
 
 // Stored records are JSON: readable with bbolt's own tools when a person has
 // to look inside a store, and tolerant of fields added later.
 
-func checkInbound(m modem.Inbound) error {
+func checkInbound(m gw.Inbound) error {
 	switch {
 	case m.ID == "":
 		return errors.New("message has no id")
-	case m.Channel != modem.ChannelSMS && m.Channel != modem.ChannelIP:
+	case m.Channel != gw.ChannelSMS && m.Channel != gw.ChannelIP:
 		return fmt.Errorf("message %s has unknown channel %q", m.ID, m.Channel)
 	}
 	return nil
 }
 
-func encodeInbound(m modem.Inbound) ([]byte, error) {
+func encodeInbound(m gw.Inbound) ([]byte, error) {
 	if err := checkInbound(m); err != nil {
 		return nil, err
 	}
@@ -33,18 +33,18 @@ func encodeInbound(m modem.Inbound) ([]byte, error) {
 	return b, nil
 }
 
-func decodeInbound(b []byte) (modem.Inbound, error) {
-	var m modem.Inbound
+func decodeInbound(b []byte) (gw.Inbound, error) {
+	var m gw.Inbound
 	if err := json.Unmarshal(b, &m); err != nil {
-		return modem.Inbound{}, fmt.Errorf("decode stored message: %w", err)
+		return gw.Inbound{}, fmt.Errorf("decode stored message: %w", err)
 	}
 	if err := checkInbound(m); err != nil {
-		return modem.Inbound{}, fmt.Errorf("decode stored message: %w", err)
+		return gw.Inbound{}, fmt.Errorf("decode stored message: %w", err)
 	}
 	return m, nil
 }
 
-func checkSegment(s modem.Segment) error {
+func checkSegment(s gw.Segment) error {
 	switch {
 	case s.Key == "":
 		return errors.New("segment has no key")
@@ -56,7 +56,7 @@ func checkSegment(s modem.Segment) error {
 	return nil
 }
 
-func encodeSegment(s modem.Segment) ([]byte, error) {
+func encodeSegment(s gw.Segment) ([]byte, error) {
 	if err := checkSegment(s); err != nil {
 		return nil, err
 	}
@@ -67,13 +67,13 @@ func encodeSegment(s modem.Segment) ([]byte, error) {
 	return b, nil
 }
 
-func decodeSegment(b []byte) (modem.Segment, error) {
-	var s modem.Segment
+func decodeSegment(b []byte) (gw.Segment, error) {
+	var s gw.Segment
 	if err := json.Unmarshal(b, &s); err != nil {
-		return modem.Segment{}, fmt.Errorf("decode stored segment: %w", err)
+		return gw.Segment{}, fmt.Errorf("decode stored segment: %w", err)
 	}
 	if err := checkSegment(s); err != nil {
-		return modem.Segment{}, fmt.Errorf("decode stored segment: %w", err)
+		return gw.Segment{}, fmt.Errorf("decode stored segment: %w", err)
 	}
 	return s, nil
 }
@@ -82,7 +82,7 @@ func decodeSegment(b []byte) (modem.Segment, error) {
 // P/ip/out, validated and waiting for the modem.
 type Request struct {
 	ID      string `json:"id"`
-	Channel string `json:"channel"` // modem.ChannelSMS or modem.ChannelIP
+	Channel string `json:"channel"` // gw.ChannelSMS or gw.ChannelIP
 	// To is the SMS destination; "000" reaches the Super SIM cloud.
 	To      string `json:"to,omitempty"`
 	Payload []byte `json:"payload"`
