@@ -504,7 +504,7 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 	}
 	switch {
 	case s.sms.drainDue():
-		return s.sms.drain(ctx, s.on(eng))
+		return s.sms.drain(ctx, onEngine{s, eng})
 	case s.pollDue:
 		s.pollDue = false
 		return s.pollChecked(ctx, eng)
@@ -714,6 +714,22 @@ func (s *Session) do(ctx context.Context, eng *at.Engine, op string, c at.Cmd) (
 		return r, &OpError{Op: op + " " + strings.TrimPrefix(c.Line, "AT"), Err: err}
 	}
 	return r, nil
+}
+
+// onEngine is an engine as the session's parts use it: commands named in
+// their errors (do), waiting for a URC with the others kept in the backlog
+// (awaitURC), and the engine's own methods.
+type onEngine struct {
+	s *Session
+	*at.Engine
+}
+
+func (o onEngine) do(ctx context.Context, op string, c at.Cmd) (at.Reply, error) {
+	return o.s.do(ctx, o.Engine, op, c)
+}
+
+func (o onEngine) awaitURC(ctx context.Context, what string, timeout time.Duration, match func(at.URC) bool) (at.URC, error) {
+	return o.s.awaitURC(ctx, o.Engine, what, timeout, match)
 }
 
 // cmeCode and cmsCode return the code of a +CME/+CMS ERROR, or -1.

@@ -12,7 +12,7 @@ func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error
 	if done, err := s.dataURC(ctx, eng, u); done {
 		return err
 	}
-	c := s.on(eng)
+	c := onEngine{s, eng}
 	if done, err := s.sms.reportURC(ctx, c, u); done {
 		return err
 	}
@@ -53,7 +53,7 @@ func (s *Session) poll(ctx context.Context, eng *at.Engine) error {
 	if !s.cfg.SMS {
 		return nil
 	}
-	return s.sms.poll(ctx, s.on(eng))
+	return s.sms.poll(ctx, onEngine{s, eng})
 }
 
 // takeWaiting removes and returns every URC waiting: the backlog first,
@@ -68,17 +68,4 @@ func (s *Session) takeWaiting() []at.URC {
 		}
 		waiting = append(waiting, u)
 	}
-}
-
-// on is the commander of eng.
-func (s *Session) on(eng *at.Engine) commander { return engineCommander{s, eng} }
-
-// engineCommander runs commands on one engine with Session.do.
-type engineCommander struct {
-	s   *Session
-	eng *at.Engine
-}
-
-func (c engineCommander) do(ctx context.Context, op string, cmd at.Cmd) (at.Reply, error) {
-	return c.s.do(ctx, c.eng, op, cmd)
 }
