@@ -62,7 +62,7 @@ type smsReceiver struct {
 	// storeUse reports the SIM store's use for the status.
 	storeUse func(gw.StoreUse)
 
-	pending   map[string]*pendingSet
+	sets      *reassembler
 	restored  bool
 	needDrain bool // drain the SIM now (start, SMS DONE, unreadable +CMTI)
 	// retryDrain: an SMS is still on the SIM because the sink or CMGD
@@ -119,18 +119,12 @@ func newSMSReceiver(cfg smsSettings, sink gw.Sink, log *slog.Logger, ev eventer,
 		eventer:   ev,
 		urcs:      urcs,
 		storeUse:  storeUse,
-		pending:   map[string]*pendingSet{},
+		sets:      &reassembler{timeout: cfg.ReassemblyTimeout, sink: sink, log: log, eventer: ev, pending: map[string]*pendingSet{}},
 		cmtiSeq:   map[int]uint64{},
 		undeleted: map[int]gw.SlotID{},
 		recent:    map[string]time.Time{},
 		suspects:  map[int]bool{},
 	}
-}
-
-// pendingSet is a concatenated SMS waiting for its other parts.
-type pendingSet struct {
-	first    time.Time // monotonic; when the first part was seen (or restored)
-	complete bool      // every part is held but Assemble failed; retry
 }
 
 // received reports whether a +CMGL/+CMGR <stat> is a received message
@@ -243,7 +237,7 @@ func (s *smsReceiver) drain(ctx context.Context, c commander) error {
 	// part and assembling) go first: their parts were read before anything
 	// still on the SIM, so assembling them later would put newer messages
 	// ahead of them.
-	delivered := s.assembleComplete(ctx)
+	delivered := s.sets.assembleComplete(ctx)
 	skipped := 0
 	for _, e := range entries {
 		if !received(e.Stat) {
@@ -273,7 +267,7 @@ func (s *smsReceiver) drain(ctx context.Context, c commander) error {
 	s.skipped = skipped
 	// Every +CMTI acted on before the list was taken is accounted for.
 	clear(s.cmtiSeq)
-	s.expire(ctx)
+	s.sets.expire(ctx)
 	// The last deletion is committed now rather than with the next SMS, so
 	// that the next list finds the journal clean (see the top).
 	if err := s.saveJournal(ctx); err != nil {
@@ -538,65 +532,6 @@ func (s *smsReceiver) putSMS(ctx context.Context, e *smsEntry, m gw.Inbound) err
 	return nil
 }
 
-// partID names one stored part exactly: its set, position and bytes.
-func partID(key string, seq int, tpdu []byte) string {
-	return fmt.Sprintf("%s\x00%d\x00%x", key, seq, tpdu)
-}
-
-// assembleComplete assembles every set that has all its parts held, and
-// returns the parts of the sets it stored.
-func (s *smsReceiver) assembleComplete(ctx context.Context) map[string]bool {
-	delivered := map[string]bool{}
-	s.forDueSets(ctx, func(p *pendingSet) bool { return p.complete }, func(key string, held []gw.Segment) {
-		if !complete(held) {
-			s.pending[key].complete = false
-			return
-		}
-		s.assemble(ctx, key, held, false)
-		if _, waiting := s.pending[key]; waiting {
-			return // not stored; retried by the next poll
-		}
-		for _, sg := range held {
-			delivered[partID(sg.Key, sg.Seq, sg.TPDU)] = true
-		}
-	})
-	return delivered
-}
-
-// forDueSets calls do, in key order, with the held parts of every pending
-// set that due selects; a set whose parts are all gone was assembled
-// elsewhere and stops waiting.
-func (s *smsReceiver) forDueSets(ctx context.Context, due func(*pendingSet) bool, do func(key string, held []gw.Segment)) {
-	var keys []string
-	for key, p := range s.pending {
-		if due(p) {
-			keys = append(keys, key)
-		}
-	}
-	if len(keys) == 0 {
-		return
-	}
-	segs, err := s.sink.Segments(ctx)
-	if err != nil {
-		s.log.Warn("could not load held SMS parts", "err", err)
-		return
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		var held []gw.Segment
-		for _, sg := range segs {
-			if sg.Key == key {
-				held = append(held, sg)
-			}
-		}
-		if len(held) == 0 {
-			delete(s.pending, key)
-			continue
-		}
-		do(key, held)
-	}
-}
-
 func entryTime(e *smsEntry) time.Time {
 	if e.d == nil {
 		return time.Time{}
@@ -670,14 +605,12 @@ func (s *smsReceiver) handle(ctx context.Context, c commander, e *smsEntry) erro
 	}
 	s.storeOK()
 	s.log.Info("SMS part received", "key", seg.Key, "part", seg.Seq, "of", seg.Total, "index", e.Index)
-	if _, ok := s.pending[seg.Key]; !ok {
-		s.pending[seg.Key] = &pendingSet{first: time.Now()}
-	}
+	s.sets.hold(seg.Key)
 	if err := s.delete(ctx, c, e.Index); err != nil {
 		return err
 	}
 	if complete(held) {
-		s.assemble(ctx, seg.Key, held, false)
+		s.sets.assemble(ctx, seg.Key, held, false)
 	}
 	return nil
 }
@@ -770,104 +703,8 @@ func (s *smsReceiver) delete(ctx context.Context, c commander, idx int) error {
 	return nil
 }
 
-// complete reports whether held has every part 1..Total.
-func complete(held []gw.Segment) bool {
-	if len(held) == 0 {
-		return false
-	}
-	total := held[0].Total
-	seen := map[int]bool{}
-	for _, h := range held {
-		if h.Total == total && h.Seq >= 1 && h.Seq <= total {
-			seen[h.Seq] = true
-		}
-	}
-	return len(seen) == total
-}
-
-// assemble joins held (ordered by Seq) into one message and stores it,
-// dropping the parts. partial marks a message whose wait timed out.
-func (s *smsReceiver) assemble(ctx context.Context, key string, held []gw.Segment, partial bool) {
-	var parts []*deliver
-	seen := map[int]bool{}
-	received := time.Time{}
-	for _, h := range held {
-		if seen[h.Seq] {
-			continue
-		}
-		d, err := decodeDeliver(h.TPDU)
-		if err != nil {
-			s.log.Warn("stored SMS part does not decode; left out", "key", key, "part", h.Seq, "err", err)
-			continue
-		}
-		seen[h.Seq] = true
-		parts = append(parts, d)
-		if received.IsZero() || h.ReceivedAt.Before(received) {
-			received = h.ReceivedAt
-		}
-	}
-	m := gw.Inbound{Channel: gw.ChannelSMS, Parts: len(parts), Partial: partial || len(parts) < len(held), ReceivedAt: received.UTC()}
-	if len(parts) > 0 {
-		payload, binary, err := joinText(parts)
-		if err != nil {
-			s.log.Warn("SMS parts do not decode as text; delivered as bytes", "key", key, "err", err)
-			payload, binary = nil, true
-			for _, p := range parts {
-				payload = append(payload, p.UD...)
-			}
-		}
-		m.From, m.Payload, m.Binary = parts[0].From, payload, binary
-		// The first part's timestamp dates the message, so the id is the
-		// same however the parts arrived; without part 1, the earliest.
-		m.SentAt = parts[0].SentAt
-		if parts[0].Seq != 1 {
-			for _, p := range parts[1:] {
-				if p.SentAt.Before(m.SentAt) {
-					m.SentAt = p.SentAt
-				}
-			}
-		}
-		m.SentAt = m.SentAt.UTC()
-	} else {
-		m.From = senderOfKey(key)
-	}
-	m.ID = gw.MessageID(m)
-	if err := s.sink.Assemble(ctx, m, key); err != nil {
-		p := s.pending[key]
-		if p == nil {
-			p = &pendingSet{first: time.Now()}
-			s.pending[key] = p
-		}
-		p.complete = true // retried by the next poll
-		s.log.Warn("could not store a reassembled SMS; retrying", "key", key, "err", err)
-		return
-	}
-	delete(s.pending, key)
-	if m.Partial {
-		have := make([]int, 0, len(seen))
-		for seq := range seen {
-			have = append(have, seq)
-		}
-		slices.Sort(have)
-		msg := fmt.Sprintf("concatenated SMS from %s delivered incomplete: parts %v of %d arrived within %s",
-			m.From, have, held[0].Total, s.cfg.ReassemblyTimeout)
-		s.log.Warn(msg)
-		s.event(gw.EventPartial, msg, map[string]any{"id": m.ID, "from": m.From, "parts": have, "total": held[0].Total})
-	}
-	s.log.Info("SMS reassembled", "id", m.ID, "from", m.From, "parts", m.Parts, "partial", m.Partial)
-}
-
-// senderOfKey returns the sender in a key made by deliver.concatKey.
-func senderOfKey(key string) string {
-	f := strings.Split(strings.TrimPrefix(key, "sms/"), "/")
-	if len(f) <= 3 {
-		return ""
-	}
-	return strings.Join(f[:len(f)-3], "/")
-}
-
-// restore loads the parts of concatenated SMS held across a restart, so
-// their wait resumes; the first drain assembles complete and overdue sets.
+// restore loads what a restart left: the SIM journal (the ids given and
+// the +CMTI order) and the parts of concatenated SMS, whose wait resumes.
 func (s *smsReceiver) restore(ctx context.Context) {
 	j, err := s.sink.Journal(ctx)
 	if err != nil {
@@ -882,51 +719,9 @@ func (s *smsReceiver) restore(ctx context.Context) {
 			s.announce(idx)
 		}
 	}
-	segs, err := s.sink.Segments(ctx)
-	if err != nil {
-		s.log.Warn("could not load held SMS parts; retrying at the next reconnect", "err", err)
-		return
+	if s.sets.restore(ctx) {
+		s.restored = true
 	}
-	s.restored = true
-	byKey := map[string][]gw.Segment{}
-	var keys []string
-	for _, sg := range segs {
-		if _, ok := byKey[sg.Key]; !ok {
-			keys = append(keys, sg.Key)
-		}
-		byKey[sg.Key] = append(byKey[sg.Key], sg)
-	}
-	for _, key := range keys {
-		held := byKey[key]
-		first := held[0].ReceivedAt
-		for _, h := range held {
-			if h.ReceivedAt.Before(first) {
-				first = h.ReceivedAt
-			}
-		}
-		// Resume the wait where it was, by the wall clock when it looks
-		// sane; a Pi that booted at 1970, or a clock that went back, would
-		// otherwise time every set out at once or never.
-		age := time.Since(first)
-		if first.Year() < 2020 || age < 0 {
-			age = 0
-		}
-		age = min(age, s.cfg.ReassemblyTimeout)
-		s.pending[key] = &pendingSet{first: time.Now().Add(-age), complete: complete(held)}
-	}
-	if len(keys) > 0 {
-		s.log.Info("resumed waiting for SMS parts", "messages", len(keys))
-	}
-}
-
-// expire assembles sets that are complete (their Assemble failed before)
-// or whose wait timed out.
-func (s *smsReceiver) expire(ctx context.Context) {
-	s.forDueSets(ctx, func(p *pendingSet) bool {
-		return p.complete || time.Since(p.first) >= s.cfg.ReassemblyTimeout
-	}, func(key string, held []gw.Segment) {
-		s.assemble(ctx, key, held, !complete(held))
-	})
 }
 
 // poll is the SMS part of the session's poll: it reports missed +CMTIs,
@@ -939,7 +734,7 @@ func (s *smsReceiver) poll(ctx context.Context, c commander) error {
 	if s.retryDrain {
 		s.needDrain = true
 	}
-	s.expire(ctx)
+	s.sets.expire(ctx)
 	return s.checkStorage(ctx, c)
 }
 
