@@ -22,27 +22,9 @@ func checkInbound(m gw.Inbound) error {
 	return nil
 }
 
-func encodeInbound(m gw.Inbound) ([]byte, error) {
-	if err := checkInbound(m); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode message: %w", err)
-	}
-	return b, nil
-}
+func encodeInbound(m gw.Inbound) ([]byte, error) { return encodeRecord("message", m, checkInbound) }
 
-func decodeInbound(b []byte) (gw.Inbound, error) {
-	var m gw.Inbound
-	if err := json.Unmarshal(b, &m); err != nil {
-		return gw.Inbound{}, fmt.Errorf("decode stored message: %w", err)
-	}
-	if err := checkInbound(m); err != nil {
-		return gw.Inbound{}, fmt.Errorf("decode stored message: %w", err)
-	}
-	return m, nil
-}
+func decodeInbound(b []byte) (gw.Inbound, error) { return decodeRecord("message", b, checkInbound) }
 
 func checkSegment(s gw.Segment) error {
 	switch {
@@ -56,26 +38,34 @@ func checkSegment(s gw.Segment) error {
 	return nil
 }
 
-func encodeSegment(s gw.Segment) ([]byte, error) {
-	if err := checkSegment(s); err != nil {
+func encodeSegment(s gw.Segment) ([]byte, error) { return encodeRecord("segment", s, checkSegment) }
+
+func decodeSegment(b []byte) (gw.Segment, error) { return decodeRecord("segment", b, checkSegment) }
+
+// encodeRecord checks v before it is stored, so a record that could not be
+// read back is never written.
+func encodeRecord[T any](what string, v T, check func(T) error) ([]byte, error) {
+	if err := check(v); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(s)
+	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("encode segment: %w", err)
+		return nil, fmt.Errorf("encode %s: %w", what, err)
 	}
 	return b, nil
 }
 
-func decodeSegment(b []byte) (gw.Segment, error) {
-	var s gw.Segment
-	if err := json.Unmarshal(b, &s); err != nil {
-		return gw.Segment{}, fmt.Errorf("decode stored segment: %w", err)
+// decodeRecord reads a stored record and checks it as encodeRecord did: a
+// record damaged on disk is an error, never a zero value.
+func decodeRecord[T any](what string, b []byte, check func(T) error) (T, error) {
+	var v, zero T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return zero, fmt.Errorf("decode stored %s: %w", what, err)
 	}
-	if err := checkSegment(s); err != nil {
-		return gw.Segment{}, fmt.Errorf("decode stored segment: %w", err)
+	if err := check(v); err != nil {
+		return zero, fmt.Errorf("decode stored %s: %w", what, err)
 	}
-	return s, nil
+	return v, nil
 }
 
 // Request is one device-originated command accepted from P/sms/out or
