@@ -47,3 +47,6 @@ func hook(s *Session, f func(*testHooks)) {
 	f(h)
 	hooks.Store(s, h)
 }
+
+// takeWaitingBacklog empties the backlog of a session that has no engine.
+func (s *Session) takeWaitingBacklog() []at.URC { return s.backlog.Drain() }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/ring"
 	"github.com/simgate/simgate/modem/at"
 	"go.bug.st/serial"
 )
@@ -152,10 +153,11 @@ type Session struct {
 	regs     map[string]registration
 	regWas   string // "" until known, then "yes" or "no"
 
-	urcs         *at.Engine // the engine whose URCs are being taken
-	backlog      []at.URC   // URCs put aside while waiting for a particular one
-	backlogBytes int
-	pollDue      bool
+	urcs *at.Engine // the engine whose URCs are being taken
+	// backlog holds URCs put aside while waiting for a particular one;
+	// bounded in bytes like the engine's queue, the oldest go first.
+	backlog *ring.Queue[at.URC]
+	pollDue bool
 	// idle fires when the line has been silent for Config.IdleProbe;
 	// idleAt is when the last idle probe was due, so a busy engine defers
 	// it rather than spinning.
@@ -226,7 +228,10 @@ func NewSession(cfg Config, sink gw.Sink) *Session {
 		note:   newNotifier(cfg.OnEvent, cfg.OnStatus, log),
 		regs:   map[string]registration{},
 		lostAt: time.Now(),
-		dp:     dataPath{sock: -1},
+		backlog: ring.New(ring.Bounds[at.URC]{
+			Cost: at.MaxQueuedURCBytes, CostOf: at.URC.Size, KeepLast: true,
+		}),
+		dp: dataPath{sock: -1},
 	}
 	s.sms = newSMSReceiver(smsSettings{SMS: cfg.SMS, AllowedSenders: cfg.AllowedSenders, ReassemblyTimeout: cfg.ReassemblyTimeout},
 		sink, log, s, s, func(u gw.StoreUse) { s.update(func(st *gw.Status) { st.SMSStore = u }) })
@@ -331,7 +336,7 @@ func (s *Session) attempt(ctx context.Context) error {
 	s.opened = true
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.backlog, s.backlogBytes = nil, 0
+	s.backlog.Clear()
 	// A live module answers the resynchronisation probe at once; a short
 	// wait lets a silent one be noticed (and the ladder climbed) sooner.
 	probe := s.probeTimeout()
@@ -429,16 +434,7 @@ func (s *Session) afterInit() {
 // putBack keeps u in the backlog for serve. The backlog is bounded in
 // bytes like the engine's queue: the oldest goes first.
 func (s *Session) putBack(u at.URC) {
-	s.backlog = append(s.backlog, u)
-	s.backlogBytes += u.Size()
-	dropped := 0
-	for len(s.backlog) > 1 && s.backlogBytes > at.MaxQueuedURCBytes {
-		s.backlogBytes -= s.backlog[0].Size()
-		s.backlog[0] = at.URC{}
-		s.backlog = s.backlog[1:]
-		dropped++
-	}
-	if dropped > 0 {
+	if dropped := s.backlog.Push(u); dropped > 0 {
 		s.log.Warn("URC backlog full, dropped the oldest", "dropped", dropped, "limit_bytes", at.MaxQueuedURCBytes)
 	}
 }
@@ -566,14 +562,7 @@ func (s *Session) idleCheck(ctx context.Context, eng *at.Engine) error {
 // nextURC returns a URC that is already waiting: the backlog first, then
 // the engine's.
 func (s *Session) nextURC() (at.URC, bool) {
-	if len(s.backlog) > 0 {
-		u := s.backlog[0]
-		s.backlog[0] = at.URC{}
-		s.backlog = s.backlog[1:]
-		s.backlogBytes -= u.Size()
-		if len(s.backlog) == 0 {
-			s.backlog, s.backlogBytes = nil, 0
-		}
+	if u, ok := s.backlog.Pop(); ok {
 		return u, true
 	}
 	return s.urcs.NextURC()

@@ -59,8 +59,7 @@ func (s *Session) poll(ctx context.Context, eng *at.Engine) error {
 // takeWaiting removes and returns every URC waiting: the backlog first,
 // then the engine's.
 func (s *Session) takeWaiting() []at.URC {
-	waiting := s.backlog
-	s.backlog, s.backlogBytes = nil, 0
+	waiting := s.backlog.Drain()
 	for {
 		u, ok := s.urcs.NextURC()
 		if !ok {
