@@ -1,7 +1,6 @@
 package modem
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -90,11 +89,8 @@ type smsReceiver struct {
 	// storage poll) found messages no +CMTI announced (suspects); a +CMTI
 	// that turns up late clears one.
 	liveDrain bool
-	// cmtiSeq holds, for each SIM index whose +CMTI arrived and whose SMS
-	// is not handled yet, the order the module announced it in: the
-	// arrival order, which SIM indexes are not (freed slots are reused).
-	cmtiSeq  map[int]uint64
-	lastCMTI uint64
+	// order is the +CMTI order of the SMS not handled yet (cmti.go).
+	order    cmtiOrder
 	suspects map[int]bool
 	missed   int
 	// journal mirrors the SIM journal in the sink; journalDirty is set when
@@ -134,7 +130,7 @@ func newSMSReceiver(cfg smsSettings, sink gw.Sink, log *slog.Logger, ev eventer,
 		urcs:      urcs,
 		storeUse:  storeUse,
 		sets:      &reassembler{timeout: cfg.ReassemblyTimeout, sink: sink, log: log, eventer: ev, pending: map[string]*pendingSet{}},
-		cmtiSeq:   map[int]uint64{},
+		order:     newCMTIOrder(),
 		undeleted: map[int]gw.SlotID{},
 		recent:    map[string]time.Time{},
 		suspects:  map[int]bool{},
@@ -167,7 +163,7 @@ func (s *smsReceiver) cmti(line string) {
 	// may be older, and the drain hands everything over in the order it
 	// was sent. While a refused SMS waits for the next poll (retryDrain),
 	// new ones wait behind it.
-	s.announce(idx)
+	s.order.add(idx)
 	if !s.retryDrain {
 		if !s.needDrain {
 			s.liveDrain = true
@@ -212,12 +208,6 @@ func (s *smsReceiver) directSMS(ctx context.Context, c commander, u at.URC) erro
 	return s.handle(ctx, c, newEntry(-1, 0, length, u.Extra[0]))
 }
 
-// announce records that the module announced an SMS at SIM index idx.
-func (s *smsReceiver) announce(idx int) {
-	s.lastCMTI++
-	s.cmtiSeq[idx] = s.lastCMTI
-}
-
 // drain reads every SMS on the SIM (AT+CMGL=4) and handles them in the
 // order they arrived (arrivalOrder).
 func (s *smsReceiver) drain(ctx context.Context, c commander) error {
@@ -252,12 +242,9 @@ func (s *smsReceiver) drain(ctx context.Context, c commander) error {
 	// still on the SIM, so assembling them later would put newer messages
 	// ahead of them.
 	delivered := s.sets.assembleComplete(ctx)
-	// Storing a run takes its SMS off cmtiSeq; which were announced is
-	// decided as the list was taken.
-	announcedAtList := make(map[int]bool, len(s.cmtiSeq))
-	for idx := range s.cmtiSeq {
-		announcedAtList[idx] = true
-	}
+	// Storing a run takes its SMS off the +CMTI order; which were
+	// announced is decided as the list was taken.
+	announcedAtList := s.order.announced()
 	// What the listing holds is stored in one commit before anything is
 	// deleted from the SIM; the loop below acts on each SMS in order as
 	// if it had been stored alone.
@@ -287,7 +274,7 @@ func (s *smsReceiver) drain(ctx context.Context, c commander) error {
 	}
 	s.skipped = skipped
 	// Every +CMTI acted on before the list was taken is accounted for.
-	clear(s.cmtiSeq)
+	s.order.reset()
 	s.sets.expire(ctx)
 	// The last deletion is committed now rather than with the next SMS, so
 	// that the next list finds the journal clean (see the top).
@@ -373,9 +360,8 @@ func (s *smsReceiver) putStaged(ctx context.Context, batch []*smsEntry) {
 	seqs := map[int]uint64{}
 	for i, e := range batch {
 		items[i] = *e.staged
-		if seq, ok := s.cmtiSeq[e.Index]; ok {
+		if seq, ok := s.order.take(e.Index); ok {
 			seqs[e.Index] = seq
-			delete(s.cmtiSeq, e.Index)
 		}
 	}
 	n, err := s.sink.PutSIM(ctx, items, s.journalNow())
@@ -385,7 +371,7 @@ func (s *smsReceiver) putStaged(ctx context.Context, batch []*smsEntry) {
 	for i, e := range batch {
 		if i >= n {
 			if seq, ok := seqs[e.Index]; ok {
-				s.cmtiSeq[e.Index] = seq
+				s.order.put(e.Index, seq)
 			}
 			e.storeErr = err
 			continue
@@ -437,8 +423,8 @@ func (s *smsReceiver) takeAnnouncements(entries []*smsEntry) {
 	for _, u := range s.urcs.takeWaiting() {
 		if strings.HasPrefix(u.Line, "+CMTI:") && s.cfg.SMS {
 			if _, idx, err := parseCMTI(u.Line); err == nil && listed[idx] && !s.suspects[idx] {
-				if _, seen := s.cmtiSeq[idx]; !seen {
-					s.announce(idx)
+				if !s.order.has(idx) {
+					s.order.add(idx)
 				}
 				continue
 			}
@@ -457,14 +443,14 @@ func (s *smsReceiver) takeAnnouncements(entries []*smsEntry) {
 func (s *smsReceiver) arrivalOrder(entries []*smsEntry) []*smsEntry {
 	var announced, silent []*smsEntry
 	for _, e := range entries {
-		if _, ok := s.cmtiSeq[e.Index]; ok {
+		if s.order.has(e.Index) {
 			announced = append(announced, e)
 		} else {
 			silent = append(silent, e)
 		}
 	}
 	sort.SliceStable(announced, func(i, j int) bool {
-		return s.cmtiSeq[announced[i].Index] < s.cmtiSeq[announced[j].Index]
+		return s.order.before(announced[i].Index, announced[j].Index)
 	})
 	sort.SliceStable(silent, func(i, j int) bool {
 		ti, tj := entryTime(silent[i]), entryTime(silent[j])
@@ -506,11 +492,7 @@ func (s *smsReceiver) pruneJournal(entries []*smsEntry) {
 // indexes announced but not handled yet, in announcement order.
 func (s *smsReceiver) journalNow() gw.SIMJournal {
 	j := s.journal.Clone()
-	j.Announced = nil
-	for idx := range s.cmtiSeq {
-		j.Announced = append(j.Announced, idx)
-	}
-	slices.SortFunc(j.Announced, func(a, b int) int { return cmp.Compare(s.cmtiSeq[a], s.cmtiSeq[b]) })
+	j.Announced = s.order.indexes()
 	return j
 }
 
@@ -808,7 +790,7 @@ func (s *smsReceiver) undecodable(ctx context.Context, c commander, e *smsEntry,
 func (s *smsReceiver) reject(ctx context.Context, c commander, e *smsEntry, typ, msg string, f map[string]any) error {
 	s.log.Warn(msg)
 	s.event(typ, msg, f)
-	delete(s.cmtiSeq, e.Index)
+	s.order.forget(e.Index)
 	return s.delete(ctx, c, e.Index)
 }
 
@@ -858,8 +840,8 @@ func (s *smsReceiver) restore(ctx context.Context) {
 	// SMS announced before the restart keep their order ahead of any
 	// announced from now on.
 	for _, idx := range j.Announced {
-		if _, ok := s.cmtiSeq[idx]; !ok {
-			s.announce(idx)
+		if !s.order.has(idx) {
+			s.order.add(idx)
 		}
 	}
 	if s.sets.restore(ctx) {
