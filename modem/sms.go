@@ -2,7 +2,6 @@ package modem
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -85,24 +84,18 @@ type smsReceiver struct {
 	storageAlarm string
 	storeFailing bool
 
+	// order is the +CMTI order of the SMS not handled yet (cmti.go); ids
+	// is which id the SMS in each slot has, with the SIM journal
+	// (slotids.go).
+	order cmtiOrder
+	ids   slotIDs
+
 	// Missed +CMTI: a drain asked for while serving (by a +CMTI or the
 	// storage poll) found messages no +CMTI announced (suspects); a +CMTI
 	// that turns up late clears one.
 	liveDrain bool
-	// order is the +CMTI order of the SMS not handled yet (cmti.go).
-	order    cmtiOrder
-	suspects map[int]bool
-	missed   int
-	// journal mirrors the SIM journal in the sink; journalDirty is set when
-	// it changed since it was last committed.
-	journal      gw.SIMJournal
-	journalDirty bool
-	// undeleted names the SMS stored and not yet deleted from each slot,
-	// so one read again within this process keeps its id whether or not
-	// the journal names it; recent is when an SMS with each content id
-	// was last stored (identicalWindow).
-	undeleted map[int]gw.SlotID
-	recent    map[string]time.Time
+	suspects  map[int]bool
+	missed    int
 }
 
 // smsSettings are the parts of Config the receiver uses.
@@ -123,17 +116,16 @@ type urcQueue interface {
 
 func newSMSReceiver(cfg smsSettings, sink gw.Sink, log *slog.Logger, ev eventer, urcs urcQueue, storeUse func(gw.StoreUse)) *smsReceiver {
 	return &smsReceiver{
-		cfg:       cfg,
-		sink:      sink,
-		log:       log,
-		eventer:   ev,
-		urcs:      urcs,
-		storeUse:  storeUse,
-		sets:      &reassembler{timeout: cfg.ReassemblyTimeout, sink: sink, log: log, eventer: ev, pending: map[string]*pendingSet{}},
-		order:     newCMTIOrder(),
-		undeleted: map[int]gw.SlotID{},
-		recent:    map[string]time.Time{},
-		suspects:  map[int]bool{},
+		cfg:      cfg,
+		sink:     sink,
+		log:      log,
+		eventer:  ev,
+		urcs:     urcs,
+		storeUse: storeUse,
+		sets:     &reassembler{timeout: cfg.ReassemblyTimeout, sink: sink, log: log, eventer: ev, pending: map[string]*pendingSet{}},
+		order:    newCMTIOrder(),
+		ids:      newSlotIDs(),
+		suspects: map[int]bool{},
 	}
 }
 
@@ -230,7 +222,7 @@ func (s *smsReceiver) drain(ctx context.Context, c commander) error {
 	s.liveDrain = false
 	entries := parseList(r.Lines, s.log.Warn)
 	s.takeAnnouncements(entries)
-	s.pruneJournal(entries)
+	s.ids.prune(entries)
 	entries = s.arrivalOrder(entries)
 	if err := s.assign(ctx, entries); err != nil {
 		s.needDrain, s.retryDrain = false, true
@@ -379,23 +371,20 @@ func (s *smsReceiver) putStaged(ctx context.Context, batch []*smsEntry) {
 		e.stored = true
 		e.staged.Held = items[i].Held
 		if m := e.staged.Message; m != nil {
-			s.undeleted[e.Index] = gw.SlotID{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
-			if e.base != "" {
-				s.recent[e.base] = time.Now()
-			}
+			s.ids.stored(e.Index, e.PDU, m, e.base)
 		}
 	}
 	switch {
 	case n == len(items):
-		s.journalDirty = false
+		s.ids.committed()
 	case n > 0:
 		// The sink did not commit the journal with a prefix: what it
 		// refused must stay announced, in order, across a restart.
 		if err := s.sink.SaveJournal(ctx, s.journalNow()); err != nil {
-			s.journalDirty = true
+			s.ids.dirty = true
 			s.log.Warn("could not commit the SIM journal; retried before the next list", "err", err)
 		} else {
-			s.journalDirty = false
+			s.ids.committed()
 		}
 	}
 }
@@ -470,48 +459,22 @@ func (s *smsReceiver) arrivalOrder(entries []*smsEntry) []*smsEntry {
 	return out
 }
 
-// pruneJournal forgets stored slots the listing shows deleted: empty, or
-// holding another SMS.
-func (s *smsReceiver) pruneJournal(entries []*smsEntry) {
-	if len(s.journal.Slots) == 0 {
-		return
-	}
-	now := map[int]string{}
-	for _, e := range entries {
-		now[e.Index] = pduHash(e.PDU)
-	}
-	for idx, slot := range s.journal.Slots {
-		if now[idx] != slot.PDU {
-			delete(s.journal.Slots, idx)
-			s.journalDirty = true
-		}
-	}
-}
-
 // journalNow is the journal to commit: the stored slots and the SIM
 // indexes announced but not handled yet, in announcement order.
 func (s *smsReceiver) journalNow() gw.SIMJournal {
-	j := s.journal.Clone()
-	j.Announced = s.order.indexes()
-	return j
+	return s.ids.snapshot(s.order.indexes())
 }
 
 // saveJournal commits the journal if it changed.
 func (s *smsReceiver) saveJournal(ctx context.Context) error {
-	if !s.journalDirty {
+	if !s.ids.dirty {
 		return nil
 	}
 	if err := s.sink.SaveJournal(ctx, s.journalNow()); err != nil {
 		return err
 	}
-	s.journalDirty = false
+	s.ids.committed()
 	return nil
-}
-
-// pduHash names a PDU as read from the SIM.
-func pduHash(pdu string) string {
-	sum := sha256.Sum256([]byte(strings.ToUpper(strings.TrimSpace(pdu))))
-	return hex.EncodeToString(sum[:8])
 }
 
 // message is the Inbound a single SMS or an undecodable one is stored as;
@@ -576,23 +539,16 @@ func (s *smsReceiver) assign(ctx context.Context, entries []*smsEntry) error {
 	}
 	used := map[string]bool{}
 	for _, e := range entries {
-		slot, ok := s.journal.Slots[e.Index]
-		if !ok {
-			slot, ok = s.undeleted[e.Index]
-		}
+		slot, ok := s.ids.of(e.Index)
 		if ok && e.base != "" && e.Stat == 1 && slot.PDU == pduHash(e.PDU) {
 			e.id, e.occ = slot.ID, slot.Occurrence
 			used[e.id] = true
 		}
 	}
-	for base, at := range s.recent {
-		if time.Since(at) >= identicalWindow {
-			delete(s.recent, base)
-		}
-	}
+	s.ids.forgetOld()
 	for _, base := range bases {
 		group := groups[base]
-		if _, recent := s.recent[base]; len(group) == 1 && !recent {
+		if len(group) == 1 && !s.ids.isRecent(base) {
 			if e := group[0]; e.id == "" {
 				e.id = base
 			}
@@ -630,14 +586,7 @@ func (s *smsReceiver) assign(ctx context.Context, entries []*smsEntry) error {
 		if e.id == "" || e.id == e.base && len(groups[e.base]) < 2 {
 			continue
 		}
-		slot := gw.SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ}
-		if s.journal.Slots[e.Index] != slot {
-			if s.journal.Slots == nil {
-				s.journal.Slots = map[int]gw.SlotID{}
-			}
-			s.journal.Slots[e.Index] = slot
-			s.journalDirty = true
-		}
+		s.ids.name(e.Index, gw.SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ})
 	}
 	return nil
 }
@@ -820,11 +769,7 @@ func (s *smsReceiver) delete(ctx context.Context, c commander, idx int) error {
 		s.retryDrain = true
 		return err
 	}
-	if _, ok := s.journal.Slots[idx]; ok {
-		delete(s.journal.Slots, idx)
-		s.journalDirty = true
-	}
-	delete(s.undeleted, idx)
+	s.ids.deleted(idx)
 	return nil
 }
 
@@ -836,7 +781,7 @@ func (s *smsReceiver) restore(ctx context.Context) {
 		s.log.Warn("could not load the SIM journal; retrying at the next reconnect", "err", err)
 		return
 	}
-	s.journal = j
+	s.ids.load(j)
 	// SMS announced before the restart keep their order ahead of any
 	// announced from now on.
 	for _, idx := range j.Announced {
