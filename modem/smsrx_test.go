@@ -177,3 +177,35 @@ func TestSMSReceiverRefusedWaitsForPoll(t *testing.T) {
 		t.Errorf("events %+v, want one %s", events, gw.EventStoreFailed)
 	}
 }
+
+// The +CMTI order is the order of announcement, not of SIM index; a place
+// taken for a store that failed comes back where it was.
+func TestCMTIOrder(t *testing.T) {
+	o := newCMTIOrder()
+	if got := o.indexes(); got != nil {
+		t.Errorf("empty order: indexes() = %v, want nil (the journal's Announced stays empty)", got)
+	}
+	for _, idx := range []int{5, 0, 3} {
+		o.add(idx)
+	}
+	seq, ok := o.take(0)
+	if !ok || o.has(0) {
+		t.Fatalf("take(0) = %d, %v; has(0) = %v", seq, ok, o.has(0))
+	}
+	o.add(9)
+	o.put(0, seq)
+	if diff := cmp.Diff([]int{5, 0, 3, 9}, o.indexes()); diff != "" {
+		t.Errorf("indexes (-want +got):\n%s", diff)
+	}
+	if !o.before(0, 3) || o.before(9, 5) {
+		t.Error("before does not follow the announcement order")
+	}
+	o.forget(3)
+	if diff := cmp.Diff(map[int]bool{5: true, 0: true, 9: true}, o.announced()); diff != "" {
+		t.Errorf("announced (-want +got):\n%s", diff)
+	}
+	o.reset()
+	if o.has(5) || o.indexes() != nil {
+		t.Error("reset left announcements")
+	}
+}
