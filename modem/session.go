@@ -373,6 +373,7 @@ func (s *Session) attempt(ctx context.Context) error {
 		Timeout:      s.cmdTimeout,
 		ProbeTimeout: probe,
 		PullURCs:     true,
+		Trace:        true, // the wire at log.level: debug
 	})
 	s.urcs = eng
 	s.health.opened(eng)
