@@ -45,8 +45,8 @@ type dataWire interface {
 }
 
 // dataPath runs ip.mode "modem": the module's data session and UDP
-// socket, the datagrams read from it, and what SendUDP needs. Its methods
-// run on the session's goroutine, except sendUDP.
+// socket, reading what arrives on it into the inbox, and what SendUDP
+// needs. Its methods run on the session's goroutine, except sendUDP.
 type dataPath struct {
 	set dataSettings
 	log *slog.Logger
@@ -97,6 +97,7 @@ func newDataPath(set dataSettings, log *slog.Logger, ev eventer, in *inbox, stat
 	return d
 }
 
+// timerC is t's channel; nil, which a select never takes, for no timer.
 func timerC(t *time.Timer) <-chan time.Time {
 	if t == nil {
 		return nil
