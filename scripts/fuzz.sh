@@ -5,7 +5,7 @@
 # count of executions (1000x).
 #
 # The time limit is an interrupt (SIGINT), not go test -fuzztime: with a
-# -fuzztime duration, Go's fuzzing coordinator (up to Go 1.26 at least) can
+# -fuzztime duration, Go's fuzzing coordinator (internal/fuzz, Go 1.26) can
 # report its own deadline as a failure, "context deadline exceeded" with no
 # failing input, when the machine is loaded at the moment the time is up.
 # An interrupt ends fuzzing the way Ctrl-C does, which it reports as a pass;
@@ -35,12 +35,45 @@ seconds() {
 	fi
 	echo "$total"
 }
+
+# interruptAfter SECONDS CMD... runs CMD and interrupts it (SIGINT) once
+# SECONDS have passed, then every second until it exits; one still running
+# a minute later is killed. The interrupt goes to CMD alone, the fuzzing
+# coordinator, which stops its workers itself: a worker interrupted
+# directly while it runs an input is reported as a crash on that input.
+# CMD starts with SIGINT ignored, so one that comes before the coordinator
+# listens for it (a loaded machine starting slowly) is dropped, not fatal;
+# the next one ends the run. Returns CMD's exit status.
+interruptAfter() {
+	local secs=$1 pid watcher rc=0
+	shift
+	(
+		trap '' INT
+		exec "$@"
+	) &
+	pid=$!
+	(
+		sleep "$secs"
+		for _ in $(seq 60); do
+			kill -INT "$pid" 2>/dev/null || exit 0
+			sleep 1
+		done
+		echo "fuzz.sh: $1 did not stop when interrupted; killing it" >&2
+		kill -KILL "$pid" 2>/dev/null
+	) &
+	watcher=$!
+	wait "$pid" || rc=$?
+	kill "$watcher" 2>/dev/null || true
+	wait "$watcher" 2>/dev/null || true
+	return "$rc"
+}
+
 if [[ $fuzztime =~ ^[0-9]+x$ ]]; then
 	limit=(-test.fuzztime "$fuzztime") # a count has no deadline to race
 	stopper=()
 else
 	limit=()
-	stopper=(timeout --preserve-status -s INT -k 60s "$(seconds "$fuzztime")")
+	stopper=(interruptAfter "$(seconds "$fuzztime")")
 fi
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
@@ -58,9 +91,7 @@ while IFS=: read -r file _ line; do
 	fi
 	importpath=$(go list -f '{{.ImportPath}}' "$pkg")
 	# In the package directory, as go test runs it (testdata/fuzz), with the
-	# corpus go test keeps in the build cache. timeout signals the whole
-	# process group, workers included; a run that ignores the interrupt is
-	# killed a minute later.
+	# corpus go test keeps in the build cache.
 	if ! (cd "$dir" && "${stopper[@]}" "$bin/$name.test" -test.run '^$' \
 		-test.fuzz "^${name}\$" "${limit[@]}" -test.fuzzcachedir "$cache/$importpath"); then
 		failed=1
