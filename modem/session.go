@@ -159,6 +159,7 @@ type Session struct {
 	idleAt time.Time
 
 	dp *dataPath // ip.mode "modem" (data.go)
+	in *inbox    // datagrams on their way to the Sink (inbox.go)
 
 	rec    *ladder  // the recovery ladder (recovery.go)
 	net    *network // signal and registration (status.go)
@@ -205,10 +206,11 @@ func NewSession(cfg Config, sink gw.Sink) *Session {
 	}
 	s.sms = newSMSReceiver(smsSettings{SMS: cfg.SMS, AllowedSenders: cfg.AllowedSenders, ReassemblyTimeout: cfg.ReassemblyTimeout},
 		sink, log, s, s, func(u gw.StoreUse) { s.update(func(st *gw.Status) { st.SMSStore = u }) })
+	s.in = newInbox(cfg.IPPort, cfg.AllowedSources, cfg.RetryMin, cfg.RetryMax, log, s, sink)
 	s.dp = newDataPath(dataSettings{
-		mode: cfg.IPMode, port: cfg.IPPort, apn: cfg.APN, cloud: cfg.Cloud, sources: cfg.AllowedSources,
+		mode: cfg.IPMode, port: cfg.IPPort, apn: cfg.APN, cloud: cfg.Cloud,
 		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-	}, log, s, sink, func(d gw.DataInfo) { s.update(func(st *gw.Status) { st.Data = d }) })
+	}, log, s, s.in, func(d gw.DataInfo) { s.update(func(st *gw.Status) { st.Data = d }) })
 	s.net = newNetwork(log, s, func(f func(*gw.NetworkInfo)) { s.update(func(st *gw.Status) { f(&st.Network) }) }, s.dp.registrationBack)
 	s.rec = newLadder(ladderSettings{port: cfg.Port, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax, portGone: cfg.PortGoneLimit},
 		log, s, func(f func(*gw.Recovery)) { s.update(func(st *gw.Status) { f(&st.Recovery) }) })
@@ -267,7 +269,7 @@ func (s *Session) Run(ctx context.Context) error {
 			s.log.Warn("event or status callback still busy at shutdown")
 		}
 	}()
-	defer s.dp.flushHeldAtExit()
+	defer s.in.flushAtExit()
 	// Between openings of the port: jittered, so gateways restarted
 	// together do not retry in step, and doubling.
 	reopen := backoff.New(s.cfg.RetryMin, s.cfg.RetryMax, backoff.Around)
@@ -497,8 +499,8 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		return s.pollChecked(ctx, eng)
 	case <-s.dp.retryC():
 		s.dp.retryDue()
-	case <-s.dp.heldC():
-		s.dp.heldDue(ctx)
+	case <-s.in.retryC():
+		s.in.retry(ctx)
 	}
 	return nil
 }
