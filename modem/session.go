@@ -401,7 +401,7 @@ func (s *Session) afterInit() {
 		}
 		switch {
 		case strings.HasPrefix(u.Line, "+CEREG:") || strings.HasPrefix(u.Line, "+CGREG:") || strings.HasPrefix(u.Line, "+CREG:"):
-			s.registrationURC(u.Line)
+			s.net.urc(u.Line)
 		case bootURC(u.Line) || strings.HasPrefix(u.Line, "+CMTI:"):
 			s.log.Debug("URC during initialisation", "line", u.Line)
 		default:
@@ -615,9 +615,6 @@ func (s *Session) disconnected(err error) {
 		s.dp.stop(fmt.Sprintf("the modem port closed (%v)", err), false)
 	}
 }
-
-// engine returns the engine of a connected, initialised session.
-func (s *Session) engine() (*at.Engine, error) { return s.health.engine() }
 
 // Status returns the current snapshot.
 func (s *Session) Status() gw.Status {
