@@ -28,7 +28,7 @@ func (s *Session) SendSMS(ctx context.Context, to string, payload []byte, binary
 	if err != nil {
 		return 0, &OpError{Op: op, Err: err}
 	}
-	eng, err := s.engine()
+	eng, err := s.health.engine()
 	if err != nil {
 		return 0, &OpError{Op: op, Err: err}
 	}

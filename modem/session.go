@@ -128,10 +128,11 @@ type Config struct {
 //
 // The session owns the engine, the URC routing and the poll; the rest is
 // done by parts that get only what they need (a commander or a narrower
-// wire on the current engine, an eventer, their settings): the recovery
-// ladder (recovery.go), the data path (data.go) with one socketFamily per
-// module family (sock_*.go), health and network (status.go) and the
-// initialisation's commands (bringUp, init.go).
+// wire on the current engine, an eventer, their settings): SMS receive
+// (smsReceiver, sms.go), the recovery ladder (recovery.go), the data path
+// (data.go) with one socketFamily per module family (sock_*.go) and the
+// inbox of received datagrams (inbox.go), health and network (status.go)
+// and the initialisation's commands (bringUp, init.go).
 type Session struct {
 	cfg  Config
 	sink gw.Sink
@@ -534,9 +535,6 @@ func (s *Session) disconnected(err error) {
 		s.dp.stop(fmt.Sprintf("the modem port closed (%v)", err), false)
 	}
 }
-
-// engine returns the engine of a connected, initialised session.
-func (s *Session) engine() (*at.Engine, error) { return s.health.engine() }
 
 // Status returns the current snapshot.
 func (s *Session) Status() gw.Status {

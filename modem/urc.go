@@ -14,10 +14,10 @@ import (
 
 // handleURC routes one URC to the part of the session it concerns.
 func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error {
-	if done, err := s.dataURC(ctx, eng, u); done {
+	c := onEngine{s, eng}
+	if done, err := s.dp.onURC(ctx, c, u); done {
 		return err
 	}
-	c := onEngine{s, eng}
 	if done, err := s.sms.reportURC(ctx, c, u); done {
 		return err
 	}
@@ -32,7 +32,7 @@ func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error
 	case line == "RDY":
 		return errRestarted
 	case strings.HasPrefix(line, "+CEREG:"), strings.HasPrefix(line, "+CGREG:"), strings.HasPrefix(line, "+CREG:"):
-		s.registrationURC(line)
+		s.net.urc(line)
 	case strings.HasPrefix(line, "+CPIN:"):
 		if state, err := parseCPIN(line); err == nil && state != "READY" {
 			s.log.Warn("SIM state changed", "state", state)
@@ -49,7 +49,7 @@ func (s *Session) poll(ctx context.Context, eng *at.Engine) error {
 	if eng.Echoes() > s.echoBase {
 		return errRestarted // echo is back on: the module reset
 	}
-	if err := s.pollStatus(ctx, eng); err != nil {
+	if err := s.net.poll(ctx, onEngine{s, eng}); err != nil {
 		return err
 	}
 	if eng.Echoes() > s.echoBase {
@@ -87,7 +87,7 @@ func (s *Session) afterInit() {
 		}
 		switch {
 		case strings.HasPrefix(u.Line, "+CEREG:") || strings.HasPrefix(u.Line, "+CGREG:") || strings.HasPrefix(u.Line, "+CREG:"):
-			s.registrationURC(u.Line)
+			s.net.urc(u.Line)
 		case bootURC(u.Line) || strings.HasPrefix(u.Line, "+CMTI:"):
 			s.log.Debug("URC during initialisation", "line", u.Line)
 		default:
