@@ -45,10 +45,13 @@ type source[T any] struct {
 // loop remembers the last acknowledged key and reads past it. A crash before
 // a removal is committed only publishes that item again.
 //
-// Order needs a window of one. When a connection dies, a Publish that was
-// waiting for paho's writer is sent on the next connection before paho
-// resends the messages that were in flight, and nothing outside paho can
-// stop it; with one message in flight, that message is the oldest anyway.
+// Up to RelayConfig.PublishWindow items are in flight at once, handed to
+// paho in order on one connection. When the connection dies, the items not
+// acknowledged on it are published again from the first of them, and
+// paho resends those it holds in the order they were stored (resumeStore);
+// the first delivery of each is therefore in order. The one Publish that
+// can be waiting for paho's writer at that moment, and would go out ahead
+// of those resends, is held back by the next connection (Relay.handOver).
 func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort context.Context) {
 	log := r.log.With("outbox", src.name)
 	acks := startAcker(src, log)
