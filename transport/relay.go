@@ -843,8 +843,10 @@ func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 	}
 }
 
+// reportAdmit logs and reports what became of a request, then counts it:
+// once counted, its event has been raised.
 func (r *Relay) reportAdmit(it *admit) {
-	r.countAdmit(it)
+	defer r.countAdmit(it)
 	log := r.log.With("id", it.Req.ID, "channel", it.Req.Channel)
 	fields := map[string]any{"id": it.Req.ID, "channel": it.Req.Channel}
 	switch it.Outcome {
