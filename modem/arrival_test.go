@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at/attest"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 // payloads lists the payloads of msgs, in order.
-func payloads(msgs []Inbound) []string {
+func payloads(msgs []gw.Inbound) []string {
 	var out []string
 	for _, m := range msgs {
 		out = append(out, string(m.Payload))
@@ -34,20 +36,20 @@ func TestSessionIdenticalSMSAreSeparateMessages(t *testing.T) {
 	for n := range 3 {
 		m := base
 		m.Occurrence = n
-		want = append(want, MessageID(m))
+		want = append(want, gw.MessageID(m))
 	}
 	var ids []string
 	for _, m := range got {
 		ids = append(ids, m.ID)
-		if m.ID != MessageID(m) {
+		if m.ID != gw.MessageID(m) {
 			t.Errorf("message %+v: id does not follow from it", m)
 		}
 	}
 	if diff := cmp.Diff(want, ids); diff != "" {
 		t.Errorf("ids (-want +got):\n%s", diff)
 	}
-	if ids[0] != MessageID(base) {
-		t.Errorf("the first of identical SMS has id %s, want the content's own %s", ids[0], MessageID(base))
+	if ids[0] != gw.MessageID(base) {
+		t.Errorf("the first of identical SMS has id %s, want the content's own %s", ids[0], gw.MessageID(base))
 	}
 }
 
@@ -55,13 +57,13 @@ func TestSessionIdenticalSMSAreSeparateMessages(t *testing.T) {
 // a store that fails or a process killed at that moment would leave it:
 // what came before it in its listing is stored, it and the rest are not.
 type failNth struct {
-	*MemorySink
+	*modemtest.MemorySink
 	mu   sync.Mutex
 	n    int
 	puts int
 }
 
-func (f *failNth) PutSIM(ctx context.Context, items []SIMItem, j SIMJournal) (int, error) {
+func (f *failNth) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
 	f.mu.Lock()
 	first := f.puts
 	f.puts += len(items)
@@ -92,13 +94,13 @@ func (f *failNth) PutSIM(ctx context.Context, items []SIMItem, j SIMJournal) (in
 // the pair, not a copy of the first, and must be stored.
 func TestSessionIdenticalSMSAcrossRestart(t *testing.T) {
 	a := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("reboot")}
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	port1 := attest.New(t, initSteps(list(entry(1, 0, a), entry(2, 0, a)), del(1))...)
 	r1 := newRig(t, defaultConfig(), &failNth{MemorySink: mem, n: 2}, port1)
 	r1.mem = mem
 	first := r1.messages(1)
 	port1.Wait(wait)
-	r1.event(EventStoreFailed)
+	r1.event(gw.EventStoreFailed)
 	r1.stop()
 
 	port2 := attest.New(t, initSteps(list(entry(2, 1, a)), del(2))...)
@@ -122,7 +124,7 @@ func TestSessionIdenticalSMSAcrossRestart(t *testing.T) {
 // own.
 func TestSessionReReadKeepsID(t *testing.T) {
 	a := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("reboot")}
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	// The deletion of slot 4 is never answered: the process is stopped
 	// while it waits.
 	port1 := attest.New(t, append(initSteps(list(entry(4, 0, a))), attest.Step{Write: "AT+CMGD=4\r"})...)
@@ -189,7 +191,7 @@ func TestSessionOrderUnannouncedByTime(t *testing.T) {
 // them over in that order, not by SIM index.
 func TestSessionOrderAcrossRestart(t *testing.T) {
 	m := func(text string) mt { return mt{from: "000", sent: t0, dcs: 0x00, ud: septets(text)} }
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	port1 := attest.New(t, initSteps(list())...)
 	r1 := newRig(t, defaultConfig(), &failNth{MemorySink: mem, n: 2}, port1)
 	r1.mem = mem
@@ -197,7 +199,7 @@ func TestSessionOrderAcrossRestart(t *testing.T) {
 	port1.Append(list(entry(1, 0, m("three")), entry(2, 0, m("two")), entry(3, 0, m("one"))), del(3))
 	port1.Send("\r\n+CMTI: \"SM\",3\r\n+CMTI: \"SM\",2\r\n+CMTI: \"SM\",1\r\n")
 	r1.messages(1)
-	r1.event(EventStoreFailed)
+	r1.event(gw.EventStoreFailed)
 	port1.Wait(wait)
 	r1.stop()
 
@@ -225,7 +227,7 @@ func TestSessionIdenticalSMSOneAfterAnother(t *testing.T) {
 	port.Wait(wait)
 	second := sms("000", "reboot", t0, 1)
 	second.Occurrence = 1
-	if got[0].ID != MessageID(sms("000", "reboot", t0, 1)) || got[1].ID != MessageID(second) {
+	if got[0].ID != gw.MessageID(sms("000", "reboot", t0, 1)) || got[1].ID != gw.MessageID(second) {
 		t.Errorf("ids %s, %s; want the content's own, then occurrence 1", got[0].ID, got[1].ID)
 	}
 }

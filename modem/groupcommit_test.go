@@ -10,14 +10,16 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at/attest"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 // commitSink is a MemorySink that counts its commits (every call that
 // writes) and records, at each commit, whether the session had already
 // deleted an SMS from the SIM.
 type commitSink struct {
-	*MemorySink
+	*modemtest.MemorySink
 	port *attest.Port
 
 	mu      sync.Mutex
@@ -34,27 +36,27 @@ func (c *commitSink) commit(what string) {
 	}
 }
 
-func (c *commitSink) Put(ctx context.Context, m Inbound) error {
+func (c *commitSink) Put(ctx context.Context, m gw.Inbound) error {
 	c.commit("Put")
 	return c.MemorySink.Put(ctx, m)
 }
 
-func (c *commitSink) PutSegment(ctx context.Context, s Segment) ([]Segment, error) {
+func (c *commitSink) PutSegment(ctx context.Context, s gw.Segment) ([]gw.Segment, error) {
 	c.commit("PutSegment")
 	return c.MemorySink.PutSegment(ctx, s)
 }
 
-func (c *commitSink) PutSIM(ctx context.Context, items []SIMItem, j SIMJournal) (int, error) {
+func (c *commitSink) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
 	c.commit(fmt.Sprintf("PutSIM(%d)", len(items)))
 	return c.MemorySink.PutSIM(ctx, items, j)
 }
 
-func (c *commitSink) SaveJournal(ctx context.Context, j SIMJournal) error {
+func (c *commitSink) SaveJournal(ctx context.Context, j gw.SIMJournal) error {
 	c.commit("SaveJournal")
 	return c.MemorySink.SaveJournal(ctx, j)
 }
 
-func (c *commitSink) Assemble(ctx context.Context, m Inbound, key string) error {
+func (c *commitSink) Assemble(ctx context.Context, m gw.Inbound, key string) error {
 	c.commit("Assemble")
 	return c.MemorySink.Assemble(ctx, m, key)
 }
@@ -66,7 +68,7 @@ func TestSessionDrainGroupCommit(t *testing.T) {
 	const n = 20
 	var entries []string
 	var dels []attest.Step
-	var want []Inbound
+	var want []gw.Inbound
 	for i := 1; i <= n; i++ {
 		text := fmt.Sprintf("burst %02d", i)
 		sent := t0.Add(time.Duration(i) * time.Second)
@@ -75,7 +77,7 @@ func TestSessionDrainGroupCommit(t *testing.T) {
 		want = append(want, sms("000", text, sent, 1))
 	}
 	port := attest.New(t, initSteps(list())...)
-	sink := &commitSink{MemorySink: NewMemorySink(), port: port}
+	sink := &commitSink{MemorySink: modemtest.NewMemorySink(), port: port}
 	r := newRig(t, defaultConfig(), sink, port)
 	r.mem = sink.MemorySink
 	port.Wait(wait)
@@ -109,7 +111,7 @@ func TestSessionDrainGroupCommit(t *testing.T) {
 // the prefix is deleted.
 func TestSessionDrainGroupCommitPrefix(t *testing.T) {
 	m := func(text string) mt { return mt{from: "000", sent: t0, dcs: 0x00, ud: septets(text)} }
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	port := attest.New(t, initSteps(list())...)
 	r := newRig(t, defaultConfig(), &failNth{MemorySink: mem, n: 2}, port)
 	r.mem = mem
@@ -117,7 +119,7 @@ func TestSessionDrainGroupCommitPrefix(t *testing.T) {
 	port.Append(list(entry(1, 0, m("three")), entry(2, 0, m("two")), entry(3, 0, m("one"))), del(3))
 	port.Send("\r\n+CMTI: \"SM\",3\r\n+CMTI: \"SM\",2\r\n+CMTI: \"SM\",1\r\n")
 	r.messages(1)
-	r.event(EventStoreFailed)
+	r.event(gw.EventStoreFailed)
 	port.Wait(wait)
 	r.stop()
 	j, err := mem.Journal(context.Background())

@@ -4,29 +4,19 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/simgate/simgate/modem/at"
 )
 
-// fields splits the text after "<prefix>:" at commas outside quotes and
-// trims spaces; quotes are kept so callers can tell strings from numbers.
+// fields splits the text after "<prefix>:" with at.SplitFields: at commas
+// outside quotes, trimmed, quotes kept so callers can tell strings from
+// numbers.
 func fields(line, prefix string) ([]string, error) {
 	rest, ok := strings.CutPrefix(line, prefix)
 	if !ok {
 		return nil, fmt.Errorf("%q does not start with %s", line, prefix)
 	}
-	var out []string
-	start, inQuote := 0, false
-	for i := 0; i < len(rest); i++ {
-		switch rest[i] {
-		case '"':
-			inQuote = !inQuote
-		case ',':
-			if !inQuote {
-				out = append(out, strings.TrimSpace(rest[start:i]))
-				start = i + 1
-			}
-		}
-	}
-	return append(out, strings.TrimSpace(rest[start:])), nil
+	return at.SplitFields(rest), nil
 }
 
 func unquote(s string) string {
@@ -195,6 +185,14 @@ func registrationName(stat int) string {
 
 // registered reports whether a registration name can carry SMS and data.
 func registered(name string) bool { return name == "home" || name == "roaming" }
+
+// RegistrationName is the registration name of a 27.007 <stat>, for the
+// other backends: ModemManager's MMModem3gppRegistrationState numbers the
+// states as <stat> does, so both name them alike.
+func RegistrationName(stat int) string { return registrationName(stat) }
+
+// Registered reports whether a registration name can carry SMS and data.
+func Registered(name string) bool { return registered(name) }
 
 // technologyName maps a 27.007 <AcT>. Quectel and SIMCom report LTE-M as 8,
 // the value 27.007 gives EC-GSM-IoT, which no Super SIM module uses.

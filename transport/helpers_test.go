@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,7 +19,8 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/testenv"
 )
 
 // waitLimit only keeps a broken test from hanging; nothing is asserted
@@ -37,18 +37,7 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // freeAddr finds a loopback port nobody listens on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
+func freeAddr(t testing.TB) string { t.Helper(); return testenv.FreeAddr(t) }
 
 // eventually polls cond until it holds, failing the test after waitLimit.
 func eventually(t testing.TB, what string, cond func() bool) {
@@ -253,24 +242,11 @@ type mosquitto struct {
 // should be configured. It skips the test when mosquitto is not installed.
 func startMosquitto(t testing.TB) *mosquitto {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
-			t.Skip("mosquitto not installed (apt-get install mosquitto); the embedded broker tests cover the same ground")
-		}
-		bin = "/usr/sbin/mosquitto"
-	}
+	bin := testenv.MosquittoBin(t, "the embedded broker tests cover the same ground")
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(dir, "mosquitto.conf")
-	text := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\nlog_dest stderr\n", port, dir)
-	if os.Geteuid() == 0 {
-		text += "user root\n"
-	}
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	conf := testenv.MosquittoConf(t, dir, port, "autosave_interval 1")
 	m := &mosquitto{t: t, bin: bin, conf: conf, addr: addr}
 	m.start()
 	t.Cleanup(m.stop)
@@ -311,7 +287,7 @@ func (m *mosquitto) stop() {
 	m.cmd = nil
 }
 
-// fakeDevice is a modem.Device that records what it was asked to send.
+// fakeDevice is a Device that records what it was asked to send.
 type fakeDevice struct {
 	mu      sync.Mutex
 	sms     []sentSMS
@@ -320,7 +296,7 @@ type fakeDevice struct {
 	release chan struct{} // when set, sends wait for it (or their context)
 	ignore  bool          // when blocking, also ignore the context
 	started chan struct{} // receives one value per send that begins
-	status  modem.Status
+	status  gw.Status
 	ref     int
 }
 
@@ -384,7 +360,7 @@ func (d *fakeDevice) SendUDP(ctx context.Context, payload []byte) error {
 	return nil
 }
 
-func (d *fakeDevice) Status() modem.Status {
+func (d *fakeDevice) Status() gw.Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.status
@@ -439,7 +415,7 @@ func runRelay(t testing.TB, r *Relay) (stop func() error) {
 	return stop
 }
 
-func newTestRelay(t testing.TB, cfg RelayConfig, q *Queue, dev modem.Device) *Relay {
+func newTestRelay(t testing.TB, cfg RelayConfig, q *Queue, dev Device) *Relay {
 	t.Helper()
 	r, err := NewRelay(cfg, q, dev, testLogger(t))
 	if err != nil {
@@ -448,7 +424,7 @@ func newTestRelay(t testing.TB, cfg RelayConfig, q *Queue, dev modem.Device) *Re
 	return r
 }
 
-func mustRender(t testing.TB, m modem.Inbound) string {
+func mustRender(t testing.TB, m gw.Inbound) string {
 	t.Helper()
 	b, err := renderInbound(m)
 	if err != nil {

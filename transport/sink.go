@@ -9,17 +9,17 @@ import (
 	"fmt"
 	"sort"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	bolt "go.etcd.io/bbolt"
 )
 
-var _ modem.Sink = (*Queue)(nil)
+var _ gw.Sink = (*Queue)(nil)
 
 // Put stores m for the broker. A message whose ID is still queued, or was
 // delivered within the dedup window, is accepted without a second copy. When
 // the queue is full it returns an error wrapping ErrQueueFull.
-func (q *Queue) Put(ctx context.Context, m modem.Inbound) error {
+func (q *Queue) Put(ctx context.Context, m gw.Inbound) error {
 	val, err := encodeInbound(m)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", m.ID, err)
@@ -83,12 +83,12 @@ func isSegmentOf(k []byte, key string) bool {
 // PutSegment stores s and returns every segment held under s.Key, ordered
 // by Seq. A segment already held is not stored twice; a new one is refused
 // with ErrQueueFull when the queue is full.
-func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segment, error) {
+func (q *Queue) PutSegment(ctx context.Context, s gw.Segment) ([]gw.Segment, error) {
 	val, err := encodeSegment(s)
 	if err != nil {
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
 	}
-	var held []modem.Segment
+	var held []gw.Segment
 	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		var res, err error
 		held, res, err = q.segmentTx(tx, c, s.Key, s.Seq, val)
@@ -105,7 +105,7 @@ func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segmen
 
 // segmentTx stores one encoded segment unless it is held, and returns the
 // segments held under its key, ordered by Seq.
-func (q *Queue) segmentTx(tx *bolt.Tx, c *counts, key string, seq int, val []byte) ([]modem.Segment, error, error) {
+func (q *Queue) segmentTx(tx *bolt.Tx, c *counts, key string, seq int, val []byte) ([]gw.Segment, error, error) {
 	b := tx.Bucket(bucketSegments)
 	k := segmentKey(key, seq)
 	if b.Get(k) == nil {
@@ -120,7 +120,7 @@ func (q *Queue) segmentTx(tx *bolt.Tx, c *counts, key string, seq int, val []byt
 		}
 		c.seg++
 	}
-	var held []modem.Segment
+	var held []gw.Segment
 	cur := b.Cursor()
 	prefix := []byte(key)
 	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
@@ -143,7 +143,7 @@ func (q *Queue) segmentTx(tx *bolt.Tx, c *counts, key string, seq int, val []byt
 // Assemble stores m and removes the segments held under key in one commit.
 // It is never refused for size: the segments it replaces already hold the
 // message's place in the queue.
-func (q *Queue) Assemble(ctx context.Context, m modem.Inbound, key string) error {
+func (q *Queue) Assemble(ctx context.Context, m gw.Inbound, key string) error {
 	val, err := encodeInbound(m)
 	if err != nil {
 		return fmt.Errorf("assemble %s: %w", m.ID, err)
@@ -174,11 +174,11 @@ func (q *Queue) Assemble(ctx context.Context, m modem.Inbound, key string) error
 
 // Segments returns every segment held, ordered by Key then Seq. A segment
 // that cannot be decoded is logged and skipped; it stays in the store.
-func (q *Queue) Segments(ctx context.Context) ([]modem.Segment, error) {
+func (q *Queue) Segments(ctx context.Context) ([]gw.Segment, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("segments: %w", err)
 	}
-	var out []modem.Segment
+	var out []gw.Segment
 	err := q.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSegments).ForEach(func(k, v []byte) error {
 			s, err := decodeSegment(v)
@@ -206,7 +206,7 @@ func (q *Queue) Segments(ctx context.Context) ([]modem.Segment, error) {
 type storedInbound struct {
 	seq uint64
 	key []byte
-	msg modem.Inbound
+	msg gw.Inbound
 	err error // set when the record could not be decoded
 }
 
@@ -291,7 +291,7 @@ var (
 	journalKey = []byte("journal")
 )
 
-func putJournal(tx *bolt.Tx, j modem.SIMJournal) error {
+func putJournal(tx *bolt.Tx, j gw.SIMJournal) error {
 	b, err := tx.CreateBucketIfNotExists(bucketSIM)
 	if err != nil {
 		return fmt.Errorf("journal bucket: %w", err)
@@ -311,7 +311,7 @@ func putJournal(tx *bolt.Tx, j modem.SIMJournal) error {
 // whatever other writes are waiting. The first item refused (the queue or
 // the disk is full) ends the prefix stored, and j is left as it was: it
 // says the refused SMS were stored.
-func (q *Queue) PutSIM(ctx context.Context, items []modem.SIMItem, j modem.SIMJournal) (int, error) {
+func (q *Queue) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
 	vals := make([][]byte, len(items))
 	for i, it := range items {
 		var err error
@@ -361,7 +361,7 @@ func (q *Queue) PutSIM(ctx context.Context, items []modem.SIMItem, j modem.SIMJo
 }
 
 // itemName names a SIM listing's item in errors.
-func itemName(it modem.SIMItem) string {
+func itemName(it gw.SIMItem) string {
 	switch {
 	case it.Message != nil:
 		return it.Message.ID
@@ -372,7 +372,7 @@ func itemName(it modem.SIMItem) string {
 }
 
 // SaveJournal commits the SIM journal alone.
-func (q *Queue) SaveJournal(ctx context.Context, j modem.SIMJournal) error {
+func (q *Queue) SaveJournal(ctx context.Context, j gw.SIMJournal) error {
 	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		return nil, putJournal(tx, j)
 	})
@@ -385,8 +385,8 @@ func (q *Queue) SaveJournal(ctx context.Context, j modem.SIMJournal) error {
 // Journal returns the SIM journal last committed; an empty one when none
 // was. A journal that cannot be decoded is reported and taken as empty: it
 // only orders and deduplicates, and nothing is lost without it.
-func (q *Queue) Journal(ctx context.Context) (modem.SIMJournal, error) {
-	var j modem.SIMJournal
+func (q *Queue) Journal(ctx context.Context) (gw.SIMJournal, error) {
+	var j gw.SIMJournal
 	if err := ctx.Err(); err != nil {
 		return j, fmt.Errorf("journal: %w", err)
 	}
@@ -401,12 +401,12 @@ func (q *Queue) Journal(ctx context.Context) (modem.SIMJournal, error) {
 		}
 		if err := json.Unmarshal(v, &j); err != nil {
 			q.log.Error("unreadable SIM journal; starting a new one", "err", err)
-			j = modem.SIMJournal{}
+			j = gw.SIMJournal{}
 		}
 		return nil
 	})
 	if err != nil {
-		return modem.SIMJournal{}, fmt.Errorf("journal: %w", err)
+		return gw.SIMJournal{}, fmt.Errorf("journal: %w", err)
 	}
 	return j, nil
 }

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/simgate/simgate/internal/gw"
+
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/simgate/simgate/modem"
 )
 
 // lastTx is the id of the last committed write transaction: each commit
@@ -23,15 +23,15 @@ func lastTx(t *testing.T, q *Queue) int {
 	return id
 }
 
-func simItems(n int) []modem.SIMItem {
-	var items []modem.SIMItem
+func simItems(n int) []gw.SIMItem {
+	var items []gw.SIMItem
 	for i := range n {
 		if i%4 == 3 {
-			items = append(items, modem.SIMItem{Part: &modem.Segment{Key: fmt.Sprintf("sms/000/%d/1/2", i/8), Seq: i/4%2 + 1, Total: 2, TPDU: []byte{byte(i)}, ReceivedAt: t0}})
+			items = append(items, gw.SIMItem{Part: &gw.Segment{Key: fmt.Sprintf("sms/000/%d/1/2", i/8), Seq: i/4%2 + 1, Total: 2, TPDU: []byte{byte(i)}, ReceivedAt: t0}})
 			continue
 		}
-		m := modem.Inbound{ID: fmt.Sprintf("sms-%03d", i), Channel: modem.ChannelSMS, From: "000", Payload: []byte(fmt.Sprint(i)), ReceivedAt: t0}
-		items = append(items, modem.SIMItem{Message: &m})
+		m := gw.Inbound{ID: fmt.Sprintf("sms-%03d", i), Channel: gw.ChannelSMS, From: "000", Payload: []byte(fmt.Sprint(i)), ReceivedAt: t0}
+		items = append(items, gw.SIMItem{Message: &m})
 	}
 	return items
 }
@@ -41,7 +41,7 @@ func TestQueuePutSIMOneCommit(t *testing.T) {
 	ctx := context.Background()
 	q := openTestQueue(t, t.TempDir(), 0)
 	items := simItems(100)
-	j := modem.SIMJournal{Announced: []int{9}}
+	j := gw.SIMJournal{Announced: []int{9}}
 	before := lastTx(t, q)
 	n, err := q.PutSIM(ctx, items, j)
 	if err != nil || n != len(items) {
@@ -88,12 +88,12 @@ func TestQueuePutSIMOneCommit(t *testing.T) {
 func TestQueuePutSIMPrefix(t *testing.T) {
 	ctx := context.Background()
 	q := openTestQueue(t, t.TempDir(), 3)
-	old := modem.SIMJournal{Announced: []int{1, 2, 3, 4, 5}}
+	old := gw.SIMJournal{Announced: []int{1, 2, 3, 4, 5}}
 	if err := q.SaveJournal(ctx, old); err != nil {
 		t.Fatal(err)
 	}
 	items := simItems(5)
-	n, err := q.PutSIM(ctx, items, modem.SIMJournal{})
+	n, err := q.PutSIM(ctx, items, gw.SIMJournal{})
 	if n != 3 || !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("PutSIM = %d, %v; want 3, queue full", n, err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 )
 
 // ackProxy sits between the relay and the broker. It counts the PUBLISH
@@ -270,7 +270,7 @@ func TestRelayPublishWindowStalledReconnect(t *testing.T) {
 	for i := range 40 {
 		m := sms(i)
 		m.Payload = append([]byte(fmt.Sprintf("%02d ", i)), big...)
-		m.ID = modem.MessageID(m)
+		m.ID = gw.MessageID(m)
 		if err := q.Put(ctx, m); err != nil {
 			t.Fatal(err)
 		}

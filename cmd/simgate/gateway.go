@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/systemd"
 	"github.com/simgate/simgate/transport"
@@ -253,7 +254,7 @@ func resolveDeviceID(ctx context.Context, cfg *config.Config, h *hub, sessDone c
 			msg := fmt.Sprintf("the device id remembered in %s, %.64q, is not usable (%v): ignored; waiting for the SIM's ICCID",
 				filepath.Join(cfg.Store.Dir, deviceIDFile), remembered, err)
 			log.Warn(msg)
-			h.event(modem.Event{Type: EventDeviceIDInvalid, Message: msg, Time: time.Now().UTC(),
+			h.event(gw.Event{Type: gw.EventDeviceIDInvalid, Message: msg, Time: time.Now().UTC(),
 				Fields: map[string]any{"file": filepath.Join(cfg.Store.Dir, deviceIDFile)}})
 			remembered = ""
 		}
@@ -318,10 +319,6 @@ func watchSIM(ctx context.Context, cfg *config.Config, deviceID string, h *hub, 
 }
 
 const deviceIDFile = "device_id"
-
-// EventDeviceIDInvalid reports a remembered device id that cannot name
-// topics; the gateway waits for the SIM's ICCID instead.
-const EventDeviceIDInvalid = "device_id_invalid"
 
 func readDeviceID(dir string) string {
 	b, err := os.ReadFile(filepath.Join(dir, deviceIDFile))
@@ -399,8 +396,8 @@ func healthy(s modemBackend, h *hub, dev *device) error {
 type hub struct {
 	mu      sync.Mutex
 	relay   *transport.Relay
-	held    []modem.Event
-	last    modem.Status
+	held    []gw.Event
+	last    gw.Status
 	changes chan struct{}
 }
 
@@ -409,7 +406,7 @@ const heldEvents = 256
 
 func newHub() *hub { return &hub{changes: make(chan struct{})} }
 
-func (h *hub) event(ev modem.Event) {
+func (h *hub) event(ev gw.Event) {
 	h.mu.Lock()
 	r := h.relay
 	if r == nil {
@@ -424,7 +421,7 @@ func (h *hub) event(ev modem.Event) {
 	}
 }
 
-func (h *hub) status(st modem.Status) {
+func (h *hub) status(st gw.Status) {
 	h.mu.Lock()
 	h.last = st
 	r := h.relay
@@ -467,7 +464,7 @@ func (h *hub) attach(r *transport.Relay) {
 	r.StatusChanged()
 }
 
-// device is the modem.Device the relay sends through: SMS through the
+// device is the transport.Device the relay sends through: SMS through the
 // modem session, IP Commands through the module's socket or, in ip.mode os,
 // a socket of this host.
 type device struct {
@@ -535,13 +532,13 @@ func (d *device) SendUDP(ctx context.Context, payload []byte) error {
 	}
 }
 
-func (d *device) Status() modem.Status {
+func (d *device) Status() gw.Status {
 	st := d.session.Status()
 	switch {
 	case d.udp != nil:
 		st.Data = d.udp.Data()
 	case d.cfg.IP.Mode != "modem":
-		st.Data = modem.DataInfo{Mode: d.cfg.IP.Mode}
+		st.Data = gw.DataInfo{Mode: d.cfg.IP.Mode}
 	}
 	return st
 }

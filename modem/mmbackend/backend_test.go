@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 func TestParseTimestamp(t *testing.T) {
@@ -52,8 +54,8 @@ func TestReadSMSMatchesTheATBackend(t *testing.T) {
 		"Number": dbus.MakeVariant("000"), "Text": dbus.MakeVariant(text), "Timestamp": dbus.MakeVariant("2026-12-01T20:00:00+02:00"),
 		"Data": dbus.MakeVariant([]byte{}),
 	}, now)
-	want := modem.Inbound{Channel: modem.ChannelSMS, From: "000", Payload: []byte(text), Parts: 1, SentAt: sent, ReceivedAt: now}
-	want.ID = modem.MessageID(want)
+	want := gw.Inbound{Channel: gw.ChannelSMS, From: "000", Payload: []byte(text), Parts: 1, SentAt: sent, ReceivedAt: now}
+	want.ID = gw.MessageID(want)
 	if got.err != nil || got.m.ID != want.ID || string(got.m.Payload) != text || got.m.Binary || !got.m.SentAt.Equal(sent) {
 		t.Errorf("readSMS = %+v (err %v), want %+v", got.m, got.err, want)
 	}
@@ -121,7 +123,7 @@ func TestMapError(t *testing.T) {
 // Sends are refused before ModemManager is asked when the payload cannot
 // be one SMS or no modem is there, with the AT backend's errors.
 func TestSendRefusals(t *testing.T) {
-	b := New(Config{SMS: true}, modem.NewMemorySink())
+	b := New(Config{SMS: true}, modemtest.NewMemorySink())
 	if _, err := b.SendSMS(context.Background(), "", make([]byte, 141), true); err == nil || !strings.Contains(err.Error(), "at most 140") {
 		t.Errorf("oversized send: %v", err)
 	}
@@ -131,7 +133,7 @@ func TestSendRefusals(t *testing.T) {
 	if err := b.SendUDP(context.Background(), []byte("x")); err == nil || !strings.Contains(err.Error(), "ip.mode os") {
 		t.Errorf("SendUDP: %v", err)
 	}
-	off := New(Config{}, modem.NewMemorySink())
+	off := New(Config{}, modemtest.NewMemorySink())
 	if _, err := off.SendSMS(context.Background(), "", []byte("hi"), false); !errors.Is(err, modem.ErrSMSDisabled) {
 		t.Errorf("send with SMS disabled: %v", err)
 	}
@@ -140,7 +142,7 @@ func TestSendRefusals(t *testing.T) {
 // A bus that cannot be reached leaves the backend not ready and, after
 // GoneLimit, unhealthy; Run keeps retrying until its context ends.
 func TestNoBus(t *testing.T) {
-	b := New(Config{GoneLimit: time.Millisecond, Connect: func() (*dbus.Conn, error) { return nil, errors.New("no bus here") }}, modem.NewMemorySink())
+	b := New(Config{GoneLimit: time.Millisecond, Connect: func() (*dbus.Conn, error) { return nil, errors.New("no bus here") }}, modemtest.NewMemorySink())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()

@@ -1,4 +1,7 @@
-package modem
+// Package modemtest holds what the tests of modem, transport and the
+// binaries share to stand in for parts of a gateway: a Sink that keeps
+// everything in memory.
+package modemtest
 
 import (
 	"context"
@@ -6,23 +9,25 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/simgate/simgate/internal/gw"
 )
 
-// MemorySink is a Sink that keeps everything in memory: for tests and the
-// demo, never for a gateway that must survive power loss.
+// MemorySink is a gw.Sink that keeps everything in memory: for tests,
+// never for a gateway that must survive power loss.
 type MemorySink struct {
 	mu      sync.Mutex
-	msgs    []Inbound
+	msgs    []gw.Inbound
 	ids     map[string]bool
-	segs    map[string][]Segment
-	journal SIMJournal
+	segs    map[string][]gw.Segment
+	journal gw.SIMJournal
 	fail    error
 	changed chan struct{}
 }
 
 // NewMemorySink returns an empty MemorySink.
 func NewMemorySink() *MemorySink {
-	return &MemorySink{ids: map[string]bool{}, segs: map[string][]Segment{}, changed: make(chan struct{})}
+	return &MemorySink{ids: map[string]bool{}, segs: map[string][]gw.Segment{}, changed: make(chan struct{})}
 }
 
 // SetFail makes every method return err (nil: succeed again), to test how
@@ -34,7 +39,7 @@ func (m *MemorySink) SetFail(err error) {
 }
 
 // Put stores msg once per ID.
-func (m *MemorySink) Put(ctx context.Context, msg Inbound) error {
+func (m *MemorySink) Put(ctx context.Context, msg gw.Inbound) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -44,7 +49,7 @@ func (m *MemorySink) Put(ctx context.Context, msg Inbound) error {
 	return nil
 }
 
-func (m *MemorySink) put(msg Inbound) {
+func (m *MemorySink) put(msg gw.Inbound) {
 	if !m.ids[msg.ID] {
 		m.ids[msg.ID] = true
 		m.msgs = append(m.msgs, msg)
@@ -55,7 +60,7 @@ func (m *MemorySink) put(msg Inbound) {
 
 // PutSegment stores s once per Key and Seq and returns the segments held
 // under its key, ordered by Seq.
-func (m *MemorySink) PutSegment(ctx context.Context, s Segment) ([]Segment, error) {
+func (m *MemorySink) PutSegment(ctx context.Context, s gw.Segment) ([]gw.Segment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -64,9 +69,9 @@ func (m *MemorySink) PutSegment(ctx context.Context, s Segment) ([]Segment, erro
 	return m.putSegment(s), nil
 }
 
-func (m *MemorySink) putSegment(s Segment) []Segment {
+func (m *MemorySink) putSegment(s gw.Segment) []gw.Segment {
 	held := m.segs[s.Key]
-	if !slices.ContainsFunc(held, func(h Segment) bool { return h.Seq == s.Seq }) {
+	if !slices.ContainsFunc(held, func(h gw.Segment) bool { return h.Seq == s.Seq }) {
 		held = append(held, s)
 		sort.Slice(held, func(i, j int) bool { return held[i].Seq < held[j].Seq })
 		m.segs[s.Key] = held
@@ -75,7 +80,7 @@ func (m *MemorySink) putSegment(s Segment) []Segment {
 }
 
 // Assemble stores msg and drops the segments under key.
-func (m *MemorySink) Assemble(ctx context.Context, msg Inbound, key string) error {
+func (m *MemorySink) Assemble(ctx context.Context, msg gw.Inbound, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -87,13 +92,13 @@ func (m *MemorySink) Assemble(ctx context.Context, msg Inbound, key string) erro
 }
 
 // Segments returns every segment held, ordered by Key then Seq.
-func (m *MemorySink) Segments(ctx context.Context) ([]Segment, error) {
+func (m *MemorySink) Segments(ctx context.Context) ([]gw.Segment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return nil, m.fail
 	}
-	var out []Segment
+	var out []gw.Segment
 	for _, held := range m.segs {
 		out = append(out, held...)
 	}
@@ -107,7 +112,7 @@ func (m *MemorySink) Segments(ctx context.Context) ([]Segment, error) {
 }
 
 // Messages returns the stored messages in the order they were stored.
-func (m *MemorySink) Messages() []Inbound {
+func (m *MemorySink) Messages() []gw.Inbound {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.msgs)
@@ -115,7 +120,7 @@ func (m *MemorySink) Messages() []Inbound {
 
 // Wait returns the stored messages once there are at least n, or ctx's
 // error with those stored so far.
-func (m *MemorySink) Wait(ctx context.Context, n int) ([]Inbound, error) {
+func (m *MemorySink) Wait(ctx context.Context, n int) ([]gw.Inbound, error) {
 	for {
 		m.mu.Lock()
 		msgs, changed := slices.Clone(m.msgs), m.changed
@@ -133,7 +138,7 @@ func (m *MemorySink) Wait(ctx context.Context, n int) ([]Inbound, error) {
 
 // PutSIM stores items like Put and PutSegment and keeps j, all at once or
 // (SetFail) none.
-func (m *MemorySink) PutSIM(ctx context.Context, items []SIMItem, j SIMJournal) (int, error) {
+func (m *MemorySink) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -148,29 +153,29 @@ func (m *MemorySink) PutSIM(ctx context.Context, items []SIMItem, j SIMJournal) 
 			it.Held = m.putSegment(*it.Part)
 		}
 	}
-	m.journal = j.clone()
+	m.journal = j.Clone()
 	return len(items), nil
 }
 
 // SaveJournal keeps a copy of j.
-func (m *MemorySink) SaveJournal(ctx context.Context, j SIMJournal) error {
+func (m *MemorySink) SaveJournal(ctx context.Context, j gw.SIMJournal) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return m.fail
 	}
-	m.journal = j.clone()
+	m.journal = j.Clone()
 	return nil
 }
 
 // Journal returns a copy of the journal last saved.
-func (m *MemorySink) Journal(ctx context.Context) (SIMJournal, error) {
+func (m *MemorySink) Journal(ctx context.Context) (gw.SIMJournal, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
-		return SIMJournal{}, m.fail
+		return gw.SIMJournal{}, m.fail
 	}
-	return m.journal.clone(), nil
+	return m.journal.Clone(), nil
 }
 
 // Known reports whether id was stored.
@@ -181,15 +186,4 @@ func (m *MemorySink) Known(ctx context.Context, id string) (bool, error) {
 		return false, m.fail
 	}
 	return m.ids[id], nil
-}
-
-func (j SIMJournal) clone() SIMJournal {
-	out := SIMJournal{Announced: slices.Clone(j.Announced)}
-	if len(j.Slots) > 0 {
-		out.Slots = make(map[int]SlotID, len(j.Slots))
-		for k, v := range j.Slots {
-			out.Slots[k] = v
-		}
-	}
-	return out
 }
