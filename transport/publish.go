@@ -52,7 +52,7 @@ type source[T any] struct {
 // the first delivery of each is therefore in order. The one Publish that
 // can be waiting for paho's writer at that moment, and would go out ahead
 // of those resends, is held back by the next connection (Relay.handOver).
-func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort context.Context) {
+func publishLoop[T any](abort context.Context, r *Relay, src source[T], pubStop <-chan struct{}) {
 	log := r.log.With("outbox", src.name)
 	acks := startAcker(src, log)
 	defer acks.close()

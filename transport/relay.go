@@ -340,13 +340,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer abort()
 
 	var work, pubs sync.WaitGroup
-	work.Go(func() { r.intakeLoop(stop, abortCtx) })
-	work.Go(func() { r.sendLoop(stop, abortCtx, outSMS) })
-	work.Go(func() { r.sendLoop(stop, abortCtx, outIP) })
-	work.Go(func() { r.statusLoop(stop, abortCtx) })
-	pubs.Go(func() { publishLoop(r, r.inboundSource(), pubStop, abortCtx) })
-	pubs.Go(func() { publishLoop(r, r.resultSource(), pubStop, abortCtx) })
-	pubs.Go(func() { publishLoop(r, r.eventSource(), pubStop, abortCtx) })
+	work.Go(func() { r.intakeLoop(abortCtx, stop) })
+	work.Go(func() { r.sendLoop(abortCtx, stop, outSMS) })
+	work.Go(func() { r.sendLoop(abortCtx, stop, outIP) })
+	work.Go(func() { r.statusLoop(abortCtx, stop) })
+	pubs.Go(func() { publishLoop(abortCtx, r, r.inboundSource(), pubStop) })
+	pubs.Go(func() { publishLoop(abortCtx, r, r.resultSource(), pubStop) })
+	pubs.Go(func() { publishLoop(abortCtx, r, r.eventSource(), pubStop) })
 
 	tick := time.NewTicker(heartbeatEvery)
 	defer tick.Stop()
@@ -787,7 +787,7 @@ func (r *Relay) onMessage(_ paho.Client, m paho.Message) {
 
 // intakeLoop validates requests, commits them to the queue in arrival order
 // and only then acknowledges them to the broker.
-func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
+func (r *Relay) intakeLoop(abort context.Context, stop <-chan struct{}) {
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	for abort.Err() == nil {
 		msgs := r.fifo.take(maxBatch)
@@ -864,7 +864,7 @@ func (r *Relay) reportAdmit(it *admit) {
 }
 
 // sendLoop hands one channel's requests to the device, oldest first.
-func (r *Relay) sendLoop(stop <-chan struct{}, abort context.Context, ch int) {
+func (r *Relay) sendLoop(abort context.Context, stop <-chan struct{}, ch int) {
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	for {
 		select {
@@ -958,7 +958,7 @@ func (r *Relay) send(abort context.Context, ch int, req Request) (res Result, ab
 
 // statusLoop publishes the retained P/status on connect, on change and
 // every StatusInterval.
-func (r *Relay) statusLoop(stop <-chan struct{}, abort context.Context) {
+func (r *Relay) statusLoop(abort context.Context, stop <-chan struct{}) {
 	t := time.NewTicker(r.cfg.StatusInterval)
 	defer t.Stop()
 	var last []byte
