@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/lifecycle"
 	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/modem/modemsim"
 	"github.com/simgate/simgate/systemd"
@@ -329,8 +331,12 @@ func TestHubHoldsEarlyEvents(t *testing.T) {
 	for i := range heldEvents + 5 {
 		h.event(modem.Event{Type: "t", Message: fmt.Sprint(i)})
 	}
-	if len(h.held) != heldEvents || h.held[0].Message != "5" || h.held[heldEvents-1].Message != fmt.Sprint(heldEvents+4) {
-		t.Fatalf("held %d events, first %q", len(h.held), h.held[0].Message)
+	held := slices.Collect(h.held.All())
+	if len(held) != heldEvents || held[0].Message != "5" || held[heldEvents-1].Message != fmt.Sprint(heldEvents+4) {
+		t.Fatalf("held %d events, first %q", len(held), held[0].Message)
+	}
+	if h.dropped != 5 {
+		t.Errorf("dropped %d events, want 5 counted for the log", h.dropped)
 	}
 }
 
@@ -519,14 +525,15 @@ func TestRememberedDeviceIDValidated(t *testing.T) {
 				err error
 			}
 			got := make(chan res, 1)
+			session := lifecycle.Go(ctx, func(ctx context.Context) error { <-ctx.Done(); return nil })
 			go func() {
-				id, err := resolveDeviceID(ctx, &cfg, h, make(chan error, 1), testLog(t))
+				id, err := resolveDeviceID(ctx, &cfg, h, session, testLog(t))
 				got <- res{id, err}
 			}()
 			held := func() []modem.Event {
 				h.mu.Lock()
 				defer h.mu.Unlock()
-				return append([]modem.Event(nil), h.held...)
+				return slices.Collect(h.held.All())
 			}
 			deadline := time.After(testWait)
 		wait:
