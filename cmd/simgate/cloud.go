@@ -12,7 +12,7 @@ import (
 	"github.com/simgate/simgate/config"
 	"github.com/simgate/simgate/internal/lifecycle"
 	"github.com/simgate/simgate/internal/metrics"
-	"github.com/simgate/simgate/systemd"
+	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/transport"
 )
 

@@ -15,8 +15,8 @@ import (
 	"github.com/simgate/simgate/config"
 	"github.com/simgate/simgate/internal/lifecycle"
 	"github.com/simgate/simgate/internal/ring"
+	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/modem"
-	"github.com/simgate/simgate/systemd"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -486,7 +486,7 @@ func notifyLoop(ctx context.Context, n *systemd.Notifier, s modemBackend, q *tra
 			}
 		}
 		r := h.currentRelay()
-		if err := n.Status(systemd.StatusLine(st, q.Stats().Pending(), r != nil && r.Stats().Connected)); err != nil {
+		if err := n.Status(statusLine(st, q.Stats().Pending(), r != nil && r.Stats().Connected)); err != nil {
 			log.Warn("systemd notify", "err", err)
 		}
 		select {

@@ -19,9 +19,9 @@ import (
 
 	"github.com/simgate/simgate/config"
 	"github.com/simgate/simgate/internal/lifecycle"
+	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/modem/modemsim"
-	"github.com/simgate/simgate/systemd"
 )
 
 // testWait bounds waits so a broken test fails instead of hanging.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/config"
-	"github.com/simgate/simgate/systemd"
+	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/transport"
 )
 
