@@ -101,13 +101,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdFaults(rest, stderr)
 	case "api-state":
 		return cmdAPIState(rest, stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		usage(stdout)
-		return exitOK
 	default:
-		fmt.Fprintf(stderr, "modemsim: unknown verb %q\n", verb)
-		usage(stderr)
-		return exitUsage
+		return cli.OtherVerb("modemsim", verb, usage, stdout, stderr)
 	}
 }
 

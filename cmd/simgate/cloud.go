@@ -19,26 +19,18 @@ import (
 // cmdCloud runs the cloud bridge: the cloud broker on one side, the Super
 // SIM API and its webhooks on the other (README, "Running the cloud bridge").
 func cmdCloud(args []string, stderr io.Writer) int {
-	fs := newFlags("cloud", stderr)
-	path := fs.String("config", config.DefaultPath, "config file")
-	if code, ok := parseFlags(fs, args); !ok {
+	d, code, ok := loadDaemon("cloud", args, stderr)
+	if !ok {
 		return code
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		printConfigError(stderr, *path, err)
+	defer flushLog(d.log)
+	if !d.cfg.Cloud.HasCredentials() {
+		fmt.Fprintf(stderr, "%s: cloud: the section with the provider's credentials is missing (see README, \"Running the cloud bridge\")\n", d.path)
 		return exitConfig
 	}
-	if !cfg.Cloud.HasCredentials() {
-		fmt.Fprintf(stderr, "%s: cloud: the section with the provider's credentials is missing (see README, \"Running the cloud bridge\")\n", *path)
-		return exitConfig
-	}
-	log := newLogger(stderr, cfg.Log)
-	v, c := buildVersion()
-	log.Info("simgate cloud starting", "version", v, "commit", c, "config", *path)
-	ctx, stop := signalContext(log)
-	defer stop()
-	return exitCode(log, runCloud(ctx, &cfg, log))
+	return runDaemon("simgate cloud", d, func(ctx context.Context) error {
+		return runCloud(ctx, &d.cfg, d.log)
+	})
 }
 
 // cloudParts builds the API client and the callback verifier from the

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/simgate/simgate/config"
 	"github.com/simgate/simgate/internal/cli"
 )
 
@@ -52,13 +53,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
-	case "help", "-h", "-help", "--help":
-		usage(stdout)
-		return exitOK
 	default:
-		fmt.Fprintf(stderr, "simgate: unknown verb %q\n", verb)
-		usage(stderr)
-		return exitUsage
+		return cli.OtherVerb("simgate", verb, usage, stdout, stderr)
 	}
 }
 
@@ -77,6 +73,16 @@ func usage(w io.Writer) {
 // every verb controls its own exit code.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	return cli.NewFlags("simgate", name, stderr)
+}
+
+// parseConfigFlag parses the flags of a verb whose only flag is -config,
+// described as what, and returns the file's path; ok false ends the run
+// with code.
+func parseConfigFlag(verb, what string, args []string, stderr io.Writer) (path string, code int, ok bool) {
+	fs := newFlags(verb, stderr)
+	p := fs.String("config", config.DefaultPath, what)
+	code, ok = parseFlags(fs, args)
+	return *p, code, ok
 }
 
 // parseFlags parses args, which take no arguments after the flags, and

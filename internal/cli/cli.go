@@ -41,3 +41,17 @@ func Parse(fs *flag.FlagSet, args []string, noArgs bool) (code int, ok bool) {
 	}
 	return 0, true
 }
+
+// OtherVerb answers a verb the program does not have: help (and -h,
+// -help, --help) prints the usage to stdout and succeeds; anything else
+// is named as unknown on stderr, followed by the usage.
+func OtherVerb(prog, verb string, usage func(io.Writer), stdout, stderr io.Writer) int {
+	switch verb {
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "%s: unknown verb %q\n", prog, verb)
+	usage(stderr)
+	return ExitUsage
+}

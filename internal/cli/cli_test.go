@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 )
@@ -36,5 +38,24 @@ func TestParse(t *testing.T) {
 				t.Errorf("-config = %q, want x.yaml", *path)
 			}
 		})
+	}
+}
+
+func TestOtherVerb(t *testing.T) {
+	usage := func(w io.Writer) { fmt.Fprint(w, "usage: prog run\n") }
+	for _, tc := range []struct {
+		verb             string
+		wantCode         int
+		wantOut, wantErr string
+	}{
+		{"help", ExitOK, "usage: prog run\n", ""},
+		{"--help", ExitOK, "usage: prog run\n", ""},
+		{"-h", ExitOK, "usage: prog run\n", ""},
+		{"runn", ExitUsage, "", "prog: unknown verb \"runn\"\nusage: prog run\n"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := OtherVerb("prog", tc.verb, usage, &out, &errOut); code != tc.wantCode || out.String() != tc.wantOut || errOut.String() != tc.wantErr {
+			t.Errorf("OtherVerb(%q) = %d, stdout %q, stderr %q; want %d, %q, %q", tc.verb, code, out.String(), errOut.String(), tc.wantCode, tc.wantOut, tc.wantErr)
+		}
 	}
 }
