@@ -15,8 +15,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/simgate/simgate/internal/backoff"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/internal/metrics"
-	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -161,7 +161,7 @@ func New(cfg Config, q *transport.Queue, log *slog.Logger) (*Bridge, error) {
 	})
 	opts.SetStore(transport.NewResumeStore(func() { b.conn.set(true) }))
 	b.client = paho.NewClient(opts)
-	q.SetEventHandler(func(ev modem.Event) { b.event(ev.Type, ev.Message, ev.Fields) })
+	q.SetEventHandler(func(ev gw.Event) { b.event(ev.Type, ev.Message, ev.Fields) })
 	if cfg.Metrics != nil {
 		cfg.Metrics.GaugeFunc("simgate_cloud_queue_depth", func() float64 {
 			st := q.Stats()
@@ -294,7 +294,7 @@ func (b *Bridge) onConnect(c paho.Client) {
 		if st, ok := t.(*paho.SubscribeToken); ok {
 			for topic, code := range st.Result() {
 				if code > 2 {
-					b.event("subscribe_refused", fmt.Sprintf("the broker refused the subscription to %s (code %#x): requests on it will not arrive", topic, code),
+					b.event(gw.EventSubscribeRefused, fmt.Sprintf("the broker refused the subscription to %s (code %#x): requests on it will not arrive", topic, code),
 						map[string]any{"topic": topic})
 				}
 			}
@@ -312,7 +312,7 @@ const maxQoS0Backlog = 1 << 20
 // onMessage runs on paho's router goroutine: it only queues the message.
 func (b *Bridge) onMessage(_ paho.Client, m paho.Message) {
 	if m.Qos() == 0 && b.fifo.qos0Bytes()+len(m.Payload()) > maxQoS0Backlog {
-		b.event("request_dropped", fmt.Sprintf("QoS 0 request on %s dropped: %d bytes of QoS 0 requests already wait for the queue (publish with QoS 1 to be acknowledged once queued)", m.Topic(), maxQoS0Backlog),
+		b.event(gw.EventRequestDropped, fmt.Sprintf("QoS 0 request on %s dropped: %d bytes of QoS 0 requests already wait for the queue (publish with QoS 1 to be acknowledged once queued)", m.Topic(), maxQoS0Backlog),
 			map[string]any{"topic": m.Topic()})
 		return
 	}
@@ -384,7 +384,7 @@ func (b *Bridge) intakeLoop(stop <-chan struct{}, abort context.Context) {
 			r := reqs[i]
 			switch o {
 			case transport.JobDuplicate:
-				b.event("request_duplicate", fmt.Sprintf("%s request %s for %s is already queued or was sent: dropped", r.Channel, r.ID, r.Sim),
+				b.event(gw.EventRequestDuplicate, fmt.Sprintf("%s request %s for %s is already queued or was sent: dropped", r.Channel, r.ID, r.Sim),
 					map[string]any{"id": r.ID, "channel": r.Channel, "sim": r.Sim})
 			case transport.JobFull:
 				full = append(full, b.failedResult(r, "queue full", 0))
@@ -400,7 +400,7 @@ func (b *Bridge) intakeLoop(stop <-chan struct{}, abort context.Context) {
 		}
 		for _, r := range rejects {
 			b.log.Warn("request rejected", "id", r.req.ID, "sim", r.req.Sim, "reason", r.reason)
-			b.event("request_rejected", fmt.Sprintf("%s request %s for %s rejected: %s", r.req.Channel, r.req.ID, r.req.Sim, r.reason),
+			b.event(gw.EventRequestRejected, fmt.Sprintf("%s request %s for %s rejected: %s", r.req.Channel, r.req.ID, r.req.Sim, r.reason),
 				map[string]any{"id": r.req.ID, "channel": r.req.Channel, "sim": r.req.Sim})
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/internal/backoff"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -112,14 +113,14 @@ func (b *Bridge) process(sj transport.StoredJob, stop <-chan struct{}, abort con
 			d = err.RetryAfter
 		}
 		log.Warn("api call failed; retrying", "what", what, "err", err, "retry_in", d.Round(time.Millisecond))
-		b.event("api_retry", fmt.Sprintf("%s for %s request %s failed (%v); retrying in %s", what, req.Channel, req.ID, err, d.Round(time.Millisecond)),
+		b.event(gw.EventAPIRetry, fmt.Sprintf("%s for %s request %s failed (%v); retrying in %s", what, req.Channel, req.ID, err, d.Round(time.Millisecond)),
 			map[string]any{"id": req.ID, "sim": req.Sim, "channel": req.Channel, "status": err.Status, "code": err.Code})
 		b.setAPI(false, err.Error())
 		return backoff.Wait(stop, d)
 	}
 	final := func(err *APIError) bool {
 		log.Warn("request failed", "err", err)
-		b.event("api_error", fmt.Sprintf("%s request %s for %s refused by the API: %v", req.Channel, req.ID, req.Sim, err),
+		b.event(gw.EventAPIError, fmt.Sprintf("%s request %s for %s refused by the API: %v", req.Channel, req.ID, req.Sim, err),
 			map[string]any{"id": req.ID, "sim": req.Sim, "channel": req.Channel, "status": err.Status, "code": err.Code})
 		return b.finish(sj, abort, []transport.Publication{b.failedResult(req, err.Message, err.Code)})
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -108,7 +109,7 @@ func (b *Bridge) handle(w http.ResponseWriter, r *http.Request, channel string, 
 	u := b.calledURL(r)
 	if err := b.cfg.Verifier.Verify(r.Method, u, r.Header, body, r.URL.Query()); err != nil {
 		b.log.Warn("callback refused: bad signature", "path", r.URL.Path, "remote", r.RemoteAddr)
-		b.event("bad_signature", fmt.Sprintf("%s %s from %s refused: %v", r.Method, r.URL.Path, r.RemoteAddr, err),
+		b.event(gw.EventBadSignature, fmt.Sprintf("%s %s from %s refused: %v", r.Method, r.URL.Path, r.RemoteAddr, err),
 			map[string]any{"path": r.URL.Path, "remote": r.RemoteAddr})
 		b.webhookMetric(kind, "bad_signature")
 		http.Error(w, "forbidden", http.StatusForbidden)
@@ -116,7 +117,7 @@ func (b *Bridge) handle(w http.ResponseWriter, r *http.Request, channel string, 
 	}
 	cb, err := ParseCallback(r.Header.Get("Content-Type"), body, r.URL.Query())
 	if err != nil {
-		b.event("callback_rejected", fmt.Sprintf("%s %s: %v", r.Method, r.URL.Path, err), map[string]any{"path": r.URL.Path})
+		b.event(gw.EventCallbackRejected, fmt.Sprintf("%s %s: %v", r.Method, r.URL.Path, err), map[string]any{"path": r.URL.Path})
 		b.webhookMetric(kind, "rejected")
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -134,7 +135,7 @@ func (b *Bridge) handle(w http.ResponseWriter, r *http.Request, channel string, 
 	switch {
 	case errors.As(err, &he):
 		if he.status < 500 {
-			b.event("callback_rejected", fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, he.msg), map[string]any{"path": r.URL.Path})
+			b.event(gw.EventCallbackRejected, fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, he.msg), map[string]any{"path": r.URL.Path})
 			b.webhookMetric(kind, "rejected")
 		} else {
 			b.webhookMetric(kind, "error")

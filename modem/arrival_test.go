@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at/attest"
 )
 
 // payloads lists the payloads of msgs, in order.
-func payloads(msgs []Inbound) []string {
+func payloads(msgs []gw.Inbound) []string {
 	var out []string
 	for _, m := range msgs {
 		out = append(out, string(m.Payload))
@@ -34,20 +35,20 @@ func TestSessionIdenticalSMSAreSeparateMessages(t *testing.T) {
 	for n := range 3 {
 		m := base
 		m.Occurrence = n
-		want = append(want, MessageID(m))
+		want = append(want, gw.MessageID(m))
 	}
 	var ids []string
 	for _, m := range got {
 		ids = append(ids, m.ID)
-		if m.ID != MessageID(m) {
+		if m.ID != gw.MessageID(m) {
 			t.Errorf("message %+v: id does not follow from it", m)
 		}
 	}
 	if diff := cmp.Diff(want, ids); diff != "" {
 		t.Errorf("ids (-want +got):\n%s", diff)
 	}
-	if ids[0] != MessageID(base) {
-		t.Errorf("the first of identical SMS has id %s, want the content's own %s", ids[0], MessageID(base))
+	if ids[0] != gw.MessageID(base) {
+		t.Errorf("the first of identical SMS has id %s, want the content's own %s", ids[0], gw.MessageID(base))
 	}
 }
 
@@ -60,7 +61,7 @@ type failNth struct {
 	puts int
 }
 
-func (f *failNth) PutSMS(ctx context.Context, m Inbound, j SIMJournal) error {
+func (f *failNth) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
 	f.mu.Lock()
 	f.puts++
 	fail := f.puts == f.n
@@ -83,7 +84,7 @@ func TestSessionIdenticalSMSAcrossRestart(t *testing.T) {
 	r1.mem = mem
 	first := r1.messages(1)
 	port1.Wait(wait)
-	r1.event(EventStoreFailed)
+	r1.event(gw.EventStoreFailed)
 	r1.stop()
 
 	port2 := attest.New(t, initSteps(list(entry(2, 1, a)), del(2))...)
@@ -182,7 +183,7 @@ func TestSessionOrderAcrossRestart(t *testing.T) {
 	port1.Append(list(entry(1, 0, m("three")), entry(2, 0, m("two")), entry(3, 0, m("one"))), del(3))
 	port1.Send("\r\n+CMTI: \"SM\",3\r\n+CMTI: \"SM\",2\r\n+CMTI: \"SM\",1\r\n")
 	r1.messages(1)
-	r1.event(EventStoreFailed)
+	r1.event(gw.EventStoreFailed)
 	port1.Wait(wait)
 	r1.stop()
 
@@ -210,7 +211,7 @@ func TestSessionIdenticalSMSOneAfterAnother(t *testing.T) {
 	port.Wait(wait)
 	second := sms("000", "reboot", t0, 1)
 	second.Occurrence = 1
-	if got[0].ID != MessageID(sms("000", "reboot", t0, 1)) || got[1].ID != MessageID(second) {
+	if got[0].ID != gw.MessageID(sms("000", "reboot", t0, 1)) || got[1].ID != gw.MessageID(second) {
 		t.Errorf("ids %s, %s; want the content's own, then occurrence 1", got[0].ID, got[1].ID)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
 
@@ -47,7 +48,7 @@ type dataPath struct {
 
 	// held are datagrams read from the module that the Sink has not taken
 	// yet, in arrival order; stash are reads put off until it does.
-	held         []Inbound
+	held         []gw.Inbound
 	heldTimer    *time.Timer
 	heldDelay    time.Duration
 	storeFailing bool
@@ -86,7 +87,7 @@ func (s *Session) dataStart() {
 		s.setData(DataUnsupported, "", "the module profile has no sockets")
 		if !told {
 			s.log.Error(msg)
-			s.event(EventDataUnsupported, msg, map[string]any{"profile": s.prof.Name})
+			s.event(gw.EventDataUnsupported, msg, map[string]any{"profile": s.prof.Name})
 		}
 		return
 	}
@@ -114,7 +115,7 @@ func (s *Session) dataStop(why string, stopping bool) {
 		} else {
 			s.log.Warn(msg)
 		}
-		s.event(EventDataDown, msg, map[string]any{"reason": why})
+		s.event(gw.EventDataDown, msg, map[string]any{"reason": why})
 	}
 }
 
@@ -134,7 +135,7 @@ func (s *Session) setData(state, ip, why string) {
 		s.send.fam = nil
 	}
 	s.mu.Unlock()
-	s.update(func(st *Status) { st.Data = DataInfo{Mode: s.cfg.IPMode, State: state, IP: ip} })
+	s.update(func(st *gw.Status) { st.Data = gw.DataInfo{Mode: s.cfg.IPMode, State: state, IP: ip} })
 }
 
 // openData opens the data session and socket. Failures the modem answered
@@ -155,7 +156,7 @@ func (s *Session) openData(ctx context.Context, eng *at.Engine) error {
 			return err
 		}
 		why := fmt.Sprintf("could not open it: %v", err)
-		typ := EventDataOpenFailed
+		typ := gw.EventDataOpenFailed
 		if why == s.dp.lastFail {
 			typ = "" // reported already
 		}
@@ -174,7 +175,7 @@ func (s *Session) openData(ctx context.Context, eng *at.Engine) error {
 	}
 	msg := fmt.Sprintf("data session up: UDP socket %d %s on port %d, device address %s", info.ID, how, s.cfg.IPPort, orUnknown(info.IP))
 	s.log.Info(msg)
-	s.event(EventDataUp, msg, map[string]any{"socket": info.ID, "port": s.cfg.IPPort, "ip": info.IP})
+	s.event(gw.EventDataUp, msg, map[string]any{"socket": info.ID, "port": s.cfg.IPPort, "ip": info.IP})
 	if info.Kept {
 		// Datagrams may have arrived while nobody listened (their URC went
 		// to an earlier session): read what the module holds.
@@ -247,9 +248,9 @@ func (s *Session) dataURC(ctx context.Context, eng *at.Engine, u at.URC) (bool, 
 			s.log.Debug("close of a socket not in use", "line", u.Line)
 			return true, nil
 		}
-		s.scheduleData(fmt.Sprintf("the network closed socket %d (%s)", ev.id, u.Line), EventDataDown, false)
+		s.scheduleData(fmt.Sprintf("the network closed socket %d (%s)", ev.id, u.Line), gw.EventDataDown, false)
 	case sockDeact:
-		s.scheduleData(fmt.Sprintf("the network ended the data session (%s)", u.Line), EventDataDown, true)
+		s.scheduleData(fmt.Sprintf("the network ended the data session (%s)", u.Line), gw.EventDataDown, true)
 	}
 	return true, nil
 }
@@ -331,27 +332,27 @@ func (s *Session) datagram(ctx context.Context, from netip.AddrPort, data []byte
 	if !s.allowedSource(from) {
 		msg := fmt.Sprintf("IP Command from %s dropped: source not in ip.allowed_sources", orUnknown(src))
 		s.log.Warn(msg, "bytes", len(data))
-		s.event(EventSourceRejected, msg, map[string]any{"from": src, "bytes": len(data)})
+		s.event(gw.EventSourceRejected, msg, map[string]any{"from": src, "bytes": len(data)})
 		return
 	}
-	if len(data) > MaxUDPPayload {
+	if len(data) > gw.MaxUDPPayload {
 		// The same rule as ip.mode os: an IP Command holds at most 1300
 		// bytes, and a module reads up to 1500 (a framed push up to 64 KiB).
-		msg := fmt.Sprintf("IP Command from %s dropped: it is %d bytes, one IP Command holds at most %d", orUnknown(src), len(data), MaxUDPPayload)
+		msg := fmt.Sprintf("IP Command from %s dropped: it is %d bytes, one IP Command holds at most %d", orUnknown(src), len(data), gw.MaxUDPPayload)
 		s.log.Warn(msg)
-		s.event(EventIPOversize, msg, map[string]any{"from": src, "port": s.cfg.IPPort, "size": len(data)})
+		s.event(gw.EventIPOversize, msg, map[string]any{"from": src, "port": s.cfg.IPPort, "size": len(data)})
 		return
 	}
-	m := Inbound{Channel: ChannelIP, From: src, Port: s.cfg.IPPort, Payload: data, Binary: !IsText(data), ReceivedAt: time.Now().UTC()}
-	m.ID = MessageID(m)
+	m := gw.Inbound{Channel: gw.ChannelIP, From: src, Port: s.cfg.IPPort, Payload: data, Binary: !gw.IsText(data), ReceivedAt: time.Now().UTC()}
+	m.ID = gw.MessageID(m)
 	s.dp.held = append(s.dp.held, m)
 	if over := len(s.dp.held) - maxHeldDatagrams; over > 0 {
 		for _, d := range s.dp.held[:over] {
 			msg := fmt.Sprintf("IP Command %s from %s lost: the store refused it and %d more are waiting in memory", d.ID, d.From, maxHeldDatagrams)
 			s.log.Error(msg)
-			s.event(EventIPDropped, msg, map[string]any{"id": d.ID, "from": d.From})
+			s.event(gw.EventIPDropped, msg, map[string]any{"id": d.ID, "from": d.From})
 		}
-		s.dp.held = append([]Inbound(nil), s.dp.held[over:]...)
+		s.dp.held = append([]gw.Inbound(nil), s.dp.held[over:]...)
 	}
 	if len(s.dp.held) == 1 {
 		s.flushHeld(ctx)
@@ -381,12 +382,12 @@ func (s *Session) flushHeld(ctx context.Context) {
 			if !s.dp.storeFailing {
 				s.dp.storeFailing = true
 				msg := fmt.Sprintf("could not store the IP Command from %s (%d bytes); it is kept in memory and retried: %v", m.From, len(m.Payload), err)
-				s.event(EventIPStoreFailed, msg, map[string]any{"id": m.ID, "from": m.From})
+				s.event(gw.EventIPStoreFailed, msg, map[string]any{"id": m.ID, "from": m.From})
 			}
 			return
 		}
 		s.log.Info("IP Command received", "id", m.ID, "from", m.From, "bytes", len(m.Payload))
-		s.dp.held[0] = Inbound{}
+		s.dp.held[0] = gw.Inbound{}
 		s.dp.held = s.dp.held[1:]
 	}
 	s.dp.held = nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
 )
 
@@ -31,7 +32,7 @@ func ipModem(tweak func(*Config)) func(*Config) {
 
 // dataUp waits until the data session is up. Callers first wait for
 // what took it down, so an "up" seen here is the new one.
-func (h *hil) dataUp() DataInfo {
+func (h *hil) dataUp() gw.DataInfo {
 	h.t.Helper()
 	deadline := time.Now().Add(2 * wait)
 	for {
@@ -128,11 +129,11 @@ func TestHILIPCommands(t *testing.T) {
 			for i, r := range receive {
 				h.injectUDP(r.from, r.payload)
 				got := h.messages(i + 1)[i]
-				want := Inbound{Channel: ChannelIP, From: r.from, Port: 6969, Payload: r.payload, Binary: r.binary}
+				want := gw.Inbound{Channel: gw.ChannelIP, From: r.from, Port: 6969, Payload: r.payload, Binary: r.binary}
 				if diff := cmp.Diff(want, got, ignoreVolatile); diff != "" {
 					t.Errorf("receive %s (-want +got):\n%s", r.name, diff)
 				}
-				if got.ID != MessageID(got) || got.ReceivedAt.IsZero() {
+				if got.ID != gw.MessageID(got) || got.ReceivedAt.IsZero() {
 					t.Errorf("receive %s: id %q, received_at %v", r.name, got.ID, got.ReceivedAt)
 				}
 			}
@@ -182,7 +183,7 @@ func TestHILIPCommands(t *testing.T) {
 				} else {
 					sim.DropData()
 				}
-				h.event(EventDataDown)
+				h.event(gw.EventDataDown)
 				h.dataUp()
 				h.injectUDP("100.64.0.1:6969", []byte("after "+drop))
 				n++
@@ -215,7 +216,7 @@ func TestHILIPSourceNotAllowed(t *testing.T) {
 			h.ready()
 			h.dataUp()
 			h.injectUDP("203.0.113.7:1234", []byte("let me in"))
-			e := h.event(EventSourceRejected)
+			e := h.event(gw.EventSourceRejected)
 			if !strings.Contains(e.Message, "203.0.113.7:1234") || e.Fields["from"] != "203.0.113.7:1234" {
 				t.Errorf("event %+v does not name the source", e)
 			}
@@ -239,7 +240,7 @@ func TestHILIPSinkRefuses(t *testing.T) {
 			h.dataUp()
 			h.sink.SetFail(errors.New("queue full"))
 			h.injectUDP("100.64.0.1:6969", []byte("one"))
-			h.event(EventIPStoreFailed)
+			h.event(gw.EventIPStoreFailed)
 			h.injectUDP("100.64.0.1:6969", []byte("two"))
 			h.sink.SetFail(nil)
 			var got []string
@@ -261,11 +262,11 @@ func TestHILIPGenericUnsupported(t *testing.T) {
 	sim := startSim(t, modemsim.Options{Profile: "generic", EmptyRead: "ok"})
 	h := runHIL(t, sim, ipModem(nil))
 	h.ready()
-	e := h.event(EventDataUnsupported)
+	e := h.event(gw.EventDataUnsupported)
 	if !strings.Contains(e.Message, "generic") {
 		t.Errorf("event %+v does not name the profile", e)
 	}
-	if d := h.s.Status().Data; d != (DataInfo{Mode: "modem", State: DataUnsupported}) {
+	if d := h.s.Status().Data; d != (gw.DataInfo{Mode: "modem", State: DataUnsupported}) {
 		t.Errorf("data = %+v", d)
 	}
 	err := h.s.SendUDP(context.Background(), []byte("x"))

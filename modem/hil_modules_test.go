@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
 )
 
@@ -44,12 +45,12 @@ func TestHILModuleResetMidTraffic(t *testing.T) {
 			sim.Reset()
 			h.inject(modemsim.SMS{Text: "sms during boot"})
 			n++
-			h.event(EventDataDown)
+			h.event(gw.EventDataDown)
 			err := h.s.SendUDP(context.Background(), []byte("while down"))
 			if err != nil && !strings.Contains(err.Error(), "down") && !strings.Contains(err.Error(), "modem") {
 				t.Errorf("SendUDP during the reset = %v, want a clear error", err)
 			}
-			h.event(EventModemConnected)
+			h.event(gw.EventModemConnected)
 			h.dataUp()
 			if st := sim.State(); st.Echo {
 				t.Errorf("echo is on after the reset: the module was not initialised again")
@@ -126,7 +127,7 @@ func TestHILSIM7080Client(t *testing.T) {
 		t.Errorf("got %+v", got[0])
 	}
 	sim.CloseSocket(socks[0].ID)
-	h.event(EventDataDown)
+	h.event(gw.EventDataDown)
 	h.dataUp()
 	if err := h.s.SendUDP(context.Background(), []byte("again")); err != nil {
 		t.Errorf("SendUDP after the socket was re-opened: %v", err)
@@ -170,7 +171,7 @@ func TestHILSIM7080OwnDeactivation(t *testing.T) {
 	h.ready()
 	first := h.dataUp()
 	sim.Garbage([]byte("\r\n+APP PDP: 0,DEACTIVE\r\n"))
-	h.event(EventDataDown)
+	h.event(gw.EventDataDown)
 	up := h.dataUp()
 	if up.IP == first.IP {
 		t.Fatalf("address %s unchanged: the data session was not opened afresh", up.IP)
@@ -243,7 +244,7 @@ func TestHILSIM7080SocketChoice(t *testing.T) {
 		sim := startSim(t, modemsim.Options{Profile: "sim7080", SIM7080NoServer: true})
 		h := runHIL(t, sim, ipModem(func(c *Config) { c.SIM7080Socket = "server" }))
 		h.ready()
-		e := h.event(EventDataOpenFailed)
+		e := h.event(gw.EventDataOpenFailed)
 		if !strings.Contains(e.Message, "CASERVER") {
 			t.Errorf("event %q does not name AT+CASERVER", e.Message)
 		}

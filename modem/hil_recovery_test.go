@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
 )
 
@@ -32,7 +33,7 @@ func newCountingSink() *countingSink {
 	return &countingSink{MemorySink: NewMemorySink(), puts: map[string]map[string]bool{}}
 }
 
-func (c *countingSink) Put(ctx context.Context, m Inbound) error {
+func (c *countingSink) Put(ctx context.Context, m gw.Inbound) error {
 	// Recorded under the lock held while storing: a test that saw the
 	// message stored and then checks must find it recorded.
 	c.mu.Lock()
@@ -48,7 +49,7 @@ func (c *countingSink) Put(ctx context.Context, m Inbound) error {
 	return nil
 }
 
-func (c *countingSink) PutSMS(ctx context.Context, m Inbound, j SIMJournal) error {
+func (c *countingSink) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
 	if err := c.Put(ctx, m); err != nil {
 		return err
 	}
@@ -130,7 +131,7 @@ func TestHILUnplugMidBurst(t *testing.T) {
 	want := h.injectAll("before", 0, 10)
 	sim.Unplug(3 * time.Second)
 	want = append(want, h.injectAll("during", 0, 10)...)
-	h.recoveryEvents(EventRecoveryReopen, EventModemConnected, EventRecoveryDone)
+	h.recoveryEvents(gw.EventRecoveryReopen, gw.EventModemConnected, gw.EventRecoveryDone)
 	want = append(want, h.injectAll("after", 0, 5)...)
 	// The module re-enumerated without its socket: the data session is
 	// opened again.
@@ -161,7 +162,7 @@ func TestHILHang10s(t *testing.T) {
 	h.messages(3)
 	sim.Hang(10 * time.Second)
 	want = append(want, h.injectAll("hung", 0, 5)...)
-	h.recoveryEvents(EventRecoveryProbe, EventRecoveryReinit, EventRecoveryDone)
+	h.recoveryEvents(gw.EventRecoveryProbe, gw.EventRecoveryReinit, gw.EventRecoveryDone)
 	want = append(want, h.injectAll("after", 0, 3)...)
 	h.messages(len(want))
 	h.waitSIMEmpty()
@@ -183,7 +184,7 @@ func TestHILHangWhileIdle(t *testing.T) {
 	h.ready()
 	sim.Hang(3 * time.Second)
 	want := h.injectAll("hung", 0, 3)
-	h.recoveryEvents(EventRecoveryProbe, EventRecoveryDone)
+	h.recoveryEvents(gw.EventRecoveryProbe, gw.EventRecoveryDone)
 	h.messages(len(want))
 	h.waitSIMEmpty()
 	cs.check(t, want)
@@ -202,12 +203,12 @@ func TestHILLadderToFailedAndBack(t *testing.T) {
 	h.ready()
 	sim.Hang(time.Hour)
 	want := h.injectAll("hung", 0, 3)
-	h.recoveryEvents(EventRecoveryProbe, EventRecoveryReinit, EventRecoveryReset, EventRecoveryReopen, EventRecoveryFailed)
+	h.recoveryEvents(gw.EventRecoveryProbe, gw.EventRecoveryReinit, gw.EventRecoveryReset, gw.EventRecoveryReopen, gw.EventRecoveryFailed)
 	if err := h.s.Healthy(); err == nil || !strings.Contains(err.Error(), "recovery failed") {
 		t.Errorf("Healthy() on the last step = %v, want a recovery failed error", err)
 	}
 	sim.Hang(0)
-	h.recoveryEvents(EventRecoveryDone)
+	h.recoveryEvents(gw.EventRecoveryDone)
 	if err := h.s.Healthy(); err != nil {
 		t.Errorf("Healthy() after recovery = %v", err)
 	}
@@ -255,7 +256,7 @@ func TestHILResetRevives(t *testing.T) {
 	h.ready()
 	deaf.Store(true)
 	want := h.injectAll("wedged", 0, 3)
-	h.recoveryEvents(EventRecoveryProbe, EventRecoveryReinit, EventRecoveryReset, EventModemConnected, EventRecoveryDone)
+	h.recoveryEvents(gw.EventRecoveryProbe, gw.EventRecoveryReinit, gw.EventRecoveryReset, gw.EventModemConnected, gw.EventRecoveryDone)
 	h.messages(len(want))
 	cs.check(t, want)
 	st := h.s.Status().Recovery
@@ -324,13 +325,13 @@ func TestHILBootStormAndReset(t *testing.T) {
 	want := h.injectAll("before", 0, 3)
 	h.messages(3)
 	sim.BootStorm(5)
-	h.event(EventModemRestarted)
+	h.event(gw.EventModemRestarted)
 	want = append(want, h.injectAll("storm", 0, 3)...)
 	h.dataUp()
 	waitBooted(t, sim)
 	sim.Reset()
 	want = append(want, h.injectAll("reset", 0, 3)...)
-	h.event(EventModemRestarted)
+	h.event(gw.EventModemRestarted)
 	waitBooted(t, sim)
 	// The socket is gone with the reset until the session opens it again.
 	deadline := time.Now().Add(2 * wait)
@@ -372,7 +373,7 @@ func TestHILStoreFullBeforeStart(t *testing.T) {
 		want = append(want, "sms:"+text)
 	}
 	h, cs := runCounting(t, sim, nil, 0)
-	if e := h.event(EventStorageFull); e.Fields["used"] != 5 || e.Fields["total"] != 5 {
+	if e := h.event(gw.EventStorageFull); e.Fields["used"] != 5 || e.Fields["total"] != 5 {
 		t.Errorf("event %+v", e)
 	}
 	var got []string
@@ -396,7 +397,7 @@ func TestHILNoCMTI(t *testing.T) {
 	cmti := sim.State().Counters[modemsim.CounterCMTI]
 	want := h.injectAll("unannounced", 0, 2)
 	h.messages(2)
-	e := h.event(EventMissedNotification)
+	e := h.event(gw.EventMissedNotification)
 	if e.Fields["count"] != 2 && e.Fields["count"] != 1 {
 		t.Errorf("event %+v", e)
 	}
@@ -419,13 +420,13 @@ func TestHILRegistrationLost(t *testing.T) {
 	h.ready()
 	h.dataUp()
 	sim.SetRegistration(0)
-	h.event(EventRegistrationLost)
+	h.event(gw.EventRegistrationLost)
 	if got := h.s.Status().Network.Registration; got != "not_registered" {
 		t.Errorf("registration = %q", got)
 	}
 	want := h.injectAll("held by the network", 0, 2)
 	sim.SetRegistration(5)
-	h.event(EventRegistrationBack)
+	h.event(gw.EventRegistrationBack)
 	h.dataUp()
 	h.injectUDP("100.64.0.1:6969", []byte("back"))
 	want = append(want, "ip:back")

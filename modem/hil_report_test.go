@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
 	"github.com/warthog618/sms/encoding/tpdu"
 )
@@ -21,7 +22,7 @@ type reportSink struct {
 	*MemorySink
 	mu      sync.Mutex
 	fail    error
-	reports []DeliveryReport
+	reports []gw.DeliveryReport
 	changed chan struct{}
 }
 
@@ -29,7 +30,7 @@ func newReportSink() *reportSink {
 	return &reportSink{MemorySink: NewMemorySink(), changed: make(chan struct{})}
 }
 
-func (r *reportSink) PutReport(ctx context.Context, rep DeliveryReport) error {
+func (r *reportSink) PutReport(ctx context.Context, rep gw.DeliveryReport) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail != nil {
@@ -48,12 +49,12 @@ func (r *reportSink) setFail(err error) {
 }
 
 // wait returns the reports once there are n.
-func (r *reportSink) wait(t *testing.T, n int) []DeliveryReport {
+func (r *reportSink) wait(t *testing.T, n int) []gw.DeliveryReport {
 	t.Helper()
 	deadline := time.After(2 * wait)
 	for {
 		r.mu.Lock()
-		got, ch := append([]DeliveryReport(nil), r.reports...), r.changed
+		got, ch := append([]gw.DeliveryReport(nil), r.reports...), r.changed
 		r.mu.Unlock()
 		if len(got) >= n {
 			return got
@@ -94,8 +95,8 @@ func TestHILDeliveryReports(t *testing.T) {
 			// Delivered.
 			ok := sendSMS(t, h, "delivered please")
 			got := sink.wait(t, 1)
-			if r := got[0]; r.Reference != ok || !r.Delivered || r.Status != 0 || r.Error != "" || r.Recipient != SMSRecipient {
-				t.Errorf("report %+v, want delivered for reference %d to %s", r, ok, SMSRecipient)
+			if r := got[0]; r.Reference != ok || !r.Delivered || r.Status != 0 || r.Error != "" || r.Recipient != gw.SMSRecipient {
+				t.Errorf("report %+v, want delivered for reference %d to %s", r, ok, gw.SMSRecipient)
 			}
 			sent := sim.State().SentSMS
 			if fo := pduFirstOctet(t, sent[len(sent)-1].PDU); fo&byte(tpdu.FoSRR) == 0 {
@@ -153,7 +154,7 @@ func TestHILDeliveryReportStoredKept(t *testing.T) {
 	}, 0)
 	h.ready()
 	ref := sendSMS(t, h, "kept")
-	h.event(EventReportLost)
+	h.event(gw.EventReportLost)
 	if n := len(sim.State().Stored); n != 1 {
 		t.Fatalf("SIM holds %d messages, want the refused report", n)
 	}

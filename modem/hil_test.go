@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
 )
 
@@ -23,7 +24,7 @@ type hil struct {
 	sim    *modemsim.Sim
 	s      *Session
 	sink   *MemorySink
-	events chan Event
+	events chan gw.Event
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -60,14 +61,14 @@ func runHILTimeout(t *testing.T, sim *modemsim.Sim, tweak func(*Config), cmdTime
 // runHILSink starts a session on sim that hands messages to sink; mem is
 // the MemorySink the test reads them from (sink itself, or the one it
 // wraps).
-func runHILSink(t *testing.T, sim *modemsim.Sim, sink Sink, mem *MemorySink, tweak func(*Config), cmdTimeout time.Duration) *hil {
+func runHILSink(t *testing.T, sim *modemsim.Sim, sink gw.Sink, mem *MemorySink, tweak func(*Config), cmdTimeout time.Duration) *hil {
 	t.Helper()
-	h := &hil{t: t, sim: sim, sink: mem, events: make(chan Event, 1000)}
+	h := &hil{t: t, sim: sim, sink: mem, events: make(chan gw.Event, 1000)}
 	cfg := Config{
 		Port: sim.Link(), Profile: "auto", SMS: true, AllowedSenders: []string{"000"},
 		PollInterval: 200 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		BootTimeout: 20 * time.Second, Logger: testLogger(),
-		OnEvent: func(e Event) {
+		OnEvent: func(e gw.Event) {
 			select {
 			case h.events <- e:
 			default:
@@ -114,7 +115,7 @@ func (h *hil) inject(m modemsim.SMS) {
 	}
 }
 
-func (h *hil) messages(n int) []Inbound {
+func (h *hil) messages(n int) []gw.Inbound {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
 	defer cancel()
@@ -125,7 +126,7 @@ func (h *hil) messages(n int) []Inbound {
 	return msgs
 }
 
-func (h *hil) event(typ string) Event {
+func (h *hil) event(typ string) gw.Event {
 	h.t.Helper()
 	for {
 		select {
@@ -157,18 +158,18 @@ func TestHILReceive(t *testing.T) {
 	tests := []struct {
 		name string
 		sms  modemsim.SMS
-		want Inbound
+		want gw.Inbound
 	}{
 		{"gsm7 extension table", modemsim.SMS{Text: "€{}[]~ ok", Encoding: "gsm7", SentAt: sent},
-			Inbound{Payload: []byte("€{}[]~ ok"), Parts: 1}},
+			gw.Inbound{Payload: []byte("€{}[]~ ok"), Parts: 1}},
 		{"ucs2 emoji", modemsim.SMS{Text: "on 😀 ж", Encoding: "ucs2", SentAt: sent},
-			Inbound{Payload: []byte("on 😀 ж"), Parts: 1}},
+			gw.Inbound{Payload: []byte("on 😀 ж"), Parts: 1}},
 		{"8-bit data", modemsim.SMS{Data: []byte{0, 1, 2, '\r', '\n', 0x1a, 0xff}, Encoding: "8bit", SentAt: sent},
-			Inbound{Payload: []byte{0, 1, 2, '\r', '\n', 0x1a, 0xff}, Binary: true, Parts: 1}},
+			gw.Inbound{Payload: []byte{0, 1, 2, '\r', '\n', 0x1a, 0xff}, Binary: true, Parts: 1}},
 		{"3 parts out of order, 16-bit reference", modemsim.SMS{Text: strings.Repeat("0123456789", 15) + "😀", Parts: 3, Ref16: true, Order: []int{3, 1, 2}, SentAt: sent},
-			Inbound{Payload: []byte(strings.Repeat("0123456789", 15) + "😀"), Parts: 3}},
+			gw.Inbound{Payload: []byte(strings.Repeat("0123456789", 15) + "😀"), Parts: 3}},
 		{"3 parts out of order, 8-bit reference", modemsim.SMS{Text: strings.Repeat("abc{}", 60), Parts: 3, Order: []int{2, 3, 1}, SentAt: sent},
-			Inbound{Payload: []byte(strings.Repeat("abc{}", 60)), Parts: 3}},
+			gw.Inbound{Payload: []byte(strings.Repeat("abc{}", 60)), Parts: 3}},
 	}
 	sim := startSim(t, modemsim.Options{Profile: "quectel"})
 	h := runHIL(t, sim, nil)
@@ -178,7 +179,7 @@ func TestHILReceive(t *testing.T) {
 			h.t = t
 			h.inject(tt.sms)
 			got := h.messages(i + 1)[i]
-			tt.want.Channel, tt.want.From, tt.want.SentAt = ChannelSMS, "000", sent
+			tt.want.Channel, tt.want.From, tt.want.SentAt = gw.ChannelSMS, "000", sent
 			if diff := cmp.Diff(tt.want, got, ignoreVolatile); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
@@ -216,7 +217,7 @@ func TestHILSenderNotAllowed(t *testing.T) {
 	h := runHIL(t, sim, nil)
 	h.ready()
 	h.inject(modemsim.SMS{From: "+15551234567", Text: "let me in"})
-	e := h.event(EventSenderRejected)
+	e := h.event(gw.EventSenderRejected)
 	if e.Fields["from"] != "+15551234567" {
 		t.Errorf("event %+v", e)
 	}
@@ -242,8 +243,8 @@ func TestHILStoreAtCapacity(t *testing.T) {
 	if _, err := sim.InjectSMS(modemsim.SMS{Text: "e", SentAt: sent.Add(4 * time.Second)}); !errors.Is(err, modemsim.ErrStoreFull) {
 		t.Fatalf("fifth InjectSMS = %v, want ErrStoreFull", err)
 	}
-	h.event(EventStoreFailed)
-	if e := h.event(EventStorageFull); e.Fields["used"] != 4 {
+	h.event(gw.EventStoreFailed)
+	if e := h.event(gw.EventStorageFull); e.Fields["used"] != 4 {
 		t.Errorf("event %+v", e)
 	}
 	h.sink.SetFail(nil)
@@ -341,8 +342,8 @@ func TestHILUnplug(t *testing.T) {
 	h := runHIL(t, sim, nil)
 	h.ready()
 	sim.Unplug(300 * time.Millisecond)
-	h.event(EventModemLost)
-	h.event(EventModemConnected)
+	h.event(gw.EventModemLost)
+	h.event(gw.EventModemConnected)
 	h.inject(modemsim.SMS{Text: "after replug"})
 	if got := h.messages(1); string(got[0].Payload) != "after replug" {
 		t.Errorf("got %q", got[0].Payload)
@@ -359,8 +360,8 @@ func TestHILReset(t *testing.T) {
 	h := runHIL(t, sim, nil)
 	h.ready()
 	sim.Reset()
-	h.event(EventModemRestarted)
-	h.event(EventModemConnected)
+	h.event(gw.EventModemRestarted)
+	h.event(gw.EventModemConnected)
 	h.inject(modemsim.SMS{Text: "after reset"})
 	if got := h.messages(1); string(got[0].Payload) != "after reset" {
 		t.Errorf("got %q", got[0].Payload)
@@ -404,11 +405,11 @@ func TestHILHang(t *testing.T) {
 	h := runHILTimeout(t, sim, nil, 300*time.Millisecond)
 	h.ready()
 	sim.Hang(2 * time.Second)
-	e := h.event(EventRecoveryProbe)
+	e := h.event(gw.EventRecoveryProbe)
 	if !strings.Contains(e.Message, "stopped answering") && !strings.Contains(e.Message, "no final result") {
 		t.Errorf("event %q does not say the modem went silent", e.Message)
 	}
-	h.event(EventRecoveryDone)
+	h.event(gw.EventRecoveryDone)
 	h.ready()
 	h.inject(modemsim.SMS{Text: "after the hang"})
 	if got := h.messages(1); string(got[0].Payload) != "after the hang" {

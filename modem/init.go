@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
 
@@ -25,7 +26,7 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 	if _, err := s.retry(bctx, eng, "enable numeric errors", at.Cmd{Line: "AT+CMEE=1"}); err != nil {
 		return err
 	}
-	info := ModemInfo{
+	info := gw.ModemInfo{
 		Manufacturer: s.identity(bctx, eng, "AT+CGMI"),
 		Model:        s.identity(bctx, eng, "AT+CGMM"),
 		Revision:     s.identity(bctx, eng, "AT+CGMR"),
@@ -37,14 +38,14 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 		s.prof.Sockets = f
 	}
 	info.Profile = s.prof.Name
-	s.update(func(st *Status) { st.Modem = info })
+	s.update(func(st *gw.Status) { st.Modem = info })
 	s.log.Info("modem identified", "manufacturer", info.Manufacturer, "model", info.Model, "revision", info.Revision, "profile", info.Profile)
 
 	if err := s.waitSIM(bctx, eng); err != nil {
 		return err
 	}
-	sim := SIMInfo{ICCID: s.iccid(bctx, eng), IMSI: s.identity(bctx, eng, "AT+CIMI")}
-	s.update(func(st *Status) { st.SIM = sim })
+	sim := gw.SIMInfo{ICCID: s.iccid(bctx, eng), IMSI: s.identity(bctx, eng, "AT+CIMI")}
+	s.update(func(st *gw.Status) { st.SIM = sim })
 	for _, line := range s.prof.Setup {
 		if _, err := s.do(bctx, eng, "module setup", at.Cmd{Line: line}); err != nil {
 			if isFatal(err) {
@@ -75,7 +76,7 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 				return err
 			}
 			s.log.Warn("modem.init command failed", "command", line, "err", err)
-			s.event(EventInitFailed, fmt.Sprintf("modem.init command %q failed: %v", line, err), map[string]any{"command": line})
+			s.event(gw.EventInitFailed, fmt.Sprintf("modem.init command %q failed: %v", line, err), map[string]any{"command": line})
 		}
 	}
 	s.echoBase = eng.Echoes()
@@ -220,14 +221,14 @@ func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
 	if len(r.Lines) > 0 {
 		if used, total, err := parseCPMS(r.Lines[0]); err == nil {
 			s.log.Info("SIM SMS storage", "used", used, "capacity", total)
-			s.update(func(st *Status) { st.SMSStore = StoreUse{Used: used, Total: total} })
-			if total > 0 && used >= total && s.storageAlarm != EventStorageFull {
+			s.update(func(st *gw.Status) { st.SMSStore = gw.StoreUse{Used: used, Total: total} })
+			if total > 0 && used >= total && s.storageAlarm != gw.EventStorageFull {
 				// The network has been refusing SMS; the drain that follows
 				// frees the SIM, and the network delivers what it held.
 				msg := fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained; draining it", used, total)
 				s.log.Warn(msg)
-				s.event(EventStorageFull, msg, map[string]any{"used": used, "total": total})
-				s.storageAlarm = EventStorageFull
+				s.event(gw.EventStorageFull, msg, map[string]any{"used": used, "total": total})
+				s.storageAlarm = gw.EventStorageFull
 			}
 		}
 	}

@@ -6,23 +6,25 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/simgate/simgate/internal/gw"
 )
 
 // MemorySink is a Sink that keeps everything in memory: for tests and the
 // demo, never for a gateway that must survive power loss.
 type MemorySink struct {
 	mu      sync.Mutex
-	msgs    []Inbound
+	msgs    []gw.Inbound
 	ids     map[string]bool
-	segs    map[string][]Segment
-	journal SIMJournal
+	segs    map[string][]gw.Segment
+	journal gw.SIMJournal
 	fail    error
 	changed chan struct{}
 }
 
 // NewMemorySink returns an empty MemorySink.
 func NewMemorySink() *MemorySink {
-	return &MemorySink{ids: map[string]bool{}, segs: map[string][]Segment{}, changed: make(chan struct{})}
+	return &MemorySink{ids: map[string]bool{}, segs: map[string][]gw.Segment{}, changed: make(chan struct{})}
 }
 
 // SetFail makes every method return err (nil: succeed again), to test how
@@ -34,7 +36,7 @@ func (m *MemorySink) SetFail(err error) {
 }
 
 // Put stores msg once per ID.
-func (m *MemorySink) Put(ctx context.Context, msg Inbound) error {
+func (m *MemorySink) Put(ctx context.Context, msg gw.Inbound) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -44,7 +46,7 @@ func (m *MemorySink) Put(ctx context.Context, msg Inbound) error {
 	return nil
 }
 
-func (m *MemorySink) put(msg Inbound) {
+func (m *MemorySink) put(msg gw.Inbound) {
 	if !m.ids[msg.ID] {
 		m.ids[msg.ID] = true
 		m.msgs = append(m.msgs, msg)
@@ -55,14 +57,14 @@ func (m *MemorySink) put(msg Inbound) {
 
 // PutSegment stores s once per Key and Seq and returns the segments held
 // under its key, ordered by Seq.
-func (m *MemorySink) PutSegment(ctx context.Context, s Segment) ([]Segment, error) {
+func (m *MemorySink) PutSegment(ctx context.Context, s gw.Segment) ([]gw.Segment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return nil, m.fail
 	}
 	held := m.segs[s.Key]
-	if !slices.ContainsFunc(held, func(h Segment) bool { return h.Seq == s.Seq }) {
+	if !slices.ContainsFunc(held, func(h gw.Segment) bool { return h.Seq == s.Seq }) {
 		held = append(held, s)
 		sort.Slice(held, func(i, j int) bool { return held[i].Seq < held[j].Seq })
 		m.segs[s.Key] = held
@@ -71,7 +73,7 @@ func (m *MemorySink) PutSegment(ctx context.Context, s Segment) ([]Segment, erro
 }
 
 // Assemble stores msg and drops the segments under key.
-func (m *MemorySink) Assemble(ctx context.Context, msg Inbound, key string) error {
+func (m *MemorySink) Assemble(ctx context.Context, msg gw.Inbound, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
@@ -83,13 +85,13 @@ func (m *MemorySink) Assemble(ctx context.Context, msg Inbound, key string) erro
 }
 
 // Segments returns every segment held, ordered by Key then Seq.
-func (m *MemorySink) Segments(ctx context.Context) ([]Segment, error) {
+func (m *MemorySink) Segments(ctx context.Context) ([]gw.Segment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return nil, m.fail
 	}
-	var out []Segment
+	var out []gw.Segment
 	for _, held := range m.segs {
 		out = append(out, held...)
 	}
@@ -103,7 +105,7 @@ func (m *MemorySink) Segments(ctx context.Context) ([]Segment, error) {
 }
 
 // Messages returns the stored messages in the order they were stored.
-func (m *MemorySink) Messages() []Inbound {
+func (m *MemorySink) Messages() []gw.Inbound {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.msgs)
@@ -111,7 +113,7 @@ func (m *MemorySink) Messages() []Inbound {
 
 // Wait returns the stored messages once there are at least n, or ctx's
 // error with those stored so far.
-func (m *MemorySink) Wait(ctx context.Context, n int) ([]Inbound, error) {
+func (m *MemorySink) Wait(ctx context.Context, n int) ([]gw.Inbound, error) {
 	for {
 		m.mu.Lock()
 		msgs, changed := slices.Clone(m.msgs), m.changed
@@ -128,7 +130,7 @@ func (m *MemorySink) Wait(ctx context.Context, n int) ([]Inbound, error) {
 }
 
 // PutSMS stores msg once per ID and keeps j.
-func (m *MemorySink) PutSMS(ctx context.Context, msg Inbound, j SIMJournal) error {
+func (m *MemorySink) PutSMS(ctx context.Context, msg gw.Inbound, j gw.SIMJournal) error {
 	if err := m.Put(ctx, msg); err != nil {
 		return err
 	}
@@ -136,7 +138,7 @@ func (m *MemorySink) PutSMS(ctx context.Context, msg Inbound, j SIMJournal) erro
 }
 
 // PutSMSPart stores s like PutSegment and keeps j.
-func (m *MemorySink) PutSMSPart(ctx context.Context, s Segment, j SIMJournal) ([]Segment, error) {
+func (m *MemorySink) PutSMSPart(ctx context.Context, s gw.Segment, j gw.SIMJournal) ([]gw.Segment, error) {
 	held, err := m.PutSegment(ctx, s)
 	if err != nil {
 		return nil, err
@@ -145,24 +147,24 @@ func (m *MemorySink) PutSMSPart(ctx context.Context, s Segment, j SIMJournal) ([
 }
 
 // SaveJournal keeps a copy of j.
-func (m *MemorySink) SaveJournal(ctx context.Context, j SIMJournal) error {
+func (m *MemorySink) SaveJournal(ctx context.Context, j gw.SIMJournal) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return m.fail
 	}
-	m.journal = j.clone()
+	m.journal = j.Clone()
 	return nil
 }
 
 // Journal returns a copy of the journal last saved.
-func (m *MemorySink) Journal(ctx context.Context) (SIMJournal, error) {
+func (m *MemorySink) Journal(ctx context.Context) (gw.SIMJournal, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
-		return SIMJournal{}, m.fail
+		return gw.SIMJournal{}, m.fail
 	}
-	return m.journal.clone(), nil
+	return m.journal.Clone(), nil
 }
 
 // Known reports whether id was stored.
@@ -173,15 +175,4 @@ func (m *MemorySink) Known(ctx context.Context, id string) (bool, error) {
 		return false, m.fail
 	}
 	return m.ids[id], nil
-}
-
-func (j SIMJournal) clone() SIMJournal {
-	out := SIMJournal{Announced: slices.Clone(j.Announced)}
-	if len(j.Slots) > 0 {
-		out.Slots = make(map[int]SlotID, len(j.Slots))
-		for k, v := range j.Slots {
-			out.Slots[k] = v
-		}
-	}
-	return out
 }

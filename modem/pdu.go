@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/simgate/simgate/internal/gw"
+
 	"github.com/warthog618/sms/encoding/gsm7"
 	"github.com/warthog618/sms/encoding/tpdu"
 	"github.com/warthog618/sms/encoding/ucs2"
@@ -178,13 +180,13 @@ func decodeGSM7(septets []byte, udh tpdu.UserDataHeader) ([]byte, error) {
 
 // encodeSubmit builds the SMS-SUBMIT TPDU for one SMS to to. The message
 // reference is 0: the modem assigns it and answers it in +CMGS.
-func encodeSubmit(to string, payload []byte, alpha SMSAlphabet) ([]byte, error) {
+func encodeSubmit(to string, payload []byte, alpha gw.SMSAlphabet) ([]byte, error) {
 	return encodeSubmitSRR(to, payload, alpha, false)
 }
 
 // encodeSubmitSRR is encodeSubmit with TP-SRR (a status report requested)
 // set when srr.
-func encodeSubmitSRR(to string, payload []byte, alpha SMSAlphabet, srr bool) ([]byte, error) {
+func encodeSubmitSRR(to string, payload []byte, alpha gw.SMSAlphabet, srr bool) ([]byte, error) {
 	digits, intl := strings.CutPrefix(to, "+")
 	if len(digits) == 0 || len(digits) > 20 || strings.Trim(digits, "0123456789") != "" {
 		return nil, fmt.Errorf("destination %q is not a phone number (digits, optionally after +)", to)
@@ -199,15 +201,15 @@ func encodeSubmitSRR(to string, payload []byte, alpha SMSAlphabet, srr bool) ([]
 	}
 	t := tpdu.TPDU{Direction: tpdu.MO, FirstOctet: fo, DA: da}
 	switch alpha {
-	case AlphabetGSM7:
+	case gw.AlphabetGSM7:
 		septets, err := gsm7.Encode(payload)
 		if err != nil {
 			return nil, fmt.Errorf("encode GSM 7-bit: %w", err)
 		}
 		t.DCS, t.UD = 0x00, septets
-	case AlphabetUCS2:
+	case gw.AlphabetUCS2:
 		t.DCS, t.UD = 0x08, ucs2.Encode([]rune(string(payload)))
-	case Alphabet8Bit:
+	case gw.Alphabet8Bit:
 		t.DCS, t.UD = 0x04, payload
 	default:
 		return nil, fmt.Errorf("unknown alphabet %q", alpha)

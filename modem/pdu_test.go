@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -145,13 +147,13 @@ func TestEncodeSubmitGolden(t *testing.T) {
 		name    string
 		to      string
 		payload []byte
-		alpha   SMSAlphabet
+		alpha   gw.SMSAlphabet
 		want    string
 	}{
-		{"gsm7 to 000", "000", []byte("hello"), AlphabetGSM7, "0100038100F0000005E8329BFD06"},
-		{"gsm7 extension", "000", []byte("€"), AlphabetGSM7, "0100038100F00000029B32"},
-		{"ucs2 emoji international", "+15551234567", []byte("😀"), AlphabetUCS2, "01000B915155214365F7000804D83DDE00"},
-		{"8-bit", "000", []byte{0x00, 0xFF}, Alphabet8Bit, "0100038100F000040200FF"},
+		{"gsm7 to 000", "000", []byte("hello"), gw.AlphabetGSM7, "0100038100F0000005E8329BFD06"},
+		{"gsm7 extension", "000", []byte("€"), gw.AlphabetGSM7, "0100038100F00000029B32"},
+		{"ucs2 emoji international", "+15551234567", []byte("😀"), gw.AlphabetUCS2, "01000B915155214365F7000804D83DDE00"},
+		{"8-bit", "000", []byte{0x00, 0xFF}, gw.Alphabet8Bit, "0100038100F000040200FF"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +167,7 @@ func TestEncodeSubmitGolden(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"", "+", "12a", "++1", strings.Repeat("1", 21)} {
-		if _, err := encodeSubmit(bad, []byte("x"), AlphabetGSM7); err == nil {
+		if _, err := encodeSubmit(bad, []byte("x"), gw.AlphabetGSM7); err == nil {
 			t.Errorf("encodeSubmit(%q) accepted", bad)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
 
@@ -48,7 +49,7 @@ func (s *Session) climb(min int, why error) int {
 	if next > levelFailed {
 		next = levelFailed
 	}
-	s.update(func(st *Status) {
+	s.update(func(st *gw.Status) {
 		if why != nil {
 			st.Recovery.LastError = why.Error()
 		}
@@ -64,20 +65,20 @@ func (s *Session) climb(min int, why error) int {
 	var typ, msg string
 	switch next {
 	case levelProbe:
-		typ, msg = EventRecoveryProbe, fmt.Sprintf("the modem did not answer (%v); probing it with AT", why)
-		s.update(func(st *Status) { st.Recovery.Probes++ })
+		typ, msg = gw.EventRecoveryProbe, fmt.Sprintf("the modem did not answer (%v); probing it with AT", why)
+		s.update(func(st *gw.Status) { st.Recovery.Probes++ })
 	case levelReinit:
-		typ, msg = EventRecoveryReinit, fmt.Sprintf("the modem is not healthy (%v); initialising it again", why)
-		s.update(func(st *Status) { st.Recovery.Reinits++ })
+		typ, msg = gw.EventRecoveryReinit, fmt.Sprintf("the modem is not healthy (%v); initialising it again", why)
+		s.update(func(st *gw.Status) { st.Recovery.Reinits++ })
 	case levelReset:
-		typ, msg = EventRecoveryReset, fmt.Sprintf("initialising did not help (%v); resetting the module (%s)", why, s.resetCmd())
-		s.update(func(st *Status) { st.Recovery.Resets++ })
+		typ, msg = gw.EventRecoveryReset, fmt.Sprintf("initialising did not help (%v); resetting the module (%s)", why, s.resetCmd())
+		s.update(func(st *gw.Status) { st.Recovery.Resets++ })
 	case levelReopen:
-		typ, msg = EventRecoveryReopen, fmt.Sprintf("the port or module failed (%v); closing and reopening %s", why, s.cfg.Port)
+		typ, msg = gw.EventRecoveryReopen, fmt.Sprintf("the port or module failed (%v); closing and reopening %s", why, s.cfg.Port)
 		s.reopenSince = time.Now()
-		s.update(func(st *Status) { st.Recovery.Reopens++ })
+		s.update(func(st *gw.Status) { st.Recovery.Reopens++ })
 	case levelFailed:
-		typ, msg = EventRecoveryFailed, fmt.Sprintf("the modem could not be recovered (%v); reporting unhealthy so the service manager restarts simgate, and still trying", why)
+		typ, msg = gw.EventRecoveryFailed, fmt.Sprintf("the modem could not be recovered (%v); reporting unhealthy so the service manager restarts simgate, and still trying", why)
 		s.mu.Lock()
 		s.failed = fmt.Errorf("%w: %w", errGaveUp, why)
 		s.mu.Unlock()
@@ -106,7 +107,7 @@ func (s *Session) recovered() {
 	s.mu.Unlock()
 	msg := fmt.Sprintf("the modem is healthy again (after the %s step)", step)
 	s.log.Info(msg)
-	s.event(EventRecoveryDone, msg, map[string]any{"step": step})
+	s.event(gw.EventRecoveryDone, msg, map[string]any{"step": step})
 }
 
 // stepDelay is the pause before a step: jittered, doubling with the step.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 	"github.com/warthog618/sms/encoding/tpdu"
 )
@@ -16,32 +16,6 @@ import (
 // AT+CMGR and deleted). The report names the sent SMS by its TP-MR, the
 // reference +CMGS answered; the Sink, which knows which request that was,
 // turns it into a second result.
-
-// DeliveryReport is one SMS-STATUS-REPORT.
-type DeliveryReport struct {
-	// Reference is the TP-MR of the SMS reported on (0..255).
-	Reference int
-	// Recipient is the TP-RA, the number the SMS was sent to.
-	Recipient string
-	// Status is the TP-ST code (3GPP TS 23.040 9.2.3.15).
-	Status int
-	// Delivered is set for TP-ST 0x00..0x1F: the recipient has the SMS.
-	Delivered bool
-	// Error says why a failed SMS was not delivered; "" when delivered.
-	Error string
-	// DischargedAt is the TP-DT: when the SMS was delivered or given up.
-	DischargedAt time.Time
-}
-
-// Final reports whether the report ends the SMS's story: TP-ST 0x20..0x3F
-// says the service centre is still trying, and another report follows.
-func (r DeliveryReport) Final() bool { return r.Status < 0x20 || r.Status >= 0x40 }
-
-// ReportSink is implemented by a Sink that takes delivery reports.
-// PutReport returns once the report is durable.
-type ReportSink interface {
-	PutReport(ctx context.Context, r DeliveryReport) error
-}
 
 // tpStatus are the TP-ST values 3GPP TS 23.040 9.2.3.15 names.
 var tpStatus = map[int]string{
@@ -80,20 +54,20 @@ func isStatusReport(tp []byte) bool { return len(tp) > 0 && tp[0]&0x03 == 0x02 }
 
 // decodeStatusReport decodes an SMS-STATUS-REPORT TPDU. It never panics
 // on bad bytes (FuzzStatusReport).
-func decodeStatusReport(tp []byte) (r DeliveryReport, err error) {
+func decodeStatusReport(tp []byte) (r gw.DeliveryReport, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r, err = DeliveryReport{}, fmt.Errorf("malformed status report: %v", p)
+			r, err = gw.DeliveryReport{}, fmt.Errorf("malformed status report: %v", p)
 		}
 	}()
 	if !isStatusReport(tp) {
-		return DeliveryReport{}, fmt.Errorf("not a status report (first octet %#02x)", firstByte(tp))
+		return gw.DeliveryReport{}, fmt.Errorf("not a status report (first octet %#02x)", firstByte(tp))
 	}
 	t := tpdu.TPDU{Direction: tpdu.MT}
 	if err := t.UnmarshalBinary(tp); err != nil {
-		return DeliveryReport{}, fmt.Errorf("decode status report: %w", err)
+		return gw.DeliveryReport{}, fmt.Errorf("decode status report: %w", err)
 	}
-	r = DeliveryReport{Reference: int(t.MR), Recipient: t.RA.Number(), Status: int(t.ST), DischargedAt: t.DT.Time}
+	r = gw.DeliveryReport{Reference: int(t.MR), Recipient: t.RA.Number(), Status: int(t.ST), DischargedAt: t.DT.Time}
 	if r.Status < 0x20 {
 		r.Delivered = true
 	} else {
@@ -111,21 +85,21 @@ func firstByte(b []byte) byte {
 
 // parseCDS decodes a +CDS URC: `+CDS: <length>` and the PDU line
 // (SMSC address, then the TPDU).
-func parseCDS(u at.URC) (DeliveryReport, error) {
+func parseCDS(u at.URC) (gw.DeliveryReport, error) {
 	f, err := fields(u.Line, "+CDS:")
 	if err != nil {
-		return DeliveryReport{}, fmt.Errorf("parse +CDS: %w", err)
+		return gw.DeliveryReport{}, fmt.Errorf("parse +CDS: %w", err)
 	}
 	n, err := field(f, len(f)-1)
 	if err != nil || n <= 0 {
-		return DeliveryReport{}, fmt.Errorf("parse %q: no TPDU length", u.Line)
+		return gw.DeliveryReport{}, fmt.Errorf("parse %q: no TPDU length", u.Line)
 	}
 	if len(u.Extra) == 0 {
-		return DeliveryReport{}, fmt.Errorf("%q without its PDU", u.Line)
+		return gw.DeliveryReport{}, fmt.Errorf("%q without its PDU", u.Line)
 	}
 	tp, err := splitPDU(u.Extra[0], n)
 	if err != nil {
-		return DeliveryReport{}, fmt.Errorf("+CDS PDU: %w", err)
+		return gw.DeliveryReport{}, fmt.Errorf("+CDS PDU: %w", err)
 	}
 	return decodeStatusReport(tp)
 }
@@ -171,7 +145,7 @@ func (s *Session) storedReport(ctx context.Context, eng *at.Engine, mem string, 
 	}
 	if len(r.Lines) >= 2 {
 		_, n, perr := parseCMGR(r.Lines[0])
-		var rep DeliveryReport
+		var rep gw.DeliveryReport
 		tp, err := splitPDU(r.Lines[1], n)
 		if err == nil && perr == nil {
 			rep, err = decodeStatusReport(tp)
@@ -187,7 +161,7 @@ func (s *Session) storedReport(ctx context.Context, eng *at.Engine, mem string, 
 
 // report hands one delivery report to the Sink; false when the Sink
 // refused it.
-func (s *Session) report(ctx context.Context, r DeliveryReport) bool {
+func (s *Session) report(ctx context.Context, r gw.DeliveryReport) bool {
 	state := "delivered"
 	if !r.Delivered {
 		state = "failed: " + r.Error
@@ -196,7 +170,7 @@ func (s *Session) report(ctx context.Context, r DeliveryReport) bool {
 		s.log.Info("SMS not delivered yet; the service centre keeps trying", "reference", r.Reference, "status", statusText(r.Status))
 		return true
 	}
-	rs, ok := s.sink.(ReportSink)
+	rs, ok := s.sink.(gw.ReportSink)
 	if !ok {
 		s.log.Info("SMS delivery report", "reference", r.Reference, "to", r.Recipient, "state", state)
 		return true
@@ -204,7 +178,7 @@ func (s *Session) report(ctx context.Context, r DeliveryReport) bool {
 	if err := rs.PutReport(ctx, r); err != nil {
 		msg := fmt.Sprintf("delivery report for SMS reference %d (%s) could not be stored: %v", r.Reference, state, err)
 		s.log.Error(msg)
-		s.event(EventReportLost, msg, map[string]any{"reference": r.Reference})
+		s.event(gw.EventReportLost, msg, map[string]any{"reference": r.Reference})
 		return false
 	}
 	s.log.Info("SMS delivery report", "reference", r.Reference, "to", r.Recipient, "state", state)
@@ -213,16 +187,16 @@ func (s *Session) report(ctx context.Context, r DeliveryReport) bool {
 
 // statusReport decodes an entry the drain found that is a status report
 // rather than an SMS.
-func (e *smsEntry) statusReport() (DeliveryReport, bool) {
+func (e *smsEntry) statusReport() (gw.DeliveryReport, bool) {
 	if e.d != nil {
-		return DeliveryReport{}, false
+		return gw.DeliveryReport{}, false
 	}
 	if !isStatusReport(e.tp) {
-		return DeliveryReport{}, false
+		return gw.DeliveryReport{}, false
 	}
 	r, err := decodeStatusReport(e.tp)
 	if err != nil {
-		return DeliveryReport{}, false
+		return gw.DeliveryReport{}, false
 	}
 	return r, true
 }

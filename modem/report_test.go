@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 	"github.com/warthog618/sms/encoding/tpdu"
 )
@@ -84,7 +85,7 @@ func TestParseCDS(t *testing.T) {
 
 func TestEncodeSubmitSRR(t *testing.T) {
 	for _, srr := range []bool{false, true} {
-		tp, err := encodeSubmitSRR("000", []byte("hi"), AlphabetGSM7, srr)
+		tp, err := encodeSubmitSRR("000", []byte("hi"), gw.AlphabetGSM7, srr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
-
-// SMSRecipient is where SMS Commands go when a request names no "to".
-const SMSRecipient = "000"
 
 // SendSMS sends one SMS to to (SMSRecipient when empty) in GSM 7-bit when
 // the text fits the default alphabet, else UCS-2, or as 8-bit data when
@@ -16,13 +14,13 @@ const SMSRecipient = "000"
 // that does not fit one SMS is refused before the modem sees it.
 func (s *Session) SendSMS(ctx context.Context, to string, payload []byte, binary bool) (int, error) {
 	if to == "" {
-		to = SMSRecipient
+		to = gw.SMSRecipient
 	}
 	op := "send SMS to " + to
 	if !s.cfg.SMS {
 		return 0, &OpError{Op: op, Err: ErrSMSDisabled}
 	}
-	alpha, err := CheckSMS(payload, binary)
+	alpha, err := gw.CheckSMS(payload, binary)
 	if err != nil {
 		return 0, &OpError{Op: op, Err: err}
 	}
@@ -56,7 +54,7 @@ func (s *Session) SendSMS(ctx context.Context, to string, payload []byte, binary
 // failed result rather than wait.
 func (s *Session) SendUDP(ctx context.Context, payload []byte) error {
 	const op = "send IP Command"
-	if err := CheckUDP(payload); err != nil {
+	if err := gw.CheckUDP(payload); err != nil {
 		return &OpError{Op: op, Err: err}
 	}
 	switch s.cfg.IPMode {
@@ -69,5 +67,3 @@ func (s *Session) SendUDP(ctx context.Context, payload []byte) error {
 	}
 	return &OpError{Op: op, Err: fmt.Errorf("%w (ip.mode %q)", ErrIPUnavailable, s.cfg.IPMode)}
 }
-
-var _ Device = (*Session)(nil)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 	"go.bug.st/serial"
 )
@@ -40,9 +41,9 @@ const (
 	// watchdog (3 minutes) must still have time to restart the process.
 	DefaultPortGoneLimit = 90 * time.Second
 	// DefaultIPPort, DefaultAPN and DefaultCloud are the Super SIM values.
-	DefaultIPPort = 6969
-	DefaultAPN    = "super"
-	DefaultCloud  = "100.64.0.1:6969"
+	DefaultIPPort = gw.IPCommandsPort
+	DefaultAPN    = gw.APN
+	DefaultCloud  = gw.IPCommandsCloud
 )
 
 // Config configures a Session. Zero durations take the defaults above.
@@ -112,8 +113,8 @@ type Config struct {
 
 	// OnEvent and OnStatus are called from a goroutine of the session's own,
 	// in order; they may block without stalling the modem. Nil is fine.
-	OnEvent  func(Event)
-	OnStatus func(Status)
+	OnEvent  func(gw.Event)
+	OnStatus func(gw.Status)
 	Logger   *slog.Logger
 	// Open opens the port; nil means go.bug.st/serial. Tests inject fakes.
 	Open func(port string, baud int) (io.ReadWriteCloser, error)
@@ -125,13 +126,13 @@ type Config struct {
 // any goroutine.
 type Session struct {
 	cfg  Config
-	sink Sink
+	sink gw.Sink
 	log  *slog.Logger
 	note *notifier
 
 	mu      sync.Mutex
 	eng     *at.Engine // nil while not serving an initialised modem
-	status  Status
+	status  gw.Status
 	lastErr error
 	send    sendPath
 	// For Healthy: the engine of the open port (also while initialising or
@@ -172,13 +173,13 @@ type Session struct {
 	missed   int
 	// journal mirrors the SIM journal in the sink; journalDirty is set when
 	// it changed since it was last committed.
-	journal      SIMJournal
+	journal      gw.SIMJournal
 	journalDirty bool
 	// undeleted names the SMS stored and not yet deleted from each slot,
 	// so one read again within this process keeps its id whether or not
 	// the journal names it; recent is when an SMS with each content id
 	// was last stored (identicalWindow).
-	undeleted map[int]SlotID
+	undeleted map[int]gw.SlotID
 	recent    map[string]time.Time
 
 	urcs         *at.Engine // the engine whose URCs are being taken
@@ -216,7 +217,7 @@ type pendingSet struct {
 }
 
 // NewSession returns a session on the modem cfg describes; Run starts it.
-func NewSession(cfg Config, sink Sink) *Session {
+func NewSession(cfg Config, sink gw.Sink) *Session {
 	if cfg.Baud <= 0 {
 		cfg.Baud = DefaultBaud
 	}
@@ -269,7 +270,7 @@ func NewSession(cfg Config, sink Sink) *Session {
 		pending:   map[string]*pendingSet{},
 		regs:      map[string]registration{},
 		cmtiSeq:   map[int]uint64{},
-		undeleted: map[int]SlotID{},
+		undeleted: map[int]gw.SlotID{},
 		recent:    map[string]time.Time{},
 		suspects:  map[int]bool{},
 		lostAt:    time.Now(),
@@ -341,7 +342,7 @@ func (s *Session) Run(ctx context.Context) error {
 		wait := jitter(delay)
 		if s.opened {
 			s.log.Warn("modem session ended; reopening the port", "err", err, "retry_in", wait)
-			s.event(EventModemLost, fmt.Sprintf("modem session ended (%v); reopening in %s", err, wait.Round(time.Millisecond)), nil)
+			s.event(gw.EventModemLost, fmt.Sprintf("modem session ended (%v); reopening in %s", err, wait.Round(time.Millisecond)), nil)
 		} else {
 			s.log.Info("modem port not available yet", "err", err, "retry_in", wait)
 		}
@@ -414,7 +415,7 @@ func (s *Session) attempt(ctx context.Context) error {
 				initNow, s.resetting = false, false
 				s.afterInit()
 				st := s.Status()
-				s.event(EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
+				s.event(gw.EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
 				if s.cfg.SMS {
 					s.needDrain = true
 				}
@@ -430,8 +431,8 @@ func (s *Session) attempt(ctx context.Context) error {
 		if errors.Is(err, errRestarted) || errors.Is(err, at.ErrReset) {
 			// The module reset by itself (brown-out, its own watchdog): it
 			// answers, it only needs initialising again.
-			s.event(EventModemRestarted, "the modem restarted; initialising it again", nil)
-			s.update(func(st *Status) {
+			s.event(gw.EventModemRestarted, "the modem restarted; initialising it again", nil)
+			s.update(func(st *gw.Status) {
 				st.Recovery.Reinits++
 				st.Recovery.LastError = err.Error()
 			})
@@ -518,7 +519,7 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 	s.lastErr = nil
 	s.everReady = true
 	s.mu.Unlock()
-	s.update(func(st *Status) { st.Ready = true })
+	s.update(func(st *gw.Status) { st.Ready = true })
 	s.dataStart()
 	if s.level > levelOK {
 		s.pollDue = true // prove the recovery worked
@@ -676,7 +677,7 @@ func (s *Session) stopServing(ctx context.Context, err error) {
 	s.eng = nil
 	s.lastErr = err
 	s.mu.Unlock()
-	s.update(func(st *Status) { st.Ready = false })
+	s.update(func(st *gw.Status) { st.Ready = false })
 	switch {
 	case ctx.Err() != nil:
 		s.dataStop("the modem session is stopping", true)
@@ -700,7 +701,7 @@ func (s *Session) disconnected(err error) {
 	s.eng = nil
 	s.lastErr = err
 	s.mu.Unlock()
-	s.update(func(st *Status) {
+	s.update(func(st *gw.Status) {
 		st.Ready = false
 		if err != nil && !errors.Is(err, context.Canceled) {
 			st.Recovery.LastError = err.Error()
@@ -725,14 +726,14 @@ func (s *Session) engine() (*at.Engine, error) {
 }
 
 // Status returns the current snapshot.
-func (s *Session) Status() Status {
+func (s *Session) Status() gw.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.status
 }
 
 // update changes the status and reports it when it changed.
-func (s *Session) update(f func(*Status)) {
+func (s *Session) update(f func(*gw.Status)) {
 	s.mu.Lock()
 	old := s.status
 	f(&s.status)
@@ -745,7 +746,7 @@ func (s *Session) update(f func(*Status)) {
 }
 
 func (s *Session) event(typ, msg string, fields map[string]any) {
-	s.note.event(Event{Type: typ, Message: msg, Time: time.Now().UTC(), Fields: fields})
+	s.note.event(gw.Event{Type: typ, Message: msg, Time: time.Now().UTC(), Fields: fields})
 }
 
 // do runs one command, naming the operation in its error.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at/attest"
 )
 
@@ -21,9 +22,9 @@ func TestSessionRestartReinitialises(t *testing.T) {
 	p1.Wait(wait)
 	p1.Append(initSteps(list(entry(1, 0, m)), del(1))...)
 	p1.Send("\r\nRDY\r\n")
-	r.event(EventModemRestarted)
+	r.event(gw.EventModemRestarted)
 	p1.Wait(wait)
-	if diff := cmp.Diff([]Inbound{sms("000", "while rebooting", t0, 1)}, r.messages(1), ignoreVolatile); diff != "" {
+	if diff := cmp.Diff([]gw.Inbound{sms("000", "while rebooting", t0, 1)}, r.messages(1), ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	st := r.s.Status()
@@ -42,13 +43,13 @@ func TestSessionReopensAfterPortLoss(t *testing.T) {
 	r := newRig(t, defaultConfig(), nil, p1, nil, nil, p2)
 	p1.Wait(wait)
 	p1.Close()
-	r.event(EventRecoveryReopen)
+	r.event(gw.EventRecoveryReopen)
 	p2.Wait(wait)
-	if diff := cmp.Diff([]Inbound{sms("000", "while away", t0, 1)}, r.messages(1), ignoreVolatile); diff != "" {
+	if diff := cmp.Diff([]gw.Inbound{sms("000", "while away", t0, 1)}, r.messages(1), ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	r.event(EventModemConnected)
-	r.event(EventRecoveryDone)
+	r.event(gw.EventModemConnected)
+	r.event(gw.EventRecoveryDone)
 	if st := r.s.Status(); st.Recovery.Reopens != 1 || !st.Ready {
 		t.Errorf("status = %+v, want 1 reopen step and ready", st)
 	}
@@ -111,7 +112,7 @@ func TestSessionStorageWatch(t *testing.T) {
 	port.Append(pollSteps(24)...)
 	port.Append(list(entry(1, 0, m)), del(1))
 	r.poll()
-	if e := r.event(EventStorageNearlyFull); e.Fields["used"] != 24 || e.Fields["total"] != 30 {
+	if e := r.event(gw.EventStorageNearlyFull); e.Fields["used"] != 24 || e.Fields["total"] != 30 {
 		t.Errorf("event = %+v", e)
 	}
 	r.messages(1)
@@ -123,10 +124,10 @@ func TestSessionStorageWatch(t *testing.T) {
 	port.Append(answer("AT+CPMS?\r", `+CPMS: "SM",30,30,"SM",30,30,"SM",30,30`))
 	port.Append(list()) // full of outgoing messages it does not own: nothing to take
 	r.poll()
-	if e := r.event(EventMissedNotification); e.Fields["count"] != 1 {
+	if e := r.event(gw.EventMissedNotification); e.Fields["count"] != 1 {
 		t.Errorf("event = %+v", e)
 	}
-	if e := r.event(EventStorageFull); !strings.Contains(e.Message, "full") {
+	if e := r.event(gw.EventStorageFull); !strings.Contains(e.Message, "full") {
 		t.Errorf("event = %+v", e)
 	}
 	port.Wait(wait)
@@ -152,7 +153,7 @@ func TestSessionLateCMTIIsNotMissed(t *testing.T) {
 	for {
 		select {
 		case e := <-r.events:
-			if e.Type == EventMissedNotification {
+			if e.Type == gw.EventMissedNotification {
 				t.Errorf("unexpected event %+v", e)
 			}
 			continue
@@ -174,10 +175,10 @@ func TestSessionReassemblyTimeout(t *testing.T) {
 	port.Send("\r\n+CMTI: \"SM\",4\r\n")
 	want := sms("000", "middle😀", t0, 1)
 	want.Partial = true
-	if diff := cmp.Diff([]Inbound{want}, r.messages(1), ignoreVolatile); diff != "" {
+	if diff := cmp.Diff([]gw.Inbound{want}, r.messages(1), ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	e := r.event(EventPartial)
+	e := r.event(gw.EventPartial)
 	if diff := cmp.Diff([]int{2}, e.Fields["parts"]); diff != "" || e.Fields["total"] != 3 {
 		t.Errorf("partial event %+v", e)
 	}
@@ -190,16 +191,16 @@ func TestSessionReassemblyTimeout(t *testing.T) {
 func TestSessionRestoresHeldParts(t *testing.T) {
 	sink := NewMemorySink()
 	ctx := context.Background()
-	seg := func(ref, total, seq int, text string, received time.Time) Segment {
+	seg := func(ref, total, seq int, text string, received time.Time) gw.Segment {
 		m := mt{from: "000", sent: t0, dcs: 0x00, udh: concat8(ref, total, seq), ud: septets(text)}
 		d, err := decodeDeliver(m.tpdu())
 		if err != nil {
 			t.Fatal(err)
 		}
-		return Segment{Key: d.concatKey(), Seq: seq, Total: total, TPDU: m.tpdu(), ReceivedAt: received}
+		return gw.Segment{Key: d.concatKey(), Seq: seq, Total: total, TPDU: m.tpdu(), ReceivedAt: received}
 	}
 	now := time.Now().UTC()
-	for _, s := range []Segment{
+	for _, s := range []gw.Segment{
 		seg(1, 2, 2, "world", now), seg(1, 2, 1, "hello ", now),
 		seg(2, 2, 1, "stale ", now.Add(-48*time.Hour)),
 		seg(3, 2, 1, "recent ", now),
@@ -215,7 +216,7 @@ func TestSessionRestoresHeldParts(t *testing.T) {
 	got := r.messages(2)
 	stale := sms("000", "stale ", t0, 1)
 	stale.Partial = true
-	want := []Inbound{sms("000", "hello world", t0, 2), stale}
+	want := []gw.Inbound{sms("000", "hello world", t0, 2), stale}
 	if diff := cmp.Diff(want, got, ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -244,7 +245,7 @@ func TestSessionEchoMeansReset(t *testing.T) {
 		answer("AT+CEREG?\r", `+CEREG: 0,5`), answer("AT+COPS?\r", `+COPS: 0,0,"Twilio",7`))
 	p1.Append(initSteps(list())...)
 	r.poll()
-	r.event(EventModemRestarted)
+	r.event(gw.EventModemRestarted)
 	p1.Wait(wait)
 }
 
@@ -254,8 +255,8 @@ func TestSessionDirectCMT(t *testing.T) {
 	r := newRig(t, defaultConfig(), nil, port)
 	port.Wait(wait)
 	port.Send(fmt.Sprintf("\r\n+CMT: ,%d\r\n%s\r\n", len(m.tpdu()), m.pdu()))
-	want := Inbound{Channel: ChannelSMS, From: "000", Payload: []byte{1, 2, 3}, Binary: true, Parts: 1, SentAt: t0}
-	if diff := cmp.Diff([]Inbound{want}, r.messages(1), ignoreVolatile); diff != "" {
+	want := gw.Inbound{Channel: gw.ChannelSMS, From: "000", Payload: []byte{1, 2, 3}, Binary: true, Parts: 1, SentAt: t0}
+	if diff := cmp.Diff([]gw.Inbound{want}, r.messages(1), ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
@@ -271,21 +272,21 @@ func TestSessionInitCommandFails(t *testing.T) {
 	port.Append(statusSteps()...)
 	port.Append(list())
 	r := newRig(t, cfg, nil, port)
-	if e := r.event(EventInitFailed); e.Fields["command"] != "AT+BOGUS" || !strings.Contains(e.Message, "ERROR") {
+	if e := r.event(gw.EventInitFailed); e.Fields["command"] != "AT+BOGUS" || !strings.Contains(e.Message, "ERROR") {
 		t.Errorf("event = %+v", e)
 	}
 	port.Wait(wait)
-	r.event(EventModemConnected)
+	r.event(gw.EventModemConnected)
 }
 
 func TestSessionStatusUpdates(t *testing.T) {
-	statuses := make(chan Status, 100)
+	statuses := make(chan gw.Status, 100)
 	cfg := defaultConfig()
-	cfg.OnStatus = func(s Status) { statuses <- s }
+	cfg.OnStatus = func(s gw.Status) { statuses <- s }
 	port := attest.New(t, initSteps(list())...)
 	r := newRig(t, cfg, nil, port)
 	port.Wait(wait)
-	next := func(ok func(Status) bool) Status {
+	next := func(ok func(gw.Status) bool) gw.Status {
 		t.Helper()
 		for {
 			select {
@@ -298,15 +299,15 @@ func TestSessionStatusUpdates(t *testing.T) {
 			}
 		}
 	}
-	next(func(s Status) bool { return s.Ready && s.Network.Registration == "roaming" })
+	next(func(s gw.Status) bool { return s.Ready && s.Network.Registration == "roaming" })
 	port.Send("\r\n+CEREG: 2\r\n")
-	s := next(func(s Status) bool { return s.Network.Registration == "searching" })
+	s := next(func(s gw.Status) bool { return s.Network.Registration == "searching" })
 	if s.Network.Operator != "" {
 		t.Errorf("operator %q kept while not registered", s.Network.Operator)
 	}
 	port.Send("\r\n+CEREG: 1,\"1A2B\",\"01A2D001\",9\r\n")
-	s = next(func(s Status) bool { return s.Network.Registration == "home" })
-	if diff := cmp.Diff(NetworkInfo{Registration: "home", Technology: "nb-iot", SignalDBm: intp(-73)}, s.Network, cmpopts.EquateEmpty()); diff != "" {
+	s = next(func(s gw.Status) bool { return s.Network.Registration == "home" })
+	if diff := cmp.Diff(gw.NetworkInfo{Registration: "home", Technology: "nb-iot", SignalDBm: intp(-73)}, s.Network, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	r.stop()
@@ -326,7 +327,7 @@ func TestSessionRestoredCompleteSetWithPartStillOnSIM(t *testing.T) {
 	r := newRig(t, defaultConfig(), sink, port)
 	r.mem = sink
 	port.Wait(wait)
-	if diff := cmp.Diff([]Inbound{sms("000", "one two", t0, 2)}, r.messages(1), ignoreVolatile); diff != "" {
+	if diff := cmp.Diff([]gw.Inbound{sms("000", "one two", t0, 2)}, r.messages(1), ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	// Nothing may be left waiting to time out later.
@@ -367,7 +368,7 @@ func TestSessionRestoredCompleteSetKeepsOrder(t *testing.T) {
 	r := newRig(t, defaultConfig(), sink, port)
 	r.mem = sink
 	port.Wait(wait)
-	want := []Inbound{sms("000", "first message", t0, 2), sms("000", "second message", t0.Add(time.Second), 1)}
+	want := []gw.Inbound{sms("000", "first message", t0, 2), sms("000", "second message", t0.Add(time.Second), 1)}
 	if diff := cmp.Diff(want, r.messages(2), ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -387,7 +388,7 @@ func holdParts(t *testing.T, sink *MemorySink, ref int, texts ...string) func(se
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := sink.PutSegment(context.Background(), Segment{Key: d.concatKey(), Seq: seq, Total: len(texts), TPDU: m.tpdu(), ReceivedAt: time.Now()}); err != nil {
+		if _, err := sink.PutSegment(context.Background(), gw.Segment{Key: d.concatKey(), Seq: seq, Total: len(texts), TPDU: m.tpdu(), ReceivedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}

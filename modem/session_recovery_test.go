@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at/attest"
 )
 
@@ -23,10 +24,10 @@ func TestSessionProbeAnswered(t *testing.T) {
 	port.Append(list())
 	port.Append(pollSteps(0)...)
 	r.poll()
-	if e := r.event(EventRecoveryProbe); !strings.Contains(e.Message, "did not answer") {
+	if e := r.event(gw.EventRecoveryProbe); !strings.Contains(e.Message, "did not answer") {
 		t.Errorf("event %+v", e)
 	}
-	e := r.event(EventRecoveryDone)
+	e := r.event(gw.EventRecoveryDone)
 	if e.Fields["step"] != "probe" {
 		t.Errorf("event %+v, want recovery done after the probe", e)
 	}
@@ -49,8 +50,8 @@ func TestSessionPortGoneTooLong(t *testing.T) {
 	r := newRig(t, cfg, nil, port) // no port after the first
 	port.Wait(wait)
 	port.Close()
-	r.event(EventRecoveryReopen)
-	r.event(EventRecoveryFailed)
+	r.event(gw.EventRecoveryReopen)
+	r.event(gw.EventRecoveryFailed)
 	err := r.s.Healthy()
 	if !errors.Is(err, errGaveUp) || !strings.Contains(err.Error(), "no such device") {
 		t.Errorf("Healthy() = %v, want recovery failed naming the open error", err)
@@ -73,7 +74,7 @@ func TestSessionHealthyRule(t *testing.T) {
 	port.Append(answer("AT+CMEE?\r", "+CMEE: 0"))
 	port.Append(initSteps(list())...)
 	port.Wait(wait)
-	r.event(EventModemConnected)
+	r.event(gw.EventModemConnected)
 	if err := r.s.Healthy(); err != nil {
 		t.Errorf("Healthy() once serving = %v", err)
 	}
@@ -93,14 +94,14 @@ func TestSessionKeepsOpenSocket(t *testing.T) {
 	r := newRig(t, cfg, nil, port)
 	port.Wait(wait)
 	got := r.messages(1)
-	want := []Inbound{{Channel: ChannelIP, From: "100.64.0.1:6969", Port: 6969, Payload: []byte("q\r\n\x00\"x"), Binary: true}}
+	want := []gw.Inbound{{Channel: gw.ChannelIP, From: "100.64.0.1:6969", Port: 6969, Payload: []byte("q\r\n\x00\"x"), Binary: true}}
 	if diff := cmp.Diff(want, got, ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if e := r.event(EventDataUp); !strings.Contains(e.Message, "still open") {
+	if e := r.event(gw.EventDataUp); !strings.Contains(e.Message, "still open") {
 		t.Errorf("event %+v", e)
 	}
-	if d := r.s.Status().Data; d != (DataInfo{Mode: "modem", State: DataUp, IP: "10.64.12.34"}) {
+	if d := r.s.Status().Data; d != (gw.DataInfo{Mode: "modem", State: DataUp, IP: "10.64.12.34"}) {
 		t.Errorf("data = %+v", d)
 	}
 }
@@ -128,10 +129,10 @@ func TestSessionDataOpenRetried(t *testing.T) {
 	}
 	port := attest.New(t, initSteps(append([]attest.Step{list()}, append(failOpen, openOK...)...)...)...)
 	r := newRig(t, cfg, nil, port)
-	if e := r.event(EventDataOpenFailed); !strings.Contains(e.Message, "+CME ERROR: 561") {
+	if e := r.event(gw.EventDataOpenFailed); !strings.Contains(e.Message, "+CME ERROR: 561") {
 		t.Errorf("event %+v does not carry the module's reason", e)
 	}
-	r.event(EventDataUp)
+	r.event(gw.EventDataUp)
 	port.Wait(wait)
 	if d := r.s.Status().Data; d.State != DataUp || d.IP != "10.64.12.40" {
 		t.Errorf("data = %+v", d)

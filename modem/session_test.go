@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 	"github.com/simgate/simgate/modem/at/attest"
 )
@@ -83,10 +84,10 @@ func del(idx int) attest.Step { return ok(fmt.Sprintf("AT+CMGD=%d\r", idx)) }
 
 type rig struct {
 	t      *testing.T
-	sink   Sink
+	sink   gw.Sink
 	mem    *MemorySink
 	s      *Session
-	events chan Event
+	events chan gw.Event
 	tick   chan time.Time
 	urcs   chan string // URC lines the worker has acted on
 	cancel context.CancelFunc
@@ -109,20 +110,20 @@ func defaultConfig() Config {
 }
 
 // newRig runs a session whose Open hands out ports in order.
-func newRig(t *testing.T, cfg Config, sink Sink, ports ...*attest.Port) *rig {
+func newRig(t *testing.T, cfg Config, sink gw.Sink, ports ...*attest.Port) *rig {
 	t.Helper()
 	return newRigWith(t, cfg, sink, nil, ports...)
 }
 
 // newRigWith is newRig with prep run on the session before Run starts.
-func newRigWith(t *testing.T, cfg Config, sink Sink, prep func(*Session), ports ...*attest.Port) *rig {
+func newRigWith(t *testing.T, cfg Config, sink gw.Sink, prep func(*Session), ports ...*attest.Port) *rig {
 	t.Helper()
-	r := &rig{t: t, mem: NewMemorySink(), events: make(chan Event, 1000), tick: make(chan time.Time), ports: ports}
+	r := &rig{t: t, mem: NewMemorySink(), events: make(chan gw.Event, 1000), tick: make(chan time.Time), ports: ports}
 	r.sink = sink
 	if sink == nil {
 		r.sink = r.mem
 	}
-	cfg.OnEvent = func(e Event) {
+	cfg.OnEvent = func(e gw.Event) {
 		select {
 		case r.events <- e:
 		default: // a test that does not read events must not block the session
@@ -182,7 +183,7 @@ func (r *rig) poll() {
 }
 
 // event waits for the next event of type typ, skipping others.
-func (r *rig) event(typ string) Event {
+func (r *rig) event(typ string) gw.Event {
 	r.t.Helper()
 	for {
 		select {
@@ -211,7 +212,7 @@ func (r *rig) handledURC(line string) {
 	}
 }
 
-func (r *rig) messages(n int) []Inbound {
+func (r *rig) messages(n int) []gw.Inbound {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -222,10 +223,10 @@ func (r *rig) messages(n int) []Inbound {
 	return msgs
 }
 
-var ignoreVolatile = cmpopts.IgnoreFields(Inbound{}, "ID", "ReceivedAt")
+var ignoreVolatile = cmpopts.IgnoreFields(gw.Inbound{}, "ID", "ReceivedAt")
 
-func sms(from, text string, sent time.Time, parts int) Inbound {
-	return Inbound{Channel: ChannelSMS, From: from, Payload: []byte(text), Parts: parts, SentAt: sent}
+func sms(from, text string, sent time.Time, parts int) gw.Inbound {
+	return gw.Inbound{Channel: gw.ChannelSMS, From: from, Payload: []byte(text), Parts: parts, SentAt: sent}
 }
 
 func TestSessionDrainsStoredMessagesInSentOrder(t *testing.T) {
@@ -246,10 +247,10 @@ func TestSessionDrainsStoredMessagesInSentOrder(t *testing.T) {
 	got := r.messages(4)
 	undecodable := got[0]
 	got = got[1:]
-	if undecodable.Undecodable == "" || !bytes.Equal(undecodable.Payload, []byte{0x00, 0xc0, 0xff, 0xee}) || !undecodable.Binary || undecodable.ID != MessageID(undecodable) {
+	if undecodable.Undecodable == "" || !bytes.Equal(undecodable.Payload, []byte{0x00, 0xc0, 0xff, 0xee}) || !undecodable.Binary || undecodable.ID != gw.MessageID(undecodable) {
 		t.Errorf("first stored is not the undecodable SMS with its PDU: %+v", undecodable)
 	}
-	want := []Inbound{
+	want := []gw.Inbound{
 		sms("000", "first", t0, 1),
 		sms("000", "second", t0.Add(2*time.Minute), 1),
 		sms("000", "third 😀", t0.Add(3*time.Minute), 1),
@@ -258,23 +259,23 @@ func TestSessionDrainsStoredMessagesInSentOrder(t *testing.T) {
 		t.Errorf("messages (-want +got):\n%s", diff)
 	}
 	for _, m := range got {
-		if m.ID != MessageID(m) || m.ReceivedAt.IsZero() {
+		if m.ID != gw.MessageID(m) || m.ReceivedAt.IsZero() {
 			t.Errorf("message %q: ID %q ReceivedAt %v", m.Payload, m.ID, m.ReceivedAt)
 		}
 	}
-	if e := r.event(EventUndecodable); e.Fields["pdu"] != "00C0FFEE" || e.Fields["id"] != undecodable.ID {
+	if e := r.event(gw.EventUndecodable); e.Fields["pdu"] != "00C0FFEE" || e.Fields["id"] != undecodable.ID {
 		t.Errorf("undecodable event lacks the PDU: %+v", e)
 	}
-	if e := r.event(EventSenderRejected); e.Fields["from"] != "+15551234567" {
+	if e := r.event(gw.EventSenderRejected); e.Fields["from"] != "+15551234567" {
 		t.Errorf("rejected event: %+v", e)
 	}
 	st := r.s.Status()
-	want2 := Status{
-		Modem:   ModemInfo{Manufacturer: "Quectel", Model: "BG96", Revision: "BG96MAR02A07M1G", IMEI: "866425030123456", Profile: "quectel"},
-		SIM:     SIMInfo{ICCID: "89883070000012345678", IMSI: "310260000000001"},
-		Network: NetworkInfo{Registration: "roaming", Operator: "Twilio", Technology: "lte", SignalDBm: intp(-73)},
+	want2 := gw.Status{
+		Modem:   gw.ModemInfo{Manufacturer: "Quectel", Model: "BG96", Revision: "BG96MAR02A07M1G", IMEI: "866425030123456", Profile: "quectel"},
+		SIM:     gw.SIMInfo{ICCID: "89883070000012345678", IMSI: "310260000000001"},
+		Network: gw.NetworkInfo{Registration: "roaming", Operator: "Twilio", Technology: "lte", SignalDBm: intp(-73)},
 		// As the scripted AT+CPMS answers at init.
-		SMSStore: StoreUse{Used: 0, Total: 30},
+		SMSStore: gw.StoreUse{Used: 0, Total: 30},
 		Ready:    true,
 	}
 	if diff := cmp.Diff(want2, st); diff != "" {
@@ -293,14 +294,14 @@ type orderSink struct {
 	t     *testing.T
 }
 
-func (o *orderSink) Put(ctx context.Context, m Inbound) error {
+func (o *orderSink) Put(ctx context.Context, m gw.Inbound) error {
 	if idx, ok := o.index[string(m.Payload)]; ok && strings.Contains(o.port.Written(), fmt.Sprintf("AT+CMGD=%d\r", idx)) {
 		o.t.Errorf("SMS %q deleted before it was stored", m.Payload)
 	}
 	return o.MemorySink.Put(ctx, m)
 }
 
-func (o *orderSink) PutSMS(ctx context.Context, m Inbound, j SIMJournal) error {
+func (o *orderSink) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
 	if err := o.Put(ctx, m); err != nil {
 		return err
 	}
@@ -323,7 +324,7 @@ func TestSessionCMTIWithURCsAround(t *testing.T) {
 	)
 	port.Send("\r\n+CMTI: \"SM\",4\r\n")
 	got := r.messages(2)
-	want := []Inbound{sms("000", "€{}[]~", t0, 1), sms("000", "next", t0.Add(time.Second), 1)}
+	want := []gw.Inbound{sms("000", "€{}[]~", t0, 1), sms("000", "next", t0.Add(time.Second), 1)}
 	if diff := cmp.Diff(want, got, ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -346,7 +347,7 @@ func TestSessionConcatenatedOutOfOrder(t *testing.T) {
 	port.Append(list(entry(7, 0, p3), entry(8, 0, p1), entry(9, 0, p2)), del(7), del(8), del(9))
 	port.Send("\r\n+CMTI: \"SM\",7\r\n\r\n+CMTI: \"SM\",8\r\n\r\n+CMTI: \"SM\",9\r\n")
 	got := r.messages(1)
-	if diff := cmp.Diff([]Inbound{sms("000", text, t0.Add(time.Second), 3)}, got, ignoreVolatile); diff != "" {
+	if diff := cmp.Diff([]gw.Inbound{sms("000", text, t0.Add(time.Second), 3)}, got, ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	if segs, _ := r.mem.Segments(context.Background()); len(segs) != 0 {
@@ -367,7 +368,7 @@ func TestSessionSinkFailureKeepsSMSOnSIM(t *testing.T) {
 	port.Wait(wait)
 	port.Append(list(entry(1, 0, m1)))
 	port.Send("\r\n+CMTI: \"SM\",1\r\n")
-	e := r.event(EventStoreFailed)
+	e := r.event(gw.EventStoreFailed)
 	if !strings.Contains(e.Message, "queue full") {
 		t.Errorf("event %q lacks the cause", e.Message)
 	}
@@ -378,7 +379,7 @@ func TestSessionSinkFailureKeepsSMSOnSIM(t *testing.T) {
 	port.Append(list(entry(1, 0, m1), entry(2, 0, m2)), del(1), del(2))
 	r.poll()
 	got := r.messages(2)
-	want := []Inbound{sms("000", "one", t0, 1), sms("000", "two", t0.Add(time.Second), 1)}
+	want := []gw.Inbound{sms("000", "one", t0, 1), sms("000", "two", t0.Add(time.Second), 1)}
 	if diff := cmp.Diff(want, got, ignoreVolatile); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
 
@@ -287,8 +288,8 @@ func (s *Session) pruneJournal(entries []*smsEntry) {
 
 // journalNow is the journal to commit: the stored slots and the SIM
 // indexes announced but not handled yet, in announcement order.
-func (s *Session) journalNow() SIMJournal {
-	j := s.journal.clone()
+func (s *Session) journalNow() gw.SIMJournal {
+	j := s.journal.Clone()
 	j.Announced = nil
 	for idx := range s.cmtiSeq {
 		j.Announced = append(j.Announced, idx)
@@ -318,14 +319,14 @@ func pduHash(pdu string) string {
 // message is the Inbound a single SMS or an undecodable one is stored as;
 // false for a part of a concatenated SMS. A text that does not decode
 // makes the entry undecodable.
-func (e *smsEntry) message(now time.Time) (Inbound, bool) {
+func (e *smsEntry) message(now time.Time) (gw.Inbound, bool) {
 	if e.err == nil && e.d.Total > 0 {
-		return Inbound{}, false
+		return gw.Inbound{}, false
 	}
 	if e.err == nil {
 		payload, binary, err := joinText([]*deliver{e.d})
 		if err == nil {
-			return Inbound{Channel: ChannelSMS, From: e.d.From, Payload: payload, Binary: binary, Parts: 1,
+			return gw.Inbound{Channel: gw.ChannelSMS, From: e.d.From, Payload: payload, Binary: binary, Parts: 1,
 				SentAt: e.d.SentAt.UTC(), ReceivedAt: now}, true
 		}
 		e.err = err
@@ -334,7 +335,7 @@ func (e *smsEntry) message(now time.Time) (Inbound, bool) {
 	if err != nil {
 		raw = []byte(e.PDU) // not even hex: kept as the modem sent it
 	}
-	return Inbound{Channel: ChannelSMS, Payload: raw, Binary: true, Parts: 1, ReceivedAt: now, Undecodable: e.err.Error()}, true
+	return gw.Inbound{Channel: gw.ChannelSMS, Payload: raw, Binary: true, Parts: 1, ReceivedAt: now, Undecodable: e.err.Error()}, true
 }
 
 // identicalWindow is how long after storing an SMS an identical one (same
@@ -369,7 +370,7 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 		if !ok {
 			continue
 		}
-		e.base = MessageID(m)
+		e.base = gw.MessageID(m)
 		if _, seen := groups[e.base]; !seen {
 			bases = append(bases, e.base)
 		}
@@ -407,7 +408,7 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 			m, _ := e.message(time.Time{})
 			for ; ; n++ {
 				m.Occurrence = n
-				id := MessageID(m)
+				id := gw.MessageID(m)
 				if used[id] {
 					continue
 				}
@@ -431,10 +432,10 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 		if e.id == "" || e.id == e.base && len(groups[e.base]) < 2 {
 			continue
 		}
-		slot := SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ}
+		slot := gw.SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ}
 		if s.journal.Slots[e.Index] != slot {
 			if s.journal.Slots == nil {
-				s.journal.Slots = map[int]SlotID{}
+				s.journal.Slots = map[int]gw.SlotID{}
 			}
 			s.journal.Slots[e.Index] = slot
 			s.journalDirty = true
@@ -445,7 +446,7 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 
 // putSMS stores m, read from SIM slot e, with the journal: the ids given
 // to the listing and the order of what is announced but not stored.
-func (s *Session) putSMS(ctx context.Context, e *smsEntry, m Inbound) error {
+func (s *Session) putSMS(ctx context.Context, e *smsEntry, m gw.Inbound) error {
 	if e.Index < 0 {
 		return s.sink.Put(ctx, m)
 	}
@@ -458,7 +459,7 @@ func (s *Session) putSMS(ctx context.Context, e *smsEntry, m Inbound) error {
 		return err
 	}
 	s.journalDirty = false
-	s.undeleted[e.Index] = SlotID{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
+	s.undeleted[e.Index] = gw.SlotID{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
 	if e.base != "" {
 		s.recent[e.base] = time.Now()
 	}
@@ -474,7 +475,7 @@ func partID(key string, seq int, tpdu []byte) string {
 // returns the parts of the sets it stored.
 func (s *Session) assembleComplete(ctx context.Context) map[string]bool {
 	delivered := map[string]bool{}
-	s.forDueSets(ctx, func(p *pendingSet) bool { return p.complete }, func(key string, held []Segment) {
+	s.forDueSets(ctx, func(p *pendingSet) bool { return p.complete }, func(key string, held []gw.Segment) {
 		if !complete(held) {
 			s.pending[key].complete = false
 			return
@@ -493,7 +494,7 @@ func (s *Session) assembleComplete(ctx context.Context) map[string]bool {
 // forDueSets calls do, in key order, with the held parts of every pending
 // set that due selects; a set whose parts are all gone was assembled
 // elsewhere and stops waiting.
-func (s *Session) forDueSets(ctx context.Context, due func(*pendingSet) bool, do func(key string, held []Segment)) {
+func (s *Session) forDueSets(ctx context.Context, due func(*pendingSet) bool, do func(key string, held []gw.Segment)) {
 	var keys []string
 	for key, p := range s.pending {
 		if due(p) {
@@ -510,7 +511,7 @@ func (s *Session) forDueSets(ctx context.Context, due func(*pendingSet) bool, do
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		var held []Segment
+		var held []gw.Segment
 		for _, sg := range segs {
 			if sg.Key == key {
 				held = append(held, sg)
@@ -555,7 +556,7 @@ func parseList(lines []string, warn func(string, ...any)) []*smsEntry {
 }
 
 // allowed reports whether sms.allowed_senders lets from through.
-func (s *Session) allowed(from string) bool { return SenderAllowed(s.cfg.AllowedSenders, from) }
+func (s *Session) allowed(from string) bool { return gw.SenderAllowed(s.cfg.AllowedSenders, from) }
 
 // handle hands one SMS to the sink and only then deletes it from the SIM.
 func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error {
@@ -573,7 +574,7 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 	}
 	d := e.d
 	if !s.allowed(d.From) {
-		return s.reject(ctx, eng, e, EventSenderRejected,
+		return s.reject(ctx, eng, e, gw.EventSenderRejected,
 			fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", d.From),
 			map[string]any{"from": d.From, "index": e.Index})
 	}
@@ -590,7 +591,7 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 		s.log.Info("SMS received", "id", m.ID, "from", m.From, "index", e.Index)
 		return s.delete(ctx, eng, e.Index)
 	}
-	seg := Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}
+	seg := gw.Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}
 	held, err := s.putPart(ctx, e, seg)
 	if err != nil {
 		return s.storeFailed(err, e)
@@ -611,9 +612,9 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 
 // identify sets m's id: the one assign gave the entry, else (a +CMT) the
 // one its sender, timestamp and content give.
-func (e *smsEntry) identify(m *Inbound) {
+func (e *smsEntry) identify(m *gw.Inbound) {
 	m.Occurrence = 0
-	m.ID = MessageID(*m)
+	m.ID = gw.MessageID(*m)
 	if e.id != "" {
 		m.ID, m.Occurrence = e.id, e.occ
 	}
@@ -621,7 +622,7 @@ func (e *smsEntry) identify(m *Inbound) {
 
 // putPart stores one part read from SIM slot e; the journal it commits
 // keeps the announcement order of the rest.
-func (s *Session) putPart(ctx context.Context, e *smsEntry, seg Segment) ([]Segment, error) {
+func (s *Session) putPart(ctx context.Context, e *smsEntry, seg gw.Segment) ([]gw.Segment, error) {
 	if e.Index < 0 {
 		return s.sink.PutSegment(ctx, seg)
 	}
@@ -650,7 +651,7 @@ func (s *Session) undecodable(ctx context.Context, eng *at.Engine, e *smsEntry, 
 	s.storeOK()
 	msg := fmt.Sprintf("SMS at SIM index %d could not be decoded: %v; it was stored as %s with its PDU and deleted from the SIM", e.Index, e.err, m.ID)
 	s.log.Warn(msg)
-	s.event(EventUndecodable, msg, map[string]any{"id": m.ID, "index": e.Index, "pdu": e.PDU})
+	s.event(gw.EventUndecodable, msg, map[string]any{"id": m.ID, "index": e.Index, "pdu": e.PDU})
 	return s.delete(ctx, eng, e.Index)
 }
 
@@ -669,7 +670,7 @@ func (s *Session) storeFailed(err error, e *smsEntry) error {
 		s.storeFailing = true
 		msg := fmt.Sprintf("could not store the SMS at SIM index %d; it stays on the SIM and is retried: %v", e.Index, err)
 		s.log.Warn(msg)
-		s.event(EventStoreFailed, msg, map[string]any{"index": e.Index})
+		s.event(gw.EventStoreFailed, msg, map[string]any{"index": e.Index})
 	}
 	return fmt.Errorf("%w: %w", errStore, err)
 }
@@ -698,7 +699,7 @@ func (s *Session) delete(ctx context.Context, eng *at.Engine, idx int) error {
 }
 
 // complete reports whether held has every part 1..Total.
-func complete(held []Segment) bool {
+func complete(held []gw.Segment) bool {
 	if len(held) == 0 {
 		return false
 	}
@@ -714,7 +715,7 @@ func complete(held []Segment) bool {
 
 // assemble joins held (ordered by Seq) into one message and stores it,
 // dropping the parts. partial marks a message whose wait timed out.
-func (s *Session) assemble(ctx context.Context, key string, held []Segment, partial bool) {
+func (s *Session) assemble(ctx context.Context, key string, held []gw.Segment, partial bool) {
 	var parts []*deliver
 	seen := map[int]bool{}
 	received := time.Time{}
@@ -733,7 +734,7 @@ func (s *Session) assemble(ctx context.Context, key string, held []Segment, part
 			received = h.ReceivedAt
 		}
 	}
-	m := Inbound{Channel: ChannelSMS, Parts: len(parts), Partial: partial || len(parts) < len(held), ReceivedAt: received.UTC()}
+	m := gw.Inbound{Channel: gw.ChannelSMS, Parts: len(parts), Partial: partial || len(parts) < len(held), ReceivedAt: received.UTC()}
 	if len(parts) > 0 {
 		payload, binary, err := joinText(parts)
 		if err != nil {
@@ -758,7 +759,7 @@ func (s *Session) assemble(ctx context.Context, key string, held []Segment, part
 	} else {
 		m.From = senderOfKey(key)
 	}
-	m.ID = MessageID(m)
+	m.ID = gw.MessageID(m)
 	if err := s.sink.Assemble(ctx, m, key); err != nil {
 		p := s.pending[key]
 		if p == nil {
@@ -779,7 +780,7 @@ func (s *Session) assemble(ctx context.Context, key string, held []Segment, part
 		msg := fmt.Sprintf("concatenated SMS from %s delivered incomplete: parts %v of %d arrived within %s",
 			m.From, have, held[0].Total, s.cfg.ReassemblyTimeout)
 		s.log.Warn(msg)
-		s.event(EventPartial, msg, map[string]any{"id": m.ID, "from": m.From, "parts": have, "total": held[0].Total})
+		s.event(gw.EventPartial, msg, map[string]any{"id": m.ID, "from": m.From, "parts": have, "total": held[0].Total})
 	}
 	s.log.Info("SMS reassembled", "id", m.ID, "from", m.From, "parts", m.Parts, "partial", m.Partial)
 }
@@ -815,7 +816,7 @@ func (s *Session) restore(ctx context.Context) {
 		return
 	}
 	s.restored = true
-	byKey := map[string][]Segment{}
+	byKey := map[string][]gw.Segment{}
 	var keys []string
 	for _, sg := range segs {
 		if _, ok := byKey[sg.Key]; !ok {
@@ -851,7 +852,7 @@ func (s *Session) restore(ctx context.Context) {
 func (s *Session) expire(ctx context.Context) {
 	s.forDueSets(ctx, func(p *pendingSet) bool {
 		return p.complete || time.Since(p.first) >= s.cfg.ReassemblyTimeout
-	}, func(key string, held []Segment) {
+	}, func(key string, held []gw.Segment) {
 		s.assemble(ctx, key, held, !complete(held))
 	})
 }
@@ -898,7 +899,7 @@ func (s *Session) missedNotifications(ctx context.Context, eng *at.Engine) error
 		msg = fmt.Sprintf("%d SMS reached the SIM without a +CMTI notification (%d since start); they were read by polling, but setting new-SMS routing again failed: %v", n, s.missed, err)
 	}
 	s.log.Warn(msg)
-	s.event(EventMissedNotification, msg, map[string]any{"count": n, "total": s.missed})
+	s.event(gw.EventMissedNotification, msg, map[string]any{"count": n, "total": s.missed})
 	return err
 }
 
@@ -918,17 +919,17 @@ func (s *Session) checkStorage(ctx context.Context, eng *at.Engine) error {
 		s.log.Warn("unreadable storage answer", "line", r.Lines[0], "err", err)
 		return nil
 	}
-	s.update(func(st *Status) { st.SMSStore = StoreUse{Used: used, Total: total} })
+	s.update(func(st *gw.Status) { st.SMSStore = gw.StoreUse{Used: used, Total: total} })
 	alarm := ""
 	switch {
 	case total > 0 && used >= total:
-		alarm = EventStorageFull
+		alarm = gw.EventStorageFull
 	case total > 0 && used*5 >= total*4:
-		alarm = EventStorageNearlyFull
+		alarm = gw.EventStorageNearlyFull
 	}
 	if alarm != "" && alarm != s.storageAlarm {
 		msg := fmt.Sprintf("SIM SMS store holds %d of %d messages; draining it", used, total)
-		if alarm == EventStorageFull {
+		if alarm == gw.EventStorageFull {
 			msg = fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained", used, total)
 		}
 		s.log.Warn(msg)

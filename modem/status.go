@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
 
@@ -19,7 +20,7 @@ func (s *Session) pollStatus(ctx context.Context, eng *at.Engine) error {
 		s.log.Debug("signal query failed", "err", err)
 	} else if len(r.Lines) > 0 {
 		if dbm, err := parseCSQ(r.Lines[0]); err == nil {
-			s.update(func(st *Status) { st.Network.SignalDBm = dbm })
+			s.update(func(st *gw.Status) { st.Network.SignalDBm = dbm })
 		}
 	}
 	for _, q := range []string{"AT+CEREG?", "AT+CGREG?", "AT+CREG?"} {
@@ -46,7 +47,7 @@ func (s *Session) pollStatus(ctx context.Context, eng *at.Engine) error {
 		}
 	} else if len(r.Lines) > 0 {
 		if op, act, err := parseCOPS(r.Lines[0]); err == nil {
-			s.update(func(st *Status) {
+			s.update(func(st *gw.Status) {
 				st.Network.Operator = op
 				if t := technologyName(act); t != "" {
 					st.Network.Technology = t
@@ -89,7 +90,7 @@ func (s *Session) applyRegistration() {
 			break
 		}
 	}
-	s.update(func(st *Status) {
+	s.update(func(st *gw.Status) {
 		st.Network.Registration = name
 		if tech != "" {
 			st.Network.Technology = tech
@@ -118,11 +119,11 @@ func (s *Session) registrationChanged(name string) {
 	case was == "yes" && now == "no":
 		msg := fmt.Sprintf("network registration lost (%s); SMS and IP Commands wait until it is back", name)
 		s.log.Warn(msg)
-		s.event(EventRegistrationLost, msg, map[string]any{"registration": name})
+		s.event(gw.EventRegistrationLost, msg, map[string]any{"registration": name})
 	case was == "no" && now == "yes":
 		msg := fmt.Sprintf("network registration back (%s)", name)
 		s.log.Info(msg)
-		s.event(EventRegistrationBack, msg, map[string]any{"registration": name})
+		s.event(gw.EventRegistrationBack, msg, map[string]any{"registration": name})
 		if s.dp.state == DataDown && s.dp.fam != nil && s.dp.timer != nil {
 			s.stopDataTimer()
 			s.dp.due = true

@@ -5,7 +5,7 @@
 // # Pieces
 //
 //   - Queue (OpenQueue) is the durable store, a bbolt file in store.dir. It
-//     implements modem.Sink: every Put, PutSegment and Assemble returns only
+//     implements gw.Sink: every Put, PutSegment and Assemble returns only
 //     after an fsync'd commit, and concurrent writes share one commit (group
 //     commit), so a burst costs a few fsyncs. Messages are ordered by a
 //     sequence number assigned at commit, never by wall time. Received
@@ -20,7 +20,7 @@
 //     on a full disk ("store_full", ErrStoreFull).
 //   - Relay (NewRelay, Run) connects to the broker with paho and relays:
 //     queued messages to P/sms/in, P/sms/undecodable and P/ip/in, requests from P/sms/out and
-//     P/ip/out to the modem.Device, results to P/.../out/result, events to
+//     P/ip/out to the Device, results to P/.../out/result, events to
 //     P/events and the retained P/status (on connect, on StatusChanged, and
 //     every StatusInterval), with the will {"online":false}.
 //   - StartEmbedded runs a mochi MQTT broker in-process (mqtt.embedded).
@@ -41,7 +41,7 @@
 //		stop, err := transport.StartEmbedded(ctx, cfg.MQTT.URL, log)
 //		defer stop()                       // after the relay: it still publishes offline status
 //	}
-//	session := ...                         // modem session, with q as its modem.Sink
+//	session := ...                         // modem session, with q as its gw.Sink
 //	relay, err := transport.NewRelay(transport.RelayConfig{
 //		MQTT: transport.MQTTConfig{
 //			URL: cfg.MQTT.URL, ClientID: cfg.ClientID(id), Username: cfg.MQTT.Username,
@@ -74,8 +74,8 @@
 // may reorder part of a window when the connection drops.
 //
 // Requests: paho runs with manual acknowledgement. A request is parsed,
-// checked against the limits of one SMS or IP Command (modem.CheckSMS,
-// modem.CheckUDP) and committed, together with the others that arrived
+// checked against the limits of one SMS or IP Command (gw.CheckSMS,
+// gw.CheckUDP) and committed, together with the others that arrived
 // meanwhile, before it is acknowledged to the broker; a malformed one
 // commits a "failed" result with the reason instead, and an event. Each
 // channel's requests go to the device one at a time, in arrival order. When
@@ -89,7 +89,7 @@
 // Requests without an id get a generated one, so those cannot be recognised.
 //
 // An SMS result "sent" also records which request its message reference
-// belongs to; the Queue is a modem.ReportSink, and a delivery report for
+// belongs to; the Queue is a gw.ReportSink, and a delivery report for
 // that reference commits a second result ("delivered" or "failed") for the
 // same id (reports.go).
 //
@@ -129,7 +129,7 @@
 // One goroutine reads; each datagram is checked (ip.allowed_sources, else
 // "source_rejected"; at most 1300 bytes, else "ip_oversize" with the real
 // size: the read buffer holds any datagram, so none is cut short) and
-// becomes a modem.Inbound stamped with its arrival time, which gives its id.
+// becomes a gw.Inbound stamped with its arrival time, which gives its id.
 // A second goroutine stores them in the order read: everything that queued
 // up while the previous commit synced goes into the next one
 // (Queue.PutBatch, up to 512 per commit), so a burst costs a few fsyncs and
@@ -141,7 +141,7 @@
 // is not a flood on P/events; each is counted in Stats and logged at debug.
 // When Run's context is cancelled, what was read is stored before Run returns.
 //
-// Send (the modem.Device's SendUDP in os mode) sends from the same socket,
+// Send (the Device's SendUDP in os mode) sends from the same socket,
 // so the cloud sees the device port as source, as from a module's socket;
 // payloads over 1300 bytes are refused. Data reports {"mode":"os"} with
 // state "up" while the socket is open and the cloud is routable, and the
@@ -158,10 +158,10 @@
 // # MQTT payloads
 //
 // As in CONTRACT.md, with these additions: P/status carries "data",
-// "recovery" and "ready" from modem.Status and a "queue" object with
+// "recovery" and "ready" from gw.Status and a "queue" object with
 // "pending" (inbound + outbound requests + results not yet delivered) and its
 // parts "inbound", "outbound", "results", "segments". Events carry their
-// modem.Event fields at the top level; request events add "id" and
+// gw.Event fields at the top level; request events add "id" and
 // "channel". Inbound text that is not valid UTF-8 is published as base64
 // rather than altered.
 package transport

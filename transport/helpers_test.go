@@ -20,7 +20,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 )
 
 // waitLimit only keeps a broken test from hanging; nothing is asserted
@@ -311,7 +311,7 @@ func (m *mosquitto) stop() {
 	m.cmd = nil
 }
 
-// fakeDevice is a modem.Device that records what it was asked to send.
+// fakeDevice is a Device that records what it was asked to send.
 type fakeDevice struct {
 	mu      sync.Mutex
 	sms     []sentSMS
@@ -320,7 +320,7 @@ type fakeDevice struct {
 	release chan struct{} // when set, sends wait for it (or their context)
 	ignore  bool          // when blocking, also ignore the context
 	started chan struct{} // receives one value per send that begins
-	status  modem.Status
+	status  gw.Status
 	ref     int
 }
 
@@ -384,7 +384,7 @@ func (d *fakeDevice) SendUDP(ctx context.Context, payload []byte) error {
 	return nil
 }
 
-func (d *fakeDevice) Status() modem.Status {
+func (d *fakeDevice) Status() gw.Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.status
@@ -439,7 +439,7 @@ func runRelay(t testing.TB, r *Relay) (stop func() error) {
 	return stop
 }
 
-func newTestRelay(t testing.TB, cfg RelayConfig, q *Queue, dev modem.Device) *Relay {
+func newTestRelay(t testing.TB, cfg RelayConfig, q *Queue, dev Device) *Relay {
 	t.Helper()
 	r, err := NewRelay(cfg, q, dev, testLogger(t))
 	if err != nil {
@@ -448,7 +448,7 @@ func newTestRelay(t testing.TB, cfg RelayConfig, q *Queue, dev modem.Device) *Re
 	return r
 }
 
-func mustRender(t testing.TB, m modem.Inbound) string {
+func mustRender(t testing.TB, m gw.Inbound) string {
 	t.Helper()
 	b, err := renderInbound(m)
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 )
 
 // Topics under the prefix, as in CONTRACT.md.
@@ -47,9 +47,9 @@ type inboundJSON struct {
 }
 
 // inboundTopic is the topic suffix of m.
-func inboundTopic(m modem.Inbound) string {
+func inboundTopic(m gw.Inbound) string {
 	switch {
-	case m.Channel == modem.ChannelIP:
+	case m.Channel == gw.ChannelIP:
 		return TopicIPIn
 	case m.Undecodable != "":
 		return TopicSMSUndecodable
@@ -70,11 +70,11 @@ type undecodableJSON struct {
 // renderInbound is the JSON published for m. Text that is not valid UTF-8
 // goes out as base64 rather than be mangled by JSON's replacement character:
 // nothing is lost either way.
-func renderInbound(m modem.Inbound) ([]byte, error) {
-	if m.Undecodable != "" && m.Channel == modem.ChannelSMS {
+func renderInbound(m gw.Inbound) ([]byte, error) {
+	if m.Undecodable != "" && m.Channel == gw.ChannelSMS {
 		b, err := json.Marshal(undecodableJSON{
 			ID:         m.ID,
-			Type:       modem.EventUndecodable,
+			Type:       gw.EventUndecodable,
 			Channel:    m.Channel,
 			PDU:        base64.StdEncoding.EncodeToString(m.Payload),
 			Error:      m.Undecodable,
@@ -97,14 +97,14 @@ func renderInbound(m modem.Inbound) ([]byte, error) {
 		j.Payload, j.Encoding = base64.StdEncoding.EncodeToString(m.Payload), EncodingBase64
 	}
 	switch m.Channel {
-	case modem.ChannelSMS:
+	case gw.ChannelSMS:
 		parts := max(m.Parts, 1)
 		j.Parts = &parts
 		j.Partial = m.Partial
 		if !m.SentAt.IsZero() {
 			j.SentAt = rfc3339(m.SentAt)
 		}
-	case modem.ChannelIP:
+	case gw.ChannelIP:
 		port := m.Port
 		j.Port = &port
 	default:
@@ -126,7 +126,7 @@ type resultJSON struct {
 
 // resultTopic is the topic suffix for the result of a request on channel.
 func resultTopic(channel string) string {
-	if channel == modem.ChannelIP {
+	if channel == gw.ChannelIP {
 		return TopicIPOutResult
 	}
 	return TopicSMSOutResult
@@ -134,7 +134,7 @@ func resultTopic(channel string) string {
 
 func renderResult(r Result) ([]byte, error) {
 	j := resultJSON{ID: r.ID, Status: r.Status, Error: r.Error}
-	if r.Channel == modem.ChannelSMS && (r.Status == StatusSent || r.Report) {
+	if r.Channel == gw.ChannelSMS && (r.Status == StatusSent || r.Report) {
 		j.Reference = r.Reference
 	}
 	b, err := json.Marshal(j)
@@ -147,7 +147,7 @@ func renderResult(r Result) ([]byte, error) {
 // renderEvent is P/events: type, message and time, plus the event's fields
 // at the top level. A field cannot replace the three fixed ones, and a value
 // JSON cannot hold is written as text instead of losing the event.
-func renderEvent(ev modem.Event) []byte {
+func renderEvent(ev gw.Event) []byte {
 	out := make(map[string]any, len(ev.Fields)+3)
 	for k, v := range ev.Fields {
 		if _, err := json.Marshal(v); err != nil {
@@ -179,14 +179,14 @@ type QueueJSON struct {
 }
 
 type statusJSON struct {
-	Online   bool              `json:"online"`
-	Version  string            `json:"version"`
-	Modem    modem.ModemInfo   `json:"modem"`
-	SIM      modem.SIMInfo     `json:"sim"`
-	Network  modem.NetworkInfo `json:"network"`
-	Data     modem.DataInfo    `json:"data"`
-	Recovery modem.Recovery    `json:"recovery"`
-	Ready    bool              `json:"ready"`
+	Online   bool           `json:"online"`
+	Version  string         `json:"version"`
+	Modem    gw.ModemInfo   `json:"modem"`
+	SIM      gw.SIMInfo     `json:"sim"`
+	Network  gw.NetworkInfo `json:"network"`
+	Data     gw.DataInfo    `json:"data"`
+	Recovery gw.Recovery    `json:"recovery"`
+	Ready    bool           `json:"ready"`
 	// StoreFull and StoreCorrupt appear only when set, so a status from
 	// before they existed reads the same.
 	StoreFull    bool      `json:"store_full,omitempty"`
@@ -209,7 +209,7 @@ func queueJSON(s QueueStats) QueueJSON {
 // renderStatus is the retained P/status. The second result is the same
 // snapshot without the queue and the time, to tell a real change from the
 // counters moving.
-func renderStatus(version string, st modem.Status, qs QueueStats, now time.Time) (full, key []byte, err error) {
+func renderStatus(version string, st gw.Status, qs QueueStats, now time.Time) (full, key []byte, err error) {
 	j := statusJSON{
 		Online:   true,
 		Version:  version,
@@ -239,7 +239,7 @@ func renderStatus(version string, st modem.Status, qs QueueStats, now time.Time)
 
 // heldEvents is the summary of a period in which held events of latest's
 // type were held back: the latest of them, saying how many there were.
-func heldEvents(latest modem.Event, held int, period time.Duration) modem.Event {
+func heldEvents(latest gw.Event, held int, period time.Duration) gw.Event {
 	fields := make(map[string]any, len(latest.Fields)+1)
 	for k, v := range latest.Fields {
 		fields[k] = v

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/google/go-cmp/cmp"
 )
 
 func decodeMap(t *testing.T, b []byte) map[string]any {
@@ -24,26 +24,26 @@ func TestRenderInbound(t *testing.T) {
 	recv := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name  string
-		in    modem.Inbound
+		in    gw.Inbound
 		topic string
 		want  map[string]any
 	}{
-		{"sms text", modem.Inbound{ID: "sms-1", Channel: "sms", From: "000", Payload: []byte("hi 😀"), Parts: 2, SentAt: sent, ReceivedAt: recv},
+		{"sms text", gw.Inbound{ID: "sms-1", Channel: "sms", From: "000", Payload: []byte("hi 😀"), Parts: 2, SentAt: sent, ReceivedAt: recv},
 			TopicSMSIn, map[string]any{"id": "sms-1", "channel": "sms", "from": "000", "payload": "hi 😀", "encoding": "text",
 				"parts": 2.0, "sent_at": "2025-03-01T10:59:58Z", "received_at": "2025-03-01T12:00:00Z"}},
-		{"sms binary partial", modem.Inbound{ID: "sms-2", Channel: "sms", From: "000", Payload: []byte{0, 1, 0xff}, Binary: true, Parts: 2, Partial: true, SentAt: sent, ReceivedAt: recv},
+		{"sms binary partial", gw.Inbound{ID: "sms-2", Channel: "sms", From: "000", Payload: []byte{0, 1, 0xff}, Binary: true, Parts: 2, Partial: true, SentAt: sent, ReceivedAt: recv},
 			TopicSMSIn, map[string]any{"id": "sms-2", "channel": "sms", "from": "000", "payload": "AAH/", "encoding": "base64",
 				"parts": 2.0, "partial": true, "sent_at": "2025-03-01T10:59:58Z", "received_at": "2025-03-01T12:00:00Z"}},
-		{"sms parts defaults to 1", modem.Inbound{ID: "sms-3", Channel: "sms", From: "000", Payload: []byte("x"), SentAt: sent, ReceivedAt: recv},
+		{"sms parts defaults to 1", gw.Inbound{ID: "sms-3", Channel: "sms", From: "000", Payload: []byte("x"), SentAt: sent, ReceivedAt: recv},
 			TopicSMSIn, map[string]any{"id": "sms-3", "channel": "sms", "from": "000", "payload": "x", "encoding": "text",
 				"parts": 1.0, "sent_at": "2025-03-01T10:59:58Z", "received_at": "2025-03-01T12:00:00Z"}},
-		{"ip binary", modem.Inbound{ID: "ip-1", Channel: "ip", From: "100.64.0.1:6969", Port: 6969, Payload: []byte("\r\n\x00"), Binary: true, ReceivedAt: recv},
+		{"ip binary", gw.Inbound{ID: "ip-1", Channel: "ip", From: "100.64.0.1:6969", Port: 6969, Payload: []byte("\r\n\x00"), Binary: true, ReceivedAt: recv},
 			TopicIPIn, map[string]any{"id": "ip-1", "channel": "ip", "from": "100.64.0.1:6969", "port": 6969.0, "payload": "DQoA", "encoding": "base64",
 				"received_at": "2025-03-01T12:00:00Z"}},
-		{"undecodable sms", modem.Inbound{ID: "sms-4", Channel: "sms", Payload: []byte{0, 0xc0, 0xff, 0xee}, Binary: true, Parts: 1, ReceivedAt: recv, Undecodable: "decode TPDU: underflow"},
+		{"undecodable sms", gw.Inbound{ID: "sms-4", Channel: "sms", Payload: []byte{0, 0xc0, 0xff, 0xee}, Binary: true, Parts: 1, ReceivedAt: recv, Undecodable: "decode TPDU: underflow"},
 			TopicSMSUndecodable, map[string]any{"id": "sms-4", "type": "sms_undecodable", "channel": "sms", "pdu": "AMD/7g==",
 				"error": "decode TPDU: underflow", "received_at": "2025-03-01T12:00:00Z"}},
-		{"invalid utf8 text goes out as base64", modem.Inbound{ID: "ip-2", Channel: "ip", From: "1.2.3.4:5", Port: 1, Payload: []byte{0xff, 'a'}, ReceivedAt: recv},
+		{"invalid utf8 text goes out as base64", gw.Inbound{ID: "ip-2", Channel: "ip", From: "1.2.3.4:5", Port: 1, Payload: []byte{0xff, 'a'}, ReceivedAt: recv},
 			TopicIPIn, map[string]any{"id": "ip-2", "channel": "ip", "from": "1.2.3.4:5", "port": 1.0, "payload": "/2E=", "encoding": "base64",
 				"received_at": "2025-03-01T12:00:00Z"}},
 	}
@@ -61,7 +61,7 @@ func TestRenderInbound(t *testing.T) {
 			}
 		})
 	}
-	if _, err := renderInbound(modem.Inbound{ID: "x", Channel: "fax"}); err == nil {
+	if _, err := renderInbound(gw.Inbound{ID: "x", Channel: "fax"}); err == nil {
 		t.Error("unknown channel rendered without error")
 	}
 }
@@ -92,7 +92,7 @@ func TestRenderResult(t *testing.T) {
 
 func TestRenderEvent(t *testing.T) {
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	ev := modem.Event{Type: "request_rejected", Message: "bad", Time: at, Fields: map[string]any{
+	ev := gw.Event{Type: "request_rejected", Message: "bad", Time: at, Fields: map[string]any{
 		"id": "r1", "type": "overridden?", "ch": make(chan int), "n": 3,
 	}}
 	want := map[string]any{"type": "request_rejected", "message": "bad", "time": "2025-03-01T12:00:00Z", "id": "r1", "n": 3.0}
@@ -109,10 +109,10 @@ func TestRenderEvent(t *testing.T) {
 
 func TestRenderStatus(t *testing.T) {
 	dbm := -71
-	st := modem.Status{
-		Modem:   modem.ModemInfo{Manufacturer: "Quectel", Model: "BG96", Revision: "R1", IMEI: "860000000000001"},
-		SIM:     modem.SIMInfo{ICCID: "89883070000000000001", IMSI: "732000000000001"},
-		Network: modem.NetworkInfo{Registration: "roaming", Operator: "Op", Technology: "lte", SignalDBm: &dbm},
+	st := gw.Status{
+		Modem:   gw.ModemInfo{Manufacturer: "Quectel", Model: "BG96", Revision: "R1", IMEI: "860000000000001"},
+		SIM:     gw.SIMInfo{ICCID: "89883070000000000001", IMSI: "732000000000001"},
+		Network: gw.NetworkInfo{Registration: "roaming", Operator: "Op", Technology: "lte", SignalDBm: &dbm},
 		Ready:   true,
 	}
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -158,7 +158,7 @@ func FuzzDecodeStored(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	seg, err := encodeSegment(modem.Segment{Key: "000/1/2", Seq: 1, Total: 2, TPDU: []byte{1, 2}})
+	seg, err := encodeSegment(gw.Segment{Key: "000/1/2", Seq: 1, Total: 2, TPDU: []byte{1, 2}})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func FuzzDecodeStored(f *testing.F) {
 		if s, err := decodeSegment(b); err == nil && checkSegment(s) != nil {
 			t.Fatal("decoded segment fails its own check")
 		}
-		if r, err := decodeRequest(b); err == nil && (r.ID == "" || (r.Channel != modem.ChannelSMS && r.Channel != modem.ChannelIP)) {
+		if r, err := decodeRequest(b); err == nil && (r.ID == "" || (r.Channel != gw.ChannelSMS && r.Channel != gw.ChannelIP)) {
 			t.Fatalf("decoded request without id or channel: %+v", r)
 		}
 		if r, err := decodeResult(b); err == nil {

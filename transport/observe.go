@@ -5,9 +5,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Observer receives what the relay measures, for metrics. Either function
@@ -19,7 +19,7 @@ type Observer struct {
 	// to the MQTT client to its PUBACK.
 	Puback func(outbox string, d time.Duration)
 	// DeviceCall is called after every call to the device, with the
-	// channel (modem.ChannelSMS or modem.ChannelIP), how long it took and
+	// channel (gw.ChannelSMS or gw.ChannelIP), how long it took and
 	// its error (nil when sent).
 	DeviceCall func(channel string, d time.Duration, err error)
 	// Event is called for every event queued for P/events, with its type:
@@ -56,8 +56,8 @@ type channelCounters struct {
 	lastOut atomic.Int64
 }
 
-// Channel returns the counters of channel (modem.ChannelSMS or
-// modem.ChannelIP); an unknown channel has none.
+// Channel returns the counters of channel (gw.ChannelSMS or
+// gw.ChannelIP); an unknown channel has none.
 func (r *Relay) Channel(channel string) ChannelStats {
 	i, err := outIndex(channel)
 	if err != nil {
@@ -127,9 +127,9 @@ func (r *Relay) observePuback(outbox string, d time.Duration) {
 
 func outChannel(ch int) string {
 	if ch == outIP {
-		return modem.ChannelIP
+		return gw.ChannelIP
 	}
-	return modem.ChannelSMS
+	return gw.ChannelSMS
 }
 
 // QueueAges says when the oldest item of each kind waiting in the queue was

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/google/go-cmp/cmp"
 )
 
 // recorder is an Observer that keeps what it was told.
@@ -92,7 +92,7 @@ func TestRelayChannelStatsAndObserver(t *testing.T) {
 	r := newTestRelay(t, cfg, q, dev)
 	runRelay(t, r)
 	eventually(t, "8 messages in", func() bool { return len(obs.on(TopicSMSIn))+len(obs.on(TopicIPIn)) >= 8 })
-	eventually(t, "counters", func() bool { return r.Channel(modem.ChannelSMS).In == 5 && r.Channel(modem.ChannelIP).In == 3 })
+	eventually(t, "counters", func() bool { return r.Channel(gw.ChannelSMS).In == 5 && r.Channel(gw.ChannelIP).In == 3 })
 
 	pub := publisher(t, "tcp://"+addr)
 	publish(t, pub, TopicSMSOut, `{"id":"a","payload":"one"}`)
@@ -108,7 +108,7 @@ func TestRelayChannelStatsAndObserver(t *testing.T) {
 	obs.wait(t, TopicIPOutResult, 2)
 	eventually(t, "results acknowledged", func() bool { return r.Stats().Results == 4 })
 
-	gotSMS, gotIP := r.Channel(modem.ChannelSMS), r.Channel(modem.ChannelIP)
+	gotSMS, gotIP := r.Channel(gw.ChannelSMS), r.Channel(gw.ChannelIP)
 	if gotSMS.LastIn.IsZero() || !gotSMS.LastIn.Equal(sms(4).ReceivedAt) || gotSMS.LastOut.IsZero() || gotIP.LastOut.IsZero() {
 		t.Errorf("last times: sms in %v (want %v) out %v, ip out %v", gotSMS.LastIn, sms(4).ReceivedAt, gotSMS.LastOut, gotIP.LastOut)
 	}
@@ -157,9 +157,9 @@ func TestQueueAgesOfRequests(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 100)
 	at := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
 	items := []*admit{
-		{Req: Request{ID: "r1", Channel: modem.ChannelIP, Payload: []byte("x"), ReceivedAt: at}},
-		{Req: Request{ID: "r2", Channel: modem.ChannelIP, Payload: []byte("y"), ReceivedAt: at.Add(time.Minute)}},
-		{Req: Request{ID: "r3", Channel: modem.ChannelSMS, To: "000", Payload: []byte("z"), ReceivedAt: at.Add(2 * time.Minute)}},
+		{Req: Request{ID: "r1", Channel: gw.ChannelIP, Payload: []byte("x"), ReceivedAt: at}},
+		{Req: Request{ID: "r2", Channel: gw.ChannelIP, Payload: []byte("y"), ReceivedAt: at.Add(time.Minute)}},
+		{Req: Request{ID: "r3", Channel: gw.ChannelSMS, To: "000", Payload: []byte("z"), ReceivedAt: at.Add(2 * time.Minute)}},
 	}
 	if err := q.admit(context.Background(), items); err != nil {
 		t.Fatal(err)

@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // source is an ordered outbox the publish loop drains: queued inbound
@@ -468,7 +468,7 @@ func (r *Relay) requestDropped(m inMsg) {
 		r.log.Warn("QoS 0 requests dropped: the intake is full while the store catches up", "count", logN, "channel", m.channel, "limit_bytes", maxFIFOBytes)
 	}
 	if evtN > 0 {
-		r.Event(modem.Event{Type: "request_dropped", Message: fmt.Sprintf("%d QoS 0 %s/out request(s) dropped: %d bytes of requests wait for the store; publish with QoS 1 to have them held by the broker instead", evtN, m.channel, maxFIFOBytes),
+		r.Event(gw.Event{Type: gw.EventRequestDropped, Message: fmt.Sprintf("%d QoS 0 %s/out request(s) dropped: %d bytes of requests wait for the store; publish with QoS 1 to have them held by the broker instead", evtN, m.channel, maxFIFOBytes),
 			Fields: map[string]any{"channel": m.channel, "count": evtN}})
 	}
 }
@@ -478,7 +478,7 @@ const eventBufferSize = 256
 
 type bufferedEvent struct {
 	seq uint64
-	ev  modem.Event
+	ev  gw.Event
 }
 
 // eventBuffer keeps the newest events for P/events. Events are not
@@ -498,7 +498,7 @@ func (b *eventBuffer) init(limit int) {
 }
 
 // push adds ev and reports whether the oldest event had to be dropped.
-func (b *eventBuffer) push(ev modem.Event) (dropped bool) {
+func (b *eventBuffer) push(ev gw.Event) (dropped bool) {
 	b.mu.Lock()
 	b.next++
 	b.items = append(b.items, bufferedEvent{seq: b.next, ev: ev})

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/simgate/simgate/internal/gw"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/simgate/simgate/modem"
 )
 
 func TestEventBuffer(t *testing.T) {
@@ -16,7 +16,7 @@ func TestEventBuffer(t *testing.T) {
 	b.init(3)
 	var dropped []bool
 	for _, typ := range []string{"a", "b", "c", "d"} {
-		dropped = append(dropped, b.push(modem.Event{Type: typ}))
+		dropped = append(dropped, b.push(gw.Event{Type: typ}))
 	}
 	if diff := cmp.Diff([]bool{false, false, false, true}, dropped); diff != "" {
 		t.Errorf("dropped (-want +got):\n%s", diff)

@@ -13,9 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	bolt "go.etcd.io/bbolt"
 )
 
 // ErrQueueFull is wrapped by every refusal caused by store.max_messages. The
@@ -87,9 +87,9 @@ func (c *StoreConfig) fill() error {
 // from the bucket's own NextSequence, so a cursor walks them in commit order
 // whatever the wall clock says.
 var (
-	bucketIn        = []byte("in")         // seq -> modem.Inbound JSON
+	bucketIn        = []byte("in")         // seq -> gw.Inbound JSON
 	bucketInIDs     = []byte("in_ids")     // id -> seq of messages still queued
-	bucketSegments  = []byte("segments")   // key NUL seq(4) -> modem.Segment JSON
+	bucketSegments  = []byte("segments")   // key NUL seq(4) -> gw.Segment JSON
 	bucketOutSMS    = []byte("out_sms")    // seq -> Request JSON
 	bucketOutIP     = []byte("out_ip")     // seq -> Request JSON
 	bucketOutIDs    = []byte("out_ids")    // id -> channel byte + seq of requests still queued
@@ -117,9 +117,9 @@ const (
 
 func outIndex(channel string) (int, error) {
 	switch channel {
-	case modem.ChannelSMS:
+	case gw.ChannelSMS:
 		return outSMS, nil
-	case modem.ChannelIP:
+	case gw.ChannelIP:
 		return outIP, nil
 	}
 	return 0, fmt.Errorf("unknown channel %q", channel)
@@ -175,7 +175,7 @@ func (s QueueStats) Pending() int {
 }
 
 // Queue is the durable store between the modem and the broker. It implements
-// modem.Sink. Every write is committed with fsync before the call returns;
+// gw.Sink. Every write is committed with fsync before the call returns;
 // concurrent writes share one commit, so a burst costs a few fsyncs rather
 // than one per message.
 type Queue struct {
@@ -214,7 +214,7 @@ type Queue struct {
 	sigJob chan struct{}
 	sigPub chan struct{}
 
-	onEvent   atomic.Pointer[func(modem.Event)]
+	onEvent   atomic.Pointer[func(gw.Event)]
 	fullMu    sync.Mutex
 	lastFull  [numDirs]time.Time // monotonic reading; rate-limits queue_full events
 	fullShown [numDirs]bool
@@ -418,7 +418,7 @@ func (q *Queue) Stats() QueueStats {
 // SetEventHandler sets where the queue reports events users should hear
 // about (queue full, records it could not read). The relay installs itself.
 // Damage found at open is reported to the first handler set.
-func (q *Queue) SetEventHandler(fn func(modem.Event)) {
+func (q *Queue) SetEventHandler(fn func(gw.Event)) {
 	if fn == nil {
 		q.onEvent.Store(nil)
 		return
@@ -429,13 +429,13 @@ func (q *Queue) SetEventHandler(fn func(modem.Event)) {
 		if d.SetAside != "" {
 			msg += fmt.Sprintf("; the damaged file is kept as %s and %d records were salvaged from it", d.SetAside, d.Salvaged)
 		}
-		q.event("store_corrupt", msg+"; messages it held may be lost",
+		q.event(gw.EventStoreCorrupt, msg+"; messages it held may be lost",
 			map[string]any{"reason": d.Reason, "set_aside": d.SetAside, "salvaged": d.Salvaged})
 	}
 }
 
 func (q *Queue) event(typ, msg string, fields map[string]any) {
-	ev := modem.Event{Type: typ, Message: msg, Time: q.now().UTC(), Fields: fields}
+	ev := gw.Event{Type: typ, Message: msg, Time: q.now().UTC(), Fields: fields}
 	if fn := q.onEvent.Load(); fn != nil {
 		(*fn)(ev)
 	}
@@ -480,7 +480,7 @@ func (q *Queue) fullEvent(d int, what string) {
 	q.fullMu.Unlock()
 	q.log.Warn("queue full: refusing new work", "what", what, limitKey(d), q.limit(d))
 	if show {
-		q.event("queue_full", fmt.Sprintf("queue holds store.%s=%d; new %s refused until the broker takes some", limitKey(d), q.limit(d), what),
+		q.event(gw.EventQueueFull, fmt.Sprintf("queue holds store.%s=%d; new %s refused until the broker takes some", limitKey(d), q.limit(d), what),
 			map[string]any{limitKey(d): q.limit(d)})
 	}
 }
@@ -799,7 +799,7 @@ func (q *Queue) quarantine(ctx context.Context, bucket []byte, key []byte, reaso
 		return fmt.Errorf("quarantine %s record: %w", bucket, err)
 	}
 	q.log.Error("unreadable record moved to the dead bucket", "bucket", string(bucket), "err", reason)
-	q.event("store_corrupt", fmt.Sprintf("a stored %s record could not be read and was set aside: %v", bucket, reason),
+	q.event(gw.EventStoreCorrupt, fmt.Sprintf("a stored %s record could not be read and was set aside: %v", bucket, reason),
 		map[string]any{"bucket": string(bucket)})
 	return nil
 }

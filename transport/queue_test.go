@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
+
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/simgate/simgate/modem"
 )
 
 func openTestQueue(t testing.TB, dir string, max int) *Queue {
@@ -30,29 +30,29 @@ func openTestQueue(t testing.TB, dir string, max int) *Queue {
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func sms(i int) modem.Inbound {
-	m := modem.Inbound{
-		Channel:    modem.ChannelSMS,
+func sms(i int) gw.Inbound {
+	m := gw.Inbound{
+		Channel:    gw.ChannelSMS,
 		From:       "000",
 		Payload:    []byte(fmt.Sprintf("command %d", i)),
 		Parts:      1,
 		SentAt:     t0.Add(time.Duration(i) * time.Second),
 		ReceivedAt: t0.Add(time.Duration(i)*time.Second + 500*time.Millisecond),
 	}
-	m.ID = modem.MessageID(m)
+	m.ID = gw.MessageID(m)
 	return m
 }
 
-func udp(i int) modem.Inbound {
-	m := modem.Inbound{
-		Channel:    modem.ChannelIP,
+func udp(i int) gw.Inbound {
+	m := gw.Inbound{
+		Channel:    gw.ChannelIP,
 		From:       "100.64.0.1:6969",
 		Port:       6969,
 		Payload:    []byte{0, byte(i), 0xff, '\r', '\n'},
 		Binary:     true,
 		ReceivedAt: t0.Add(time.Duration(i) * time.Second),
 	}
-	m.ID = modem.MessageID(m)
+	m.ID = gw.MessageID(m)
 	return m
 }
 
@@ -72,7 +72,7 @@ func headIDs(t *testing.T, q *Queue) []string {
 	return ids
 }
 
-func ids(ms ...modem.Inbound) []string {
+func ids(ms ...gw.Inbound) []string {
 	out := []string{}
 	for _, m := range ms {
 		out = append(out, m.ID)
@@ -84,14 +84,14 @@ func TestQueuePut(t *testing.T) {
 	a, b, c := sms(1), udp(2), sms(3)
 	tests := []struct {
 		name    string
-		puts    []modem.Inbound
+		puts    []gw.Inbound
 		deliver int // ack this many from the head before the last put
 		want    []string
 	}{
-		{"order kept", []modem.Inbound{a, b, c}, 0, ids(a, b, c)},
-		{"duplicate of queued", []modem.Inbound{a, b, a}, 0, ids(a, b)},
-		{"duplicate of delivered", []modem.Inbound{a, b, a}, 2, []string{}},
-		{"new after delivered", []modem.Inbound{a, b, c}, 2, ids(c)},
+		{"order kept", []gw.Inbound{a, b, c}, 0, ids(a, b, c)},
+		{"duplicate of queued", []gw.Inbound{a, b, a}, 0, ids(a, b)},
+		{"duplicate of delivered", []gw.Inbound{a, b, a}, 2, []string{}},
+		{"new after delivered", []gw.Inbound{a, b, c}, 2, ids(c)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,10 +125,10 @@ func TestQueuePutInvalid(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 10)
 	tests := []struct {
 		name string
-		m    modem.Inbound
+		m    gw.Inbound
 	}{
-		{"no id", modem.Inbound{Channel: modem.ChannelSMS}},
-		{"bad channel", modem.Inbound{ID: "x", Channel: "fax"}},
+		{"no id", gw.Inbound{Channel: gw.ChannelSMS}},
+		{"bad channel", gw.Inbound{ID: "x", Channel: "fax"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,7 +162,7 @@ func TestQueueFull(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 3)
 	var mu sync.Mutex
 	var events []string
-	q.SetEventHandler(func(ev modem.Event) {
+	q.SetEventHandler(func(ev gw.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		events = append(events, ev.Type)
@@ -182,7 +182,7 @@ func TestQueueFull(t *testing.T) {
 	if err := q.Put(ctx, sms(1)); err != nil {
 		t.Errorf("Put of a queued id when full = %v, want nil", err)
 	}
-	if _, err := q.PutSegment(ctx, modem.Segment{Key: "k", Seq: 1, Total: 2, TPDU: []byte{1}}); !errors.Is(err, ErrQueueFull) {
+	if _, err := q.PutSegment(ctx, gw.Segment{Key: "k", Seq: 1, Total: 2, TPDU: []byte{1}}); !errors.Is(err, ErrQueueFull) {
 		t.Errorf("PutSegment when full = %v, want ErrQueueFull", err)
 	}
 	mu.Lock()
@@ -212,7 +212,7 @@ func TestQueueReopenKeepsOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []modem.Inbound
+	var want []gw.Inbound
 	for i := range 10 {
 		m := sms(i)
 		if i%3 == 0 {
@@ -244,7 +244,7 @@ func TestQueueReopenKeepsOrder(t *testing.T) {
 	// Delivered ids are still remembered, and new messages go after the
 	// old ones whatever their timestamps.
 	early := sms(-100)
-	for _, m := range []modem.Inbound{want[0], early} {
+	for _, m := range []gw.Inbound{want[0], early} {
 		if err := q2.Put(ctx, m); err != nil {
 			t.Fatal(err)
 		}
@@ -305,15 +305,15 @@ func TestQueueConcurrentPut(t *testing.T) {
 func TestQueueSegments(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	seg := func(key string, seq, total int) modem.Segment {
-		return modem.Segment{Key: key, Seq: seq, Total: total, TPDU: []byte{byte(seq), 0x00, 0x1a}, ReceivedAt: t0}
+	seg := func(key string, seq, total int) gw.Segment {
+		return gw.Segment{Key: key, Seq: seq, Total: total, TPDU: []byte{byte(seq), 0x00, 0x1a}, ReceivedAt: t0}
 	}
 	q, err := OpenQueue(StoreConfig{Dir: dir, MaxMessages: 100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
-		put  modem.Segment
+		put  gw.Segment
 		want []int // seqs held under the key afterwards
 	}{
 		{seg("000/7/3", 3, 3), []int{3}},
@@ -347,7 +347,7 @@ func TestQueueSegments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []modem.Segment{seg("000/7", 1, 2), seg("000/7/3", 1, 3), seg("000/7/3", 2, 3), seg("000/7/3", 3, 3)}
+	want := []gw.Segment{seg("000/7", 1, 2), seg("000/7/3", 1, 3), seg("000/7/3", 2, 3), seg("000/7/3", 3, 3)}
 	if diff := cmp.Diff(want, all); diff != "" {
 		t.Errorf("Segments after reopen (-want +got):\n%s", diff)
 	}
@@ -375,7 +375,7 @@ func TestQueueAssembleWhenFull(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 2)
 	ctx := context.Background()
 	for seq := 1; seq <= 2; seq++ {
-		if _, err := q.PutSegment(ctx, modem.Segment{Key: "k", Seq: seq, Total: 2, TPDU: []byte{1}}); err != nil {
+		if _, err := q.PutSegment(ctx, gw.Segment{Key: "k", Seq: seq, Total: 2, TPDU: []byte{1}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -389,7 +389,7 @@ func TestQueueAssembleWhenFull(t *testing.T) {
 
 func TestQueueSegmentInvalid(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 10)
-	for _, s := range []modem.Segment{
+	for _, s := range []gw.Segment{
 		{Key: "", Seq: 1, Total: 1},
 		{Key: "k", Seq: 0, Total: 1},
 		{Key: "k", Seq: 3, Total: 2},
@@ -481,11 +481,11 @@ func TestQueueRequests(t *testing.T) {
 		return &admit{Req: Request{ID: id, Channel: ch, To: "000", Payload: []byte(id)}}
 	}
 	items := []*admit{
-		req("a", modem.ChannelSMS),
-		req("b", modem.ChannelIP),
-		req("a", modem.ChannelSMS), // duplicate in the same batch
-		{Req: Request{ID: "bad", Channel: modem.ChannelSMS}, Reject: "payload is missing"},
-		req("c", modem.ChannelSMS), // beyond max_requests (a + b)
+		req("a", gw.ChannelSMS),
+		req("b", gw.ChannelIP),
+		req("a", gw.ChannelSMS), // duplicate in the same batch
+		{Req: Request{ID: "bad", Channel: gw.ChannelSMS}, Reject: "payload is missing"},
+		req("c", gw.ChannelSMS), // beyond max_requests (a + b)
 	}
 	if err := q.admit(ctx, items); err != nil {
 		t.Fatal(err)
@@ -509,14 +509,14 @@ func TestQueueRequests(t *testing.T) {
 		t.Errorf("stored request (-want +got):\n%s", diff)
 	}
 	ref := 42
-	if err := q.complete(ctx, outSMS, sr, Result{ID: "a", Channel: modem.ChannelSMS, Status: StatusSent, Reference: &ref}); err != nil {
+	if err := q.complete(ctx, outSMS, sr, Result{ID: "a", Channel: gw.ChannelSMS, Status: StatusSent, Reference: &ref}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, _ := q.headRequest(outSMS); ok {
 		t.Error("request still queued after complete")
 	}
 	// The same id again is a duplicate, even though it left the queue.
-	again := []*admit{req("a", modem.ChannelSMS)}
+	again := []*admit{req("a", gw.ChannelSMS)}
 	if err := q.admit(ctx, again); err != nil {
 		t.Fatal(err)
 	}
@@ -536,9 +536,9 @@ func TestQueueRequests(t *testing.T) {
 		gotRes = append(gotRes, r.res)
 	}
 	wantRes := []Result{
-		{ID: "bad", Channel: modem.ChannelSMS, Status: StatusFailed, Error: "payload is missing"},
-		{ID: "c", Channel: modem.ChannelSMS, Status: StatusFailed, Error: "queue full"},
-		{ID: "a", Channel: modem.ChannelSMS, Status: StatusSent, Reference: &ref},
+		{ID: "bad", Channel: gw.ChannelSMS, Status: StatusFailed, Error: "payload is missing"},
+		{ID: "c", Channel: gw.ChannelSMS, Status: StatusFailed, Error: "queue full"},
+		{ID: "a", Channel: gw.ChannelSMS, Status: StatusSent, Reference: &ref},
 	}
 	if diff := cmp.Diff(wantRes, gotRes); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
@@ -558,9 +558,9 @@ func TestQueueDirectionsBoundedApart(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 2)
 	ctx := context.Background()
 	flood := []*admit{
-		{Req: Request{ID: "r1", Channel: modem.ChannelSMS, To: "000", Payload: []byte("x")}},
-		{Req: Request{ID: "r2", Channel: modem.ChannelIP, Payload: []byte("x")}},
-		{Req: Request{ID: "r3", Channel: modem.ChannelIP, Payload: []byte("x")}},
+		{Req: Request{ID: "r1", Channel: gw.ChannelSMS, To: "000", Payload: []byte("x")}},
+		{Req: Request{ID: "r2", Channel: gw.ChannelIP, Payload: []byte("x")}},
+		{Req: Request{ID: "r3", Channel: gw.ChannelIP, Payload: []byte("x")}},
 	}
 	if err := q.admit(ctx, flood); err != nil {
 		t.Fatal(err)
@@ -573,7 +573,7 @@ func TestQueueDirectionsBoundedApart(t *testing.T) {
 			t.Fatalf("Put %d with the requests full: %v", i, err)
 		}
 	}
-	if _, err := q.PutSegment(ctx, modem.Segment{Key: "k", Seq: 1, Total: 2, TPDU: []byte{1}}); !errors.Is(err, ErrQueueFull) {
+	if _, err := q.PutSegment(ctx, gw.Segment{Key: "k", Seq: 1, Total: 2, TPDU: []byte{1}}); !errors.Is(err, ErrQueueFull) {
 		t.Errorf("PutSegment beyond max_messages = %v, want ErrQueueFull", err)
 	}
 	// Received side full now; a request still fits once one is done.
@@ -581,10 +581,10 @@ func TestQueueDirectionsBoundedApart(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("headRequest: %v %v", ok, err)
 	}
-	if err := q.complete(ctx, outSMS, sr, Result{ID: "r1", Channel: modem.ChannelSMS, Status: StatusSent}); err != nil {
+	if err := q.complete(ctx, outSMS, sr, Result{ID: "r1", Channel: gw.ChannelSMS, Status: StatusSent}); err != nil {
 		t.Fatal(err)
 	}
-	more := []*admit{{Req: Request{ID: "r4", Channel: modem.ChannelSMS, To: "000", Payload: []byte("x")}}}
+	more := []*admit{{Req: Request{ID: "r4", Channel: gw.ChannelSMS, To: "000", Payload: []byte("x")}}}
 	if err := q.admit(ctx, more); err != nil {
 		t.Fatal(err)
 	}
@@ -597,7 +597,7 @@ func TestQueueQuarantine(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 10)
 	ctx := context.Background()
 	var events []string
-	q.SetEventHandler(func(ev modem.Event) { events = append(events, ev.Type) })
+	q.SetEventHandler(func(ev gw.Event) { events = append(events, ev.Type) })
 	if err := q.Put(ctx, sms(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -691,13 +691,13 @@ func TestQueueSIMJournal(t *testing.T) {
 	if j, err := q.Journal(ctx); err != nil || len(j.Slots) != 0 || len(j.Announced) != 0 {
 		t.Fatalf("fresh journal %+v, %v", j, err)
 	}
-	m := modem.Inbound{ID: "sms-a", Channel: modem.ChannelSMS, From: "000", Payload: []byte("reboot"), ReceivedAt: time.Now()}
-	j := modem.SIMJournal{Slots: map[int]modem.SlotID{3: {PDU: "abcd", ID: "sms-a"}}, Announced: []int{7, 4}}
+	m := gw.Inbound{ID: "sms-a", Channel: gw.ChannelSMS, From: "000", Payload: []byte("reboot"), ReceivedAt: time.Now()}
+	j := gw.SIMJournal{Slots: map[int]gw.SlotID{3: {PDU: "abcd", ID: "sms-a"}}, Announced: []int{7, 4}}
 	if err := q.PutSMS(ctx, m, j); err != nil {
 		t.Fatal(err)
 	}
-	seg := modem.Segment{Key: "sms/000/8/1/2", Seq: 1, Total: 2, TPDU: []byte{1}, ReceivedAt: time.Now()}
-	j2 := modem.SIMJournal{Slots: j.Slots, Announced: []int{4}}
+	seg := gw.Segment{Key: "sms/000/8/1/2", Seq: 1, Total: 2, TPDU: []byte{1}, ReceivedAt: time.Now()}
+	j2 := gw.SIMJournal{Slots: j.Slots, Announced: []int{4}}
 	if held, err := q.PutSMSPart(ctx, seg, j2); err != nil || len(held) != 1 {
 		t.Fatalf("PutSMSPart: %v %v", held, err)
 	}
@@ -717,7 +717,7 @@ func TestQueueSIMJournal(t *testing.T) {
 	if diff := cmp.Diff(j2, got); diff != "" {
 		t.Errorf("journal after reopen (-want +got):\n%s", diff)
 	}
-	if err := q.SaveJournal(ctx, modem.SIMJournal{}); err != nil {
+	if err := q.SaveJournal(ctx, gw.SIMJournal{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := q.Journal(ctx); len(got.Slots) != 0 || len(got.Announced) != 0 {

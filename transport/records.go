@@ -6,45 +6,27 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 )
 
 // Stored records are JSON: readable with bbolt's own tools when a person has
 // to look inside a store, and tolerant of fields added later.
 
-func checkInbound(m modem.Inbound) error {
+func checkInbound(m gw.Inbound) error {
 	switch {
 	case m.ID == "":
 		return errors.New("message has no id")
-	case m.Channel != modem.ChannelSMS && m.Channel != modem.ChannelIP:
+	case m.Channel != gw.ChannelSMS && m.Channel != gw.ChannelIP:
 		return fmt.Errorf("message %s has unknown channel %q", m.ID, m.Channel)
 	}
 	return nil
 }
 
-func encodeInbound(m modem.Inbound) ([]byte, error) {
-	if err := checkInbound(m); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode message: %w", err)
-	}
-	return b, nil
-}
+func encodeInbound(m gw.Inbound) ([]byte, error) { return encodeRecord("message", m, checkInbound) }
 
-func decodeInbound(b []byte) (modem.Inbound, error) {
-	var m modem.Inbound
-	if err := json.Unmarshal(b, &m); err != nil {
-		return modem.Inbound{}, fmt.Errorf("decode stored message: %w", err)
-	}
-	if err := checkInbound(m); err != nil {
-		return modem.Inbound{}, fmt.Errorf("decode stored message: %w", err)
-	}
-	return m, nil
-}
+func decodeInbound(b []byte) (gw.Inbound, error) { return decodeRecord("message", b, checkInbound) }
 
-func checkSegment(s modem.Segment) error {
+func checkSegment(s gw.Segment) error {
 	switch {
 	case s.Key == "":
 		return errors.New("segment has no key")
@@ -56,33 +38,41 @@ func checkSegment(s modem.Segment) error {
 	return nil
 }
 
-func encodeSegment(s modem.Segment) ([]byte, error) {
-	if err := checkSegment(s); err != nil {
+func encodeSegment(s gw.Segment) ([]byte, error) { return encodeRecord("segment", s, checkSegment) }
+
+func decodeSegment(b []byte) (gw.Segment, error) { return decodeRecord("segment", b, checkSegment) }
+
+// encodeRecord checks v before it is stored, so a record that could not be
+// read back is never written.
+func encodeRecord[T any](what string, v T, check func(T) error) ([]byte, error) {
+	if err := check(v); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(s)
+	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("encode segment: %w", err)
+		return nil, fmt.Errorf("encode %s: %w", what, err)
 	}
 	return b, nil
 }
 
-func decodeSegment(b []byte) (modem.Segment, error) {
-	var s modem.Segment
-	if err := json.Unmarshal(b, &s); err != nil {
-		return modem.Segment{}, fmt.Errorf("decode stored segment: %w", err)
+// decodeRecord reads a stored record and checks it as encodeRecord did: a
+// record damaged on disk is an error, never a zero value.
+func decodeRecord[T any](what string, b []byte, check func(T) error) (T, error) {
+	var v, zero T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return zero, fmt.Errorf("decode stored %s: %w", what, err)
 	}
-	if err := checkSegment(s); err != nil {
-		return modem.Segment{}, fmt.Errorf("decode stored segment: %w", err)
+	if err := check(v); err != nil {
+		return zero, fmt.Errorf("decode stored %s: %w", what, err)
 	}
-	return s, nil
+	return v, nil
 }
 
 // Request is one device-originated command accepted from P/sms/out or
 // P/ip/out, validated and waiting for the modem.
 type Request struct {
 	ID      string `json:"id"`
-	Channel string `json:"channel"` // modem.ChannelSMS or modem.ChannelIP
+	Channel string `json:"channel"` // gw.ChannelSMS or gw.ChannelIP
 	// To is the SMS destination; "000" reaches the Super SIM cloud.
 	To      string `json:"to,omitempty"`
 	Payload []byte `json:"payload"`

@@ -16,8 +16,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/internal/ratelimit"
-	"github.com/simgate/simgate/modem"
 )
 
 // Defaults of RelayConfig.
@@ -119,7 +119,7 @@ const (
 type Relay struct {
 	cfg    RelayConfig
 	q      *Queue
-	dev    modem.Device
+	dev    Device
 	log    *slog.Logger
 	client paho.Client
 
@@ -127,7 +127,7 @@ type Relay struct {
 	fifo         requestFIFO
 	drops        dropReport
 	events       eventBuffer
-	eventLimit   *ratelimit.Limiter[modem.Event]
+	eventLimit   *ratelimit.Limiter[gw.Event]
 	statusPoke   chan struct{}
 	connectedSig chan struct{}
 	// stopping is closed when Run begins to stop; it ends subscription
@@ -153,7 +153,7 @@ type Relay struct {
 // NewRelay checks the configuration and prepares the MQTT client; nothing
 // connects until Run. Files named in cfg.MQTT (password, CA, client
 // certificate) are read here, so a mistake is reported at start.
-func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*Relay, error) {
+func NewRelay(cfg RelayConfig, q *Queue, dev Device, log *slog.Logger) (*Relay, error) {
 	if q == nil || dev == nil {
 		return nil, errors.New("new relay: queue and device are required")
 	}
@@ -178,7 +178,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev modem.Device, log *slog.Logger) (*R
 	r.fifo.init()
 	r.fifo.dropped = r.requestDropped
 	r.events.init(eventBufferSize)
-	r.eventLimit = ratelimit.New(ratelimit.DefaultBurst, ratelimit.DefaultPeriod, func(_ string, latest modem.Event, held int) {
+	r.eventLimit = ratelimit.New(ratelimit.DefaultBurst, ratelimit.DefaultPeriod, func(_ string, latest gw.Event, held int) {
 		r.queueEvent(heldEvents(latest, held, ratelimit.DefaultPeriod))
 	})
 	opts, err := clientOptions(cfg.MQTT)
@@ -234,7 +234,7 @@ func (r *Relay) Stats() RelayStats {
 // the newest events are kept, up to a bound. Every event source comes
 // through here, so repeats are limited here: a flood of one type costs at
 // most a burst and one summary with the count per period.
-func (r *Relay) Event(ev modem.Event) {
+func (r *Relay) Event(ev gw.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
@@ -247,7 +247,7 @@ func (r *Relay) Event(ev modem.Event) {
 	}
 }
 
-func (r *Relay) queueEvent(ev modem.Event) {
+func (r *Relay) queueEvent(ev gw.Event) {
 	r.log.Info("event: "+ev.Type, "message", ev.Message)
 	if dropped := r.events.push(ev); dropped {
 		r.log.Warn("event buffer full: oldest event dropped", "size", eventBufferSize)
@@ -666,7 +666,7 @@ func (r *Relay) subscribed(t paho.Token, epoch uint64) {
 			}
 			if code > 2 {
 				r.log.Error("mqtt subscribe refused by the broker", "topic", topic, "code", code)
-				r.Event(modem.Event{Type: "subscribe_refused", Message: fmt.Sprintf("the broker refused the subscription to %s (code %#x): requests on it will not arrive", topic, code),
+				r.Event(gw.Event{Type: gw.EventSubscribeRefused, Message: fmt.Sprintf("the broker refused the subscription to %s (code %#x): requests on it will not arrive", topic, code),
 					Fields: map[string]any{"topic": topic}})
 			}
 		}
@@ -700,9 +700,9 @@ func (r *Relay) onMessage(_ paho.Client, m paho.Message) {
 	var channel string
 	switch m.Topic() {
 	case r.topic(TopicSMSOut):
-		channel = modem.ChannelSMS
+		channel = gw.ChannelSMS
 	case r.topic(TopicIPOut):
-		channel = modem.ChannelIP
+		channel = gw.ChannelIP
 	case r.topic(TopicStatus):
 		// The broker publishes the will of a connection it has not yet
 		// noticed is gone whenever it notices, which can be after this
@@ -792,12 +792,12 @@ func (r *Relay) reportAdmit(it *admit) {
 		log.Debug("request queued", "bytes", len(it.Req.Payload))
 	case admitRejected:
 		log.Warn("request rejected", "reason", it.Reject)
-		r.Event(modem.Event{Type: "request_rejected", Message: fmt.Sprintf("%s/out request %s rejected: %s", it.Req.Channel, it.Req.ID, it.Reject), Fields: fields})
+		r.Event(gw.Event{Type: gw.EventRequestRejected, Message: fmt.Sprintf("%s/out request %s rejected: %s", it.Req.Channel, it.Req.ID, it.Reject), Fields: fields})
 	case admitFull:
 		log.Warn("request refused: queue full")
 	case admitDuplicate:
 		log.Info("duplicate request dropped")
-		r.Event(modem.Event{Type: "request_duplicate", Message: fmt.Sprintf("%s/out request %s is already queued or was handled recently; not sent again (use a new id to send again)", it.Req.Channel, it.Req.ID), Fields: fields})
+		r.Event(gw.Event{Type: gw.EventRequestDuplicate, Message: fmt.Sprintf("%s/out request %s is already queued or was handled recently; not sent again (use a new id to send again)", it.Req.Channel, it.Req.ID), Fields: fields})
 	}
 }
 

@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/internal/ratelimit"
-	"github.com/simgate/simgate/modem"
 )
 
 func TestRelayInboundInOrder(t *testing.T) {
@@ -22,7 +22,7 @@ func TestRelayInboundInOrder(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 1000)
 	ctx := context.Background()
 	var want []msg
-	put := func(m modem.Inbound) {
+	put := func(m gw.Inbound) {
 		t.Helper()
 		if err := q.Put(ctx, m); err != nil {
 			t.Fatal(err)
@@ -223,7 +223,7 @@ func TestRelayRequestQueueFull(t *testing.T) {
 	broker := embeddedBroker(t, addr, obs)
 	q := openTestQueue(t, t.TempDir(), 1)
 	// A request the modem is still sending holds the only place.
-	if err := q.admit(context.Background(), []*admit{{Req: Request{ID: "held", Channel: modem.ChannelSMS, To: "000", Payload: []byte("x")}}}); err != nil {
+	if err := q.admit(context.Background(), []*admit{{Req: Request{ID: "held", Channel: gw.ChannelSMS, To: "000", Payload: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
 	dev := newFakeDevice()
@@ -450,10 +450,10 @@ func TestRelayStatusAndWill(t *testing.T) {
 	srv := embeddedBroker(t, addr, obs)
 	dbm := -81
 	dev := newFakeDevice()
-	dev.status = modem.Status{
-		Modem:   modem.ModemInfo{Manufacturer: "Quectel", Model: "BG96", IMEI: "860000000000001"},
-		SIM:     modem.SIMInfo{ICCID: "89883070000000000001"},
-		Network: modem.NetworkInfo{Registration: "home", SignalDBm: &dbm},
+	dev.status = gw.Status{
+		Modem:   gw.ModemInfo{Manufacturer: "Quectel", Model: "BG96", IMEI: "860000000000001"},
+		SIM:     gw.SIMInfo{ICCID: "89883070000000000001"},
+		Network: gw.NetworkInfo{Registration: "home", SignalDBm: &dbm},
 		Ready:   true,
 	}
 	q := openTestQueue(t, t.TempDir(), 10)
@@ -464,9 +464,9 @@ func TestRelayStatusAndWill(t *testing.T) {
 	var st struct {
 		Online  bool
 		Version string
-		Modem   modem.ModemInfo
-		SIM     modem.SIMInfo
-		Network modem.NetworkInfo
+		Modem   gw.ModemInfo
+		SIM     gw.SIMInfo
+		Network gw.NetworkInfo
 		Queue   QueueJSON
 	}
 	if err := json.Unmarshal([]byte(first.Payload), &st); err != nil {
@@ -674,7 +674,7 @@ func TestRelayEventFloodLimited(t *testing.T) {
 		publish(t, pub, TopicSMSOut, fmt.Sprintf(`{"id":"bad-%d","payload":5}`, i))
 	}
 	obs.wait(t, TopicSMSOutResult, n)
-	r.Event(modem.Event{Type: "modem_lost", Message: "another kind"})
+	r.Event(gw.Event{Type: "modem_lost", Message: "another kind"})
 	obs.wait(t, TopicEvents, ratelimit.DefaultBurst+1)
 	r.eventLimit.Flush() // the end of the period, without waiting for it
 	events := obs.wait(t, TopicEvents, ratelimit.DefaultBurst+2)

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"strconv"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Delivery reports. When an SMS request is sent, the queue remembers which
@@ -31,7 +31,7 @@ func reportKey(ref int) []byte { return []byte(strconv.Itoa(ref)) }
 
 // rememberReport records the request a "sent" SMS result belongs to.
 func rememberReport(tx *bolt.Tx, r Result) error {
-	if r.Channel != modem.ChannelSMS || r.Status != StatusSent || r.Reference == nil || r.Report {
+	if r.Channel != gw.ChannelSMS || r.Status != StatusSent || r.Reference == nil || r.Report {
 		return nil
 	}
 	val, err := json.Marshal(pendingReport{ID: r.ID})
@@ -44,13 +44,13 @@ func rememberReport(tx *bolt.Tx, r Result) error {
 	return nil
 }
 
-var _ modem.ReportSink = (*Queue)(nil)
+var _ gw.ReportSink = (*Queue)(nil)
 
 // PutReport turns a delivery report into a second result for the request
 // whose SMS had its reference. A report no request is waiting for (sent
 // before the mapping was kept, or already reported) is dropped: there is
 // no id to publish it under.
-func (q *Queue) PutReport(ctx context.Context, rep modem.DeliveryReport) error {
+func (q *Queue) PutReport(ctx context.Context, rep gw.DeliveryReport) error {
 	found := ""
 	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		b := tx.Bucket(bucketReports)
@@ -68,7 +68,7 @@ func (q *Queue) PutReport(ctx context.Context, rep modem.DeliveryReport) error {
 			return nil, fmt.Errorf("remove report mapping: %w", err)
 		}
 		ref := rep.Reference
-		res := Result{ID: p.ID, Channel: modem.ChannelSMS, Status: StatusDelivered, Reference: &ref, Report: true}
+		res := Result{ID: p.ID, Channel: gw.ChannelSMS, Status: StatusDelivered, Reference: &ref, Report: true}
 		if !rep.Delivered {
 			res.Status, res.Error = StatusFailed, rep.Error
 		}

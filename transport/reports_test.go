@@ -5,23 +5,23 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/google/go-cmp/cmp"
 )
 
 // sendSMSRequest queues an SMS request and completes it as sent with ref.
 func sendSMSRequest(t *testing.T, q *Queue, id string, ref int) {
 	t.Helper()
 	ctx := context.Background()
-	if err := q.admit(ctx, []*admit{{Req: Request{ID: id, Channel: modem.ChannelSMS, To: "000", Payload: []byte(id)}}}); err != nil {
+	if err := q.admit(ctx, []*admit{{Req: Request{ID: id, Channel: gw.ChannelSMS, To: "000", Payload: []byte(id)}}}); err != nil {
 		t.Fatal(err)
 	}
 	sr, ok, err := q.headRequest(outSMS)
 	if err != nil || !ok {
 		t.Fatalf("headRequest = %v, %v", ok, err)
 	}
-	if err := q.complete(ctx, outSMS, sr, Result{ID: id, Channel: modem.ChannelSMS, Status: StatusSent, Reference: &ref}); err != nil {
+	if err := q.complete(ctx, outSMS, sr, Result{ID: id, Channel: gw.ChannelSMS, Status: StatusSent, Reference: &ref}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -60,7 +60,7 @@ func TestQueueDeliveryReports(t *testing.T) {
 	}
 	q = openTestQueue(t, dir, 10)
 	ctx := context.Background()
-	for _, rep := range []modem.DeliveryReport{
+	for _, rep := range []gw.DeliveryReport{
 		{Reference: 7, Delivered: true},
 		{Reference: 9, Delivered: true},
 		{Reference: 10, Status: 0x46, Error: "TP-ST 0x46: validity period expired"},
@@ -73,13 +73,13 @@ func TestQueueDeliveryReports(t *testing.T) {
 	}
 	p := func(n int) *int { return &n }
 	want := []Result{
-		{ID: "ok", Channel: modem.ChannelSMS, Status: StatusSent, Reference: p(7)},
-		{ID: "old", Channel: modem.ChannelSMS, Status: StatusSent, Reference: p(9)},
-		{ID: "new", Channel: modem.ChannelSMS, Status: StatusSent, Reference: p(9)},
-		{ID: "bad", Channel: modem.ChannelSMS, Status: StatusSent, Reference: p(10)},
-		{ID: "ok", Channel: modem.ChannelSMS, Status: StatusDelivered, Reference: p(7), Report: true},
-		{ID: "new", Channel: modem.ChannelSMS, Status: StatusDelivered, Reference: p(9), Report: true},
-		{ID: "bad", Channel: modem.ChannelSMS, Status: StatusFailed, Reference: p(10), Error: "TP-ST 0x46: validity period expired", Report: true},
+		{ID: "ok", Channel: gw.ChannelSMS, Status: StatusSent, Reference: p(7)},
+		{ID: "old", Channel: gw.ChannelSMS, Status: StatusSent, Reference: p(9)},
+		{ID: "new", Channel: gw.ChannelSMS, Status: StatusSent, Reference: p(9)},
+		{ID: "bad", Channel: gw.ChannelSMS, Status: StatusSent, Reference: p(10)},
+		{ID: "ok", Channel: gw.ChannelSMS, Status: StatusDelivered, Reference: p(7), Report: true},
+		{ID: "new", Channel: gw.ChannelSMS, Status: StatusDelivered, Reference: p(9), Report: true},
+		{ID: "bad", Channel: gw.ChannelSMS, Status: StatusFailed, Reference: p(10), Error: "TP-ST 0x46: validity period expired", Report: true},
 	}
 	if diff := cmp.Diff(want, results(t, q)); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)

@@ -15,9 +15,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // Limits of a request taken from MQTT.
@@ -103,8 +103,8 @@ func parseDelivered(channel string, m paho.Message) (Request, error) {
 
 // requestFields are the fields each channel accepts.
 var requestFields = map[string][]string{
-	modem.ChannelSMS: {"id", "payload", "encoding", "to"},
-	modem.ChannelIP:  {"id", "payload", "encoding"},
+	gw.ChannelSMS: {"id", "payload", "encoding", "to"},
+	gw.ChannelIP:  {"id", "payload", "encoding"},
 }
 
 // parseRequest decodes one P/sms/out or P/ip/out payload. The returned
@@ -167,7 +167,7 @@ func parseRequest(channel string, body []byte, genID func() string) (Request, er
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		if channel == modem.ChannelIP && contains(unknown, "to") {
+		if channel == gw.ChannelIP && contains(unknown, "to") {
 			return fail(`"to" is not accepted on ip/out: datagrams go to the configured ip.cloud address`)
 		}
 		return fail("unknown field %q (accepted: %s)", unknown[0], strings.Join(allowed, ", "))
@@ -201,7 +201,7 @@ func parseRequest(channel string, body []byte, genID func() string) (Request, er
 		return fail("payload is empty: an SMS or IP Command carries at least one character or byte")
 	}
 	switch channel {
-	case modem.ChannelSMS:
+	case gw.ChannelSMS:
 		to, err := stringField(fields, "to")
 		if err != nil {
 			return fail("%w", err)
@@ -214,11 +214,11 @@ func parseRequest(channel string, body []byte, genID func() string) (Request, er
 		} else {
 			req.To = DefaultSMSTo
 		}
-		if _, err := modem.CheckSMS(req.Payload, req.Binary); err != nil {
+		if _, err := gw.CheckSMS(req.Payload, req.Binary); err != nil {
 			return fail("too long for one SMS: %w", err)
 		}
-	case modem.ChannelIP:
-		if err := modem.CheckUDP(req.Payload); err != nil {
+	case gw.ChannelIP:
+		if err := gw.CheckUDP(req.Payload); err != nil {
 			return fail("too long for one IP Command: %w", err)
 		}
 	}

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/google/go-cmp/cmp"
 )
 
 func fixedID() string { return "gen-1" }
@@ -124,15 +124,15 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("accepted id of %d characters", utf8.RuneCountInString(req.ID))
 		}
 		switch channel {
-		case modem.ChannelSMS:
-			if _, err := modem.CheckSMS(req.Payload, req.Binary); err != nil {
+		case gw.ChannelSMS:
+			if _, err := gw.CheckSMS(req.Payload, req.Binary); err != nil {
 				t.Fatalf("accepted SMS that does not fit: %v", err)
 			}
 			if req.To == "" {
 				t.Fatal("accepted SMS with no destination")
 			}
-		case modem.ChannelIP:
-			if err := modem.CheckUDP(req.Payload); err != nil {
+		case gw.ChannelIP:
+			if err := gw.CheckUDP(req.Payload); err != nil {
 				t.Fatalf("accepted datagram that does not fit: %v", err)
 			}
 		default:

@@ -9,17 +9,17 @@ import (
 	"fmt"
 	"sort"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	bolt "go.etcd.io/bbolt"
 )
 
-var _ modem.Sink = (*Queue)(nil)
+var _ gw.Sink = (*Queue)(nil)
 
 // Put stores m for the broker. A message whose ID is still queued, or was
 // delivered within the dedup window, is accepted without a second copy. When
 // the queue is full it returns an error wrapping ErrQueueFull.
-func (q *Queue) Put(ctx context.Context, m modem.Inbound) error {
+func (q *Queue) Put(ctx context.Context, m gw.Inbound) error {
 	val, err := encodeInbound(m)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", m.ID, err)
@@ -83,17 +83,17 @@ func isSegmentOf(k []byte, key string) bool {
 // PutSegment stores s and returns every segment held under s.Key, ordered
 // by Seq. A segment already held is not stored twice; a new one is refused
 // with ErrQueueFull when the queue is full.
-func (q *Queue) PutSegment(ctx context.Context, s modem.Segment) ([]modem.Segment, error) {
+func (q *Queue) PutSegment(ctx context.Context, s gw.Segment) ([]gw.Segment, error) {
 	return q.putSegment(ctx, s, nil)
 }
 
 // putSegment is PutSegment, committing j too when it is not nil.
-func (q *Queue) putSegment(ctx context.Context, s modem.Segment, j *modem.SIMJournal) ([]modem.Segment, error) {
+func (q *Queue) putSegment(ctx context.Context, s gw.Segment, j *gw.SIMJournal) ([]gw.Segment, error) {
 	val, err := encodeSegment(s)
 	if err != nil {
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
 	}
-	var held []modem.Segment
+	var held []gw.Segment
 	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		held = nil
 		b := tx.Bucket(bucketSegments)
@@ -143,7 +143,7 @@ func (q *Queue) putSegment(ctx context.Context, s modem.Segment, j *modem.SIMJou
 // Assemble stores m and removes the segments held under key in one commit.
 // It is never refused for size: the segments it replaces already hold the
 // message's place in the queue.
-func (q *Queue) Assemble(ctx context.Context, m modem.Inbound, key string) error {
+func (q *Queue) Assemble(ctx context.Context, m gw.Inbound, key string) error {
 	val, err := encodeInbound(m)
 	if err != nil {
 		return fmt.Errorf("assemble %s: %w", m.ID, err)
@@ -174,11 +174,11 @@ func (q *Queue) Assemble(ctx context.Context, m modem.Inbound, key string) error
 
 // Segments returns every segment held, ordered by Key then Seq. A segment
 // that cannot be decoded is logged and skipped; it stays in the store.
-func (q *Queue) Segments(ctx context.Context) ([]modem.Segment, error) {
+func (q *Queue) Segments(ctx context.Context) ([]gw.Segment, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("segments: %w", err)
 	}
-	var out []modem.Segment
+	var out []gw.Segment
 	err := q.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSegments).ForEach(func(k, v []byte) error {
 			s, err := decodeSegment(v)
@@ -206,7 +206,7 @@ func (q *Queue) Segments(ctx context.Context) ([]modem.Segment, error) {
 type storedInbound struct {
 	seq uint64
 	key []byte
-	msg modem.Inbound
+	msg gw.Inbound
 	err error // set when the record could not be decoded
 }
 
@@ -291,7 +291,7 @@ var (
 	journalKey = []byte("journal")
 )
 
-func putJournal(tx *bolt.Tx, j modem.SIMJournal) error {
+func putJournal(tx *bolt.Tx, j gw.SIMJournal) error {
 	b, err := tx.CreateBucketIfNotExists(bucketSIM)
 	if err != nil {
 		return fmt.Errorf("journal bucket: %w", err)
@@ -308,7 +308,7 @@ func putJournal(tx *bolt.Tx, j modem.SIMJournal) error {
 
 // PutSMS is Put that also commits j, the session's SIM journal, in the same
 // transaction.
-func (q *Queue) PutSMS(ctx context.Context, m modem.Inbound, j modem.SIMJournal) error {
+func (q *Queue) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
 	val, err := encodeInbound(m)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", m.ID, err)
@@ -329,12 +329,12 @@ func (q *Queue) PutSMS(ctx context.Context, m modem.Inbound, j modem.SIMJournal)
 }
 
 // PutSMSPart is PutSegment that also commits j in the same transaction.
-func (q *Queue) PutSMSPart(ctx context.Context, s modem.Segment, j modem.SIMJournal) ([]modem.Segment, error) {
+func (q *Queue) PutSMSPart(ctx context.Context, s gw.Segment, j gw.SIMJournal) ([]gw.Segment, error) {
 	return q.putSegment(ctx, s, &j)
 }
 
 // SaveJournal commits the SIM journal alone.
-func (q *Queue) SaveJournal(ctx context.Context, j modem.SIMJournal) error {
+func (q *Queue) SaveJournal(ctx context.Context, j gw.SIMJournal) error {
 	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
 		return nil, putJournal(tx, j)
 	})
@@ -347,8 +347,8 @@ func (q *Queue) SaveJournal(ctx context.Context, j modem.SIMJournal) error {
 // Journal returns the SIM journal last committed; an empty one when none
 // was. A journal that cannot be decoded is reported and taken as empty: it
 // only orders and deduplicates, and nothing is lost without it.
-func (q *Queue) Journal(ctx context.Context) (modem.SIMJournal, error) {
-	var j modem.SIMJournal
+func (q *Queue) Journal(ctx context.Context) (gw.SIMJournal, error) {
+	var j gw.SIMJournal
 	if err := ctx.Err(); err != nil {
 		return j, fmt.Errorf("journal: %w", err)
 	}
@@ -363,12 +363,12 @@ func (q *Queue) Journal(ctx context.Context) (modem.SIMJournal, error) {
 		}
 		if err := json.Unmarshal(v, &j); err != nil {
 			q.log.Error("unreadable SIM journal; starting a new one", "err", err)
-			j = modem.SIMJournal{}
+			j = gw.SIMJournal{}
 		}
 		return nil
 	})
 	if err != nil {
-		return modem.SIMJournal{}, fmt.Errorf("journal: %w", err)
+		return gw.SIMJournal{}, fmt.Errorf("journal: %w", err)
 	}
 	return j, nil
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/simgate/simgate/internal/gw"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -186,7 +188,7 @@ func (q *Queue) probeSpace() {
 
 // fullNotice raises store_full and refreshes status.
 func (q *Queue) fullNotice() {
-	q.event("store_full", fmt.Sprintf("the disk under store.dir (%s) is full: new messages stay on the SIM and new requests fail until space is freed; queued ones are still delivered", q.cfg.Dir),
+	q.event(gw.EventStoreFull, fmt.Sprintf("the disk under store.dir (%s) is full: new messages stay on the SIM and new requests fail until space is freed; queued ones are still delivered", q.cfg.Dir),
 		map[string]any{"dir": q.cfg.Dir})
 	q.stateChanged()
 }

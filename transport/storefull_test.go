@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 )
 
 // smallDisk mounts a tmpfs of size bytes and returns its path; it skips
@@ -34,7 +34,7 @@ func smallDisk(t *testing.T, size int) string {
 	return dir
 }
 
-func bigSMS(i int) modem.Inbound {
+func bigSMS(i int) gw.Inbound {
 	m := sms(i)
 	m.Payload = []byte(strings.Repeat(fmt.Sprintf("%04d", i), 256))
 	return m
@@ -53,7 +53,7 @@ func TestQueueFullDisk(t *testing.T) {
 	t.Cleanup(func() { q.Close() })
 	var mu sync.Mutex
 	var events []string
-	q.SetEventHandler(func(ev modem.Event) {
+	q.SetEventHandler(func(ev gw.Event) {
 		mu.Lock()
 		events = append(events, ev.Type)
 		mu.Unlock()
@@ -107,7 +107,7 @@ func fillAndDrain(t *testing.T, q *Queue, round int) {
 	}
 	reqs := make([]*admit, 50)
 	for i := range reqs {
-		reqs[i] = &admit{Req: Request{ID: fmt.Sprintf("r%d-%d", round, i), Channel: modem.ChannelIP, Payload: []byte("x")}}
+		reqs[i] = &admit{Req: Request{ID: fmt.Sprintf("r%d-%d", round, i), Channel: gw.ChannelIP, Payload: []byte("x")}}
 	}
 	if err := q.admit(ctx, reqs); err != nil {
 		t.Fatalf("round %d: admit on a full disk: %v", round, err)

@@ -10,10 +10,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/simgate/simgate/internal/gw"
+
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/simgate/simgate/modem"
 )
 
 // fillQueue stores n SMS in n commits and closes the queue.
@@ -35,7 +35,7 @@ func fillQueue(t *testing.T, dir string, n int) {
 
 // reopen opens dir again and returns the queue with the events it raised
 // once an event handler is set.
-func reopen(t *testing.T, dir string) (*Queue, []modem.Event) {
+func reopen(t *testing.T, dir string) (*Queue, []gw.Event) {
 	t.Helper()
 	q, err := OpenQueue(StoreConfig{Dir: dir}, testLogger(t))
 	if err != nil {
@@ -43,20 +43,20 @@ func reopen(t *testing.T, dir string) (*Queue, []modem.Event) {
 	}
 	t.Cleanup(func() { q.Close() })
 	var mu sync.Mutex
-	var evs []modem.Event
-	q.SetEventHandler(func(ev modem.Event) {
+	var evs []gw.Event
+	q.SetEventHandler(func(ev gw.Event) {
 		mu.Lock()
 		evs = append(evs, ev)
 		mu.Unlock()
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	return q, append([]modem.Event(nil), evs...)
+	return q, append([]gw.Event(nil), evs...)
 }
 
 // checkDamaged checks what every damaged store must give: an open queue
 // that works, the file set aside, a store_corrupt event and status flag.
-func checkDamaged(t *testing.T, dir string, q *Queue, evs []modem.Event, reason string) {
+func checkDamaged(t *testing.T, dir string, q *Queue, evs []gw.Event, reason string) {
 	t.Helper()
 	d := q.Damage()
 	if d == nil {

@@ -13,22 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/simgate/simgate/modem"
-)
-
-// Event types the UDP receiver reports through UDPConfig.OnEvent. A full
-// queue is reported by the Queue itself ("queue_full").
-const (
-	// EventSourceRejected: a datagram from outside ip.allowed_sources was dropped.
-	EventSourceRejected = "source_rejected"
-	// EventIPOversize: a datagram over modem.MaxUDPPayload bytes was dropped.
-	EventIPOversize = modem.EventIPOversize
-	// EventIPStoreFailed: the store kept failing and datagrams were dropped.
-	EventIPStoreFailed = "ip_store_failed"
-	// EventIPSocketLost: reading the socket failed; it is being reopened.
-	EventIPSocketLost = "ip_socket_lost"
-	// EventIPSocketReopened: the socket is open again after a loss.
-	EventIPSocketReopened = "ip_socket_reopened"
+	"github.com/simgate/simgate/internal/gw"
 )
 
 // Tuning of the UDP receiver.
@@ -79,7 +64,7 @@ type UDPConfig struct {
 	// OnEvent, when set, hears about rejected datagrams, store failures and
 	// socket recovery. It is called from the receiver's two goroutines, so it
 	// must be safe for concurrent use, and must not block.
-	OnEvent func(modem.Event)
+	OnEvent func(gw.Event)
 }
 
 // UDPStats counts what the receiver did since it was created.
@@ -87,18 +72,18 @@ type UDPStats struct {
 	Received       uint64 // datagrams read from the socket
 	Stored         uint64 // messages the sink accepted (a known ID included)
 	SourceRejected uint64 // dropped: source not in AllowedSources
-	Oversize       uint64 // dropped: over modem.MaxUDPPayload bytes
+	Oversize       uint64 // dropped: over gw.MaxUDPPayload bytes
 	Dropped        uint64 // dropped: the sink refused them (full) or kept failing
 	Reopens        uint64 // times the socket was opened again after a loss
 }
 
 // UDP receives IP Commands on a UDP socket of this host and stores each
-// datagram durably, in arrival order, in a modem.Sink; it sends
+// datagram durably, in arrival order, in a gw.Sink; it sends
 // device-originated IP Commands from the same socket. Create it with
 // NewUDP, then call Run once.
 type UDP struct {
 	cfg     UDPConfig
-	sink    modem.Sink
+	sink    gw.Sink
 	batch   BatchSink // sink, when it stores batches
 	log     *slog.Logger
 	bind    netip.Addr     // invalid: all addresses
@@ -133,7 +118,7 @@ type UDP struct {
 // is reported at start. Datagrams that arrive before Run are held by the
 // kernel. sink is usually the Queue; a sink that implements BatchSink
 // stores bursts in few commits, any other is given one Put at a time.
-func NewUDP(cfg UDPConfig, sink modem.Sink, log *slog.Logger) (*UDP, error) {
+func NewUDP(cfg UDPConfig, sink gw.Sink, log *slog.Logger) (*UDP, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -291,7 +276,7 @@ func (u *UDP) Run(ctx context.Context) error {
 	})
 	defer stop()
 
-	items := make(chan modem.Inbound, udpPipeline)
+	items := make(chan gw.Inbound, udpPipeline)
 	stored := make(chan struct{})
 	go func() {
 		defer close(stored)
@@ -309,7 +294,7 @@ func (u *UDP) Run(ctx context.Context) error {
 
 // receive reads datagrams and queues them for storing, in arrival order,
 // until ctx is done or the UDP is closed.
-func (u *UDP) receive(ctx context.Context, items chan<- modem.Inbound) {
+func (u *UDP) receive(ctx context.Context, items chan<- gw.Inbound) {
 	buf := make([]byte, udpReadSize)
 	bo := backoff{min: udpBackoffMin, max: udpBackoffMax}
 	var openedAt time.Time
@@ -364,7 +349,7 @@ func (u *UDP) lost(c *net.UDPConn, err error) {
 	if cerr := c.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 		err = errors.Join(err, cerr)
 	}
-	u.event(EventIPSocketLost, fmt.Sprintf("reading the IP Command socket on port %d failed: %v; reopening it", u.port, err),
+	u.event(gw.EventIPSocketLost, fmt.Sprintf("reading the IP Command socket on port %d failed: %v; reopening it", u.port, err),
 		map[string]any{"port": u.port, "error": err.Error()})
 }
 
@@ -398,7 +383,7 @@ func (u *UDP) reopen(ctx context.Context, bo *backoff) *net.UDPConn {
 		u.conn, u.downSince, u.downErr = c, time.Time{}, nil
 		u.mu.Unlock()
 		u.reopens.Add(1)
-		u.event(EventIPSocketReopened, fmt.Sprintf("the IP Command socket on port %d is open again after %s", u.port, down.Round(time.Millisecond)),
+		u.event(gw.EventIPSocketReopened, fmt.Sprintf("the IP Command socket on port %d is open again after %s", u.port, down.Round(time.Millisecond)),
 			map[string]any{"port": u.port, "attempts": attempt})
 		return c
 	}
@@ -425,29 +410,29 @@ type rejection struct {
 
 // accept turns one datagram read from the network into a message, or
 // reports why it is refused. p is copied.
-func (u *UDP) accept(from netip.AddrPort, p []byte, at time.Time) (modem.Inbound, *rejection) {
+func (u *UDP) accept(from netip.AddrPort, p []byte, at time.Time) (gw.Inbound, *rejection) {
 	src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	if len(u.allowed) > 0 && !allowedSource(u.allowed, src.Addr()) {
 		u.rejected.Add(1)
-		return modem.Inbound{}, &rejection{EventSourceRejected,
+		return gw.Inbound{}, &rejection{gw.EventSourceRejected,
 			fmt.Sprintf("IP Command from %s dropped: the source is not in ip.allowed_sources", src),
 			map[string]any{"from": src.String(), "port": u.port, "size": len(p)}}
 	}
-	if len(p) > modem.MaxUDPPayload {
+	if len(p) > gw.MaxUDPPayload {
 		u.oversize.Add(1)
-		return modem.Inbound{}, &rejection{EventIPOversize,
-			fmt.Sprintf("IP Command from %s dropped: it is %d bytes, one IP Command holds at most %d", src, len(p), modem.MaxUDPPayload),
+		return gw.Inbound{}, &rejection{gw.EventIPOversize,
+			fmt.Sprintf("IP Command from %s dropped: it is %d bytes, one IP Command holds at most %d", src, len(p), gw.MaxUDPPayload),
 			map[string]any{"from": src.String(), "port": u.port, "size": len(p)}}
 	}
-	m := modem.Inbound{
-		Channel:    modem.ChannelIP,
+	m := gw.Inbound{
+		Channel:    gw.ChannelIP,
 		From:       src.String(),
 		Port:       u.port,
 		Payload:    append([]byte{}, p...),
-		Binary:     !modem.IsText(p),
+		Binary:     !gw.IsText(p),
 		ReceivedAt: at,
 	}
-	m.ID = modem.MessageID(m)
+	m.ID = gw.MessageID(m)
 	return m, nil
 }
 
@@ -463,8 +448,8 @@ func allowedSource(allowed []netip.Prefix, a netip.Addr) bool {
 
 // store hands what receive read to the sink, in batches of whatever queued
 // up while the previous commit synced, until items is closed and drained.
-func (u *UDP) store(items <-chan modem.Inbound) {
-	batch := make([]modem.Inbound, 0, udpMaxBatch)
+func (u *UDP) store(items <-chan gw.Inbound) {
+	batch := make([]gw.Inbound, 0, udpMaxBatch)
 	for m := range items {
 		batch = append(batch[:0], m)
 	more:
@@ -486,7 +471,7 @@ func (u *UDP) store(items <-chan modem.Inbound) {
 // commit stores ms, in order, durably. A refusal for a full queue drops the
 // message (the Queue reports "queue_full"); any other failure is retried
 // briefly, then the messages are dropped with an event.
-func (u *UDP) commit(ms []modem.Inbound) {
+func (u *UDP) commit(ms []gw.Inbound) {
 	u.storing.Store(int64(time.Since(u.base)) + 1)
 	defer u.storing.Store(0)
 	if u.batch != nil {
@@ -500,7 +485,7 @@ func (u *UDP) commit(ms []modem.Inbound) {
 			u.failed(ms, err)
 			return
 		}
-		var full, bad []modem.Inbound
+		var full, bad []gw.Inbound
 		var fullErr, badErr error
 		for i, r := range res {
 			switch {
@@ -526,9 +511,9 @@ func (u *UDP) commit(ms []modem.Inbound) {
 		case err == nil:
 			u.stored.Add(1)
 		case errors.Is(err, ErrQueueFull):
-			u.refused([]modem.Inbound{m}, err)
+			u.refused([]gw.Inbound{m}, err)
 		default:
-			u.failed([]modem.Inbound{m}, err)
+			u.failed([]gw.Inbound{m}, err)
 		}
 	}
 }
@@ -551,7 +536,7 @@ func retryStore(put func(ctx context.Context) error) error {
 // refused logs datagrams the full queue turned away; the queue itself
 // reports "queue_full". While the queue stays full every batch is refused,
 // so the warning is limited like an event.
-func (u *UDP) refused(ms []modem.Inbound, err error) {
+func (u *UDP) refused(ms []gw.Inbound, err error) {
 	n := u.dropped.Add(uint64(len(ms)))
 	level := slog.LevelDebug
 	if show, _ := u.limiter.allow("log:queue_full"); show {
@@ -562,10 +547,10 @@ func (u *UDP) refused(ms []modem.Inbound, err error) {
 }
 
 // failed reports datagrams the sink could not store.
-func (u *UDP) failed(ms []modem.Inbound, err error) {
+func (u *UDP) failed(ms []gw.Inbound, err error) {
 	u.dropped.Add(uint64(len(ms)))
 	u.log.Error("IP Commands dropped: store failed", "count", len(ms), "first", ms[0].ID, "from", ms[0].From, "err", err)
-	u.event(EventIPStoreFailed, fmt.Sprintf("%d IP Command(s) dropped: storing them failed: %v", len(ms), err),
+	u.event(gw.EventIPStoreFailed, fmt.Sprintf("%d IP Command(s) dropped: storing them failed: %v", len(ms), err),
 		map[string]any{"count": len(ms), "error": err.Error()})
 }
 
@@ -585,7 +570,7 @@ func (u *UDP) event(typ, msg string, fields map[string]any) {
 	}
 	u.log.Warn(msg, "event", typ)
 	if u.cfg.OnEvent != nil {
-		u.cfg.OnEvent(modem.Event{Type: typ, Message: msg, Time: time.Now().UTC(), Fields: fields})
+		u.cfg.OnEvent(gw.Event{Type: typ, Message: msg, Time: time.Now().UTC(), Fields: fields})
 	}
 }
 
@@ -622,7 +607,7 @@ func (l *eventLimiter) allow(typ string) (bool, int) {
 // so its source port is the device port, as a module's socket would send.
 // A nil error means the kernel took the datagram: UDP confirms no delivery.
 func (u *UDP) Send(ctx context.Context, payload []byte) error {
-	if err := modem.CheckUDP(payload); err != nil {
+	if err := gw.CheckUDP(payload); err != nil {
 		return fmt.Errorf("send udp: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -696,8 +681,8 @@ func (u *UDP) resolveCloud(ctx context.Context) (netip.AddrPort, error) {
 // Data reports the data path for P/status: "up" while the socket is open
 // and the cloud is routable, with the local address used to reach the
 // cloud (or the bound address); "down" otherwise.
-func (u *UDP) Data() modem.DataInfo {
-	d := modem.DataInfo{Mode: "os", State: "down"}
+func (u *UDP) Data() gw.DataInfo {
+	d := gw.DataInfo{Mode: "os", State: "down"}
 	u.mu.Lock()
 	open, cloud := u.conn != nil, u.cloud
 	if !cloud.IsValid() {

@@ -5,21 +5,21 @@ import (
 	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	bolt "go.etcd.io/bbolt"
 )
 
-// BatchSink is a modem.Sink that can store several messages in one durable
+// BatchSink is a gw.Sink that can store several messages in one durable
 // commit, in the order given. The UDP receiver uses it to keep arrival order
 // without paying one fsync per datagram; Queue implements it.
 type BatchSink interface {
-	modem.Sink
+	gw.Sink
 	// PutBatch stores ms in one commit, in order. It returns one error per
 	// message (nil when it was stored or its ID was already known), or a
 	// non-nil error alone when the commit failed, in which case none of ms
 	// was stored.
-	PutBatch(ctx context.Context, ms []modem.Inbound) ([]error, error)
+	PutBatch(ctx context.Context, ms []gw.Inbound) ([]error, error)
 }
 
 var _ BatchSink = (*Queue)(nil)
@@ -30,7 +30,7 @@ var _ BatchSink = (*Queue)(nil)
 // beyond store.max_messages is refused with an error wrapping ErrQueueFull
 // (so are the ones after it: the commit only adds). A message that cannot
 // be encoded is refused alone.
-func (q *Queue) PutBatch(ctx context.Context, ms []modem.Inbound) ([]error, error) {
+func (q *Queue) PutBatch(ctx context.Context, ms []gw.Inbound) ([]error, error) {
 	res := make([]error, len(ms))
 	vals := make([][]byte, len(ms))
 	for i, m := range ms {

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/google/go-cmp/cmp"
 )
 
 // FuzzUDPDatagram follows a datagram's bytes and source, as read from the
@@ -20,8 +20,8 @@ import (
 func FuzzUDPDatagram(f *testing.F) {
 	f.Add([]byte("reboot"), []byte{100, 64, 0, 1}, uint16(6969), "")
 	f.Add(allBytes(), []byte{127, 0, 0, 1}, uint16(1), "127.0.0.0/8")
-	f.Add(bytes.Repeat([]byte{0xff}, modem.MaxUDPPayload), []byte{10, 1, 2, 3}, uint16(65535), "10.0.0.0/8")
-	f.Add(bytes.Repeat([]byte("a"), modem.MaxUDPPayload+1), []byte{10, 1, 2, 3}, uint16(5), "")
+	f.Add(bytes.Repeat([]byte{0xff}, gw.MaxUDPPayload), []byte{10, 1, 2, 3}, uint16(65535), "10.0.0.0/8")
+	f.Add(bytes.Repeat([]byte("a"), gw.MaxUDPPayload+1), []byte{10, 1, 2, 3}, uint16(5), "")
 	f.Add([]byte("caf\xe9\x00\r\n"), netip.MustParseAddr("::ffff:100.64.0.1").AsSlice(), uint16(6969), "100.64.0.0/10")
 	f.Add([]byte("\xf0\x9f\x9a\x80 go"), netip.MustParseAddr("2001:db8::1").AsSlice(), uint16(443), "192.168.0.0/16")
 	f.Add([]byte{}, []byte{0, 0, 0, 0}, uint16(0), "::/0")
@@ -46,19 +46,19 @@ func FuzzUDPDatagram(f *testing.F) {
 		src := netip.AddrPortFrom(a.Unmap(), port)
 		switch {
 		case len(u.allowed) > 0 && !u.allowed[0].Contains(src.Addr()):
-			if rej == nil || rej.typ != EventSourceRejected {
-				t.Fatalf("source %s outside %s: rejection %+v, want %s", src, u.allowed[0], rej, EventSourceRejected)
+			if rej == nil || rej.typ != gw.EventSourceRejected {
+				t.Fatalf("source %s outside %s: rejection %+v, want %s", src, u.allowed[0], rej, gw.EventSourceRejected)
 			}
 			return
-		case len(p) > modem.MaxUDPPayload:
-			if rej == nil || rej.typ != EventIPOversize || rej.fields["size"] != len(p) {
-				t.Fatalf("%d bytes: rejection %+v, want %s with the size", len(p), rej, EventIPOversize)
+		case len(p) > gw.MaxUDPPayload:
+			if rej == nil || rej.typ != gw.EventIPOversize || rej.fields["size"] != len(p) {
+				t.Fatalf("%d bytes: rejection %+v, want %s with the size", len(p), rej, gw.EventIPOversize)
 			}
 			return
 		case rej != nil:
 			t.Fatalf("datagram refused: %+v", rej)
 		}
-		if !bytes.Equal(m.Payload, orig) || m.Binary == modem.IsText(orig) {
+		if !bytes.Equal(m.Payload, orig) || m.Binary == gw.IsText(orig) {
 			t.Fatalf("message %+v does not hold the datagram %q exactly", m, orig)
 		}
 		if len(p) > 0 {
@@ -70,7 +70,7 @@ func FuzzUDPDatagram(f *testing.F) {
 		if back, err := netip.ParseAddrPort(m.From); err != nil || back != src {
 			t.Fatalf("From %q does not read back as %s: %v", m.From, src, err)
 		}
-		if m.ID != modem.MessageID(m) {
+		if m.ID != gw.MessageID(m) {
 			t.Fatalf("ID %q is not MessageID", m.ID)
 		}
 
@@ -108,7 +108,7 @@ func FuzzUDPDatagram(f *testing.F) {
 		if !bytes.Equal(got, orig) || j.From != m.From || j.Port != 6969 {
 			t.Fatalf("published %s for %q from %s", out, orig, m.From)
 		}
-		if wantText := modem.IsText(orig); (j.Encoding == EncodingText) != wantText {
+		if wantText := gw.IsText(orig); (j.Encoding == EncodingText) != wantText {
 			t.Fatalf("encoding %q for a datagram whose IsText is %v", j.Encoding, wantText)
 		}
 	})

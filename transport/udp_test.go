@@ -16,25 +16,26 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem"
 )
 
 // udpEvents records what a UDP reported through OnEvent.
 type udpEvents struct {
 	mu  sync.Mutex
-	evs []modem.Event
+	evs []gw.Event
 }
 
-func (e *udpEvents) add(ev modem.Event) {
+func (e *udpEvents) add(ev gw.Event) {
 	e.mu.Lock()
 	e.evs = append(e.evs, ev)
 	e.mu.Unlock()
 }
 
-func (e *udpEvents) of(typ string) []modem.Event {
+func (e *udpEvents) of(typ string) []gw.Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var out []modem.Event
+	var out []gw.Event
 	for _, ev := range e.evs {
 		if ev.Type == typ {
 			out = append(out, ev)
@@ -43,7 +44,7 @@ func (e *udpEvents) of(typ string) []modem.Event {
 	return out
 }
 
-func (e *udpEvents) wait(t testing.TB, typ string, n int) []modem.Event {
+func (e *udpEvents) wait(t testing.TB, typ string, n int) []gw.Event {
 	t.Helper()
 	eventually(t, fmt.Sprintf("%d %s events", n, typ), func() bool { return len(e.of(typ)) >= n })
 	return e.of(typ)
@@ -58,7 +59,7 @@ type udpRun struct {
 
 // startUDP creates a UDP on a free port with cfg and runs it until the test
 // ends (or stop is called). cfg.Cloud defaults to an unused loopback port.
-func startUDP(t testing.TB, cfg UDPConfig, sink modem.Sink) *udpRun {
+func startUDP(t testing.TB, cfg UDPConfig, sink gw.Sink) *udpRun {
 	t.Helper()
 	ev := &udpEvents{}
 	cfg.OnEvent = ev.add
@@ -143,13 +144,13 @@ func (c *udpClient) burst(u *UDP, payloads [][]byte, window int) {
 }
 
 // queued returns every message in q, in queue order.
-func queued(t testing.TB, q *Queue) []modem.Inbound {
+func queued(t testing.TB, q *Queue) []gw.Inbound {
 	t.Helper()
 	items, err := q.headInbound(1 << 20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []modem.Inbound
+	var out []gw.Inbound
 	for _, it := range items {
 		if it.err != nil {
 			t.Fatalf("stored record %d: %v", it.seq, it.err)
@@ -174,8 +175,8 @@ func TestUDPReceivesExactBytes(t *testing.T) {
 		binary  bool
 	}{
 		{"all byte values", allBytes(), true},
-		{"1300 bytes of text", bytes.Repeat([]byte("a"), modem.MaxUDPPayload), false},
-		{"1300 bytes binary", bytes.Repeat([]byte{0, 0xff}, modem.MaxUDPPayload/2), true},
+		{"1300 bytes of text", bytes.Repeat([]byte("a"), gw.MaxUDPPayload), false},
+		{"1300 bytes binary", bytes.Repeat([]byte{0, 0xff}, gw.MaxUDPPayload/2), true},
 		{"text with tab CR LF and emoji", []byte("reboot\tnow\r\n\xf0\x9f\x9a\x80"), false},
 		{"invalid UTF-8", []byte("caf\xe9"), true},
 		{"control character", []byte("a\x1bb"), true},
@@ -195,14 +196,14 @@ func TestUDPReceivesExactBytes(t *testing.T) {
 				t.Fatalf("queue holds %d messages, want 1", len(got))
 			}
 			m := got[0]
-			want := modem.Inbound{Channel: modem.ChannelIP, From: c.addr(), Port: r.u.Port(), Payload: tt.payload, Binary: tt.binary}
-			if diff := cmp.Diff(want, m, cmpopts.IgnoreFields(modem.Inbound{}, "ID", "ReceivedAt"), cmpopts.EquateEmpty()); diff != "" {
+			want := gw.Inbound{Channel: gw.ChannelIP, From: c.addr(), Port: r.u.Port(), Payload: tt.payload, Binary: tt.binary}
+			if diff := cmp.Diff(want, m, cmpopts.IgnoreFields(gw.Inbound{}, "ID", "ReceivedAt"), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("stored message (-want +got):\n%s", diff)
 			}
 			if m.ReceivedAt.Before(before) || m.ReceivedAt.Location() != time.UTC {
 				t.Errorf("ReceivedAt %v: want UTC, not before %v", m.ReceivedAt, before)
 			}
-			if id := modem.MessageID(m); m.ID != id {
+			if id := gw.MessageID(m); m.ID != id {
 				t.Errorf("ID %q, want MessageID %q", m.ID, id)
 			}
 		})
@@ -210,7 +211,7 @@ func TestUDPReceivesExactBytes(t *testing.T) {
 }
 
 func TestUDPRejectsOversize(t *testing.T) {
-	for _, size := range []int{modem.MaxUDPPayload + 1, 2000, 60000} {
+	for _, size := range []int{gw.MaxUDPPayload + 1, 2000, 60000} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			q := openTestQueue(t, t.TempDir(), 100)
 			r := startUDP(t, UDPConfig{}, q)
@@ -218,7 +219,7 @@ func TestUDPRejectsOversize(t *testing.T) {
 			c.send(bytes.Repeat([]byte("x"), size))
 			c.send([]byte("after"))
 			eventually(t, "the next datagram to be stored", func() bool { return r.u.Stats().Stored == 1 })
-			evs := r.events.wait(t, EventIPOversize, 1)
+			evs := r.events.wait(t, gw.EventIPOversize, 1)
 			wantFields := map[string]any{"from": c.addr(), "port": r.u.Port(), "size": size}
 			if diff := cmp.Diff(wantFields, evs[0].Fields); diff != "" {
 				t.Errorf("event fields (-want +got):\n%s", diff)
@@ -265,12 +266,12 @@ func TestUDPAllowedSources(t *testing.T) {
 			c.send([]byte("open sesame"))
 			if tt.accept {
 				eventually(t, "the datagram to be stored", func() bool { return r.u.Stats().Stored == 1 })
-				if n := len(r.events.of(EventSourceRejected)); n != 0 {
+				if n := len(r.events.of(gw.EventSourceRejected)); n != 0 {
 					t.Errorf("%d source_rejected events for an allowed source", n)
 				}
 				return
 			}
-			evs := r.events.wait(t, EventSourceRejected, 1)
+			evs := r.events.wait(t, gw.EventSourceRejected, 1)
 			wantFields := map[string]any{"from": c.addr(), "port": r.u.Port(), "size": len("open sesame")}
 			if diff := cmp.Diff(wantFields, evs[0].Fields); diff != "" {
 				t.Errorf("event fields (-want +got):\n%s", diff)
@@ -357,11 +358,11 @@ func TestUDPReopensAfterSocketLoss(t *testing.T) {
 	if err := conn.Close(); err != nil {
 		t.Fatal(err)
 	}
-	lost := r.events.wait(t, EventIPSocketLost, 1)
+	lost := r.events.wait(t, gw.EventIPSocketLost, 1)
 	if lost[0].Fields["port"] != r.u.Port() {
 		t.Errorf("lost event fields %v: want port %d", lost[0].Fields, r.u.Port())
 	}
-	r.events.wait(t, EventIPSocketReopened, 1)
+	r.events.wait(t, gw.EventIPSocketReopened, 1)
 	if err := r.u.Healthy(); err != nil {
 		t.Errorf("Healthy after reopen: %v", err)
 	}
@@ -415,9 +416,9 @@ func TestUDPSend(t *testing.T) {
 		err     string
 	}{
 		{"all byte values", allBytes(), ""},
-		{"1300 bytes", bytes.Repeat([]byte{0xa5}, modem.MaxUDPPayload), ""},
+		{"1300 bytes", bytes.Repeat([]byte{0xa5}, gw.MaxUDPPayload), ""},
 		{"empty", []byte{}, ""},
-		{"1301 bytes refused", bytes.Repeat([]byte{1}, modem.MaxUDPPayload+1), "payload is 1301 bytes, one IP Command holds at most 1300"},
+		{"1301 bytes refused", bytes.Repeat([]byte{1}, gw.MaxUDPPayload+1), "payload is 1301 bytes, one IP Command holds at most 1300"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -477,7 +478,7 @@ func TestUDPSendErrors(t *testing.T) {
 		if err := r.u.Healthy(); err == nil {
 			t.Error("Healthy after Run returned: nil, want an error")
 		}
-		if got, want := r.u.Data(), (modem.DataInfo{Mode: "os", State: "down"}); got != want {
+		if got, want := r.u.Data(), (gw.DataInfo{Mode: "os", State: "down"}); got != want {
 			t.Errorf("Data() = %+v, want %+v", got, want)
 		}
 	})
@@ -553,11 +554,11 @@ func TestUDPData(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  UDPConfig
-		want modem.DataInfo
+		want gw.DataInfo
 	}{
-		{"route to the cloud", UDPConfig{Cloud: "127.0.0.1:6969"}, modem.DataInfo{Mode: "os", State: "up", IP: "127.0.0.1"}},
-		{"bound address", UDPConfig{Cloud: "127.0.0.1:6969", Bind: "127.0.0.1"}, modem.DataInfo{Mode: "os", State: "up", IP: "127.0.0.1"}},
-		{"unresolved host name", UDPConfig{Cloud: "cloud.example:6969"}, modem.DataInfo{Mode: "os", State: "up"}},
+		{"route to the cloud", UDPConfig{Cloud: "127.0.0.1:6969"}, gw.DataInfo{Mode: "os", State: "up", IP: "127.0.0.1"}},
+		{"bound address", UDPConfig{Cloud: "127.0.0.1:6969", Bind: "127.0.0.1"}, gw.DataInfo{Mode: "os", State: "up", IP: "127.0.0.1"}},
+		{"unresolved host name", UDPConfig{Cloud: "cloud.example:6969"}, gw.DataInfo{Mode: "os", State: "up"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -644,7 +645,7 @@ type gateSink struct {
 	gate chan struct{}
 }
 
-func (s *gateSink) Put(ctx context.Context, m modem.Inbound) error {
+func (s *gateSink) Put(ctx context.Context, m gw.Inbound) error {
 	<-s.gate
 	return s.MemorySink.Put(ctx, m)
 }
@@ -652,7 +653,7 @@ func (s *gateSink) Put(ctx context.Context, m modem.Inbound) error {
 func TestUDPQueueFull(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), 3)
 	var full atomic.Int32
-	q.SetEventHandler(func(ev modem.Event) {
+	q.SetEventHandler(func(ev gw.Event) {
 		if ev.Type == "queue_full" {
 			full.Add(1)
 		}
@@ -676,7 +677,7 @@ func TestUDPQueueFull(t *testing.T) {
 	if diff := cmp.Diff([]string{"0", "1", "2"}, got); diff != "" {
 		t.Errorf("queued (-want +got):\n%s", diff)
 	}
-	if n := len(r.events.of(EventIPStoreFailed)); n != 0 {
+	if n := len(r.events.of(gw.EventIPStoreFailed)); n != 0 {
 		t.Errorf("%d ip_store_failed events for a full queue; the queue reports that", n)
 	}
 }
@@ -700,7 +701,7 @@ func (s *flakySink) fail() error {
 	return nil
 }
 
-func (s *flakySink) PutBatch(ctx context.Context, ms []modem.Inbound) ([]error, error) {
+func (s *flakySink) PutBatch(ctx context.Context, ms []gw.Inbound) ([]error, error) {
 	if err := s.fail(); err != nil {
 		return nil, err
 	}
@@ -737,9 +738,9 @@ func TestUDPStoreFailures(t *testing.T) {
 			}
 			// The drop is counted before the event goes out.
 			if tt.wantEvents > 0 {
-				r.events.wait(t, EventIPStoreFailed, tt.wantEvents)
+				r.events.wait(t, gw.EventIPStoreFailed, tt.wantEvents)
 			}
-			evs := r.events.of(EventIPStoreFailed)
+			evs := r.events.of(gw.EventIPStoreFailed)
 			if len(evs) != tt.wantEvents {
 				t.Fatalf("%d ip_store_failed events, want %d", len(evs), tt.wantEvents)
 			}
@@ -757,7 +758,7 @@ func TestUDPStoreFailures(t *testing.T) {
 		r := startUDP(t, UDPConfig{}, sink)
 		c := newUDPClient(t, r.u.Port())
 		c.send([]byte("x"))
-		evs := r.events.wait(t, EventIPStoreFailed, 1)
+		evs := r.events.wait(t, gw.EventIPStoreFailed, 1)
 		if !strings.Contains(evs[0].Message, "read-only file system") {
 			t.Errorf("event message %q does not carry the cause", evs[0].Message)
 		}
@@ -806,7 +807,7 @@ func TestUDPRejectionEventsAreLimited(t *testing.T) {
 		c.send([]byte("x"))
 	}
 	eventually(t, "every datagram to be read", func() bool { return r.u.Stats().SourceRejected == 10 })
-	if n := len(r.events.of(EventSourceRejected)); n != 1 {
+	if n := len(r.events.of(gw.EventSourceRejected)); n != 1 {
 		t.Errorf("%d source_rejected events for 10 datagrams in one period, want 1", n)
 	}
 }
@@ -838,9 +839,9 @@ func TestUDPStampsAreDistinct(t *testing.T) {
 }
 
 func TestQueuePutBatch(t *testing.T) {
-	msg := func(s string) modem.Inbound {
-		m := modem.Inbound{Channel: modem.ChannelIP, From: "100.64.0.1:6969", Port: 6969, Payload: []byte(s), ReceivedAt: t0}
-		m.ID = modem.MessageID(m)
+	msg := func(s string) gw.Inbound {
+		m := gw.Inbound{Channel: gw.ChannelIP, From: "100.64.0.1:6969", Port: 6969, Payload: []byte(s), ReceivedAt: t0}
+		m.ID = gw.MessageID(m)
 		return m
 	}
 	q := openTestQueue(t, t.TempDir(), 4)
@@ -850,7 +851,7 @@ func TestQueuePutBatch(t *testing.T) {
 	}
 	noID := msg("no id")
 	noID.ID = ""
-	batch := []modem.Inbound{msg("b"), msg("a"), noID, msg("c"), msg("b"), msg("d"), msg("e")}
+	batch := []gw.Inbound{msg("b"), msg("a"), noID, msg("c"), msg("b"), msg("d"), msg("e")}
 	res, err := q.PutBatch(ctx, batch)
 	if err != nil {
 		t.Fatalf("PutBatch: %v", err)
@@ -881,7 +882,7 @@ func TestQueuePutBatch(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.PutBatch(ctx, []modem.Inbound{msg("f")}); !errors.Is(err, ErrClosed) {
+	if _, err := q.PutBatch(ctx, []gw.Inbound{msg("f")}); !errors.Is(err, ErrClosed) {
 		t.Errorf("PutBatch after Close: %v, want ErrClosed", err)
 	}
 }

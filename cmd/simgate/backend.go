@@ -5,15 +5,17 @@ import (
 	"log/slog"
 
 	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/modem/mmbackend"
+	"github.com/simgate/simgate/transport"
 )
 
 // modemBackend is what runGateway drives, whoever talks to the modem: the
 // AT session of package modem (modem.backend at) or ModemManager over
 // D-Bus (modem.backend modemmanager).
 type modemBackend interface {
-	modem.Device
+	transport.Device
 	// Run serves the modem until ctx ends; it returns early only for a
 	// configuration it cannot use.
 	Run(ctx context.Context) error
@@ -28,7 +30,7 @@ var (
 
 // newModemManager is the backend for modem.backend modemmanager; the sink
 // and the callbacks are those the AT session gets.
-func newModemManager(cfg *config.Config, h *hub, sink modem.Sink, log *slog.Logger) *mmbackend.Backend {
+func newModemManager(cfg *config.Config, h *hub, sink gw.Sink, log *slog.Logger) *mmbackend.Backend {
 	return mmbackend.New(mmbackend.Config{
 		Bus:            cfg.Modem.ModemManager.Bus,
 		Device:         cfg.Modem.ModemManager.Device,
@@ -50,3 +52,9 @@ func modemName(cfg *config.Config) string {
 	}
 	return cfg.Modem.Port
 }
+
+// Both backends are devices the relay can send through.
+var (
+	_ modemBackend = (*modem.Session)(nil)
+	_ modemBackend = (*mmbackend.Backend)(nil)
+)

@@ -10,21 +10,20 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/modem/modemsim"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/simgate/simgate/modem"
-	"github.com/simgate/simgate/modem/modemsim"
 )
 
 // wantCopy is how the nth of identical text SMS must look on P/sms/in.
 func wantCopy(text string, sentAt time.Time, n int) smsIn {
 	w := wantText("000", text, 1, sentAt)
-	w.ID = modem.MessageID(modem.Inbound{Channel: modem.ChannelSMS, From: "000", Payload: []byte(text), SentAt: sentAt, Occurrence: n})
+	w.ID = gw.MessageID(gw.Inbound{Channel: gw.ChannelSMS, From: "000", Payload: []byte(text), SentAt: sentAt, Occurrence: n})
 	return w
 }
 

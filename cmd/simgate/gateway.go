@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/internal/lifecycle"
 	"github.com/simgate/simgate/internal/ring"
 	"github.com/simgate/simgate/internal/systemd"
@@ -377,7 +378,7 @@ func resolveDeviceID(ctx context.Context, cfg *config.Config, h *hub, sess *life
 			msg := fmt.Sprintf("the device id remembered in %s, %.64q, is not usable (%v): ignored; waiting for the SIM's ICCID",
 				filepath.Join(cfg.Store.Dir, deviceIDFile), remembered, err)
 			log.Warn(msg)
-			h.event(modem.Event{Type: EventDeviceIDInvalid, Message: msg, Time: time.Now().UTC(),
+			h.event(gw.Event{Type: gw.EventDeviceIDInvalid, Message: msg, Time: time.Now().UTC(),
 				Fields: map[string]any{"file": filepath.Join(cfg.Store.Dir, deviceIDFile)}})
 			remembered = ""
 		}
@@ -441,10 +442,6 @@ func watchSIM(ctx context.Context, cfg *config.Config, deviceID string, h *hub, 
 }
 
 const deviceIDFile = "device_id"
-
-// EventDeviceIDInvalid reports a remembered device id that cannot name
-// topics; the gateway waits for the SIM's ICCID instead.
-const EventDeviceIDInvalid = "device_id_invalid"
 
 func readDeviceID(dir string) string {
 	b, err := os.ReadFile(filepath.Join(dir, deviceIDFile))
@@ -522,9 +519,9 @@ func healthy(s modemBackend, h *hub, dev *device) error {
 type hub struct {
 	mu      sync.Mutex
 	relay   *transport.Relay
-	held    ring.Queue[modem.Event] // until the relay exists; bounded by heldEvents
-	dropped int                     // held events dropped for room
-	last    modem.Status
+	held    ring.Queue[gw.Event] // until the relay exists; bounded by heldEvents
+	dropped int                  // held events dropped for room
+	last    gw.Status
 	changes chan struct{}
 }
 
@@ -532,10 +529,10 @@ type hub struct {
 const heldEvents = 256
 
 func newHub() *hub {
-	return &hub{changes: make(chan struct{}), held: *ring.New(ring.Bounds[modem.Event]{Len: heldEvents})}
+	return &hub{changes: make(chan struct{}), held: *ring.New(ring.Bounds[gw.Event]{Len: heldEvents})}
 }
 
-func (h *hub) event(ev modem.Event) {
+func (h *hub) event(ev gw.Event) {
 	h.mu.Lock()
 	r := h.relay
 	if r == nil {
@@ -547,7 +544,7 @@ func (h *hub) event(ev modem.Event) {
 	}
 }
 
-func (h *hub) status(st modem.Status) {
+func (h *hub) status(st gw.Status) {
 	h.mu.Lock()
 	h.last = st
 	r := h.relay
@@ -593,7 +590,7 @@ func (h *hub) attach(r *transport.Relay) (dropped int) {
 	return dropped
 }
 
-// device is the modem.Device the relay sends through: SMS through the
+// device is the transport.Device the relay sends through: SMS through the
 // modem session, IP Commands through the module's socket or, in ip.mode os,
 // a socket of this host.
 type device struct {
@@ -661,13 +658,13 @@ func (d *device) SendUDP(ctx context.Context, payload []byte) error {
 	}
 }
 
-func (d *device) Status() modem.Status {
+func (d *device) Status() gw.Status {
 	st := d.session.Status()
 	switch {
 	case d.udp != nil:
 		st.Data = d.udp.Data()
 	case d.cfg.IP.Mode != "modem":
-		st.Data = modem.DataInfo{Mode: d.cfg.IP.Mode}
+		st.Data = gw.DataInfo{Mode: d.cfg.IP.Mode}
 	}
 	return st
 }

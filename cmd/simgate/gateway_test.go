@@ -18,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/internal/lifecycle"
 	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/modem"
@@ -304,13 +305,13 @@ func TestWatchSIMChange(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go watchSIM(ctx, &cfg, "111", h, out, testLog(t))
-	h.status(modem.Status{SIM: modem.SIMInfo{ICCID: "111"}})
+	h.status(gw.Status{SIM: gw.SIMInfo{ICCID: "111"}})
 	select {
 	case err := <-out:
 		t.Fatalf("same SIM reported as a change: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	h.status(modem.Status{SIM: modem.SIMInfo{ICCID: "222"}})
+	h.status(gw.Status{SIM: gw.SIMInfo{ICCID: "222"}})
 	select {
 	case err := <-out:
 		if !strings.Contains(err.Error(), "SIM changed") {
@@ -329,7 +330,7 @@ func TestWatchSIMChange(t *testing.T) {
 func TestHubHoldsEarlyEvents(t *testing.T) {
 	h := newHub()
 	for i := range heldEvents + 5 {
-		h.event(modem.Event{Type: "t", Message: fmt.Sprint(i)})
+		h.event(gw.Event{Type: "t", Message: fmt.Sprint(i)})
 	}
 	held := slices.Collect(h.held.All())
 	if len(held) != heldEvents || held[0].Message != "5" || held[heldEvents-1].Message != fmt.Sprint(heldEvents+4) {
@@ -530,7 +531,7 @@ func TestRememberedDeviceIDValidated(t *testing.T) {
 				id, err := resolveDeviceID(ctx, &cfg, h, session, testLog(t))
 				got <- res{id, err}
 			}()
-			held := func() []modem.Event {
+			held := func() []gw.Event {
 				h.mu.Lock()
 				defer h.mu.Unlock()
 				return slices.Collect(h.held.All())
@@ -539,19 +540,19 @@ func TestRememberedDeviceIDValidated(t *testing.T) {
 		wait:
 			for {
 				for _, ev := range held() {
-					if ev.Type == EventDeviceIDInvalid && strings.Contains(ev.Message, "not usable") {
+					if ev.Type == gw.EventDeviceIDInvalid && strings.Contains(ev.Message, "not usable") {
 						break wait
 					}
 				}
 				select {
 				case r := <-got:
-					t.Fatalf("resolved to %q (%v) from a bad remembered id, with no %s event", r.id, r.err, EventDeviceIDInvalid)
+					t.Fatalf("resolved to %q (%v) from a bad remembered id, with no %s event", r.id, r.err, gw.EventDeviceIDInvalid)
 				case <-deadline:
-					t.Fatalf("no %s event; held %+v", EventDeviceIDInvalid, held())
+					t.Fatalf("no %s event; held %+v", gw.EventDeviceIDInvalid, held())
 				case <-time.After(5 * time.Millisecond):
 				}
 			}
-			h.status(modem.Status{SIM: modem.SIMInfo{ICCID: "89883070000099887766"}})
+			h.status(gw.Status{SIM: gw.SIMInfo{ICCID: "89883070000099887766"}})
 			select {
 			case r := <-got:
 				if r.err != nil || r.id != "89883070000099887766" {

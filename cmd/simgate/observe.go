@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/internal/metrics"
-	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -66,7 +66,7 @@ func (o *observability) register() {
 		}
 		return transport.ChannelStats{}
 	}
-	for _, ch := range []string{modem.ChannelSMS, modem.ChannelIP} {
+	for _, ch := range []string{gw.ChannelSMS, gw.ChannelIP} {
 		r.CounterFunc("simgate_messages_in_total", func() float64 { return float64(channel(ch).In) }, "channel", ch)
 		r.CounterFunc("simgate_messages_out_total", func() float64 { return float64(channel(ch).Sent) }, "channel", ch, "result", "sent")
 		r.CounterFunc("simgate_messages_out_total", func() float64 { return float64(channel(ch).Failed) }, "channel", ch, "result", "failed")
@@ -109,14 +109,14 @@ func (o *observability) register() {
 		r.GaugeFunc("simgate_queue_oldest_age_seconds", func() float64 { return o.age(f) }, "kind", kind)
 	}
 
-	st := func() modem.Status { return o.dev.Status() }
+	st := func() gw.Status { return o.dev.Status() }
 	r.GaugeFunc("simgate_modem_ready", func() float64 { return b2f(st().Ready) })
 	r.GaugeFunc("simgate_healthy", func() float64 { return b2f(o.health() == nil) })
-	for step, f := range map[string]func(modem.Recovery) int{
-		"probe":  func(r modem.Recovery) int { return r.Probes },
-		"reinit": func(r modem.Recovery) int { return r.Reinits },
-		"reset":  func(r modem.Recovery) int { return r.Resets },
-		"reopen": func(r modem.Recovery) int { return r.Reopens },
+	for step, f := range map[string]func(gw.Recovery) int{
+		"probe":  func(r gw.Recovery) int { return r.Probes },
+		"reinit": func(r gw.Recovery) int { return r.Reinits },
+		"reset":  func(r gw.Recovery) int { return r.Resets },
+		"reopen": func(r gw.Recovery) int { return r.Reopens },
 	} {
 		r.CounterFunc("simgate_modem_recovery_steps_total", func() float64 { return float64(f(st().Recovery)) }, "step", step)
 	}

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/internal/systemd"
-	"github.com/simgate/simgate/modem"
 )
 
-// registrationText turns modem.NetworkInfo.Registration into words for a
+// registrationText turns gw.NetworkInfo.Registration into words for a
 // person reading `systemctl status`. Super SIMs register as roaming on
 // partner networks, so "roaming" is the normal, healthy state.
 var registrationText = map[string]string{
@@ -28,7 +28,7 @@ var registrationText = map[string]string{
 //	registered (roaming) on Vodafone LTE, signal -79 dBm, broker connected, 3 queued
 //
 // pending is the number of messages waiting in the durable queue.
-func statusLine(st modem.Status, pending int, brokerConnected bool) string {
+func statusLine(st gw.Status, pending int, brokerConnected bool) string {
 	var parts []string
 	if !st.Ready {
 		s := "modem not ready"

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/config"
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -33,11 +33,11 @@ func statusSocketPath(cfg *config.Config) string {
 type statusObject struct {
 	Online    bool                `json:"online"`
 	Version   string              `json:"version"`
-	Modem     modem.ModemInfo     `json:"modem"`
-	SIM       modem.SIMInfo       `json:"sim"`
-	Network   modem.NetworkInfo   `json:"network"`
-	Data      modem.DataInfo      `json:"data"`
-	Recovery  modem.Recovery      `json:"recovery"`
+	Modem     gw.ModemInfo        `json:"modem"`
+	SIM       gw.SIMInfo          `json:"sim"`
+	Network   gw.NetworkInfo      `json:"network"`
+	Data      gw.DataInfo         `json:"data"`
+	Recovery  gw.Recovery         `json:"recovery"`
 	Ready     bool                `json:"ready"`
 	Queue     transport.QueueJSON `json:"queue"`
 	UpdatedAt string              `json:"updated_at,omitempty"`
@@ -50,7 +50,7 @@ type statusObject struct {
 	PID       int                    `json:"pid,omitempty"`
 	StartedAt string                 `json:"started_at,omitempty"`
 	Broker    *brokerJSON            `json:"broker,omitempty"`
-	SMSStore  *modem.StoreUse        `json:"sms_store,omitempty"`
+	SMSStore  *gw.StoreUse           `json:"sms_store,omitempty"`
 	Messages  map[string]channelJSON `json:"messages,omitempty"`
 }
 
@@ -123,7 +123,7 @@ func (o *observability) snapshot() []byte {
 	if r := o.hub.currentRelay(); r != nil {
 		obj.Broker.Connected = r.Stats().Connected
 		obj.Messages = map[string]channelJSON{}
-		for _, ch := range []string{modem.ChannelSMS, modem.ChannelIP} {
+		for _, ch := range []string{gw.ChannelSMS, gw.ChannelIP} {
 			c := r.Channel(ch)
 			obj.Messages[ch] = channelJSON{
 				In: c.In, LastIn: rfc3339OrEmpty(c.LastIn),

@@ -33,7 +33,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
 	"github.com/simgate/simgate/transport"
 )
@@ -996,7 +996,7 @@ func checkSMS(t *testing.T, got, want []smsIn, dupsOK bool) int {
 // wantText is how a text SMS must look on P/sms/in.
 func wantText(from, text string, parts int, sentAt time.Time) smsIn {
 	return smsIn{
-		ID:       modem.MessageID(modem.Inbound{Channel: modem.ChannelSMS, From: from, Payload: []byte(text), SentAt: sentAt}),
+		ID:       gw.MessageID(gw.Inbound{Channel: gw.ChannelSMS, From: from, Payload: []byte(text), SentAt: sentAt}),
 		Channel:  "sms",
 		From:     from,
 		Payload:  text,
@@ -1009,7 +1009,7 @@ func wantText(from, text string, parts int, sentAt time.Time) smsIn {
 // wantData is how an 8-bit SMS must look on P/sms/in.
 func wantData(from string, data []byte, sentAt time.Time) smsIn {
 	return smsIn{
-		ID:       modem.MessageID(modem.Inbound{Channel: modem.ChannelSMS, From: from, Payload: data, SentAt: sentAt}),
+		ID:       gw.MessageID(gw.Inbound{Channel: gw.ChannelSMS, From: from, Payload: data, SentAt: sentAt}),
 		Channel:  "sms",
 		From:     from,
 		Payload:  base64.StdEncoding.EncodeToString(data),

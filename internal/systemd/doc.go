@@ -7,7 +7,7 @@
 // # Readiness
 //
 // The unit is Type=notify. simgate sends READY=1 once the modem session is
-// initialised (modem.Status.Ready: SMS storage usable) and the durable queue
+// initialised (gw.Status.Ready: SMS storage usable) and the durable queue
 // is open and accepting — it does not wait for the MQTT broker. The queue is
 // what the delivery promise rests on: once it accepts, every SMS and IP
 // Command is stored and delivered when the broker comes back. Waiting for the

@@ -1,9 +1,9 @@
 // Package mmbackend is the ModemManager backend: on boards where
 // ModemManager owns the modem (Raspberry Pi OS with NetworkManager), simgate
 // talks to ModemManager over D-Bus and ModemManager talks to the modem. It
-// is the second implementation of the device the relay uses (modem.Device,
+// is the second implementation of the device the relay uses (transport.Device,
 // with the session's Run, Status and Healthy), beside the AT session of
-// package modem, and hands SMS to the same modem.Sink with the same ids,
+// package modem, and hands SMS to the same gw.Sink with the same ids,
 // order, allowlist and events.
 //
 // What it follows: the modem (modem.modemmanager.device or the only one),
@@ -27,7 +27,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/simgate/simgate/internal/backoff"
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 )
 
 // Defaults of Config.
@@ -70,8 +70,8 @@ type Config struct {
 	DeleteQuiet time.Duration
 	// OnEvent and OnStatus are called from Run's goroutine, in order. They
 	// must not block for long (the gateway's hub does not).
-	OnEvent  func(modem.Event)
-	OnStatus func(modem.Status)
+	OnEvent  func(gw.Event)
+	OnStatus func(gw.Status)
 	Logger   *slog.Logger
 	// Connect opens the bus; nil is godbus' system or session bus (tests
 	// may pass a private bus).
@@ -82,13 +82,13 @@ type Config struct {
 // other methods may be called from any goroutine.
 type Backend struct {
 	cfg  Config
-	sink modem.Sink
+	sink gw.Sink
 	log  *slog.Logger
 
 	mu       sync.Mutex
 	conn     *dbus.Conn      // nil while the bus is not connected
 	path     dbus.ObjectPath // the modem in use; "" while none
-	status   modem.Status
+	status   gw.Status
 	goneAt   time.Time // when the modem was last lost (zero: present)
 	lastErr  string
 	everSeen bool
@@ -106,7 +106,7 @@ type Backend struct {
 }
 
 // New returns a backend; Run starts it.
-func New(cfg Config, sink modem.Sink) *Backend {
+func New(cfg Config, sink gw.Sink) *Backend {
 	if cfg.Bus == "" {
 		cfg.Bus = "system"
 	}
@@ -128,10 +128,8 @@ func New(cfg Config, sink modem.Sink) *Backend {
 	return b
 }
 
-var _ modem.Device = (*Backend)(nil)
-
 // Status returns the current snapshot.
-func (b *Backend) Status() modem.Status {
+func (b *Backend) Status() gw.Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.status
@@ -375,8 +373,8 @@ func (b *Backend) setGone(err error) {
 	if was != "" {
 		msg := fmt.Sprintf("the modem went away from ModemManager (%v); waiting for it to come back", err)
 		b.log.Warn(msg)
-		b.event(modem.EventModemLost, msg, map[string]any{"path": string(was)})
-		b.count(func(r *modem.Recovery) { r.Reopens++ })
+		b.event(gw.EventModemLost, msg, map[string]any{"path": string(was)})
+		b.count(func(r *gw.Recovery) { r.Reopens++ })
 		changed = true
 	}
 	if changed {
@@ -384,7 +382,7 @@ func (b *Backend) setGone(err error) {
 	}
 }
 
-func (b *Backend) count(f func(*modem.Recovery)) {
+func (b *Backend) count(f func(*gw.Recovery)) {
 	b.mu.Lock()
 	f(&b.status.Recovery)
 	b.mu.Unlock()
@@ -407,11 +405,11 @@ func (b *Backend) update(ctx context.Context, conn *dbus.Conn, path dbus.ObjectP
 			b.log.Warn("could not enable the modem", "path", path, "err", err)
 		}
 	}
-	st := modem.Status{}
+	st := gw.Status{}
 	b.mu.Lock()
 	st.Recovery = b.status.Recovery
 	b.mu.Unlock()
-	st.Modem = modem.ModemInfo{
+	st.Modem = gw.ModemInfo{
 		Manufacturer: str(m, "Manufacturer"),
 		Model:        str(m, "Model"),
 		Revision:     str(m, "Revision"),
@@ -438,7 +436,7 @@ func (b *Backend) update(ctx context.Context, conn *dbus.Conn, path dbus.ObjectP
 		sim, err := getAll(cctx, conn, simPath, ifSim)
 		cancel()
 		if err == nil {
-			st.SIM = modem.SIMInfo{ICCID: str(sim, "SimIdentifier"), IMSI: str(sim, "Imsi")}
+			st.SIM = gw.SIMInfo{ICCID: str(sim, "SimIdentifier"), IMSI: str(sim, "Imsi")}
 		} else {
 			b.log.Debug("SIM not readable", "err", err)
 		}
@@ -468,12 +466,12 @@ func (b *Backend) update(ctx context.Context, conn *dbus.Conn, path dbus.ObjectP
 	if first {
 		msg := fmt.Sprintf("modem %s %s (IMEI %s) ready through ModemManager", st.Modem.Manufacturer, st.Modem.Model, st.Modem.IMEI)
 		b.log.Info(msg, "path", path, "iccid", st.SIM.ICCID)
-		b.event(modem.EventModemConnected, msg, map[string]any{"path": string(path)})
+		b.event(gw.EventModemConnected, msg, map[string]any{"path": string(path)})
 	}
 	if was != "" && !usable {
 		msg := fmt.Sprintf("the modem in ModemManager is %s; waiting for it to be enabled", stateName(state))
 		b.log.Warn(msg)
-		b.event(modem.EventModemLost, msg, map[string]any{"path": string(path)})
+		b.event(gw.EventModemLost, msg, map[string]any{"path": string(path)})
 	}
 	if statusChanged(prev, st) {
 		b.notifyStatus()
@@ -482,7 +480,7 @@ func (b *Backend) update(ctx context.Context, conn *dbus.Conn, path dbus.ObjectP
 }
 
 // statusChanged compares snapshots (SignalDBm by value).
-func statusChanged(a, b modem.Status) bool {
+func statusChanged(a, b gw.Status) bool {
 	sa, sb := a.Network.SignalDBm, b.Network.SignalDBm
 	a.Network.SignalDBm, b.Network.SignalDBm = nil, nil
 	if a != b {
@@ -502,7 +500,7 @@ func (b *Backend) notifyStatus() {
 
 func (b *Backend) event(typ, msg string, f map[string]any) {
 	if b.cfg.OnEvent != nil {
-		b.cfg.OnEvent(modem.Event{Type: typ, Message: msg, Time: time.Now().UTC(), Fields: f})
+		b.cfg.OnEvent(gw.Event{Type: typ, Message: msg, Time: time.Now().UTC(), Fields: f})
 	}
 }
 
@@ -534,7 +532,7 @@ func stateName(s int32) string {
 }
 
 // registrationName maps MMModem3gppRegistrationState to the names of
-// modem.NetworkInfo.Registration.
+// gw.NetworkInfo.Registration.
 func registrationName(s uint32) string {
 	switch s {
 	case 0:

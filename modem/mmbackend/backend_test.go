@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem"
 )
 
@@ -52,8 +53,8 @@ func TestReadSMSMatchesTheATBackend(t *testing.T) {
 		"Number": dbus.MakeVariant("000"), "Text": dbus.MakeVariant(text), "Timestamp": dbus.MakeVariant("2026-12-01T20:00:00+02:00"),
 		"Data": dbus.MakeVariant([]byte{}),
 	}, now)
-	want := modem.Inbound{Channel: modem.ChannelSMS, From: "000", Payload: []byte(text), Parts: 1, SentAt: sent, ReceivedAt: now}
-	want.ID = modem.MessageID(want)
+	want := gw.Inbound{Channel: gw.ChannelSMS, From: "000", Payload: []byte(text), Parts: 1, SentAt: sent, ReceivedAt: now}
+	want.ID = gw.MessageID(want)
 	if got.err != nil || got.m.ID != want.ID || string(got.m.Payload) != text || got.m.Binary || !got.m.SentAt.Equal(sent) {
 		t.Errorf("readSMS = %+v (err %v), want %+v", got.m, got.err, want)
 	}

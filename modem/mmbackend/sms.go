@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem"
 	"github.com/warthog618/sms/encoding/gsm7"
 )
@@ -20,7 +21,7 @@ import (
 // inSMS is one received SMS as ModemManager holds it.
 type inSMS struct {
 	path dbus.ObjectPath
-	m    modem.Inbound
+	m    gw.Inbound
 	err  error // the timestamp did not parse
 }
 
@@ -106,7 +107,7 @@ func (b *Backend) deleteHanded(ctx context.Context, conn *dbus.Conn, modemPath d
 // Data (8-bit, sent as bytes) or else Text, which ModemManager has decoded
 // from GSM 7-bit or UCS-2 and joined across the parts of a concatenated SMS.
 func readSMS(p dbus.ObjectPath, props map[string]dbus.Variant, now time.Time) inSMS {
-	m := modem.Inbound{Channel: modem.ChannelSMS, From: str(props, "Number"), ReceivedAt: now}
+	m := gw.Inbound{Channel: gw.ChannelSMS, From: str(props, "Number"), ReceivedAt: now}
 	if data := bytesOf(props, "Data"); len(data) > 0 {
 		m.Payload, m.Binary = data, true
 	} else {
@@ -115,7 +116,7 @@ func readSMS(p dbus.ObjectPath, props map[string]dbus.Variant, now time.Time) in
 	m.Parts = partsOf(m.Payload, m.Binary)
 	sent, err := ParseTimestamp(str(props, "Timestamp"))
 	m.SentAt = sent
-	m.ID = modem.MessageID(m)
+	m.ID = gw.MessageID(m)
 	return inSMS{path: p, m: m, err: err}
 }
 
@@ -128,10 +129,10 @@ func (b *Backend) handle(ctx context.Context, s inSMS) error {
 		// the zero time, rather than lost.
 		b.log.Warn("SMS timestamp unreadable; delivered without it", "path", s.path, "err", s.err)
 	}
-	if !modem.SenderAllowed(b.cfg.AllowedSenders, m.From) {
+	if !gw.SenderAllowed(b.cfg.AllowedSenders, m.From) {
 		msg := fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", m.From)
 		b.log.Warn(msg)
-		b.event(modem.EventSenderRejected, msg, map[string]any{"from": m.From, "path": string(s.path)})
+		b.event(gw.EventSenderRejected, msg, map[string]any{"from": m.From, "path": string(s.path)})
 		return nil
 	}
 	if err := b.sink.Put(ctx, m); err != nil {
@@ -139,7 +140,7 @@ func (b *Backend) handle(ctx context.Context, s inSMS) error {
 			b.storeFailing = true
 			msg := fmt.Sprintf("could not store the SMS %s; it stays in ModemManager and is retried: %v", s.path, err)
 			b.log.Warn(msg)
-			b.event(modem.EventStoreFailed, msg, map[string]any{"path": string(s.path)})
+			b.event(gw.EventStoreFailed, msg, map[string]any{"path": string(s.path)})
 		}
 		return fmt.Errorf("store SMS %s: %w", s.path, err)
 	}
@@ -184,15 +185,15 @@ func partsOf(payload []byte, binary bool) int {
 		return (n + part - 1) / part
 	}
 	if binary {
-		return split(len(payload), modem.MaxSMSBytes, 134)
+		return split(len(payload), gw.MaxSMSBytes, 134)
 	}
 	if septets, err := gsm7.Encode(payload); err == nil {
-		return split(len(septets), modem.MaxSMSSeptets, 153)
+		return split(len(septets), gw.MaxSMSSeptets, 153)
 	}
 	if !utf8.Valid(payload) {
 		return 1
 	}
-	return split(len(utf16.Encode([]rune(string(payload)))), modem.MaxSMSUCS2, 67)
+	return split(len(utf16.Encode([]rune(string(payload)))), gw.MaxSMSUCS2, 67)
 }
 
 // ParseTimestamp reads an Sms Timestamp: ISO 8601 as ModemManager writes
@@ -216,13 +217,13 @@ func ParseTimestamp(s string) (time.Time, error) {
 // GSM 7-bit or UCS-2 for text as the AT backend does.
 func (b *Backend) SendSMS(ctx context.Context, to string, payload []byte, binary bool) (int, error) {
 	if to == "" {
-		to = modem.SMSRecipient
+		to = gw.SMSRecipient
 	}
 	op := "send SMS to " + to
 	if !b.cfg.SMS {
 		return 0, &modem.OpError{Op: op, Err: modem.ErrSMSDisabled}
 	}
-	alpha, err := modem.CheckSMS(payload, binary)
+	alpha, err := gw.CheckSMS(payload, binary)
 	if err != nil {
 		return 0, &modem.OpError{Op: op, Err: err}
 	}
@@ -281,7 +282,7 @@ var errNoModemIP = errors.New("the ModemManager backend sends IP Commands from t
 // SendUDP refuses: with this backend IP Commands go through a UDP socket
 // of this host (ip.mode os), which the gateway serves itself.
 func (b *Backend) SendUDP(ctx context.Context, payload []byte) error {
-	if err := modem.CheckUDP(payload); err != nil {
+	if err := gw.CheckUDP(payload); err != nil {
 		return &modem.OpError{Op: "send IP Command", Err: err}
 	}
 	return &modem.OpError{Op: "send IP Command", Err: errNoModemIP}

@@ -10,10 +10,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/transport"
+	bolt "go.etcd.io/bbolt"
 )
 
 // makeStore writes a small bbolt file with n committed transactions.
@@ -112,9 +111,9 @@ func TestStoredMarkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []modem.Inbound{
-		{ID: "sms-1", Channel: modem.ChannelSMS, From: "000", Payload: []byte(smsText(marker("s", 1)))},
-		{ID: "ip-1", Channel: modem.ChannelIP, From: "100.64.0.1:6969", Payload: ipPayload(marker("u", 7)), Binary: true},
+	for _, m := range []gw.Inbound{
+		{ID: "sms-1", Channel: gw.ChannelSMS, From: "000", Payload: []byte(smsText(marker("s", 1)))},
+		{ID: "ip-1", Channel: gw.ChannelIP, From: "100.64.0.1:6969", Payload: ipPayload(marker("u", 7)), Binary: true},
 	} {
 		if err := q.Put(context.Background(), m); err != nil {
 			t.Fatal(err)

@@ -1,7 +1,8 @@
-package modem
+package gw
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -189,4 +190,16 @@ type Recovery struct {
 	Resets    int    `json:"resets"`
 	Reopens   int    `json:"reopens"`
 	LastError string `json:"last_error,omitempty"`
+}
+
+// Clone returns a deep copy of j, for a holder that must not share its maps.
+func (j SIMJournal) Clone() SIMJournal {
+	out := SIMJournal{Announced: slices.Clone(j.Announced)}
+	if len(j.Slots) > 0 {
+		out.Slots = make(map[int]SlotID, len(j.Slots))
+		for k, v := range j.Slots {
+			out.Slots[k] = v
+		}
+	}
+	return out
 }

@@ -1,11 +1,11 @@
-package modem
+package gw
 
 import (
 	"unicode"
 	"unicode/utf8"
 
 	// The GSM 7-bit tables are built once, before any goroutine encodes.
-	_ "github.com/simgate/simgate/modem/internal/gsmtables"
+	_ "github.com/simgate/simgate/internal/gsmtables"
 )
 
 // IsText reports whether a datagram reads as text: valid UTF-8 with no

@@ -1,7 +1,6 @@
-package modem
+package gw
 
 import (
-	"context"
 	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -60,15 +59,4 @@ func CheckUDP(payload []byte) error {
 		return fmt.Errorf("payload is %d bytes, one IP Command holds at most %d", len(payload), MaxUDPPayload)
 	}
 	return nil
-}
-
-// Device is what the relay needs from a modem session: sending commands and
-// a status snapshot. It never exposes AT commands.
-type Device interface {
-	// SendSMS sends one SMS and returns its message reference.
-	SendSMS(ctx context.Context, to string, payload []byte, binary bool) (reference int, err error)
-	// SendUDP sends one datagram to the configured cloud address.
-	SendUDP(ctx context.Context, payload []byte) error
-	// Status returns the current snapshot.
-	Status() Status
 }

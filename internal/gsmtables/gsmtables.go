@@ -5,7 +5,7 @@
 // building a PDU). Built here, before any goroutine runs, they are only
 // read afterwards. Import it for its effect:
 //
-//	import _ "github.com/simgate/simgate/modem/internal/gsmtables"
+//	import _ "github.com/simgate/simgate/internal/gsmtables"
 package gsmtables
 
 import "github.com/warthog618/sms/encoding/gsm7/charset"
