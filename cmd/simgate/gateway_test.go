@@ -567,3 +567,20 @@ func TestRememberedDeviceIDValidated(t *testing.T) {
 		})
 	}
 }
+
+// The gateway's start order, which its stop reverses: the queue opens
+// first and closes last; the modem session outlives the relay, which
+// stops first and finishes its in-flight work with everything else up.
+func TestGatewayPartsOrder(t *testing.T) {
+	cfg := config.Default()
+	g := &gateway{cfg: &cfg, log: testLog(t), hub: newHub()}
+	var names []string
+	for _, p := range g.parts() {
+		names = append(names, p.Name)
+	}
+	want := []string{"queue", "embedded broker", "modem", "ip socket", "observability", "modem session",
+		"systemd stopping", "systemd notify", "device id", "relay", "sim watch", "home assistant"}
+	if !slices.Equal(names, want) {
+		t.Errorf("parts\n got %q\nwant %q", names, want)
+	}
+}
