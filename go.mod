@@ -13,6 +13,7 @@ require (
 	github.com/prometheus/client_model v0.6.2
 	github.com/prometheus/common v0.67.4
 	github.com/twilio/twilio-go v1.31.0
+	github.com/warthog618/modem v0.4.0
 	github.com/warthog618/sms v0.3.0
 	go.bug.st/serial v1.8.0
 	go.etcd.io/bbolt v1.5.0

@@ -52,8 +52,9 @@ func TestSessionIdenticalSMSAreSeparateMessages(t *testing.T) {
 	}
 }
 
-// failNth is a sink that refuses its nth PutSMS, as a store that fails or
-// a process killed at that moment would leave it.
+// failNth is a sink that refuses the nth SMS it is handed from the SIM, as
+// a store that fails or a process killed at that moment would leave it:
+// what came before it in its listing is stored, it and the rest are not.
 type failNth struct {
 	*MemorySink
 	mu   sync.Mutex
@@ -61,15 +62,29 @@ type failNth struct {
 	puts int
 }
 
-func (f *failNth) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
+func (f *failNth) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
 	f.mu.Lock()
-	f.puts++
-	fail := f.puts == f.n
+	first := f.puts
+	f.puts += len(items)
 	f.mu.Unlock()
-	if fail {
-		return errors.New("simulated crash before the commit")
+	if k := f.n - 1 - first; k >= 0 && k < len(items) {
+		// The prefix is stored without the journal, as PutSIM says.
+		for i := range items[:k] {
+			if m := items[i].Message; m != nil {
+				if err := f.MemorySink.Put(ctx, *m); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			held, err := f.MemorySink.PutSegment(ctx, *items[i].Part)
+			if err != nil {
+				return 0, err
+			}
+			items[i].Held = held
+		}
+		return k, errors.New("simulated crash before the commit")
 	}
-	return f.MemorySink.PutSMS(ctx, m, j)
+	return f.MemorySink.PutSIM(ctx, items, j)
 }
 
 // Two identical SMS on the SIM; the first is stored and deleted, then the

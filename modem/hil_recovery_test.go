@@ -41,19 +41,28 @@ func (c *countingSink) Put(ctx context.Context, m gw.Inbound) error {
 	if err := c.MemorySink.Put(ctx, m); err != nil {
 		return err
 	}
+	c.record(m)
+	return nil
+}
+
+func (c *countingSink) record(m gw.Inbound) {
 	key := m.Channel + ":" + string(m.Payload)
 	if c.puts[key] == nil {
 		c.puts[key] = map[string]bool{}
 	}
 	c.puts[key][m.ID] = true
-	return nil
 }
 
-func (c *countingSink) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
-	if err := c.Put(ctx, m); err != nil {
-		return err
+func (c *countingSink) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.MemorySink.PutSIM(ctx, items, j)
+	for _, it := range items[:n] {
+		if m := it.Message; m != nil {
+			c.record(*m)
+		}
 	}
-	return c.SaveJournal(ctx, j)
+	return n, err
 }
 
 // check fails the test unless exactly want (channel:payload) were stored,

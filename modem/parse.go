@@ -4,29 +4,19 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/simgate/simgate/modem/at"
 )
 
-// fields splits the text after "<prefix>:" at commas outside quotes and
-// trims spaces; quotes are kept so callers can tell strings from numbers.
+// fields splits the text after "<prefix>:" with at.SplitFields: at commas
+// outside quotes, trimmed, quotes kept so callers can tell strings from
+// numbers.
 func fields(line, prefix string) ([]string, error) {
 	rest, ok := strings.CutPrefix(line, prefix)
 	if !ok {
 		return nil, fmt.Errorf("%q does not start with %s", line, prefix)
 	}
-	var out []string
-	start, inQuote := 0, false
-	for i := 0; i < len(rest); i++ {
-		switch rest[i] {
-		case '"':
-			inQuote = !inQuote
-		case ',':
-			if !inQuote {
-				out = append(out, strings.TrimSpace(rest[start:i]))
-				start = i + 1
-			}
-		}
-	}
-	return append(out, strings.TrimSpace(rest[start:])), nil
+	return at.SplitFields(rest), nil
 }
 
 func unquote(s string) string {

@@ -295,17 +295,23 @@ type orderSink struct {
 }
 
 func (o *orderSink) Put(ctx context.Context, m gw.Inbound) error {
-	if idx, ok := o.index[string(m.Payload)]; ok && strings.Contains(o.port.Written(), fmt.Sprintf("AT+CMGD=%d\r", idx)) {
-		o.t.Errorf("SMS %q deleted before it was stored", m.Payload)
-	}
+	o.check(m)
 	return o.MemorySink.Put(ctx, m)
 }
 
-func (o *orderSink) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
-	if err := o.Put(ctx, m); err != nil {
-		return err
+func (o *orderSink) check(m gw.Inbound) {
+	if idx, ok := o.index[string(m.Payload)]; ok && strings.Contains(o.port.Written(), fmt.Sprintf("AT+CMGD=%d\r", idx)) {
+		o.t.Errorf("SMS %q deleted before it was stored", m.Payload)
 	}
-	return o.SaveJournal(ctx, j)
+}
+
+func (o *orderSink) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
+	for _, it := range items {
+		if it.Message != nil {
+			o.check(*it.Message)
+		}
+	}
+	return o.MemorySink.PutSIM(ctx, items, j)
 }
 
 func TestSessionCMTIWithURCsAround(t *testing.T) {

@@ -31,6 +31,20 @@ type smsEntry struct {
 	// what assign gave it (empty for a part or a +CMT).
 	base, id string
 	occ      int
+	// staged is what the drain stores for this entry, in one commit with
+	// the rest of run (storeListing); stored and storeErr are how that
+	// went.
+	staged   *gw.SIMItem
+	run      *listingRun
+	stored   bool
+	storeErr error
+}
+
+// listingRun is SMS of one listing stored in one commit, when the first
+// of them is handled.
+type listingRun struct {
+	entries []*smsEntry
+	done    bool
 }
 
 func newEntry(index, stat, length int, pdu string) *smsEntry {
@@ -163,16 +177,23 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	// still on the SIM, so assembling them later would put newer messages
 	// ahead of them.
 	delivered := s.assembleComplete(ctx)
+	// Storing a run takes its SMS off cmtiSeq; which were announced is
+	// decided as the list was taken.
+	announcedAtList := make(map[int]bool, len(s.cmtiSeq))
+	for idx := range s.cmtiSeq {
+		announcedAtList[idx] = true
+	}
+	// What the listing holds is stored in one commit before anything is
+	// deleted from the SIM; the loop below acts on each SMS in order as
+	// if it had been stored alone.
+	s.storeListing(ctx, entries, delivered)
 	skipped := 0
 	for _, e := range entries {
 		if !received(e.Stat) {
 			skipped++
 			continue
 		}
-		// A part of a set just assembled that is still on the SIM (the
-		// process stopped before deleting it) is already delivered: stored
-		// again it would start a new set that can never complete.
-		if e.d != nil && e.d.Total > 0 && delivered[partID(e.d.concatKey(), e.d.Seq, e.d.TPDU)] {
+		if e.alreadyDelivered(delivered) {
 			s.log.Info("SMS part already delivered; deleting it from the SIM", "key", e.d.concatKey(), "part", e.d.Seq, "index", e.Index)
 			if err := s.delete(ctx, eng, e.Index); err != nil {
 				return err
@@ -182,7 +203,7 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		// While the module is serving, an SMS on the SIM that no +CMTI
 		// announced is a missed notification, unless its +CMTI is merely
 		// late (handleURC clears it then).
-		if _, announced := s.cmtiSeq[e.Index]; suspect && !announced {
+		if suspect && !announcedAtList[e.Index] {
 			s.suspects[e.Index] = true
 		}
 		if err := s.handle(ctx, eng, e); err != nil {
@@ -199,6 +220,135 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		s.log.Warn("could not commit the SIM journal; retried before the next list", "err", err)
 	}
 	return nil
+}
+
+// alreadyDelivered reports whether e is a part of a set just assembled that
+// is still on the SIM (the process stopped before deleting it): stored again
+// it would start a new set that can never complete.
+func (e *smsEntry) alreadyDelivered(delivered map[string]bool) bool {
+	return e.d != nil && e.d.Total > 0 && delivered[partID(e.d.concatKey(), e.d.Seq, e.d.TPDU)]
+}
+
+// storeListing stages what handle stores for each SMS of a listing, in
+// runs that each go to the sink in one Sink.PutSIM when handle reaches
+// their first SMS: a burst costs one commit instead of one per SMS. A run
+// ends with a part that completes its set, because handle assembles the
+// message after deleting that part, and the message must be queued ahead
+// of the SMS after it; so the listing is one run unless it completes a
+// concatenated SMS.
+func (s *Session) storeListing(ctx context.Context, entries []*smsEntry, delivered map[string]bool) {
+	now := time.Now().UTC()
+	var staged []*smsEntry
+	parts := false
+	for _, e := range entries {
+		if !received(e.Stat) || e.alreadyDelivered(delivered) {
+			continue
+		}
+		if _, ok := e.statusReport(); ok {
+			continue
+		}
+		if e.err == nil && !s.allowed(e.d.From) {
+			continue
+		}
+		item := e.toStore(now)
+		e.staged = &item
+		parts = parts || item.Part != nil
+		staged = append(staged, e)
+	}
+	// The parts held already tell which part completes a set; unknown,
+	// every part ends its run.
+	var held map[string][]gw.Segment
+	if parts {
+		segs, err := s.sink.Segments(ctx)
+		if err != nil {
+			s.log.Warn("could not load held SMS parts; storing the listing in smaller commits", "err", err)
+		} else {
+			held = map[string][]gw.Segment{}
+			for _, sg := range segs {
+				held[sg.Key] = append(held[sg.Key], sg)
+			}
+		}
+	}
+	run := &listingRun{}
+	for _, e := range staged {
+		run.entries = append(run.entries, e)
+		e.run = run
+		if p := e.staged.Part; p != nil {
+			ends := held == nil
+			if !ends && !slices.ContainsFunc(held[p.Key], func(h gw.Segment) bool { return h.Seq == p.Seq }) {
+				held[p.Key] = append(held[p.Key], *p)
+			}
+			if !ends && complete(held[p.Key]) {
+				delete(held, p.Key)
+				ends = true
+			}
+			if ends {
+				run = &listingRun{}
+			}
+		}
+	}
+}
+
+// putStaged stores the staged entries of batch with the journal.
+func (s *Session) putStaged(ctx context.Context, batch []*smsEntry) {
+	if len(batch) == 0 {
+		return
+	}
+	items := make([]gw.SIMItem, len(batch))
+	seqs := map[int]uint64{}
+	for i, e := range batch {
+		items[i] = *e.staged
+		if seq, ok := s.cmtiSeq[e.Index]; ok {
+			seqs[e.Index] = seq
+			delete(s.cmtiSeq, e.Index)
+		}
+	}
+	n, err := s.sink.PutSIM(ctx, items, s.journalNow())
+	if err == nil && n < len(items) {
+		err = fmt.Errorf("sink stored %d of %d SMS", n, len(items))
+	}
+	for i, e := range batch {
+		if i >= n {
+			if seq, ok := seqs[e.Index]; ok {
+				s.cmtiSeq[e.Index] = seq
+			}
+			e.storeErr = err
+			continue
+		}
+		e.stored = true
+		e.staged.Held = items[i].Held
+		if m := e.staged.Message; m != nil {
+			s.undeleted[e.Index] = gw.SlotID{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
+			if e.base != "" {
+				s.recent[e.base] = time.Now()
+			}
+		}
+	}
+	switch {
+	case n == len(items):
+		s.journalDirty = false
+	case n > 0:
+		// The sink did not commit the journal with a prefix: what it
+		// refused must stay announced, in order, across a restart.
+		if err := s.sink.SaveJournal(ctx, s.journalNow()); err != nil {
+			s.journalDirty = true
+			s.log.Warn("could not commit the SIM journal; retried before the next list", "err", err)
+		} else {
+			s.journalDirty = false
+		}
+	}
+}
+
+// toStore is what handle stores for e, which it does not reject: a part,
+// or a message (undecodable when its PDU or its text does not decode).
+func (e *smsEntry) toStore(now time.Time) gw.SIMItem {
+	if e.err == nil && e.d.Total > 0 {
+		d := e.d
+		return gw.SIMItem{Part: &gw.Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}}
+	}
+	m, _ := e.message(now)
+	e.identify(&m)
+	return gw.SIMItem{Message: &m}
 }
 
 // takeAnnouncements takes the +CMTIs that arrived before the list's answer
@@ -450,20 +600,21 @@ func (s *Session) putSMS(ctx context.Context, e *smsEntry, m gw.Inbound) error {
 	if e.Index < 0 {
 		return s.sink.Put(ctx, m)
 	}
-	seq, announced := s.cmtiSeq[e.Index]
-	delete(s.cmtiSeq, e.Index)
-	if err := s.sink.PutSMS(ctx, m, s.journalNow()); err != nil {
-		if announced {
-			s.cmtiSeq[e.Index] = seq
-		}
-		return err
+	s.stage(ctx, e, gw.SIMItem{Message: &m})
+	return e.storeErr
+}
+
+// stage stores the run e is in, or item alone when the drain's
+// storeListing did not stage it.
+func (s *Session) stage(ctx context.Context, e *smsEntry, item gw.SIMItem) {
+	if e.run == nil {
+		e.staged = &item
+		e.run = &listingRun{entries: []*smsEntry{e}}
 	}
-	s.journalDirty = false
-	s.undeleted[e.Index] = gw.SlotID{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
-	if e.base != "" {
-		s.recent[e.base] = time.Now()
+	if !e.run.done {
+		e.run.done = true
+		s.putStaged(ctx, e.run.entries)
 	}
-	return nil
 }
 
 // partID names one stored part exactly: its set, position and bytes.
@@ -569,21 +720,21 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 		}
 		return s.delete(ctx, eng, e.Index)
 	}
-	if e.err != nil {
-		return s.undecodable(ctx, eng, e, now)
-	}
-	d := e.d
-	if !s.allowed(d.From) {
+	if e.err == nil && !s.allowed(e.d.From) {
 		return s.reject(ctx, eng, e, gw.EventSenderRejected,
-			fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", d.From),
-			map[string]any{"from": d.From, "index": e.Index})
+			fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", e.d.From),
+			map[string]any{"from": e.d.From, "index": e.Index})
 	}
-	if d.Total == 0 {
-		m, _ := e.message(now)
+	item := e.staged
+	if item == nil {
+		it := e.toStore(now)
+		item = &it
+	}
+	if item.Message != nil {
+		m := *item.Message
 		if e.err != nil {
-			return s.handle(ctx, eng, e)
+			return s.undecodable(ctx, eng, e, m)
 		}
-		e.identify(&m)
 		if err := s.putSMS(ctx, e, m); err != nil {
 			return s.storeFailed(err, e)
 		}
@@ -591,7 +742,7 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 		s.log.Info("SMS received", "id", m.ID, "from", m.From, "index", e.Index)
 		return s.delete(ctx, eng, e.Index)
 	}
-	seg := gw.Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}
+	seg := *item.Part
 	held, err := s.putPart(ctx, e, seg)
 	if err != nil {
 		return s.storeFailed(err, e)
@@ -626,25 +777,17 @@ func (s *Session) putPart(ctx context.Context, e *smsEntry, seg gw.Segment) ([]g
 	if e.Index < 0 {
 		return s.sink.PutSegment(ctx, seg)
 	}
-	seq, announced := s.cmtiSeq[e.Index]
-	delete(s.cmtiSeq, e.Index)
-	held, err := s.sink.PutSMSPart(ctx, seg, s.journalNow())
-	if err != nil {
-		if announced {
-			s.cmtiSeq[e.Index] = seq
-		}
-		return nil, err
+	s.stage(ctx, e, gw.SIMItem{Part: &seg})
+	if e.storeErr != nil {
+		return nil, e.storeErr
 	}
-	s.journalDirty = false
-	return held, nil
+	return e.staged.Held, nil
 }
 
 // undecodable stores an SMS that cannot be decoded as it was read, its PDU
 // in the payload, so that nothing deleted from the SIM is lost; it is
 // published on P/sms/undecodable. Only then is it deleted.
-func (s *Session) undecodable(ctx context.Context, eng *at.Engine, e *smsEntry, now time.Time) error {
-	m, _ := e.message(now)
-	e.identify(&m)
+func (s *Session) undecodable(ctx context.Context, eng *at.Engine, e *smsEntry, m gw.Inbound) error {
 	if err := s.putSMS(ctx, e, m); err != nil {
 		return s.storeFailed(err, e)
 	}

@@ -34,6 +34,15 @@
 //     (MaxQueuedURCs, MaxQueuedURCBytes), so a module flooding the line
 //     while the reader is busy cannot grow memory without limit.
 //
+// Two small packages of that module serve as they are: trace wraps the port
+// when Config.Trace is set, so every read and write is one debug log line
+// (bounded in length, PINs and passwords replaced by "***"), and info
+// handles information-line prefixes.
+//
+// SplitFields is the one quote-aware splitter of a line's parameters
+// (`1,"REC UNREAD",,24`), for the engine's framers and the modem package's
+// parsers alike.
+//
 // The parser is a plain state machine (no goroutines, no I/O), so it is
 // fuzzed directly: the same bytes split into different reads must give the
 // same replies and URCs. It searches each byte for a line end once, so a

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/simgate/simgate/internal/ring"
 )
 
 // Config configures an Engine. The zero value works.
@@ -36,7 +38,15 @@ type Config struct {
 	// of waiting out its timeout (up to minutes) for an answer that will
 	// never come. Nil means DefaultIsReset.
 	IsReset func(line string) bool
-	Logger  *slog.Logger
+	// Logger receives the engine's log lines; nil discards them.
+	Logger *slog.Logger
+	// Trace logs every read from and write to the port on Logger at debug
+	// level, one line each (through github.com/warthog618/modem/trace):
+	// text as it is and other bytes in hex, at most 128 bytes of them with
+	// the rest counted, and the PINs and passwords of the commands that
+	// carry them (AT+CPIN, AT+CGAUTH, AT+QICSGP, ...) replaced by "***".
+	// It costs nothing when Logger does not log debug lines.
+	Trace bool
 }
 
 // DefaultIsReset recognises "RDY", the first thing Quectel and SIMCom
@@ -77,15 +87,20 @@ const probeLine = "AT+CMEE?"
 // the modem sends into replies and URCs. It never closes the port; whoever
 // opened it does, which also ends the engine.
 type Engine struct {
-	port  io.ReadWriter
-	cfg   Config
-	log   *slog.Logger
-	m     *machine
-	reqs  chan *request
-	quit  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-	epoch time.Time
+	port io.ReadWriter
+	cfg  Config
+	log  *slog.Logger
+	m    *machine
+	reqs chan *request
+	quit chan struct{}
+	done chan struct{} // closed when the owner goroutine has returned
+	// dispatched is closed when the dispatch goroutine has returned (at
+	// once with PullURCs, which starts none); readDone when the reading
+	// goroutine has.
+	dispatched chan struct{}
+	readDone   chan struct{}
+	once       sync.Once
+	epoch      time.Time
 
 	errMu sync.Mutex
 	err   error
@@ -96,11 +111,10 @@ type Engine struct {
 	echoes     atomic.Int64
 	closing    atomic.Bool // the owner is closing the port: read errors are expected
 
-	urcMu    sync.Mutex
-	urcQ     []URC
-	urcBytes int // Size of everything in urcQ
-	urcWake  chan struct{}
-	dropped  int
+	urcMu   sync.Mutex
+	urcQ    *ring.Queue[URC] // bounded by MaxQueuedURCs and MaxQueuedURCBytes
+	urcWake chan struct{}
+	dropped int
 
 	// owner goroutine state
 	needSync bool
@@ -135,21 +149,31 @@ func New(port io.ReadWriter, cfg Config) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Trace && log.Enabled(context.Background(), slog.LevelDebug) {
+		port = traced(port, log)
+	}
 	e := &Engine{
-		port:    port,
-		cfg:     cfg,
-		log:     log,
-		m:       newMachine(cfg.URCs),
-		reqs:    make(chan *request),
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
-		epoch:   time.Now(),
-		urcWake: make(chan struct{}, 1),
+		port:       port,
+		cfg:        cfg,
+		log:        log,
+		m:          newMachine(cfg.URCs),
+		reqs:       make(chan *request),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		dispatched: make(chan struct{}),
+		readDone:   make(chan struct{}),
+		epoch:      time.Now(),
+		urcWake:    make(chan struct{}, 1),
+		urcQ: ring.New(ring.Bounds[URC]{
+			Len: MaxQueuedURCs, Cost: MaxQueuedURCBytes, CostOf: URC.Size,
+		}),
 	}
 	reads := make(chan []byte)
 	readErr := make(chan error, 1)
 	go e.read(reads, readErr)
-	if !cfg.PullURCs {
+	if cfg.PullURCs {
+		close(e.dispatched)
+	} else {
 		go e.dispatch()
 	}
 	go e.run(reads, readErr)
@@ -194,17 +218,27 @@ func (e *Engine) Command(ctx context.Context, line string) ([]string, error) {
 	return r.Lines, err
 }
 
-// Close stops the engine and waits for its owner goroutine. It does not
-// close the port. The reading goroutine ends when the port's owner closes it.
+// Close stops the engine and waits for the goroutines it started: the owner
+// goroutine, the one calling OnURC (a call in progress finishes first, so
+// OnURC must not call Close) and, when Closing was called, the one reading
+// the port. It does not close the port: the engine never owns it. Without
+// Closing, the reading goroutine is not waited for, as only the port's
+// owner can end a Read; once the port is closed it returns without
+// handing on what it read.
 func (e *Engine) Close() error {
 	e.once.Do(func() { close(e.quit) })
 	<-e.done
+	<-e.dispatched
+	if e.closing.Load() {
+		<-e.readDone
+	}
 	return nil
 }
 
 // Closing tells the engine that its owner is about to close the port (to
-// unblock a write stuck on a dead device) before calling Close, so the read
-// error that follows is not reported as a fault.
+// unblock a write stuck on a dead device, or a read) before calling Close,
+// so the read error that follows is not reported as a fault, and so Close
+// waits for the reading goroutine, which the port's closing ends.
 func (e *Engine) Closing() { e.closing.Store(true) }
 
 // Done is closed when the engine has stopped: Close was called or the port
@@ -260,6 +294,7 @@ func (e *Engine) closedErr() error {
 // read is the only goroutine blocked in port.Read; it hands bytes to the
 // owner and never interprets them.
 func (e *Engine) read(out chan<- []byte, errc chan<- error) {
+	defer close(e.readDone)
 	buf := make([]byte, 4096)
 	empty := 0
 	for {
@@ -373,7 +408,7 @@ func (e *Engine) startNext() bool {
 func (e *Engine) settle() bool {
 	e.echoes.Store(e.m.echoes)
 	for _, l := range e.m.stale {
-		e.log.Debug("dropped stale modem output", "line", l)
+		e.log.Debug("dropped stale modem output", "line", redactLine(l))
 	}
 	e.m.stale = e.m.stale[:0]
 	if len(e.m.write) > 0 {
@@ -526,17 +561,7 @@ func (e *Engine) stop(err error) {
 func (e *Engine) queueURCs(us []URC) {
 	e.urcMu.Lock()
 	for _, u := range us {
-		e.urcQ = append(e.urcQ, u)
-		e.urcBytes += u.Size()
-	}
-	drop := 0
-	for drop < len(e.urcQ) && (len(e.urcQ)-drop > MaxQueuedURCs || e.urcBytes > MaxQueuedURCBytes) {
-		e.urcBytes -= e.urcQ[drop].Size()
-		drop++
-	}
-	if drop > 0 {
-		e.dropped += drop
-		e.urcQ = append([]URC(nil), e.urcQ[drop:]...)
+		e.dropped += e.urcQ.Push(u)
 	}
 	e.urcMu.Unlock()
 	select {
@@ -550,17 +575,7 @@ func (e *Engine) popURC() (URC, bool) {
 	e.urcMu.Lock()
 	dropped := e.dropped
 	e.dropped = 0
-	var u URC
-	ok := len(e.urcQ) > 0
-	if ok {
-		u = e.urcQ[0]
-		e.urcQ[0] = URC{}
-		e.urcQ = e.urcQ[1:]
-		e.urcBytes -= u.Size()
-		if len(e.urcQ) == 0 {
-			e.urcQ = nil // let the array go
-		}
-	}
+	u, ok := e.urcQ.Pop()
 	e.urcMu.Unlock()
 	if dropped > 0 {
 		e.log.Warn("URC queue full, dropped the oldest", "dropped", dropped,
@@ -573,7 +588,7 @@ func (e *Engine) popURC() (URC, bool) {
 func (e *Engine) queuedURCs() (n, size int) {
 	e.urcMu.Lock()
 	defer e.urcMu.Unlock()
-	return len(e.urcQ), e.urcBytes
+	return e.urcQ.Len(), e.urcQ.Cost()
 }
 
 // NextURC returns the oldest URC waiting (Config.PullURCs), if any. Every
@@ -588,6 +603,7 @@ func (e *Engine) URCReady() <-chan struct{} { return e.urcWake }
 // dispatch hands URCs to OnURC in order, off the owner goroutine. It takes
 // them one at a time, so what waits stays within the queue's bounds.
 func (e *Engine) dispatch() {
+	defer close(e.dispatched)
 	for {
 		select {
 		case <-e.quit:
@@ -605,7 +621,7 @@ func (e *Engine) dispatch() {
 			default:
 			}
 			if e.cfg.OnURC == nil {
-				e.log.Debug("URC", "line", u.Line, "known", u.Known)
+				e.log.Debug("URC", "line", redactLine(u.Line), "known", u.Known)
 				continue
 			}
 			e.cfg.OnURC(u)

@@ -3,6 +3,7 @@ package at
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,9 +34,18 @@ func start(t *testing.T, chunk int, steps ...attest.Step) *harness {
 func startConfig(t *testing.T, cfg Config, chunk int, steps ...attest.Step) *harness {
 	t.Helper()
 	h := &harness{port: attest.New(t, steps...).Chunk(chunk), urcs: make(chan URC, 100)}
-	cfg.OnURC = func(u URC) { h.urcs <- u }
+	// Close waits for OnURC: URCs the test did not read must not keep it
+	// blocked once the test is over.
+	over := make(chan struct{})
+	cfg.OnURC = func(u URC) {
+		select {
+		case h.urcs <- u:
+		case <-over:
+		}
+	}
 	h.eng = New(h.port, cfg)
 	t.Cleanup(func() {
+		close(over)
 		h.eng.Close()
 		h.port.Close()
 	})
@@ -258,7 +268,7 @@ func TestDo(t *testing.T) {
 	}
 	for _, chunk := range []int{0, 1, 3} {
 		for _, tt := range tests {
-			t.Run(tt.name+"/chunk="+itoa(chunk), func(t *testing.T) {
+			t.Run(tt.name+"/chunk="+strconv.Itoa(chunk), func(t *testing.T) {
 				h := start(t, chunk, tt.steps...)
 				ctx, cancel := context.WithTimeout(context.Background(), wait)
 				defer cancel()
@@ -642,7 +652,7 @@ func TestURCQueueBoundedInBytes(t *testing.T) {
 	data := make([]byte, maxFrame)
 	const n = 200
 	for i := range n {
-		h.eng.queueURCs([]URC{{Line: `+QIURC: "recv",0,65536`, Data: data, Known: true, Extra: []string{itoa(i)}}})
+		h.eng.queueURCs([]URC{{Line: `+QIURC: "recv",0,65536`, Data: data, Known: true, Extra: []string{strconv.Itoa(i)}}})
 	}
 	count, size := h.eng.queuedURCs()
 	// 1 MiB, written out so that raising the constant fails the test: the
@@ -656,7 +666,7 @@ func TestURCQueueBoundedInBytes(t *testing.T) {
 	// The oldest went: what is left is the newest, in order.
 	for i := n - count; i < n; i++ {
 		u, ok := h.eng.NextURC()
-		if !ok || u.Extra[0] != itoa(i) {
+		if !ok || u.Extra[0] != strconv.Itoa(i) {
 			t.Fatalf("URC %d: got %v (ok %v)", i, u.Extra, ok)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/warthog618/modem/info"
 )
 
 // Errors a command can end with besides a modem error.
@@ -85,17 +87,16 @@ func formatCode(kind string, code int, text string, table map[int]string) string
 
 // parseFinalError turns an error final result line into its error.
 func parseFinalError(line string) error {
-	for _, kind := range []string{"+CME ERROR:", "+CMS ERROR:"} {
-		rest, ok := strings.CutPrefix(line, kind)
-		if !ok {
+	for _, kind := range []string{"+CME ERROR", "+CMS ERROR"} {
+		if !info.HasPrefix(line, kind) {
 			continue
 		}
-		rest = strings.TrimSpace(rest)
+		rest := strings.TrimSpace(info.TrimPrefix(line, kind))
 		code, err := strconv.Atoi(rest)
 		if err != nil {
 			code = -1
 		}
-		if kind == "+CME ERROR:" {
+		if kind == "+CME ERROR" {
 			return &CMEError{Code: code, Text: rest}
 		}
 		return &CMSError{Code: code, Text: rest}

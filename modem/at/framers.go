@@ -54,7 +54,7 @@ func LineFramer(prefix string, length func(fields []string) (n int, ok bool)) Fr
 				head = i + 2
 			}
 		}
-		n, ok := length(splitFields(string(buf[len(prefix):i])))
+		n, ok := length(SplitFields(string(buf[len(prefix):i])))
 		if !ok || n <= 0 || n > maxFrame {
 			return FrameSpec{}, false, false
 		}
@@ -116,25 +116,6 @@ func hasPrefix(buf []byte, prefix string) (more, ok bool) {
 		return strings.HasPrefix(prefix, string(buf)), false
 	}
 	return false, string(buf[:len(prefix)]) == prefix
-}
-
-// splitFields splits "a, \"b,c\" ,d" at commas outside quotes, trimming
-// spaces and keeping quotes.
-func splitFields(s string) []string {
-	var out []string
-	start, inQuote := 0, false
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '"':
-			inQuote = !inQuote
-		case ',':
-			if !inQuote {
-				out = append(out, strings.TrimSpace(s[start:i]))
-				start = i + 1
-			}
-		}
-	}
-	return append(out, strings.TrimSpace(s[start:]))
 }
 
 // Framers of the module socket commands. Quectel buffer mode announces data

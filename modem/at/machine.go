@@ -2,9 +2,12 @@ package at
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/warthog618/modem/info"
 )
 
 // maxLine bounds a line without a line end; beyond it the bytes are dropped
@@ -200,7 +203,7 @@ func (m *machine) overflow() bool {
 	if len(m.buf) <= maxLine {
 		return false
 	}
-	m.stale = append(m.stale, "dropped "+itoa(len(m.buf))+" bytes without a line end")
+	m.stale = append(m.stale, "dropped "+strconv.Itoa(len(m.buf))+" bytes without a line end")
 	m.buf = m.buf[:0:0]
 	m.scanned = 0
 	return true
@@ -278,7 +281,7 @@ func (m *machine) line(line string) {
 	}
 	c := m.cur
 	if c == nil {
-		if _, final := finalResult(nil, line); final {
+		if final, _ := finalResult(nil, line); final {
 			m.staleFinal(line)
 			return
 		}
@@ -289,7 +292,7 @@ func (m *machine) line(line string) {
 		m.urc(line)
 		return
 	}
-	if err, final := finalResult(c, line); final {
+	if final, err := finalResult(c, line); final {
 		if c.probe && !c.gotInfo && m.owed > 0 {
 			m.staleFinal(line) // an abandoned command's final
 			c.staleSeen = true
@@ -356,29 +359,29 @@ func (m *machine) urcSpec(line string) *URCSpec {
 
 // finalResult reports whether line ends command c (or any command, when c
 // is nil) and the error it ends with.
-func finalResult(c *active, line string) (error, bool) {
+func finalResult(c *active, line string) (final bool, err error) {
 	switch {
 	case line == "OK":
-		return nil, true
+		return true, nil
 	case line == "ERROR":
-		return ErrError, true
-	case strings.HasPrefix(line, "+CME ERROR:"), strings.HasPrefix(line, "+CMS ERROR:"):
-		return parseFinalError(line), true
+		return true, ErrError
+	case info.HasPrefix(line, "+CME ERROR"), info.HasPrefix(line, "+CMS ERROR"):
+		return true, parseFinalError(line)
 	}
 	if c == nil {
-		return nil, false
+		return false, nil
 	}
 	for _, f := range c.cmd.Final {
 		if line == f {
-			return nil, true
+			return true, nil
 		}
 	}
 	for _, f := range c.cmd.Fail {
 		if line == f {
-			return &ResultError{Line: line}, true
+			return true, &ResultError{Line: line}
 		}
 	}
-	return nil, false
+	return false, nil
 }
 
 // isEcho reports whether line is the modem echoing the command or its data
@@ -406,17 +409,4 @@ func cleanLine(b []byte) string {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	return strings.TrimSpace(s)
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for ; n > 0; n /= 10 {
-		i--
-		b[i] = byte('0' + n%10)
-	}
-	return string(b[i:])
 }
