@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at/attest"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 // payloads lists the payloads of msgs, in order.
@@ -56,7 +57,7 @@ func TestSessionIdenticalSMSAreSeparateMessages(t *testing.T) {
 // a store that fails or a process killed at that moment would leave it:
 // what came before it in its listing is stored, it and the rest are not.
 type failNth struct {
-	*MemorySink
+	*modemtest.MemorySink
 	mu   sync.Mutex
 	n    int
 	puts int
@@ -93,7 +94,7 @@ func (f *failNth) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJourna
 // the pair, not a copy of the first, and must be stored.
 func TestSessionIdenticalSMSAcrossRestart(t *testing.T) {
 	a := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("reboot")}
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	port1 := attest.New(t, initSteps(list(entry(1, 0, a), entry(2, 0, a)), del(1))...)
 	r1 := newRig(t, defaultConfig(), &failNth{MemorySink: mem, n: 2}, port1)
 	r1.mem = mem
@@ -123,7 +124,7 @@ func TestSessionIdenticalSMSAcrossRestart(t *testing.T) {
 // own.
 func TestSessionReReadKeepsID(t *testing.T) {
 	a := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("reboot")}
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	// The deletion of slot 4 is never answered: the process is stopped
 	// while it waits.
 	port1 := attest.New(t, append(initSteps(list(entry(4, 0, a))), attest.Step{Write: "AT+CMGD=4\r"})...)
@@ -190,7 +191,7 @@ func TestSessionOrderUnannouncedByTime(t *testing.T) {
 // them over in that order, not by SIM index.
 func TestSessionOrderAcrossRestart(t *testing.T) {
 	m := func(text string) mt { return mt{from: "000", sent: t0, dcs: 0x00, ud: septets(text)} }
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	port1 := attest.New(t, initSteps(list())...)
 	r1 := newRig(t, defaultConfig(), &failNth{MemorySink: mem, n: 2}, port1)
 	r1.mem = mem

@@ -13,7 +13,6 @@ import (
 
 	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
-	"github.com/simgate/simgate/internal/ring"
 	"github.com/simgate/simgate/modem/at"
 )
 
@@ -27,26 +26,15 @@ const (
 	DataUnsupported = "unsupported"
 )
 
-// maxHeldDatagrams bounds the datagrams kept in memory while the Sink
-// refuses them. A module pushes datagrams whether or not the host can store
-// them; beyond this bound the oldest are dropped, loudly.
-const maxHeldDatagrams = 1000
-
 // dataSettings are the Config values the data path uses.
 type dataSettings struct {
-	mode    string // Config.IPMode; only "modem" runs the module's socket
-	port    int    // Config.IPPort
-	apn     string
-	cloud   string
-	sources []netip.Prefix // Config.AllowedSources
+	mode  string // Config.IPMode; only "modem" runs the module's socket
+	port  int    // Config.IPPort
+	apn   string
+	cloud string
 	// retryMin and retryMax bound the jittered, doubling delays between
-	// re-opens and between offers of a refused datagram to the Sink.
+	// re-opens.
 	retryMin, retryMax time.Duration
-}
-
-// putter is the part of the Sink the data path hands datagrams to.
-type putter interface {
-	Put(ctx context.Context, m gw.Inbound) error
 }
 
 // dataWire is the current engine as the data path uses it: commands, and
@@ -57,13 +45,12 @@ type dataWire interface {
 }
 
 // dataPath runs ip.mode "modem": the module's data session and UDP
-// socket, the datagrams read from it, and what SendUDP needs. Its methods
-// run on the session's goroutine, except sendUDP.
+// socket, reading what arrives on it into the inbox, and what SendUDP
+// needs. Its methods run on the session's goroutine, except sendUDP.
 type dataPath struct {
-	set  dataSettings
-	log  *slog.Logger
-	ev   eventer
-	sink putter
+	set dataSettings
+	log *slog.Logger
+	ev  eventer
 	// status reports the state as Status.Data.
 	status func(gw.DataInfo)
 
@@ -82,13 +69,10 @@ type dataPath struct {
 	// failure again (no network for an hour) is only logged.
 	lastFail string
 
-	// held are datagrams read from the module that the Sink has not taken
-	// yet, in arrival order; stash are reads put off until it does.
-	held         *ring.Queue[gw.Inbound]
-	heldTimer    *time.Timer
-	heldDelay    *backoff.Backoff // between offers to the Sink
-	storeFailing bool
-	stash        []sockEvent
+	// in holds the datagrams read that the Sink has not taken yet; stash
+	// are reads put off until it has.
+	in    *inbox
+	stash []sockEvent
 
 	mu   sync.Mutex
 	send sendPath
@@ -102,24 +86,18 @@ type sendPath struct {
 	why  string
 }
 
-func newDataPath(set dataSettings, log *slog.Logger, ev eventer, sink putter, status func(gw.DataInfo)) *dataPath {
+func newDataPath(set dataSettings, log *slog.Logger, ev eventer, in *inbox, status func(gw.DataInfo)) *dataPath {
 	d := &dataPath{
-		set: set, log: log, ev: ev, sink: sink, status: status, sock: -1,
-		delay:     backoff.New(set.retryMin, set.retryMax, backoff.Around),
-		heldDelay: backoff.New(set.retryMin, set.retryMax, backoff.Around),
+		set: set, log: log, ev: ev, in: in, status: status, sock: -1,
+		delay: backoff.New(set.retryMin, set.retryMax, backoff.Around),
 	}
-	// Beyond maxHeldDatagrams the oldest go, loudly.
-	d.held = ring.New(ring.Bounds[gw.Inbound]{Len: maxHeldDatagrams, OnDrop: func(m gw.Inbound) {
-		msg := fmt.Sprintf("IP Command %s from %s lost: the store refused it and %d more are waiting in memory", m.ID, m.From, maxHeldDatagrams)
-		d.log.Error(msg)
-		d.ev.event(gw.EventIPDropped, msg, map[string]any{"id": m.ID, "from": m.From})
-	}})
 	if d.wanted() {
 		d.send.why = "the modem is not initialised yet"
 	}
 	return d
 }
 
+// timerC is t's channel; nil, which a select never takes, for no timer.
 func timerC(t *time.Timer) <-chan time.Time {
 	if t == nil {
 		return nil
@@ -201,7 +179,7 @@ func (d *dataPath) setState(state, ip, why string) {
 // hasWork reports whether work waits that work does: an open that is
 // due, or a read put off while the Sink refused and taken it since.
 func (d *dataPath) hasWork() bool {
-	return d.due || (d.held.Len() == 0 && len(d.stash) > 0)
+	return d.due || (!d.in.holding() && len(d.stash) > 0)
 }
 
 // work does the waiting piece of work hasWork reported.
@@ -220,15 +198,6 @@ func (d *dataPath) retryC() <-chan time.Time { return timerC(d.timer) }
 func (d *dataPath) retryDue() {
 	d.timer = nil
 	d.due = true
-}
-
-// heldC fires when held datagrams are due to be offered to the Sink
-// again; heldDue offers them.
-func (d *dataPath) heldC() <-chan time.Time { return timerC(d.heldTimer) }
-
-func (d *dataPath) heldDue(ctx context.Context) {
-	d.heldTimer = nil
-	d.flushHeld(ctx)
 }
 
 // registrationBack runs when the network registration is regained: a data
@@ -336,7 +305,7 @@ func (d *dataPath) onURC(ctx context.Context, w dataWire, u at.URC) (bool, error
 			from = d.from
 		}
 		d.from = netip.AddrPort{}
-		d.datagram(ctx, from, ev.data)
+		d.in.take(ctx, from, ev.data)
 	case sockReadable:
 		return true, d.read(ctx, w, ev)
 	case sockClosed:
@@ -363,13 +332,13 @@ func (d *dataPath) read(ctx context.Context, w dataWire, ev sockEvent) error {
 		return nil
 	}
 	for {
-		if d.held.Len() > 0 {
+		if d.in.holding() {
 			d.stashRead(ev)
 			return nil
 		}
 		dgs, more, err := d.fam.read(ctx, d.link(w), &ev)
 		for _, g := range dgs {
-			d.datagram(ctx, g.from, g.data)
+			d.in.take(ctx, g.from, g.data)
 		}
 		if err != nil || !more {
 			return err
@@ -399,99 +368,6 @@ func (d *dataPath) stashRead(ev sockEvent) {
 		}
 	}
 	d.stash = append(d.stash, ev)
-}
-
-// allowedSource reports whether ip.allowed_sources lets from through.
-func (d *dataPath) allowedSource(from netip.AddrPort) bool {
-	if len(d.set.sources) == 0 {
-		return true
-	}
-	if !from.IsValid() {
-		return false
-	}
-	a := from.Addr().Unmap()
-	for _, p := range d.set.sources {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// datagram takes one received datagram: checked against the allowlist,
-// then handed to the Sink before anything else happens to it.
-func (d *dataPath) datagram(ctx context.Context, from netip.AddrPort, data []byte) {
-	src := ""
-	if from.IsValid() {
-		src = from.String()
-	}
-	if !d.allowedSource(from) {
-		msg := fmt.Sprintf("IP Command from %s dropped: source not in ip.allowed_sources", orUnknown(src))
-		d.log.Warn(msg, "bytes", len(data))
-		d.ev.event(gw.EventSourceRejected, msg, map[string]any{"from": src, "bytes": len(data)})
-		return
-	}
-	if len(data) > gw.MaxUDPPayload {
-		// The same rule as ip.mode os: an IP Command holds at most 1300
-		// bytes, and a module reads up to 1500 (a framed push up to 64 KiB).
-		msg := fmt.Sprintf("IP Command from %s dropped: it is %d bytes, one IP Command holds at most %d", orUnknown(src), len(data), gw.MaxUDPPayload)
-		d.log.Warn(msg)
-		d.ev.event(gw.EventIPOversize, msg, map[string]any{"from": src, "port": d.set.port, "size": len(data)})
-		return
-	}
-	m := gw.Inbound{Channel: gw.ChannelIP, From: src, Port: d.set.port, Payload: data, Binary: !gw.IsText(data), ReceivedAt: time.Now().UTC()}
-	m.ID = gw.MessageID(m)
-	d.held.Push(m)
-	if d.held.Len() == 1 {
-		d.flushHeld(ctx)
-	}
-}
-
-// flushHeld hands held datagrams to the Sink in order. A refusal keeps
-// them and retries after a jittered, doubling delay.
-func (d *dataPath) flushHeld(ctx context.Context) {
-	if d.heldTimer != nil {
-		d.heldTimer.Stop()
-		d.heldTimer = nil
-	}
-	for {
-		m, ok := d.held.Peek()
-		if !ok {
-			break
-		}
-		if err := d.sink.Put(ctx, m); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			wait := d.heldDelay.Next()
-			d.heldTimer = time.NewTimer(wait)
-			d.log.Warn("could not store an IP Command; keeping it and retrying", "id", m.ID, "held", d.held.Len(), "retry_in", wait, "err", err)
-			if !d.storeFailing {
-				d.storeFailing = true
-				msg := fmt.Sprintf("could not store the IP Command from %s (%d bytes); it is kept in memory and retried: %v", m.From, len(m.Payload), err)
-				d.ev.event(gw.EventIPStoreFailed, msg, map[string]any{"id": m.ID, "from": m.From})
-			}
-			return
-		}
-		d.log.Info("IP Command received", "id", m.ID, "from", m.From, "bytes", len(m.Payload))
-		d.held.Pop()
-	}
-	d.storeFailing = false
-	d.heldDelay.Reset()
-}
-
-// flushHeldAtExit gives datagrams still held a last chance when Run ends:
-// they exist nowhere else.
-func (d *dataPath) flushHeldAtExit() {
-	if d.held.Len() == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	d.flushHeld(ctx)
-	for _, m := range d.held.Drain() {
-		d.log.Error("IP Command lost at shutdown: the store refused it", "id", m.ID, "from", m.From, "bytes", len(m.Payload))
-	}
 }
 
 // cloudAddr splits Config.Cloud into the host and port AT send commands

@@ -12,13 +12,14 @@ import (
 
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at/attest"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 // commitSink is a MemorySink that counts its commits (every call that
 // writes) and records, at each commit, whether the session had already
 // deleted an SMS from the SIM.
 type commitSink struct {
-	*MemorySink
+	*modemtest.MemorySink
 	port *attest.Port
 
 	mu      sync.Mutex
@@ -76,7 +77,7 @@ func TestSessionDrainGroupCommit(t *testing.T) {
 		want = append(want, sms("000", text, sent, 1))
 	}
 	port := attest.New(t, initSteps(list())...)
-	sink := &commitSink{MemorySink: NewMemorySink(), port: port}
+	sink := &commitSink{MemorySink: modemtest.NewMemorySink(), port: port}
 	r := newRig(t, defaultConfig(), sink, port)
 	r.mem = sink.MemorySink
 	port.Wait(wait)
@@ -110,7 +111,7 @@ func TestSessionDrainGroupCommit(t *testing.T) {
 // the prefix is deleted.
 func TestSessionDrainGroupCommitPrefix(t *testing.T) {
 	m := func(text string) mt { return mt{from: "000", sent: t0, dcs: 0x00, ud: septets(text)} }
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	port := attest.New(t, initSteps(list())...)
 	r := newRig(t, defaultConfig(), &failNth{MemorySink: mem, n: 2}, port)
 	r.mem = mem

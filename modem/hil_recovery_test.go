@@ -19,18 +19,19 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 // countingSink is a MemorySink that also records every Put, so a test sees
 // a message stored twice under two ids.
 type countingSink struct {
-	*MemorySink
+	*modemtest.MemorySink
 	mu   sync.Mutex
 	puts map[string]map[string]bool // payload -> ids
 }
 
 func newCountingSink() *countingSink {
-	return &countingSink{MemorySink: NewMemorySink(), puts: map[string]map[string]bool{}}
+	return &countingSink{MemorySink: modemtest.NewMemorySink(), puts: map[string]map[string]bool{}}
 }
 
 func (c *countingSink) Put(ctx context.Context, m gw.Inbound) error {

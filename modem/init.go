@@ -239,13 +239,13 @@ func (s *Session) setupSMS(ctx context.Context, b bringUp) error {
 		if used, total, err := parseCPMS(r.Lines[0]); err == nil {
 			s.log.Info("SIM SMS storage", "used", used, "capacity", total)
 			s.update(func(st *gw.Status) { st.SMSStore = gw.StoreUse{Used: used, Total: total} })
-			if total > 0 && used >= total && s.storageAlarm != gw.EventStorageFull {
+			if total > 0 && used >= total && s.sms.storageAlarm != gw.EventStorageFull {
 				// The network has been refusing SMS; the drain that follows
 				// frees the SIM, and the network delivers what it held.
 				msg := fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained; draining it", used, total)
 				s.log.Warn(msg)
 				s.event(gw.EventStorageFull, msg, map[string]any{"used": used, "total": total})
-				s.storageAlarm = gw.EventStorageFull
+				s.sms.storageAlarm = gw.EventStorageFull
 			}
 		}
 	}

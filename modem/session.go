@@ -14,6 +14,7 @@ import (
 
 	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/ring"
 	"github.com/simgate/simgate/modem/at"
 	"go.bug.st/serial"
 )
@@ -142,44 +143,15 @@ type Session struct {
 	health *health // for Healthy and senders (status.go)
 
 	// Run's goroutine only.
-	pending   map[string]*pendingSet
-	restored  bool
-	needDrain bool // drain the SIM now (start, SMS DONE, unreadable +CMTI)
-	// retryDrain: an SMS is still on the SIM because the sink or CMGD
-	// failed. New +CMTIs wait, so nothing overtakes it; the next poll drains.
-	retryDrain   bool
-	skipped      int
-	storageAlarm string
-	prof         profile
-	echoBase     int64
-	storeFailing bool
+	sms      *smsReceiver
+	prof     profile
+	echoBase int64
 
-	// Missed +CMTI: a drain asked for while serving (by a +CMTI or the
-	// storage poll) found messages no +CMTI announced (suspects); a +CMTI
-	// that turns up late clears one.
-	liveDrain bool
-	// cmtiSeq holds, for each SIM index whose +CMTI arrived and whose SMS
-	// is not handled yet, the order the module announced it in: the
-	// arrival order, which SIM indexes are not (freed slots are reused).
-	cmtiSeq  map[int]uint64
-	lastCMTI uint64
-	suspects map[int]bool
-	missed   int
-	// journal mirrors the SIM journal in the sink; journalDirty is set when
-	// it changed since it was last committed.
-	journal      gw.SIMJournal
-	journalDirty bool
-	// undeleted names the SMS stored and not yet deleted from each slot,
-	// so one read again within this process keeps its id whether or not
-	// the journal names it; recent is when an SMS with each content id
-	// was last stored (identicalWindow).
-	undeleted map[int]gw.SlotID
-	recent    map[string]time.Time
-
-	urcs         *at.Engine // the engine whose URCs are being taken
-	backlog      []at.URC   // URCs put aside while waiting for a particular one
-	backlogBytes int
-	pollDue      bool
+	urcs *at.Engine // the engine whose URCs are being taken
+	// backlog holds URCs put aside while waiting for a particular one;
+	// bounded in bytes like the engine's queue, the oldest go first.
+	backlog *ring.Queue[at.URC]
+	pollDue bool
 	// idle fires when the line has been silent for Config.IdleProbe;
 	// idleAt is when the last idle probe was due, so a busy engine defers
 	// it rather than spinning.
@@ -187,23 +159,11 @@ type Session struct {
 	idleAt time.Time
 
 	dp *dataPath // ip.mode "modem" (data.go)
+	in *inbox    // datagrams on their way to the Sink (inbox.go)
 
 	rec    *ladder  // the recovery ladder (recovery.go)
 	net    *network // signal and registration (status.go)
 	opened bool     // the current attempt opened the port
-
-	// tick replaces the poll ticker in tests, which poll when they choose;
-	// handled, when set, is told each URC the worker has acted on.
-	tick    <-chan time.Time
-	handled func(at.URC)
-	// cmdTimeout, when set, replaces every command's timeout (tests).
-	cmdTimeout time.Duration
-}
-
-// pendingSet is a concatenated SMS waiting for its other parts.
-type pendingSet struct {
-	first    time.Time // monotonic; when the first part was seen (or restored)
-	complete bool      // every part is held but Assemble failed; retry
 }
 
 // NewSession returns a session on the modem cfg describes; Run starts it.
@@ -235,21 +195,22 @@ func NewSession(cfg Config, sink gw.Sink) *Session {
 	}
 	log = log.With("component", "modem", "port", cfg.Port)
 	s := &Session{
-		cfg:       cfg,
-		sink:      sink,
-		log:       log,
-		note:      newNotifier(cfg.OnEvent, cfg.OnStatus, log),
-		pending:   map[string]*pendingSet{},
-		cmtiSeq:   map[int]uint64{},
-		undeleted: map[int]gw.SlotID{},
-		recent:    map[string]time.Time{},
-		suspects:  map[int]bool{},
-		health:    newHealth(),
+		cfg:  cfg,
+		sink: sink,
+		log:  log,
+		note: newNotifier(cfg.OnEvent, cfg.OnStatus, log),
+		backlog: ring.New(ring.Bounds[at.URC]{
+			Cost: at.MaxQueuedURCBytes, CostOf: at.URC.Size, KeepLast: true,
+		}),
+		health: newHealth(),
 	}
+	s.sms = newSMSReceiver(smsSettings{SMS: cfg.SMS, AllowedSenders: cfg.AllowedSenders, ReassemblyTimeout: cfg.ReassemblyTimeout},
+		sink, log, s, s, func(u gw.StoreUse) { s.update(func(st *gw.Status) { st.SMSStore = u }) })
+	s.in = newInbox(cfg.IPPort, cfg.AllowedSources, cfg.RetryMin, cfg.RetryMax, log, s, sink)
 	s.dp = newDataPath(dataSettings{
-		mode: cfg.IPMode, port: cfg.IPPort, apn: cfg.APN, cloud: cfg.Cloud, sources: cfg.AllowedSources,
+		mode: cfg.IPMode, port: cfg.IPPort, apn: cfg.APN, cloud: cfg.Cloud,
 		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
-	}, log, s, sink, func(d gw.DataInfo) { s.update(func(st *gw.Status) { st.Data = d }) })
+	}, log, s, s.in, func(d gw.DataInfo) { s.update(func(st *gw.Status) { st.Data = d }) })
 	s.net = newNetwork(log, s, func(f func(*gw.NetworkInfo)) { s.update(func(st *gw.Status) { f(&st.Network) }) }, s.dp.registrationBack)
 	s.rec = newLadder(ladderSettings{port: cfg.Port, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax, portGone: cfg.PortGoneLimit},
 		log, s, func(f func(*gw.Recovery)) { s.update(func(st *gw.Status) { f(&st.Recovery) }) })
@@ -308,7 +269,7 @@ func (s *Session) Run(ctx context.Context) error {
 			s.log.Warn("event or status callback still busy at shutdown")
 		}
 	}()
-	defer s.dp.flushHeldAtExit()
+	defer s.in.flushAtExit()
 	// Between openings of the port: jittered, so gateways restarted
 	// together do not retry in step, and doubling.
 	reopen := backoff.New(s.cfg.RetryMin, s.cfg.RetryMax, backoff.Around)
@@ -345,9 +306,7 @@ var errRestarted = errors.New("the modem restarted")
 // when the port failed or the ladder reached the step that reopens it; the
 // port is closed then.
 func (s *Session) attempt(ctx context.Context) error {
-	if !s.restored {
-		s.restore(ctx)
-	}
+	s.sms.restoreOnce(ctx)
 	port, err := s.cfg.Open(s.cfg.Port, s.cfg.Baud)
 	if err != nil {
 		return &OpError{Op: "open " + s.cfg.Port, Err: err}
@@ -355,20 +314,17 @@ func (s *Session) attempt(ctx context.Context) error {
 	s.opened = true
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.backlog, s.backlogBytes = nil, 0
+	s.backlog.Clear()
 	// A live module answers the resynchronisation probe at once; a short
 	// wait lets a silent one be noticed (and the ladder climbed) sooner.
-	probe := s.cfg.ProbeTimeout
-	if s.cmdTimeout > 0 {
-		probe = s.cmdTimeout
-	}
+	probe := s.probeTimeout()
 	s.rec.probeTimeout = probe
 	// URCs are pulled rather than pushed: the drain sees every +CMTI that
 	// arrived before its AT+CMGL answer, and what waits is bounded in bytes
 	// by the engine's queue alone.
 	eng := at.New(port, at.Config{
 		Logger:       s.log,
-		Timeout:      s.cmdTimeout,
+		Timeout:      testTimeout(s),
 		ProbeTimeout: probe,
 		PullURCs:     true,
 		Trace:        true, // the wire at log.level: debug
@@ -393,9 +349,7 @@ func (s *Session) attempt(ctx context.Context) error {
 				s.afterInit()
 				st := s.Status()
 				s.event(gw.EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
-				if s.cfg.SMS {
-					s.needDrain = true
-				}
+				s.sms.requestDrain()
 			}
 		}
 		if err == nil {
@@ -459,16 +413,7 @@ func (s *Session) afterInit() {
 // putBack keeps u in the backlog for serve. The backlog is bounded in
 // bytes like the engine's queue: the oldest goes first.
 func (s *Session) putBack(u at.URC) {
-	s.backlog = append(s.backlog, u)
-	s.backlogBytes += u.Size()
-	dropped := 0
-	for len(s.backlog) > 1 && s.backlogBytes > at.MaxQueuedURCBytes {
-		s.backlogBytes -= s.backlog[0].Size()
-		s.backlog[0] = at.URC{}
-		s.backlog = s.backlog[1:]
-		dropped++
-	}
-	if dropped > 0 {
+	if dropped := s.backlog.Push(u); dropped > 0 {
 		s.log.Warn("URC backlog full, dropped the oldest", "dropped", dropped, "limit_bytes", at.MaxQueuedURCBytes)
 	}
 }
@@ -485,7 +430,7 @@ func bootURC(line string) bool {
 
 // serve handles URCs, polls and the data session until the session fails.
 func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
-	pollC := s.tick
+	pollC := pollTicks(s)
 	if pollC == nil {
 		poll := time.NewTicker(s.cfg.PollInterval)
 		defer poll.Stop()
@@ -498,7 +443,7 @@ func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 		s.pollDue = true // prove the recovery worked
 		// SMS that reached a silent module went unannounced; drain them
 		// before later ones, in the order they were sent.
-		s.needDrain = s.cfg.SMS
+		s.sms.requestDrain()
 	}
 	s.idle = time.NewTimer(s.cfg.IdleProbe)
 	defer s.idle.Stop()
@@ -529,8 +474,8 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		return s.onURC(ctx, eng, u)
 	}
 	switch {
-	case s.needDrain:
-		return s.drain(ctx, eng)
+	case s.sms.drainDue():
+		return s.sms.drain(ctx, onEngine{s, eng})
 	case s.pollDue:
 		s.pollDue = false
 		return s.pollChecked(ctx, eng)
@@ -554,8 +499,8 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		return s.pollChecked(ctx, eng)
 	case <-s.dp.retryC():
 		s.dp.retryDue()
-	case <-s.dp.heldC():
-		s.dp.heldDue(ctx)
+	case <-s.in.retryC():
+		s.in.retry(ctx)
 	}
 	return nil
 }
@@ -577,11 +522,7 @@ func (s *Session) idleCheck(ctx context.Context, eng *at.Engine) error {
 	if _, busy := eng.Busy(); busy {
 		return nil // a command is running; its own timeout watches the modem
 	}
-	timeout := s.cfg.ProbeTimeout
-	if s.cmdTimeout > 0 {
-		timeout = s.cmdTimeout
-	}
-	_, err := s.do(ctx, eng, "check the silent modem", at.Cmd{Line: "AT", Timeout: timeout})
+	_, err := s.do(ctx, eng, "check the silent modem", at.Cmd{Line: "AT", Timeout: s.probeTimeout()})
 	if err != nil && !isFatal(err) {
 		return nil // it answered, if only with an error
 	}
@@ -591,14 +532,7 @@ func (s *Session) idleCheck(ctx context.Context, eng *at.Engine) error {
 // nextURC returns a URC that is already waiting: the backlog first, then
 // the engine's.
 func (s *Session) nextURC() (at.URC, bool) {
-	if len(s.backlog) > 0 {
-		u := s.backlog[0]
-		s.backlog[0] = at.URC{}
-		s.backlog = s.backlog[1:]
-		s.backlogBytes -= u.Size()
-		if len(s.backlog) == 0 {
-			s.backlog, s.backlogBytes = nil, 0
-		}
+	if u, ok := s.backlog.Pop(); ok {
 		return u, true
 	}
 	return s.urcs.NextURC()
@@ -606,10 +540,25 @@ func (s *Session) nextURC() (at.URC, bool) {
 
 func (s *Session) onURC(ctx context.Context, eng *at.Engine, u at.URC) error {
 	err := s.handleURC(ctx, eng, u)
-	if s.handled != nil {
-		s.handled(u)
-	}
+	urcHandled(s, u)
 	return err
+}
+
+// Seams for this package's tests (export_test.go sets them): they poll
+// when they choose, wait until a URC has been acted on, and shorten every
+// command's timeout. In production they change nothing.
+var (
+	pollTicks   = func(*Session) <-chan time.Time { return nil }
+	urcHandled  = func(*Session, at.URC) {}
+	testTimeout = func(*Session) time.Duration { return 0 }
+)
+
+// probeTimeout bounds the answer to a probe (AT) of the modem.
+func (s *Session) probeTimeout() time.Duration {
+	if t := testTimeout(s); t > 0 {
+		return t
+	}
+	return s.cfg.ProbeTimeout
 }
 
 // awaitURC waits for the URC match accepts (the +QIOPEN after AT+QIOPEN's

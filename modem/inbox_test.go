@@ -33,22 +33,21 @@ func (s *refusingSink) Put(_ context.Context, m gw.Inbound) error {
 	return nil
 }
 
-// TestDataPathHeldDropsOldest: datagrams the Sink refuses are held, at
+// TestInboxDropsOldest: datagrams the Sink refuses are held, at
 // most maxHeldDatagrams of them; beyond that the oldest go, each with an
 // ip_dropped event, and the rest reach the Sink in arrival order once it
 // takes them.
-func TestDataPathHeldDropsOldest(t *testing.T) {
+func TestInboxDropsOldest(t *testing.T) {
 	var evs recordEvents
 	sink := &refusingSink{refuse: true}
-	d := newDataPath(dataSettings{mode: "modem", port: 6969, retryMin: time.Hour, retryMax: time.Hour},
-		slog.New(slog.DiscardHandler), &evs, sink, func(gw.DataInfo) {})
+	b := newInbox(6969, nil, time.Hour, time.Hour, slog.New(slog.DiscardHandler), &evs, sink)
 	ctx := context.Background()
 	from := netip.MustParseAddrPort("100.64.0.1:6969")
 	const extra = 3
 	for i := range maxHeldDatagrams + extra {
-		d.datagram(ctx, from, fmt.Appendf(nil, "dg %d", i))
+		b.take(ctx, from, fmt.Appendf(nil, "dg %d", i))
 	}
-	if n := d.held.Len(); n != maxHeldDatagrams {
+	if n := b.held.Len(); n != maxHeldDatagrams {
 		t.Fatalf("held %d datagrams, want %d", n, maxHeldDatagrams)
 	}
 	var dropped []string
@@ -65,9 +64,9 @@ func TestDataPathHeldDropsOldest(t *testing.T) {
 	}
 
 	sink.refuse = false
-	d.heldDue(ctx)
-	if d.held.Len() != 0 || len(sink.got) != maxHeldDatagrams {
-		t.Fatalf("after the Sink took them: %d held, %d stored", d.held.Len(), len(sink.got))
+	b.retry(ctx)
+	if b.held.Len() != 0 || len(sink.got) != maxHeldDatagrams {
+		t.Fatalf("after the Sink took them: %d held, %d stored", b.held.Len(), len(sink.got))
 	}
 	// The newest are kept, in order; what was dropped is none of them.
 	stored := map[string]bool{}

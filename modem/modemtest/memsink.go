@@ -1,4 +1,7 @@
-package modem
+// Package modemtest holds what the tests of modem, transport and the
+// binaries share to stand in for parts of a gateway: a Sink that keeps
+// everything in memory.
+package modemtest
 
 import (
 	"context"
@@ -10,8 +13,8 @@ import (
 	"github.com/simgate/simgate/internal/gw"
 )
 
-// MemorySink is a Sink that keeps everything in memory: for tests and the
-// demo, never for a gateway that must survive power loss.
+// MemorySink is a gw.Sink that keeps everything in memory: for tests,
+// never for a gateway that must survive power loss.
 type MemorySink struct {
 	mu      sync.Mutex
 	msgs    []gw.Inbound
