@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/ring"
 )
 
 // maxQueuedEvents bounds events waiting for a slow OnEvent.
@@ -19,23 +20,20 @@ type notifier struct {
 	log      *slog.Logger
 
 	mu      sync.Mutex
-	events  []gw.Event
+	events  *ring.Queue[gw.Event] // bounded by maxQueuedEvents, the oldest go first
 	status  *gw.Status
 	dropped int
 	wake    chan struct{}
 }
 
 func newNotifier(onEvent func(gw.Event), onStatus func(gw.Status), log *slog.Logger) *notifier {
-	return &notifier{onEvent: onEvent, onStatus: onStatus, log: log, wake: make(chan struct{}, 1)}
+	return &notifier{onEvent: onEvent, onStatus: onStatus, log: log, wake: make(chan struct{}, 1),
+		events: ring.New(ring.Bounds[gw.Event]{Len: maxQueuedEvents})}
 }
 
 func (n *notifier) event(e gw.Event) {
 	n.mu.Lock()
-	n.events = append(n.events, e)
-	if over := len(n.events) - maxQueuedEvents; over > 0 {
-		n.dropped += over
-		n.events = append([]gw.Event(nil), n.events[over:]...)
-	}
+	n.dropped += n.events.Push(e)
 	n.mu.Unlock()
 	n.poke()
 }
@@ -72,8 +70,8 @@ func (n *notifier) run(ctx context.Context) {
 func (n *notifier) flush() {
 	for {
 		n.mu.Lock()
-		events, st, dropped := n.events, n.status, n.dropped
-		n.events, n.status, n.dropped = nil, nil, 0
+		events, st, dropped := n.events.Drain(), n.status, n.dropped
+		n.status, n.dropped = nil, 0
 		n.mu.Unlock()
 		if dropped > 0 {
 			n.log.Warn("event queue full, dropped the oldest events", "dropped", dropped)

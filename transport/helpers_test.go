@@ -432,3 +432,9 @@ func mustRender(t testing.TB, m gw.Inbound) string {
 	}
 	return string(b)
 }
+
+// headInbound returns up to n messages from the front of the queue.
+func (q *Queue) headInbound(n int) ([]storedInbound, error) { return q.inboundAfter(nil, n) }
+
+// headResults returns up to n results from the front of the queue.
+func (q *Queue) headResults(n int) ([]storedResult, error) { return q.resultsAfter(nil, n) }

@@ -209,23 +209,13 @@ type storedResult struct {
 	err error
 }
 
-func (q *Queue) headResults(n int) ([]storedResult, error) { return q.resultsAfter(nil, n) }
-
-// resultsAfter is headResults skipping results up to key after.
+// resultsAfter returns up to n results after key after (from the front
+// when after is nil), in the order they were committed.
 func (q *Queue) resultsAfter(after []byte, n int) ([]storedResult, error) {
-	var out []storedResult
-	err := q.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketResults).Cursor()
-		for k, v := seekAfter(cur, after); k != nil && len(out) < n; k, v = cur.Next() {
-			r, err := decodeResult(v)
-			out = append(out, storedResult{key: append([]byte(nil), k...), res: r, err: err})
-		}
-		return nil
+	return readAfter(q, bucketResults, "results", after, n, func(k, v []byte) storedResult {
+		r, err := decodeResult(v)
+		return storedResult{key: append([]byte(nil), k...), res: r, err: err}
 	})
-	if err != nil {
-		return nil, fmt.Errorf("read results: %w", err)
-	}
-	return out, nil
 }
 
 // ackResults removes published results, split like ackInbound when the

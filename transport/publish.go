@@ -9,7 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/ring"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
@@ -56,7 +58,7 @@ func publishLoop[T any](abort context.Context, r *Relay, src source[T], pubStop 
 	log := r.log.With("outbox", src.name)
 	acks := startAcker(src, log)
 	defer acks.close()
-	w := &window[T]{r: r, src: src, log: log, acks: acks, bo: backoff{min: 100 * time.Millisecond, max: 5 * time.Second}}
+	w := &window[T]{r: r, src: src, log: log, acks: acks, bo: backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second, Spread: backoff.Below}}
 	defer w.reset()
 	draining := false
 	for abort.Err() == nil {
@@ -85,7 +87,7 @@ func publishLoop[T any](abort context.Context, r *Relay, src source[T], pubStop 
 		}
 		if err := w.fill(abort); err != nil {
 			log.Error("cannot read outbox", "err", err)
-			sleepCtx(abort, w.bo.next())
+			backoff.Wait(abort.Done(), w.bo.Next())
 			continue
 		}
 		if len(w.inflight) == 0 {
@@ -94,7 +96,7 @@ func publishLoop[T any](abort context.Context, r *Relay, src source[T], pubStop 
 				// before it is delivered.
 				if err := src.bad(*w.bad, w.badErr); err != nil {
 					log.Error("cannot set aside unreadable record", "err", err)
-					sleepCtx(abort, w.bo.next())
+					backoff.Wait(abort.Done(), w.bo.Next())
 				}
 				w.bad, w.badErr = nil, nil
 				continue
@@ -135,9 +137,9 @@ func publishLoop[T any](abort context.Context, r *Relay, src source[T], pubStop 
 			if abort.Err() != nil {
 				return
 			}
-			d := w.bo.next()
+			d := w.bo.Next()
 			log.Warn("publish failed; retrying from the first unacknowledged item", "err", err, "retry_in", d.Round(time.Millisecond))
-			sleepCtx(abort, d)
+			backoff.Wait(abort.Done(), d)
 		}
 	}
 }
@@ -149,7 +151,7 @@ type window[T any] struct {
 	src  source[T]
 	log  *slog.Logger
 	acks *acker[T]
-	bo   backoff
+	bo   backoff.Backoff
 
 	last     []byte // key of the last item the broker acknowledged
 	epoch    uint64 // the connection the items in flight went out on
@@ -244,7 +246,7 @@ func (w *window[T]) acked() error {
 		// mistaken for a stalled one.
 		w.done = w.r.busy(w.src.tracker)
 	}
-	w.bo.reset()
+	w.bo.Reset()
 	return nil
 }
 
@@ -296,7 +298,7 @@ func startAcker[T any](src source[T], log *slog.Logger) *acker[T] {
 					break gather
 				}
 			}
-			bo := backoff{min: 50 * time.Millisecond, max: time.Second}
+			bo := backoff.Backoff{Min: 50 * time.Millisecond, Max: time.Second, Spread: backoff.Below}
 			for attempt := 1; ; attempt++ {
 				err := src.ack(batch)
 				if err == nil {
@@ -307,7 +309,7 @@ func startAcker[T any](src source[T], log *slog.Logger) *acker[T] {
 					break
 				}
 				log.Warn("cannot remove delivered items; retrying", "count", len(batch), "err", err)
-				time.Sleep(bo.next())
+				time.Sleep(bo.Next())
 			}
 		}
 	}()
@@ -588,14 +590,13 @@ type bufferedEvent struct {
 // are durable elsewhere.
 type eventBuffer struct {
 	mu    sync.Mutex
-	items []bufferedEvent
+	items *ring.Queue[bufferedEvent] // the newest, oldest first
 	next  uint64
-	limit int
 	sig   chan struct{}
 }
 
 func (b *eventBuffer) init(limit int) {
-	b.limit = limit
+	b.items = ring.New(ring.Bounds[bufferedEvent]{Len: limit})
 	b.sig = make(chan struct{}, 1)
 }
 
@@ -603,11 +604,7 @@ func (b *eventBuffer) init(limit int) {
 func (b *eventBuffer) push(ev gw.Event) (dropped bool) {
 	b.mu.Lock()
 	b.next++
-	b.items = append(b.items, bufferedEvent{seq: b.next, ev: ev})
-	if len(b.items) > b.limit {
-		b.items = append(b.items[:0], b.items[1:]...)
-		dropped = true
-	}
+	dropped = b.items.Push(bufferedEvent{seq: b.next, ev: ev}) > 0
 	b.mu.Unlock()
 	poke(b.sig)
 	return dropped
@@ -618,8 +615,11 @@ func (b *eventBuffer) after(seq uint64, n int) []bufferedEvent {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []bufferedEvent
-	for _, e := range b.items {
-		if e.seq > seq && len(out) < n {
+	for e := range b.items.All() {
+		if len(out) == n {
+			break
+		}
+		if e.seq > seq {
 			out = append(out, e)
 		}
 	}
@@ -631,15 +631,7 @@ func (b *eventBuffer) after(seq uint64, n int) []bufferedEvent {
 func (b *eventBuffer) drop(seq uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	i := 0
-	for i < len(b.items) && b.items[i].seq <= seq {
-		i++
+	for e, ok := b.items.Peek(); ok && e.seq <= seq; e, ok = b.items.Peek() {
+		b.items.Pop()
 	}
-	b.items = append(b.items[:0], b.items[i:]...)
-}
-
-func (b *eventBuffer) len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.items)
 }

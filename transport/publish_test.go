@@ -45,7 +45,7 @@ func TestEventBuffer(t *testing.T) {
 	}
 	// Dropping up to an event already pushed out for space is harmless.
 	b.drop(1)
-	if got := b.len(); got != 3 {
+	if got := b.items.Len(); got != 3 {
 		t.Errorf("len after drop(1) = %d, want 3", got)
 	}
 	b.drop(3)

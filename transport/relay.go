@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/internal/ratelimit"
 )
@@ -556,7 +556,7 @@ func closedChan() chan struct{} {
 // connectLoop makes the first connection, retrying with jittered backoff
 // and logging why each attempt failed. After that paho reconnects by itself.
 func (r *Relay) connectLoop(ctx context.Context) {
-	bo := backoff{min: 500 * time.Millisecond, max: r.cfg.MQTT.MaxReconnectInterval}
+	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: r.cfg.MQTT.MaxReconnectInterval, Spread: backoff.Below}
 	for {
 		t := r.client.Connect()
 		select {
@@ -567,7 +567,7 @@ func (r *Relay) connectLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		d := bo.next()
+		d := bo.Next()
 		r.log.Warn("mqtt connect failed", "url", r.cfg.MQTT.shownURL(), "err", t.Error(), "retry_in", d.Round(time.Millisecond))
 		select {
 		case <-time.After(d):
@@ -684,7 +684,7 @@ func (r *Relay) onConnect(c paho.Client) {
 	// default handler, so no per-topic callback is registered.
 	// P/status too, at QoS 0: see onMessage.
 	topics := map[string]byte{r.topic(TopicSMSOut): 1, r.topic(TopicIPOut): 1, r.topic(TopicStatus): 0}
-	bo := backoff{min: 500 * time.Millisecond, max: r.cfg.MQTT.MaxReconnectInterval}
+	bo := backoff.Backoff{Min: 500 * time.Millisecond, Max: r.cfg.MQTT.MaxReconnectInterval, Spread: backoff.Below}
 	for {
 		t := c.SubscribeMultiple(topics, nil)
 		var err error
@@ -701,7 +701,7 @@ func (r *Relay) onConnect(c paho.Client) {
 		if r.conn.currentEpoch() != epoch {
 			return // the next connection subscribes for itself
 		}
-		d := bo.next()
+		d := bo.Next()
 		r.log.Error("mqtt subscribe failed; requests cannot arrive until it succeeds", "err", err, "retry_in", d.Round(time.Millisecond))
 		select {
 		case <-time.After(d):
@@ -788,7 +788,7 @@ func (r *Relay) onMessage(_ paho.Client, m paho.Message) {
 // intakeLoop validates requests, commits them to the queue in arrival order
 // and only then acknowledges them to the broker.
 func (r *Relay) intakeLoop(abort context.Context, stop <-chan struct{}) {
-	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second, Spread: backoff.Below}
 	for abort.Err() == nil {
 		msgs := r.fifo.take(maxBatch)
 		if len(msgs) == 0 {
@@ -816,13 +816,13 @@ func (r *Relay) intakeLoop(abort context.Context, stop <-chan struct{}) {
 		for {
 			err := r.q.admit(context.Background(), items)
 			if err == nil {
-				bo.reset()
+				bo.Reset()
 				break
 			}
 			// Not acknowledged: the broker redelivers them to the next
 			// session if this one ends first.
 			r.log.Error("cannot queue requests", "count", len(items), "err", err)
-			if errors.Is(err, ErrClosed) || !sleepCtx(abort, bo.next()) {
+			if errors.Is(err, ErrClosed) || !backoff.Wait(abort.Done(), bo.Next()) {
 				return
 			}
 		}
@@ -865,7 +865,7 @@ func (r *Relay) reportAdmit(it *admit) {
 
 // sendLoop hands one channel's requests to the device, oldest first.
 func (r *Relay) sendLoop(abort context.Context, stop <-chan struct{}, ch int) {
-	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second, Spread: backoff.Below}
 	for {
 		select {
 		case <-stop:
@@ -875,7 +875,7 @@ func (r *Relay) sendLoop(abort context.Context, stop <-chan struct{}, ch int) {
 		sr, ok, err := r.q.headRequest(ch)
 		if err != nil {
 			r.log.Error("cannot read queued requests", "err", err)
-			if !sleepStop(stop, bo.next()) {
+			if !backoff.Wait(stop, bo.Next()) {
 				return
 			}
 			continue
@@ -891,7 +891,7 @@ func (r *Relay) sendLoop(abort context.Context, stop <-chan struct{}, ch int) {
 		if sr.err != nil {
 			if err := r.q.quarantine(context.Background(), outBucket(ch), sr.key, sr.err); err != nil {
 				r.log.Error("cannot set aside an unreadable request", "err", err)
-				if !sleepStop(stop, bo.next()) {
+				if !backoff.Wait(stop, bo.Next()) {
 					return
 				}
 			}
@@ -907,11 +907,11 @@ func (r *Relay) sendLoop(abort context.Context, stop <-chan struct{}, ch int) {
 		for {
 			err := r.q.complete(context.Background(), ch, sr, res)
 			if err == nil {
-				bo.reset()
+				bo.Reset()
 				break
 			}
 			r.log.Error("cannot record result", "id", sr.req.ID, "err", err)
-			if errors.Is(err, ErrClosed) || !sleepCtx(abort, bo.next()) {
+			if errors.Is(err, ErrClosed) || !backoff.Wait(abort.Done(), bo.Next()) {
 				return
 			}
 		}
@@ -1017,44 +1017,5 @@ func waitToken(ctx context.Context, t paho.Token, limit time.Duration) error {
 		return ctx.Err()
 	case <-timeout:
 		return fmt.Errorf("no acknowledgement within %s", limit)
-	}
-}
-
-// backoff is capped exponential backoff with jitter, so many gateways
-// losing the same broker do not return in lockstep.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur/2 + rand.N(b.cur/2+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-func sleepStop(stop <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-stop:
-		return false
 	}
 }

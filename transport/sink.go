@@ -211,24 +211,30 @@ type storedInbound struct {
 	err error // set when the record could not be decoded
 }
 
-// headInbound returns up to n messages from the front of the queue, in the
-// order they were committed.
-func (q *Queue) headInbound(n int) ([]storedInbound, error) { return q.inboundAfter(nil, n) }
-
-// inboundAfter is headInbound skipping the messages up to key after, which
-// the relay has delivered but not yet removed.
+// inboundAfter returns up to n messages after key after (from the front
+// of the queue when after is nil), in the order they were committed; the
+// relay skips those it has delivered but not yet removed.
 func (q *Queue) inboundAfter(after []byte, n int) ([]storedInbound, error) {
-	var out []storedInbound
+	return readAfter(q, bucketIn, "inbound", after, n, func(k, v []byte) storedInbound {
+		m, err := decodeInbound(v)
+		return storedInbound{seq: keySeq(k), key: append([]byte(nil), k...), msg: m, err: err}
+	})
+}
+
+// readAfter reads up to n records of bucket after key after. A record that
+// does not decode is returned with its error, so the caller can set it
+// aside rather than stall behind it.
+func readAfter[T any](q *Queue, bucket []byte, what string, after []byte, n int, item func(k, v []byte) T) ([]T, error) {
+	var out []T
 	err := q.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketIn).Cursor()
+		cur := tx.Bucket(bucket).Cursor()
 		for k, v := seekAfter(cur, after); k != nil && len(out) < n; k, v = cur.Next() {
-			m, err := decodeInbound(v)
-			out = append(out, storedInbound{seq: keySeq(k), key: append([]byte(nil), k...), msg: m, err: err})
+			out = append(out, item(k, v))
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read inbound: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	return out, nil
 }

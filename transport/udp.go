@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 )
 
@@ -296,7 +297,7 @@ func (u *UDP) Run(ctx context.Context) error {
 // until ctx is done or the UDP is closed.
 func (u *UDP) receive(ctx context.Context, items chan<- gw.Inbound) {
 	buf := make([]byte, udpReadSize)
-	bo := backoff{min: udpBackoffMin, max: udpBackoffMax}
+	bo := backoff.Backoff{Min: udpBackoffMin, Max: udpBackoffMax, Spread: backoff.Below}
 	var openedAt time.Time
 	u.mu.Lock()
 	c := u.conn
@@ -314,13 +315,13 @@ func (u *UDP) receive(ctx context.Context, items chan<- gw.Inbound) {
 				return
 			}
 			if !openedAt.IsZero() && time.Since(openedAt) > udpHealthGrace {
-				bo.reset() // the last reopen held; start the backoff afresh
+				bo.Reset() // the last reopen held; start the backoff afresh
 			}
 			u.lost(c, err)
 			c = nil
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		u.received.Add(1)
 		m, rej := u.accept(from, buf[:n], u.stamp())
 		if rej != nil {
@@ -357,9 +358,9 @@ func (u *UDP) lost(c *net.UDPConn, err error) {
 // or Run is stopped (then it returns nil). The first attempt comes quickly,
 // as a closed socket usually reopens at once; persistent failures slow down
 // to udpBackoffMax.
-func (u *UDP) reopen(ctx context.Context, bo *backoff) *net.UDPConn {
+func (u *UDP) reopen(ctx context.Context, bo *backoff.Backoff) *net.UDPConn {
 	for attempt := 1; ; attempt++ {
-		if !sleepCtx(ctx, bo.next()) {
+		if !backoff.Wait(ctx.Done(), bo.Next()) {
 			return nil
 		}
 		c, err := u.listen()
