@@ -2,7 +2,6 @@ package at
 
 import (
 	"encoding/hex"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -43,15 +42,11 @@ type wireLog struct {
 }
 
 // Printf is called by trace with the direction as format and the bytes as
-// the only argument.
+// the only argument; anything else it is given is not shown.
 func (w *wireLog) Printf(format string, v ...any) {
-	b, ok := []byte(nil), len(v) == 1
-	if ok {
-		b, ok = v[0].([]byte)
-	}
-	if !ok {
-		w.log.Debug("wire", "text", fmt.Sprintf(format, v...))
-		return
+	var b []byte
+	if len(v) == 1 {
+		b, _ = v[0].([]byte)
 	}
 	var shown []byte
 	if format == traceRead {
