@@ -21,6 +21,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/simgate/simgate/internal/testenv"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -37,18 +38,7 @@ func waitFor(limit time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
+func freeAddr(t *testing.T) string { t.Helper(); return testenv.FreeAddr(t) }
 
 // broker is a mosquitto process on a free loopback port.
 type broker struct {
@@ -62,24 +52,11 @@ type broker struct {
 
 func startBroker(t *testing.T) *broker {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, err := os.Stat("/usr/sbin/mosquitto"); err != nil {
-			t.Skip("mosquitto is not installed (apt-get install mosquitto; .ci/run does)")
-		}
-		bin = "/usr/sbin/mosquitto"
-	}
+	bin := testenv.MosquittoBin(t, "these tests need a broker with shared subscriptions")
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	text := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nlog_dest stderr\nlog_type error\nlog_type warning\n", port, dir)
-	if os.Geteuid() == 0 {
-		text += "user root\n"
-	}
-	conf := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	conf := testenv.MosquittoConf(t, dir, port, "log_type error", "log_type warning")
 	b := &broker{t: t, conf: conf, addr: addr, log: filepath.Join(dir, "log")}
 	b.cmdPath(bin)
 	b.start()

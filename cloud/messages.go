@@ -1,10 +1,7 @@
 package cloud
 
 import (
-	"bytes"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/simgate/simgate/internal/reqjson"
 )
 
 // Channels, as in the topics.
@@ -28,7 +26,7 @@ const (
 	MaxSMSPayload  = 160  // characters
 	MaxIPPayload   = 1300 // bytes, after base64 decoding for binary
 	MaxRequestSize = 8192 // bytes of JSON, before parsing
-	MaxIDLength    = 128
+	MaxIDLength    = reqjson.MaxIDLength
 )
 
 // Result statuses published on .../to_sim/result.
@@ -58,14 +56,6 @@ type Request struct {
 	AttemptedAt time.Time `json:"attempted_at,omitzero"`
 }
 
-func newID() string {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err)) // cannot fail on Linux
-	}
-	return "req-" + hex.EncodeToString(b[:])
-}
-
 // ParseTopic splits C/{sim}/{channel}/to_sim. ok is false for any other topic.
 func ParseTopic(prefix, topic string) (sim, channel string, ok bool) {
 	rest, found := strings.CutPrefix(topic, prefix+"/")
@@ -88,7 +78,7 @@ func ParseTopic(prefix, topic string) (sim, channel string, ok bool) {
 func ParseRequest(channel, sim string, body []byte, defaultPort int, genID func() string) (Request, error) {
 	req := Request{Channel: channel, Sim: sim}
 	if genID == nil {
-		genID = newID
+		genID = reqjson.NewID
 	}
 	fail := func(format string, args ...any) (Request, error) {
 		if req.ID == "" {
@@ -116,7 +106,7 @@ func ParseRequest(channel, sim string, body []byte, defaultPort int, genID func(
 			unknown = append(unknown, k)
 		}
 	}
-	if id, ok := fields["id"]; ok && !isNull(id) {
+	if id, ok := fields["id"]; ok && !reqjson.IsNull(id) {
 		var s string
 		if json.Unmarshal(id, &s) != nil {
 			return fail("id must be a string")
@@ -131,14 +121,14 @@ func ParseRequest(channel, sim string, body []byte, defaultPort int, genID func(
 		return fail("unknown field %q", unknown[0])
 	}
 	raw, ok := fields["payload"]
-	if !ok || isNull(raw) {
+	if !ok || reqjson.IsNull(raw) {
 		return fail("payload is missing")
 	}
 	if json.Unmarshal(raw, &req.Payload) != nil {
 		return fail("payload must be a string")
 	}
 	encoding := "text"
-	if e, ok := fields["encoding"]; ok && !isNull(e) {
+	if e, ok := fields["encoding"]; ok && !reqjson.IsNull(e) {
 		if json.Unmarshal(e, &encoding) != nil || (encoding != "text" && encoding != "base64") {
 			return fail(`encoding must be "text" or "base64"`)
 		}
@@ -153,7 +143,7 @@ func ParseRequest(channel, sim string, body []byte, defaultPort int, genID func(
 		}
 	case ChannelIP:
 		req.Port = defaultPort
-		if p, ok := fields["port"]; ok && !isNull(p) {
+		if p, ok := fields["port"]; ok && !reqjson.IsNull(p) {
 			var n float64
 			if json.Unmarshal(p, &n) != nil || n != float64(int(n)) || n < 1 || n > 65535 {
 				return fail("port must be a whole number between 1 and 65535")
@@ -162,7 +152,7 @@ func ParseRequest(channel, sim string, body []byte, defaultPort int, genID func(
 		}
 		size := len(req.Payload)
 		if encoding == "base64" {
-			b, err := decodeBase64(req.Payload)
+			b, err := reqjson.DecodeBase64(req.Payload)
 			if err != nil {
 				return fail("payload is not base64: %v", err)
 			}
@@ -183,33 +173,12 @@ func ParseRequest(channel, sim string, body []byte, defaultPort int, genID func(
 	return req, nil
 }
 
-func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
-
+// checkID is reqjson.CheckID, and an id given must not be empty.
 func checkID(id string) error {
 	if id == "" {
 		return errors.New("id is empty")
 	}
-	if utf8.RuneCountInString(id) > MaxIDLength {
-		return fmt.Errorf("id is longer than %d characters", MaxIDLength)
-	}
-	for _, r := range id {
-		if unicode.IsControl(r) {
-			return errors.New("id contains control characters")
-		}
-	}
-	return nil
-}
-
-func decodeBase64(s string) ([]byte, error) {
-	s = strings.TrimSpace(s)
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
-		return b, nil
-	}
-	b, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
-	if err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
-	}
-	return b, nil
+	return reqjson.CheckID(id)
 }
 
 // ResultJSON is the payload of C/{sim}/{channel}/to_sim/result.

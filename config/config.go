@@ -19,8 +19,9 @@ import (
 // DefaultPath is where `simgate run` looks for its configuration.
 const DefaultPath = "/etc/simgate/simgate.yaml"
 
-// Config is the whole configuration. Field tags are the YAML keys of
-// CONTRACT.md; every key has the default that Default returns.
+// Config is the whole configuration. Field tags are the YAML keys that
+// docs/contract.md lists and the README's "Configure" section explains;
+// every key has the default that Default returns.
 type Config struct {
 	DeviceID string `yaml:"device_id"`
 	Modem    Modem  `yaml:"modem"`

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at/attest"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 // payloads lists the payloads of msgs, in order.
@@ -52,24 +53,39 @@ func TestSessionIdenticalSMSAreSeparateMessages(t *testing.T) {
 	}
 }
 
-// failNth is a sink that refuses its nth PutSMS, as a store that fails or
-// a process killed at that moment would leave it.
+// failNth is a sink that refuses the nth SMS it is handed from the SIM, as
+// a store that fails or a process killed at that moment would leave it:
+// what came before it in its listing is stored, it and the rest are not.
 type failNth struct {
-	*MemorySink
+	*modemtest.MemorySink
 	mu   sync.Mutex
 	n    int
 	puts int
 }
 
-func (f *failNth) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
+func (f *failNth) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
 	f.mu.Lock()
-	f.puts++
-	fail := f.puts == f.n
+	first := f.puts
+	f.puts += len(items)
 	f.mu.Unlock()
-	if fail {
-		return errors.New("simulated crash before the commit")
+	if k := f.n - 1 - first; k >= 0 && k < len(items) {
+		// The prefix is stored without the journal, as PutSIM says.
+		for i := range items[:k] {
+			if m := items[i].Message; m != nil {
+				if err := f.MemorySink.Put(ctx, *m); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			held, err := f.MemorySink.PutSegment(ctx, *items[i].Part)
+			if err != nil {
+				return 0, err
+			}
+			items[i].Held = held
+		}
+		return k, errors.New("simulated crash before the commit")
 	}
-	return f.MemorySink.PutSMS(ctx, m, j)
+	return f.MemorySink.PutSIM(ctx, items, j)
 }
 
 // Two identical SMS on the SIM; the first is stored and deleted, then the
@@ -78,7 +94,7 @@ func (f *failNth) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) err
 // the pair, not a copy of the first, and must be stored.
 func TestSessionIdenticalSMSAcrossRestart(t *testing.T) {
 	a := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("reboot")}
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	port1 := attest.New(t, initSteps(list(entry(1, 0, a), entry(2, 0, a)), del(1))...)
 	r1 := newRig(t, defaultConfig(), &failNth{MemorySink: mem, n: 2}, port1)
 	r1.mem = mem
@@ -108,7 +124,7 @@ func TestSessionIdenticalSMSAcrossRestart(t *testing.T) {
 // own.
 func TestSessionReReadKeepsID(t *testing.T) {
 	a := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("reboot")}
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	// The deletion of slot 4 is never answered: the process is stopped
 	// while it waits.
 	port1 := attest.New(t, append(initSteps(list(entry(4, 0, a))), attest.Step{Write: "AT+CMGD=4\r"})...)
@@ -175,7 +191,7 @@ func TestSessionOrderUnannouncedByTime(t *testing.T) {
 // them over in that order, not by SIM index.
 func TestSessionOrderAcrossRestart(t *testing.T) {
 	m := func(text string) mt { return mt{from: "000", sent: t0, dcs: 0x00, ud: septets(text)} }
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	port1 := attest.New(t, initSteps(list())...)
 	r1 := newRig(t, defaultConfig(), &failNth{MemorySink: mem, n: 2}, port1)
 	r1.mem = mem

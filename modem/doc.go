@@ -94,16 +94,17 @@
 // reported and deleted, so they cannot fill the SIM; an SMS that does not
 // decode is stored with its PDU (Inbound.Undecodable), then deleted.
 //
-// Each SMS stored from the SIM commits the SIM journal (SIMJournal) with
-// it: the ids the last listing gave identical SMS and the +CMTI order of
-// what is not stored yet. An SMS read again after a restart (stored, not yet deleted)
-// keeps its id; identical SMS on the SIM together, or stored within a
+// What one listing of the SIM holds is stored with one Sink.PutSIM, a
+// single commit however many SMS it holds, and only then deleted from the
+// SIM one by one. The commit carries the SIM journal (SIMJournal): the
+// ids the last listing gave identical SMS and the +CMTI order of what is
+// not stored yet. An SMS read again after a restart (stored, not yet
+// deleted) keeps its id; identical SMS on the SIM together, or stored within a
 // minute of each other, get ids of their own (Inbound.Occurrence); one
 // alone and later keeps the id its content gives, so the network's late
 // copy is dropped by the Sink as a duplicate.
 //
-// Parts of a concatenated SMS are stored with Sink.PutSMSPart and deleted
-// from the SIM one by one; when all are held, Sink.Assemble stores the
+// Parts of a concatenated SMS are stored the same way; when all are held, Sink.Assemble stores the
 // message. Parts still missing after Config.ReassemblyTimeout (default 24 h,
 // as long as the Super SIM cloud retries) are delivered as a Partial
 // message. Held parts survive restarts (Sink.Segments).

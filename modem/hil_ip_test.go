@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 const cloud = "100.64.0.1:6969"
@@ -281,12 +282,12 @@ func TestHILIPGenericUnsupported(t *testing.T) {
 
 // benchIP starts a session in ip.mode modem on a pty paced like a 115200
 // baud UART, and waits for its socket.
-func benchIP(b *testing.B, tweak func(*Config)) (*modemsim.Sim, *Session, *MemorySink, context.Context) {
+func benchIP(b *testing.B, tweak func(*Config)) (*modemsim.Sim, *Session, *modemtest.MemorySink, context.Context) {
 	return benchIPProfile(b, "quectel", tweak)
 }
 
 // benchIPProfile is benchIP on the module of profile.
-func benchIPProfile(b *testing.B, profile string, tweak func(*Config)) (*modemsim.Sim, *Session, *MemorySink, context.Context) {
+func benchIPProfile(b *testing.B, profile string, tweak func(*Config)) (*modemsim.Sim, *Session, *modemtest.MemorySink, context.Context) {
 	b.Helper()
 	if testing.Short() {
 		b.Skip("hardware-in-loop benchmark")
@@ -296,7 +297,7 @@ func benchIPProfile(b *testing.B, profile string, tweak func(*Config)) (*modemsi
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { sim.Close() })
-	sink := NewMemorySink()
+	sink := modemtest.NewMemorySink()
 	cfg := Config{Port: sim.Link(), SMS: true, IPMode: "modem", IPPort: 6969, Cloud: cloud}
 	if tweak != nil {
 		tweak(&cfg)

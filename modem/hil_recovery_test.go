@@ -19,18 +19,19 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 // countingSink is a MemorySink that also records every Put, so a test sees
 // a message stored twice under two ids.
 type countingSink struct {
-	*MemorySink
+	*modemtest.MemorySink
 	mu   sync.Mutex
 	puts map[string]map[string]bool // payload -> ids
 }
 
 func newCountingSink() *countingSink {
-	return &countingSink{MemorySink: NewMemorySink(), puts: map[string]map[string]bool{}}
+	return &countingSink{MemorySink: modemtest.NewMemorySink(), puts: map[string]map[string]bool{}}
 }
 
 func (c *countingSink) Put(ctx context.Context, m gw.Inbound) error {
@@ -41,19 +42,28 @@ func (c *countingSink) Put(ctx context.Context, m gw.Inbound) error {
 	if err := c.MemorySink.Put(ctx, m); err != nil {
 		return err
 	}
+	c.record(m)
+	return nil
+}
+
+func (c *countingSink) record(m gw.Inbound) {
 	key := m.Channel + ":" + string(m.Payload)
 	if c.puts[key] == nil {
 		c.puts[key] = map[string]bool{}
 	}
 	c.puts[key][m.ID] = true
-	return nil
 }
 
-func (c *countingSink) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
-	if err := c.Put(ctx, m); err != nil {
-		return err
+func (c *countingSink) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.MemorySink.PutSIM(ctx, items, j)
+	for _, it := range items[:n] {
+		if m := it.Message; m != nil {
+			c.record(*m)
+		}
 	}
-	return c.SaveJournal(ctx, j)
+	return n, err
 }
 
 // check fails the test unless exactly want (channel:payload) were stored,

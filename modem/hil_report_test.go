@@ -14,12 +14,13 @@ import (
 
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/modem/modemtest"
 	"github.com/warthog618/sms/encoding/tpdu"
 )
 
 // reportSink is a MemorySink that also takes delivery reports.
 type reportSink struct {
-	*MemorySink
+	*modemtest.MemorySink
 	mu      sync.Mutex
 	fail    error
 	reports []gw.DeliveryReport
@@ -27,7 +28,7 @@ type reportSink struct {
 }
 
 func newReportSink() *reportSink {
-	return &reportSink{MemorySink: NewMemorySink(), changed: make(chan struct{})}
+	return &reportSink{MemorySink: modemtest.NewMemorySink(), changed: make(chan struct{})}
 }
 
 func (r *reportSink) PutReport(ctx context.Context, rep gw.DeliveryReport) error {

@@ -17,13 +17,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 type hil struct {
 	t      *testing.T
 	sim    *modemsim.Sim
 	s      *Session
-	sink   *MemorySink
+	sink   *modemtest.MemorySink
 	events chan gw.Event
 	cancel context.CancelFunc
 	done   chan error
@@ -54,14 +55,14 @@ func runHIL(t *testing.T, sim *modemsim.Sim, tweak func(*Config)) *hil {
 
 func runHILTimeout(t *testing.T, sim *modemsim.Sim, tweak func(*Config), cmdTimeout time.Duration) *hil {
 	t.Helper()
-	mem := NewMemorySink()
+	mem := modemtest.NewMemorySink()
 	return runHILSink(t, sim, mem, mem, tweak, cmdTimeout)
 }
 
 // runHILSink starts a session on sim that hands messages to sink; mem is
 // the MemorySink the test reads them from (sink itself, or the one it
 // wraps).
-func runHILSink(t *testing.T, sim *modemsim.Sim, sink gw.Sink, mem *MemorySink, tweak func(*Config), cmdTimeout time.Duration) *hil {
+func runHILSink(t *testing.T, sim *modemsim.Sim, sink gw.Sink, mem *modemtest.MemorySink, tweak func(*Config), cmdTimeout time.Duration) *hil {
 	t.Helper()
 	h := &hil{t: t, sim: sim, sink: mem, events: make(chan gw.Event, 1000)}
 	cfg := Config{
@@ -79,7 +80,7 @@ func runHILSink(t *testing.T, sim *modemsim.Sim, sink gw.Sink, mem *MemorySink, 
 		tweak(&cfg)
 	}
 	h.s = NewSession(cfg, sink)
-	h.s.cmdTimeout = cmdTimeout
+	hook(h.s, func(hk *testHooks) { hk.cmdTimeout = cmdTimeout })
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- h.s.Run(ctx) }()
@@ -429,7 +430,7 @@ func BenchmarkHILReceive(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer sim.Close()
-	sink := NewMemorySink()
+	sink := modemtest.NewMemorySink()
 	s := NewSession(Config{Port: sim.Link(), SMS: true, AllowedSenders: []string{"000"}}, sink)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -463,7 +464,7 @@ func BenchmarkHILSend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer sim.Close()
-	s := NewSession(Config{Port: sim.Link(), SMS: true}, NewMemorySink())
+	s := NewSession(Config{Port: sim.Link(), SMS: true}, modemtest.NewMemorySink())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

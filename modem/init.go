@@ -4,50 +4,66 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
+
+// initWire is the engine as an initialisation uses it: named commands,
+// and the engine's own Do for the first AT, whose errors are bare.
+type initWire interface {
+	commander
+	Do(ctx context.Context, c at.Cmd) (at.Reply, error)
+}
+
+// bringUp runs the commands of one initialisation that need nothing of
+// the session: waiting for the modem and its SIM, retrying what a booting
+// module refuses, reading identities.
+type bringUp struct {
+	w   initWire
+	log *slog.Logger
+}
 
 // initialise brings a freshly opened modem into the state simgate needs.
 func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 	bctx, cancel := context.WithTimeout(ctx, s.cfg.BootTimeout)
 	defer cancel()
-	if err := s.waitAT(bctx, eng); err != nil {
+	b := bringUp{w: onEngine{s, eng}, log: s.log}
+	if err := b.waitAT(bctx); err != nil {
 		return err
 	}
 	// Echo is on after every reset (ATE is not saved); numeric errors
 	// because verbose texts differ between vendors.
-	if _, err := s.retry(bctx, eng, "disable echo", at.Cmd{Line: "ATE0"}); err != nil {
+	if _, err := b.retry(bctx, "disable echo", at.Cmd{Line: "ATE0"}); err != nil {
 		return err
 	}
-	if _, err := s.retry(bctx, eng, "enable numeric errors", at.Cmd{Line: "AT+CMEE=1"}); err != nil {
+	if _, err := b.retry(bctx, "enable numeric errors", at.Cmd{Line: "AT+CMEE=1"}); err != nil {
 		return err
 	}
 	info := gw.ModemInfo{
-		Manufacturer: s.identity(bctx, eng, "AT+CGMI"),
-		Model:        s.identity(bctx, eng, "AT+CGMM"),
-		Revision:     s.identity(bctx, eng, "AT+CGMR"),
-		IMEI:         s.identity(bctx, eng, "AT+CGSN"),
+		Manufacturer: b.identity(bctx, "AT+CGMI"),
+		Model:        b.identity(bctx, "AT+CGMM"),
+		Revision:     b.identity(bctx, "AT+CGMR"),
+		IMEI:         b.identity(bctx, "AT+CGSN"),
 	}
 	s.prof = chooseProfile(s.cfg.Profile, info.Manufacturer, info.Model)
-	if f, ok := s.prof.Sockets.(sim7080Sockets); ok {
-		f.Open = s.cfg.SIM7080Socket
-		s.prof.Sockets = f
-	}
+	s.prof.Sockets = withSettings(s.prof.Sockets, s.cfg)
+	s.rec.reset = s.prof.Reset
 	info.Profile = s.prof.Name
 	s.update(func(st *gw.Status) { st.Modem = info })
 	s.log.Info("modem identified", "manufacturer", info.Manufacturer, "model", info.Model, "revision", info.Revision, "profile", info.Profile)
 
-	if err := s.waitSIM(bctx, eng); err != nil {
+	if err := b.waitSIM(bctx, s.cfg.BootTimeout); err != nil {
 		return err
 	}
-	sim := gw.SIMInfo{ICCID: s.iccid(bctx, eng), IMSI: s.identity(bctx, eng, "AT+CIMI")}
+	sim := gw.SIMInfo{ICCID: b.iccid(bctx, s.prof.ICCID), IMSI: b.identity(bctx, "AT+CIMI")}
 	s.update(func(st *gw.Status) { st.SIM = sim })
 	for _, line := range s.prof.Setup {
-		if _, err := s.do(bctx, eng, "module setup", at.Cmd{Line: line}); err != nil {
+		if _, err := b.w.do(bctx, "module setup", at.Cmd{Line: line}); err != nil {
 			if isFatal(err) {
 				return err
 			}
@@ -56,22 +72,22 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 	}
 
 	if s.cfg.SMS {
-		if err := s.setupSMS(bctx, eng); err != nil {
+		if err := s.setupSMS(bctx, b); err != nil {
 			return err
 		}
 	}
 	// Registration URCs with location and technology. A module without
 	// LTE has no +CEREG; +CREG then tells the same for GSM/UMTS.
-	if _, err := s.retry(bctx, eng, "enable registration reports", at.Cmd{Line: "AT+CEREG=2"}); err != nil {
+	if _, err := b.retry(bctx, "enable registration reports", at.Cmd{Line: "AT+CEREG=2"}); err != nil {
 		if isFatal(err) {
 			return err
 		}
-		if _, err := s.retry(bctx, eng, "enable registration reports", at.Cmd{Line: "AT+CREG=2"}); isFatal(err) {
+		if _, err := b.retry(bctx, "enable registration reports", at.Cmd{Line: "AT+CREG=2"}); isFatal(err) {
 			return err
 		}
 	}
 	for _, line := range s.cfg.Init {
-		if _, err := s.do(bctx, eng, "modem.init", at.Cmd{Line: line, Bare: true}); err != nil {
+		if _, err := b.w.do(bctx, "modem.init", at.Cmd{Line: line, Bare: true}); err != nil {
 			if isFatal(err) {
 				return err
 			}
@@ -80,7 +96,7 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 		}
 	}
 	s.echoBase = eng.Echoes()
-	if err := s.pollStatus(bctx, eng); isFatal(err) {
+	if err := s.net.poll(bctx, b.w); isFatal(err) {
 		return err
 	}
 	return nil
@@ -96,16 +112,16 @@ func isFatal(err error) bool {
 // waitAT sends AT until the modem answers: it may be booting (modules
 // ignore input until they are up) and spewing power-up noise. A live module
 // answers AT within milliseconds, so each try is short.
-func (s *Session) waitAT(ctx context.Context, eng *at.Engine) error {
+func (b bringUp) waitAT(ctx context.Context) error {
 	for {
-		_, err := eng.Do(ctx, at.Cmd{Line: "AT", Timeout: 500 * time.Millisecond})
+		_, err := b.w.Do(ctx, at.Cmd{Line: "AT", Timeout: 500 * time.Millisecond})
 		if err == nil || errors.Is(err, at.ErrError) {
 			return nil // any answer proves it listens
 		}
 		if errors.Is(err, at.ErrClosed) || ctx.Err() != nil {
 			return &OpError{Op: "wait for the modem to answer AT", Err: err}
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return &OpError{Op: "wait for the modem to answer AT", Err: err}
 		}
 	}
@@ -126,15 +142,15 @@ func transient(err error) bool {
 }
 
 // retry runs a command until it stops failing transiently or ctx ends.
-func (s *Session) retry(ctx context.Context, eng *at.Engine, op string, c at.Cmd) (at.Reply, error) {
+func (b bringUp) retry(ctx context.Context, op string, c at.Cmd) (at.Reply, error) {
 	delay := 250 * time.Millisecond
 	for {
-		r, err := s.do(ctx, eng, op, c)
+		r, err := b.w.do(ctx, op, c)
 		if err == nil || !transient(err) {
 			return r, err
 		}
-		s.log.Debug("modem not ready yet", "op", op, "err", err)
-		if serr := sleep(ctx, delay); serr != nil {
+		b.log.Debug("modem not ready yet", "op", op, "err", err)
+		if serr := backoff.Sleep(ctx, delay); serr != nil {
 			return r, err
 		}
 		delay = min(2*delay, 2*time.Second)
@@ -142,19 +158,19 @@ func (s *Session) retry(ctx context.Context, eng *at.Engine, op string, c at.Cmd
 }
 
 // identity reads one identity value; "" when the modem has none to give.
-func (s *Session) identity(ctx context.Context, eng *at.Engine, line string) string {
-	r, err := s.retry(ctx, eng, "read", at.Cmd{Line: line, Bare: true})
+func (b bringUp) identity(ctx context.Context, line string) string {
+	r, err := b.retry(ctx, "read", at.Cmd{Line: line, Bare: true})
 	if err != nil {
-		s.log.Warn("could not read modem identity", "command", line, "err", err)
+		b.log.Warn("could not read modem identity", "command", line, "err", err)
 		return ""
 	}
 	return parseIdentity(r.Lines)
 }
 
 // iccid reads the ICCID with the profile's commands in turn.
-func (s *Session) iccid(ctx context.Context, eng *at.Engine) string {
-	for _, line := range s.prof.ICCID {
-		r, err := s.retry(ctx, eng, "read ICCID", at.Cmd{Line: line, Bare: true})
+func (b bringUp) iccid(ctx context.Context, cmds []string) string {
+	for _, line := range cmds {
+		r, err := b.retry(ctx, "read ICCID", at.Cmd{Line: line, Bare: true})
 		if err == nil {
 			v, perr := parseICCID(r.Lines)
 			if perr == nil {
@@ -165,18 +181,19 @@ func (s *Session) iccid(ctx context.Context, eng *at.Engine) string {
 		if isFatal(err) {
 			break
 		}
-		s.log.Debug("ICCID command did not work", "command", line, "err", err)
+		b.log.Debug("ICCID command did not work", "command", line, "err", err)
 	}
-	s.log.Warn("could not read the SIM's ICCID", "tried", strings.Join(s.prof.ICCID, ", "))
+	b.log.Warn("could not read the SIM's ICCID", "tried", strings.Join(cmds, ", "))
 	return ""
 }
 
-// waitSIM waits until the SIM is ready. A SIM that wants a PIN is an
-// error: simgate does not unlock SIMs (Super SIMs have no PIN).
-func (s *Session) waitSIM(ctx context.Context, eng *at.Engine) error {
+// waitSIM waits until the SIM is ready; ctx ends after boot (the boot
+// timeout), which the error names. A SIM that wants a PIN is an error:
+// simgate does not unlock SIMs (Super SIMs have no PIN).
+func (b bringUp) waitSIM(ctx context.Context, boot time.Duration) error {
 	delay := 250 * time.Millisecond
 	for {
-		state, err := s.simState(ctx, eng)
+		state, err := b.simState(ctx)
 		switch {
 		case err == nil && state == "READY":
 			return nil
@@ -189,15 +206,15 @@ func (s *Session) waitSIM(ctx context.Context, eng *at.Engine) error {
 		case cmeCode(err) == 10 || cmsCode(err) == 310:
 			err = fmt.Errorf("no SIM inserted: %w", err)
 		}
-		if serr := sleep(ctx, delay); serr != nil {
-			return fmt.Errorf("SIM not ready after %s: %w", s.cfg.BootTimeout, err)
+		if serr := backoff.Sleep(ctx, delay); serr != nil {
+			return fmt.Errorf("SIM not ready after %s: %w", boot, err)
 		}
 		delay = min(2*delay, 2*time.Second)
 	}
 }
 
-func (s *Session) simState(ctx context.Context, eng *at.Engine) (string, error) {
-	r, err := s.do(ctx, eng, "query SIM", at.Cmd{Line: "AT+CPIN?"})
+func (b bringUp) simState(ctx context.Context) (string, error) {
+	r, err := b.w.do(ctx, "query SIM", at.Cmd{Line: "AT+CPIN?"})
 	if err != nil {
 		return "", err
 	}
@@ -210,11 +227,11 @@ func (s *Session) simState(ctx context.Context, eng *at.Engine) (string, error) 
 // setupSMS selects PDU mode and SIM storage and asks for +CMTI
 // (store, then indicate): an SMS stays on the SIM until simgate has handed
 // it off, unlike +CMT direct delivery, which loses it if the host is down.
-func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
-	if _, err := s.retry(ctx, eng, "select PDU mode", at.Cmd{Line: "AT+CMGF=0"}); err != nil {
+func (s *Session) setupSMS(ctx context.Context, b bringUp) error {
+	if _, err := b.retry(ctx, "select PDU mode", at.Cmd{Line: "AT+CMGF=0"}); err != nil {
 		return err
 	}
-	r, err := s.retry(ctx, eng, "select SMS storage", at.Cmd{Line: `AT+CPMS="SM","SM","SM"`})
+	r, err := b.retry(ctx, "select SMS storage", at.Cmd{Line: `AT+CPMS="SM","SM","SM"`})
 	if err != nil {
 		return err
 	}
@@ -222,13 +239,13 @@ func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
 		if used, total, err := parseCPMS(r.Lines[0]); err == nil {
 			s.log.Info("SIM SMS storage", "used", used, "capacity", total)
 			s.update(func(st *gw.Status) { st.SMSStore = gw.StoreUse{Used: used, Total: total} })
-			if total > 0 && used >= total && s.storageAlarm != gw.EventStorageFull {
+			if total > 0 && used >= total && s.sms.storageAlarm != gw.EventStorageFull {
 				// The network has been refusing SMS; the drain that follows
 				// frees the SIM, and the network delivers what it held.
 				msg := fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained; draining it", used, total)
 				s.log.Warn(msg)
 				s.event(gw.EventStorageFull, msg, map[string]any{"used": used, "total": total})
-				s.storageAlarm = gw.EventStorageFull
+				s.sms.storageAlarm = gw.EventStorageFull
 			}
 		}
 	}
@@ -236,18 +253,18 @@ func (s *Session) setupSMS(ctx context.Context, eng *at.Engine) error {
 	if s.cfg.DeliveryReports {
 		cnmi = "AT+CNMI=2,1,0,1,0" // ds=1: status reports as +CDS
 	}
-	if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: cnmi}); err != nil {
+	if _, err := b.retry(ctx, "route new SMS", at.Cmd{Line: cnmi}); err != nil {
 		if !s.cfg.DeliveryReports || isFatal(err) {
 			return err
 		}
 		// A module without +CDS may store the reports instead (+CDSI).
 		s.log.Warn("the module refused status reports as +CDS; asking for them stored", "err", err)
-		if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,2,0"}); err != nil {
+		if _, err := b.retry(ctx, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,2,0"}); err != nil {
 			if isFatal(err) {
 				return err
 			}
 			s.log.Warn("the module refused status report routing; SMS results stay \"sent\"", "err", err)
-			if _, err := s.retry(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {
+			if _, err := b.retry(ctx, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"}); err != nil {
 				return err
 			}
 		}

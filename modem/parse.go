@@ -186,6 +186,14 @@ func registrationName(stat int) string {
 // registered reports whether a registration name can carry SMS and data.
 func registered(name string) bool { return name == "home" || name == "roaming" }
 
+// RegistrationName is the registration name of a 27.007 <stat>, for the
+// other backends: ModemManager's MMModem3gppRegistrationState numbers the
+// states as <stat> does, so both name them alike.
+func RegistrationName(stat int) string { return registrationName(stat) }
+
+// Registered reports whether a registration name can carry SMS and data.
+func Registered(name string) bool { return registered(name) }
+
 // technologyName maps a 27.007 <AcT>. Quectel and SIMCom report LTE-M as 8,
 // the value 27.007 gives EC-GSM-IoT, which no Super SIM module uses.
 func technologyName(act int) string {

@@ -29,9 +29,6 @@ var profiles = map[string]profile{
 	"generic": {Name: "generic", ICCID: []string{"AT+CCID", "AT+ICCID", "AT+QCCID", "AT+CICCID"}, Reset: "AT+CFUN=1,1"},
 }
 
-// Profiles are the names modem.profile accepts besides "auto".
-func Profiles() []string { return []string{"generic", "quectel", "sim7080", "simcom", "ublox"} }
-
 // chooseProfile returns the configured profile, or for "auto" (or empty)
 // the one matching the module's +CGMI/+CGMM answers.
 func chooseProfile(configured, manufacturer, model string) profile {

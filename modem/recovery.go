@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 )
@@ -42,125 +45,188 @@ var levelNames = [...]string{"ok", "probe", "re-init", "reset", "reopen", "faile
 // errGaveUp marks the error with which the ladder reached levelFailed.
 var errGaveUp = errors.New("recovery failed")
 
+// ladderSettings are the Config values the ladder uses.
+type ladderSettings struct {
+	port string // Config.Port, for the reopen step's message
+	// retryMin and retryMax bound the jittered, doubling pause before a
+	// step.
+	retryMin, retryMax time.Duration
+	// portGone is how long the port may stay away before the ladder gives
+	// up (Config.PortGoneLimit).
+	portGone time.Duration
+}
+
+// ladderWire is the open port as the ladder's steps use it: commands (the
+// reset), the engine's own Do for the probe, whose errors are the engine's
+// bare ones, and Done, closed when the port failed.
+type ladderWire interface {
+	commander
+	Do(ctx context.Context, c at.Cmd) (at.Reply, error)
+	Done() <-chan struct{}
+}
+
+// ladder is the recovery ladder: which step the session is on and what the
+// steps need to remember. It runs on the session's goroutine; failure may
+// be read from any.
+type ladder struct {
+	set ladderSettings
+	log *slog.Logger
+	ev  eventer
+	// recovery changes Status.Recovery.
+	recovery func(func(*gw.Recovery))
+	// probeTimeout bounds each probe's answer; the session sets it for each
+	// opening of the port. reset is the module profile's reset command, ""
+	// for AT+CFUN=1,1.
+	probeTimeout time.Duration
+	reset        string
+
+	level       int
+	resetting   bool // a reset was sent; its port may vanish for a while
+	resetAt     time.Time
+	reopenSince time.Time
+	healthyAt   time.Time
+
+	mu     sync.Mutex
+	failed error // why the ladder reached levelFailed; nil otherwise
+}
+
+func newLadder(set ladderSettings, log *slog.Logger, ev eventer, recovery func(func(*gw.Recovery))) *ladder {
+	return &ladder{set: set, log: log, ev: ev, recovery: recovery}
+}
+
+// failure is why the ladder gave up (levelFailed), or nil.
+func (l *ladder) failure() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
+
+// recovering reports whether a step has been taken that no passed poll
+// has ended yet.
+func (l *ladder) recovering() bool { return l.level > levelOK }
+
+// initialised runs when an initialisation succeeded: a reset it followed
+// is over.
+func (l *ladder) initialised() { l.resetting = false }
+
+// healthySince reports whether a poll passed after t.
+func (l *ladder) healthySince(t time.Time) bool { return l.healthyAt.After(t) }
+
 // climb moves up the ladder to the next step, at least to min, and
 // reports the step: event, log, counter.
-func (s *Session) climb(min int, why error) int {
-	next := max(s.level+1, min)
+func (l *ladder) climb(min int, why error) int {
+	next := max(l.level+1, min)
 	if next > levelFailed {
 		next = levelFailed
 	}
-	s.update(func(st *gw.Status) {
+	l.recovery(func(r *gw.Recovery) {
 		if why != nil {
-			st.Recovery.LastError = why.Error()
+			r.LastError = why.Error()
 		}
 	})
-	if next == s.level {
-		s.log.Warn("modem still not healthy", "step", levelNames[next], "err", why)
+	if next == l.level {
+		l.log.Warn("modem still not healthy", "step", levelNames[next], "err", why)
 		return next
 	}
-	s.level = next
+	l.level = next
 	if next > levelReset {
-		s.resetting = false
+		l.resetting = false
 	}
 	var typ, msg string
 	switch next {
 	case levelProbe:
 		typ, msg = gw.EventRecoveryProbe, fmt.Sprintf("the modem did not answer (%v); probing it with AT", why)
-		s.update(func(st *gw.Status) { st.Recovery.Probes++ })
+		l.recovery(func(r *gw.Recovery) { r.Probes++ })
 	case levelReinit:
 		typ, msg = gw.EventRecoveryReinit, fmt.Sprintf("the modem is not healthy (%v); initialising it again", why)
-		s.update(func(st *gw.Status) { st.Recovery.Reinits++ })
+		l.recovery(func(r *gw.Recovery) { r.Reinits++ })
 	case levelReset:
-		typ, msg = gw.EventRecoveryReset, fmt.Sprintf("initialising did not help (%v); resetting the module (%s)", why, s.resetCmd())
-		s.update(func(st *gw.Status) { st.Recovery.Resets++ })
+		typ, msg = gw.EventRecoveryReset, fmt.Sprintf("initialising did not help (%v); resetting the module (%s)", why, l.resetCmd())
+		l.recovery(func(r *gw.Recovery) { r.Resets++ })
 	case levelReopen:
-		typ, msg = gw.EventRecoveryReopen, fmt.Sprintf("the port or module failed (%v); closing and reopening %s", why, s.cfg.Port)
-		s.reopenSince = time.Now()
-		s.update(func(st *gw.Status) { st.Recovery.Reopens++ })
+		typ, msg = gw.EventRecoveryReopen, fmt.Sprintf("the port or module failed (%v); closing and reopening %s", why, l.set.port)
+		l.reopenSince = time.Now()
+		l.recovery(func(r *gw.Recovery) { r.Reopens++ })
 	case levelFailed:
 		typ, msg = gw.EventRecoveryFailed, fmt.Sprintf("the modem could not be recovered (%v); reporting unhealthy so the service manager restarts simgate, and still trying", why)
-		s.mu.Lock()
-		s.failed = fmt.Errorf("%w: %w", errGaveUp, why)
-		s.mu.Unlock()
+		l.mu.Lock()
+		l.failed = fmt.Errorf("%w: %w", errGaveUp, why)
+		l.mu.Unlock()
 	}
 	if next == levelFailed {
-		s.log.Error(msg)
+		l.log.Error(msg)
 	} else {
-		s.log.Warn(msg)
+		l.log.Warn(msg)
 	}
-	s.event(typ, msg, map[string]any{"step": levelNames[next]})
+	l.ev.event(typ, msg, map[string]any{"step": levelNames[next]})
 	return next
 }
 
 // recovered ends a recovery once a poll has passed.
-func (s *Session) recovered() {
-	s.healthyAt = time.Now()
-	if s.level == levelOK {
+func (l *ladder) recovered() {
+	l.healthyAt = time.Now()
+	if l.level == levelOK {
 		return
 	}
-	step := levelNames[s.level]
+	step := levelNames[l.level]
 	// The state first: whoever hears the event sees it.
-	s.level = levelOK
-	s.resetting = false
-	s.mu.Lock()
-	s.failed = nil
-	s.mu.Unlock()
+	l.level = levelOK
+	l.resetting = false
+	l.mu.Lock()
+	l.failed = nil
+	l.mu.Unlock()
 	msg := fmt.Sprintf("the modem is healthy again (after the %s step)", step)
-	s.log.Info(msg)
-	s.event(gw.EventRecoveryDone, msg, map[string]any{"step": step})
+	l.log.Info(msg)
+	l.ev.event(gw.EventRecoveryDone, msg, map[string]any{"step": step})
 }
 
 // stepDelay is the pause before a step: jittered, doubling with the step.
-func (s *Session) stepDelay(level int) time.Duration {
-	d := s.cfg.RetryMin
-	for i := levelProbe; i < level && d < s.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	return jitter(min(d, s.cfg.RetryMax))
+func (l *ladder) stepDelay(level int) time.Duration {
+	return backoff.Jitter(backoff.Double(l.set.retryMin, l.set.retryMax, level-levelProbe), backoff.Around)
 }
 
-func (s *Session) resetCmd() string {
-	if s.prof.Reset == "" {
+func (l *ladder) resetCmd() string {
+	if l.reset == "" {
 		return "AT+CFUN=1,1"
 	}
-	return s.prof.Reset
+	return l.reset
 }
 
-// recoverOnPort takes the ladder's steps that need the port after serve or
+// onPort takes the ladder's steps that need the port after serve or
 // initialise failed with err. It returns the step reached: levelProbe when
 // the probe was answered (serve again), levelReinit or levelReset when the
 // modem should be initialised again, levelReopen when the port must be
 // reopened (also for levelFailed).
-func (s *Session) recoverOnPort(ctx context.Context, eng *at.Engine, err error, initFailed bool) (int, error) {
+func (l *ladder) onPort(ctx context.Context, w ladderWire, err error, initFailed bool) (int, error) {
 	least := levelProbe
 	if initFailed {
 		least = levelReinit
 	}
-	level := s.climb(least, err)
+	level := l.climb(least, err)
 	if level == levelProbe {
-		perr := s.probe(ctx, eng)
+		perr := l.probe(ctx, w)
 		if perr == nil {
-			s.log.Info("the modem answered the probe; serving it again")
+			l.log.Info("the modem answered the probe; serving it again")
 			return levelProbe, err
 		}
-		if ctx.Err() != nil || gone(eng) {
+		if ctx.Err() != nil || gone(w) {
 			return levelReopen, perr
 		}
 		err = perr
-		level = s.climb(levelReinit, fmt.Errorf("probe: %w", perr))
+		level = l.climb(levelReinit, fmt.Errorf("probe: %w", perr))
 	}
 	if level >= levelReopen {
 		return levelReopen, err
 	}
-	if serr := sleep(ctx, s.stepDelay(level)); serr != nil {
+	if serr := backoff.Sleep(ctx, l.stepDelay(level)); serr != nil {
 		return levelReopen, serr
 	}
 	if level == levelReset {
-		if rerr := s.resetModule(ctx, eng); rerr != nil {
-			if ctx.Err() != nil || gone(eng) {
+		if rerr := l.resetModule(ctx, w); rerr != nil {
+			if ctx.Err() != nil || gone(w) {
 				return levelReopen, rerr
 			}
-			s.climb(levelReopen, rerr)
+			l.climb(levelReopen, rerr)
 			return levelReopen, rerr
 		}
 	}
@@ -168,14 +234,10 @@ func (s *Session) recoverOnPort(ctx context.Context, eng *at.Engine, err error, 
 }
 
 // probe sends AT until the modem answers anything, a few times.
-func (s *Session) probe(ctx context.Context, eng *at.Engine) error {
-	timeout := s.cfg.ProbeTimeout
-	if s.cmdTimeout > 0 {
-		timeout = s.cmdTimeout
-	}
+func (l *ladder) probe(ctx context.Context, w ladderWire) error {
 	var err error
 	for range 3 {
-		_, err = eng.Do(ctx, at.Cmd{Line: "AT", Timeout: timeout})
+		_, err = w.Do(ctx, at.Cmd{Line: "AT", Timeout: l.probeTimeout})
 		if !isFatal(err) {
 			return nil // OK or an error result: it answers
 		}
@@ -189,44 +251,38 @@ func (s *Session) probe(ctx context.Context, eng *at.Engine) error {
 // resetModule restarts the module with its profile's command. The module
 // answers OK, then reboots: a USB module's port vanishes (reopening it is
 // part of this step), a UART module's stays and announces its boot.
-func (s *Session) resetModule(ctx context.Context, eng *at.Engine) error {
+func (l *ladder) resetModule(ctx context.Context, w ladderWire) error {
 	// A module that stopped answering answers no resynchronisation probe
 	// either; the reset must be written regardless.
-	c := at.Cmd{Line: s.resetCmd(), SkipSync: true}
-	if _, err := s.do(ctx, eng, "reset the module", c); err != nil {
+	c := at.Cmd{Line: l.resetCmd(), SkipSync: true}
+	if _, err := w.do(ctx, "reset the module", c); err != nil {
 		return err
 	}
-	s.resetting, s.resetAt = true, time.Now()
+	l.resetting, l.resetAt = true, time.Now()
 	return nil
 }
 
-// portDown decides the ladder step after the port was closed: attempt
-// returned err.
-func (s *Session) portDown(err error) {
+// portDown decides the ladder step after the port was closed: the
+// attempt returned err; opened tells whether it opened the port, and
+// everReady whether the modem was ever initialised.
+func (l *ladder) portDown(err error, opened, everReady bool) {
 	switch {
-	case s.resetting && time.Since(s.resetAt) <= s.cfg.PortGoneLimit:
+	case l.resetting && time.Since(l.resetAt) <= l.set.portGone:
 		// The reset asked for this: the module re-enumerates, and its node
 		// may be away for a while. Waiting for it is part of the step.
-		s.log.Info("waiting for the port to come back after the module reset", "err", err)
-	case s.level >= levelReopen:
+		l.log.Info("waiting for the port to come back after the module reset", "err", err)
+	case l.level >= levelReopen:
 		// Still waiting for the node, or it failed again before a poll
 		// passed: give up (report) only once the port has been away for
 		// longer than a re-enumeration takes.
-		if s.level == levelReopen && time.Since(s.reopenSince) > s.cfg.PortGoneLimit {
-			s.climb(levelFailed, fmt.Errorf("no working port for over %s: %w", s.cfg.PortGoneLimit, err))
+		if l.level == levelReopen && time.Since(l.reopenSince) > l.set.portGone {
+			l.climb(levelFailed, fmt.Errorf("no working port for over %s: %w", l.set.portGone, err))
 		}
-	case !s.opened && !s.ready():
+	case !opened && !everReady:
 		// Start-up: the port is not there yet. Healthy says not ready.
 	default:
-		s.climb(levelReopen, err)
+		l.climb(levelReopen, err)
 	}
-}
-
-// ready reports whether the modem was ever initialised.
-func (s *Session) ready() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.everReady
 }
 
 // pollChecked polls and, when the poll passes, counts the modem healthy
@@ -235,53 +291,6 @@ func (s *Session) pollChecked(ctx context.Context, eng *at.Engine) error {
 	if err := s.poll(ctx, eng); err != nil {
 		return err
 	}
-	s.recovered()
-	return s.sweepSocket(ctx, eng)
-}
-
-// Healthy reports whether the session is doing its job; it gates the
-// systemd watchdog, so it errs only when restarting the process could help.
-// The rule, in order:
-//
-//  1. error while the recovery ladder is on its last step
-//     ("recovery_failed"), until a poll passes again;
-//  2. error (ErrNotReady) until the modem has been initialised once;
-//  3. while the port is closed (vanished, being reopened): nil for up to
-//     Config.PortGoneLimit since it closed, error after;
-//  4. while it is open: nil when the modem ended a command with a final
-//     result (OK, ERROR, ...) within the last 2*PollInterval+30s, or a
-//     command is running and has not reached its timeout; error otherwise.
-//
-// Every step of the ladder is bounded in time, so an unhealthy modem
-// reaches rule 1 or 4.
-func (s *Session) Healthy() error {
-	s.mu.Lock()
-	failed, live, lostAt, prev, everReady, lastErr := s.failed, s.live, s.lostAt, s.prevAnswer, s.everReady, s.lastErr
-	s.mu.Unlock()
-	switch {
-	case failed != nil:
-		return failed
-	case !everReady:
-		if lastErr != nil {
-			return fmt.Errorf("%w (last error: %v)", ErrNotReady, lastErr)
-		}
-		return ErrNotReady
-	case live == nil:
-		if gone := time.Since(lostAt); gone > s.cfg.PortGoneLimit {
-			return fmt.Errorf("the modem port has been gone for %s (last error: %v)", gone.Round(time.Second), lastErr)
-		}
-		return nil
-	}
-	if deadline, busy := live.Busy(); busy && time.Now().Before(deadline) {
-		return nil
-	}
-	window := 2*s.cfg.PollInterval + 30*time.Second
-	last := live.LastAnswer()
-	if prev.After(last) {
-		last = prev
-	}
-	if !last.IsZero() && time.Since(last) <= window {
-		return nil
-	}
-	return fmt.Errorf("the modem has not answered for over %s", window)
+	s.rec.recovered()
+	return s.dp.sweep(ctx, onEngine{s, eng})
 }

@@ -105,7 +105,7 @@ func parseCDS(u at.URC) (gw.DeliveryReport, error) {
 }
 
 // reportURC acts on +CDS and +CDSI; it reports false for other URCs.
-func (s *Session) reportURC(ctx context.Context, eng *at.Engine, u at.URC) (bool, error) {
+func (s *smsReceiver) reportURC(ctx context.Context, c commander, u at.URC) (bool, error) {
 	switch {
 	case strings.HasPrefix(u.Line, "+CDS:"):
 		r, err := parseCDS(u)
@@ -121,21 +121,21 @@ func (s *Session) reportURC(ctx context.Context, eng *at.Engine, u at.URC) (bool
 			s.log.Warn("unreadable +CDSI", "line", u.Line, "err", err)
 			return true, nil
 		}
-		return true, s.storedReport(ctx, eng, mem, idx)
+		return true, s.storedReport(ctx, c, mem, idx)
 	}
 	return false, nil
 }
 
 // storedReport reads the status report the module stored at idx, hands it
 // over and deletes it.
-func (s *Session) storedReport(ctx context.Context, eng *at.Engine, mem string, idx int) error {
+func (s *smsReceiver) storedReport(ctx context.Context, c commander, mem string, idx int) error {
 	if !strings.EqualFold(mem, "SM") {
 		// AT+CMGR reads the SIM ("SM", AT+CPMS); a report stored elsewhere
 		// is left to the module.
 		s.log.Warn("delivery report stored outside the SIM store is not read", "memory", mem, "index", idx)
 		return nil
 	}
-	r, err := s.do(ctx, eng, "read delivery report", at.Cmd{Line: fmt.Sprintf("AT+CMGR=%d", idx), Trailing: 1})
+	r, err := c.do(ctx, "read delivery report", at.Cmd{Line: fmt.Sprintf("AT+CMGR=%d", idx), Trailing: 1})
 	if err != nil {
 		if isFatal(err) {
 			return err
@@ -156,12 +156,12 @@ func (s *Session) storedReport(ctx context.Context, eng *at.Engine, mem string, 
 			return nil // kept on the SIM: the drain hands it over later
 		}
 	}
-	return s.delete(ctx, eng, idx)
+	return s.delete(ctx, c, idx)
 }
 
 // report hands one delivery report to the Sink; false when the Sink
 // refused it.
-func (s *Session) report(ctx context.Context, r gw.DeliveryReport) bool {
+func (s *smsReceiver) report(ctx context.Context, r gw.DeliveryReport) bool {
 	state := "delivered"
 	if !r.Delivered {
 		state = "failed: " + r.Error

@@ -61,7 +61,7 @@ func (s *Session) SendUDP(ctx context.Context, payload []byte) error {
 	case "off":
 		return &OpError{Op: op, Err: fmt.Errorf("IP Commands are off (ip.mode: off)")}
 	case "modem":
-		return s.sendUDPModem(ctx, op, payload)
+		return s.dp.sendUDP(ctx, op, payload, s.health.engine, func() string { return s.Status().Modem.Profile })
 	case "os":
 		return &OpError{Op: op, Err: fmt.Errorf("ip.mode os sends datagrams from the host, not through the modem")}
 	}

@@ -6,14 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/ring"
 	"github.com/simgate/simgate/modem/at"
 	"go.bug.st/serial"
 )
@@ -124,130 +125,61 @@ type Config struct {
 // initialised, hands received SMS and datagrams to the Sink and sends what
 // the relay asks. Run does the work; the other methods may be called from
 // any goroutine.
+//
+// The session owns the engine, the URC routing and the poll; the rest is
+// done by parts that get only what they need (a commander or a narrower
+// wire on the current engine, an eventer, their settings): the recovery
+// ladder (recovery.go), the data path (data.go) with one socketFamily per
+// module family (sock_*.go), health and network (status.go) and the
+// initialisation's commands (bringUp, init.go).
 type Session struct {
 	cfg  Config
 	sink gw.Sink
 	log  *slog.Logger
 	note *notifier
 
-	mu      sync.Mutex
-	eng     *at.Engine // nil while not serving an initialised modem
-	status  gw.Status
-	lastErr error
-	send    sendPath
-	// For Healthy: the engine of the open port (also while initialising or
-	// recovering), when the port was lost, the last answer of an earlier
-	// engine, whether the modem was ever initialised, and why the recovery
-	// gave up (nil unless it did).
-	live       *at.Engine
-	lostAt     time.Time
-	prevAnswer time.Time
-	everReady  bool
-	failed     error
+	mu     sync.Mutex // guards status
+	status gw.Status
+	health *health // for Healthy and senders (status.go)
 
 	// Run's goroutine only.
-	pending   map[string]*pendingSet
-	restored  bool
-	needDrain bool // drain the SIM now (start, SMS DONE, unreadable +CMTI)
-	// retryDrain: an SMS is still on the SIM because the sink or CMGD
-	// failed. New +CMTIs wait, so nothing overtakes it; the next poll drains.
-	retryDrain   bool
-	skipped      int
-	storageAlarm string
-	prof         profile
-	echoBase     int64
-	regs         map[string]registration
-	regWas       string // "" until known, then "yes" or "no"
-	storeFailing bool
+	sms      *smsReceiver
+	prof     profile
+	echoBase int64
 
-	// Missed +CMTI: a drain asked for while serving (by a +CMTI or the
-	// storage poll) found messages no +CMTI announced (suspects); a +CMTI
-	// that turns up late clears one.
-	liveDrain bool
-	// cmtiSeq holds, for each SIM index whose +CMTI arrived and whose SMS
-	// is not handled yet, the order the module announced it in: the
-	// arrival order, which SIM indexes are not (freed slots are reused).
-	cmtiSeq  map[int]uint64
-	lastCMTI uint64
-	suspects map[int]bool
-	missed   int
-	// journal mirrors the SIM journal in the sink; journalDirty is set when
-	// it changed since it was last committed.
-	journal      gw.SIMJournal
-	journalDirty bool
-	// undeleted names the SMS stored and not yet deleted from each slot,
-	// so one read again within this process keeps its id whether or not
-	// the journal names it; recent is when an SMS with each content id
-	// was last stored (identicalWindow).
-	undeleted map[int]gw.SlotID
-	recent    map[string]time.Time
-
-	urcs         *at.Engine // the engine whose URCs are being taken
-	backlog      []at.URC   // URCs put aside while waiting for a particular one
-	backlogBytes int
-	pollDue      bool
+	urcs *at.Engine // the engine whose URCs are being taken
+	// backlog holds URCs put aside while waiting for a particular one;
+	// bounded in bytes like the engine's queue, the oldest go first.
+	backlog *ring.Queue[at.URC]
+	pollDue bool
 	// idle fires when the line has been silent for Config.IdleProbe;
 	// idleAt is when the last idle probe was due, so a busy engine defers
 	// it rather than spinning.
 	idle   *time.Timer
 	idleAt time.Time
 
-	dp dataPath
+	dp *dataPath // ip.mode "modem" (data.go)
+	in *inbox    // datagrams on their way to the Sink (inbox.go)
 
-	// Recovery ladder (recovery.go).
-	level       int
-	resetting   bool // a reset was sent; its port may vanish for a while
-	resetAt     time.Time
-	reopenSince time.Time
-	healthyAt   time.Time
-	opened      bool // the current attempt opened the port
-
-	// tick replaces the poll ticker in tests, which poll when they choose;
-	// handled, when set, is told each URC the worker has acted on.
-	tick    <-chan time.Time
-	handled func(at.URC)
-	// cmdTimeout, when set, replaces every command's timeout (tests).
-	cmdTimeout time.Duration
-}
-
-// pendingSet is a concatenated SMS waiting for its other parts.
-type pendingSet struct {
-	first    time.Time // monotonic; when the first part was seen (or restored)
-	complete bool      // every part is held but Assemble failed; retry
+	rec    *ladder  // the recovery ladder (recovery.go)
+	net    *network // signal and registration (status.go)
+	opened bool     // the current attempt opened the port
 }
 
 // NewSession returns a session on the modem cfg describes; Run starts it.
 func NewSession(cfg Config, sink gw.Sink) *Session {
-	if cfg.Baud <= 0 {
-		cfg.Baud = DefaultBaud
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.BootTimeout <= 0 {
-		cfg.BootTimeout = DefaultBootTimeout
-	}
-	if cfg.ReassemblyTimeout <= 0 {
-		cfg.ReassemblyTimeout = DefaultReassemblyTimeout
-	}
-	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = DefaultRetryMin
-	}
+	orDefault(&cfg.Baud, DefaultBaud)
+	orDefault(&cfg.PollInterval, DefaultPollInterval)
+	orDefault(&cfg.BootTimeout, DefaultBootTimeout)
+	orDefault(&cfg.ReassemblyTimeout, DefaultReassemblyTimeout)
+	orDefault(&cfg.RetryMin, DefaultRetryMin)
 	if cfg.RetryMax < cfg.RetryMin {
 		cfg.RetryMax = max(DefaultRetryMax, cfg.RetryMin)
 	}
-	if cfg.ProbeTimeout <= 0 {
-		cfg.ProbeTimeout = DefaultProbeTimeout
-	}
-	if cfg.IdleProbe <= 0 {
-		cfg.IdleProbe = DefaultIdleProbe
-	}
-	if cfg.PortGoneLimit <= 0 {
-		cfg.PortGoneLimit = DefaultPortGoneLimit
-	}
-	if cfg.IPPort <= 0 {
-		cfg.IPPort = DefaultIPPort
-	}
+	orDefault(&cfg.ProbeTimeout, DefaultProbeTimeout)
+	orDefault(&cfg.IdleProbe, DefaultIdleProbe)
+	orDefault(&cfg.PortGoneLimit, DefaultPortGoneLimit)
+	orDefault(&cfg.IPPort, DefaultIPPort)
 	if cfg.APN == "" {
 		cfg.APN = DefaultAPN
 	}
@@ -263,26 +195,38 @@ func NewSession(cfg Config, sink gw.Sink) *Session {
 	}
 	log = log.With("component", "modem", "port", cfg.Port)
 	s := &Session{
-		cfg:       cfg,
-		sink:      sink,
-		log:       log,
-		note:      newNotifier(cfg.OnEvent, cfg.OnStatus, log),
-		pending:   map[string]*pendingSet{},
-		regs:      map[string]registration{},
-		cmtiSeq:   map[int]uint64{},
-		undeleted: map[int]gw.SlotID{},
-		recent:    map[string]time.Time{},
-		suspects:  map[int]bool{},
-		lostAt:    time.Now(),
-		dp:        dataPath{sock: -1},
+		cfg:  cfg,
+		sink: sink,
+		log:  log,
+		note: newNotifier(cfg.OnEvent, cfg.OnStatus, log),
+		backlog: ring.New(ring.Bounds[at.URC]{
+			Cost: at.MaxQueuedURCBytes, CostOf: at.URC.Size, KeepLast: true,
+		}),
+		health: newHealth(),
 	}
+	s.sms = newSMSReceiver(smsSettings{SMS: cfg.SMS, AllowedSenders: cfg.AllowedSenders, ReassemblyTimeout: cfg.ReassemblyTimeout},
+		sink, log, s, s, func(u gw.StoreUse) { s.update(func(st *gw.Status) { st.SMSStore = u }) })
+	s.in = newInbox(cfg.IPPort, cfg.AllowedSources, cfg.RetryMin, cfg.RetryMax, log, s, sink)
+	s.dp = newDataPath(dataSettings{
+		mode: cfg.IPMode, port: cfg.IPPort, apn: cfg.APN, cloud: cfg.Cloud,
+		retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
+	}, log, s, s.in, func(d gw.DataInfo) { s.update(func(st *gw.Status) { st.Data = d }) })
+	s.net = newNetwork(log, s, func(f func(*gw.NetworkInfo)) { s.update(func(st *gw.Status) { f(&st.Network) }) }, s.dp.registrationBack)
+	s.rec = newLadder(ladderSettings{port: cfg.Port, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax, portGone: cfg.PortGoneLimit},
+		log, s, func(f func(*gw.Recovery)) { s.update(func(st *gw.Status) { f(&st.Recovery) }) })
 	s.status.Data.Mode = cfg.IPMode
-	if s.wantData() {
+	if s.dp.wanted() {
 		s.status.Data.State = DataDown
-		s.send.why = "the modem is not initialised yet"
 	}
 	s.status.Network.Registration = "unknown"
 	return s
+}
+
+// orDefault sets *v to d when it is zero or less: unset in Config.
+func orDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 func openSerial(path string, baud int) (io.ReadWriteCloser, error) {
@@ -304,7 +248,7 @@ func (s *Session) Run(ctx context.Context) error {
 	if s.sink == nil {
 		return errors.New("modem: no sink to hand messages to")
 	}
-	if s.wantData() {
+	if s.dp.wanted() {
 		if _, _, err := cloudAddr(s.cfg.Cloud); err != nil {
 			s.log.Error("IP Commands cannot be sent until ip.cloud is fixed", "err", err)
 		}
@@ -325,8 +269,10 @@ func (s *Session) Run(ctx context.Context) error {
 			s.log.Warn("event or status callback still busy at shutdown")
 		}
 	}()
-	defer s.flushHeldAtExit()
-	delay := s.cfg.RetryMin
+	defer s.in.flushAtExit()
+	// Between openings of the port: jittered, so gateways restarted
+	// together do not retry in step, and doubling.
+	reopen := backoff.New(s.cfg.RetryMin, s.cfg.RetryMax, backoff.Around)
 	for {
 		started := time.Now()
 		s.opened = false
@@ -335,30 +281,21 @@ func (s *Session) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.portDown(err)
-		if s.healthyAt.After(started) || time.Since(started) > 2*s.cfg.RetryMax {
-			delay = s.cfg.RetryMin // it ran well for a while: start over
+		s.rec.portDown(err, s.opened, s.health.ready())
+		if s.rec.healthySince(started) || time.Since(started) > 2*s.cfg.RetryMax {
+			reopen.Reset() // it ran well for a while: start over
 		}
-		wait := jitter(delay)
+		wait := reopen.Next()
 		if s.opened {
 			s.log.Warn("modem session ended; reopening the port", "err", err, "retry_in", wait)
 			s.event(gw.EventModemLost, fmt.Sprintf("modem session ended (%v); reopening in %s", err, wait.Round(time.Millisecond)), nil)
 		} else {
 			s.log.Info("modem port not available yet", "err", err, "retry_in", wait)
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil
-		case <-time.After(wait):
 		}
-		delay = min(2*delay, s.cfg.RetryMax)
 	}
-}
-
-// jitter spreads d by ±25% so gateways restarted together do not retry in
-// step.
-func jitter(d time.Duration) time.Duration {
-	return d*3/4 + time.Duration(rand.Int64N(int64(d)/2+1))
 }
 
 // errRestarted ends an attempt when the module reset under a live port.
@@ -369,9 +306,7 @@ var errRestarted = errors.New("the modem restarted")
 // when the port failed or the ladder reached the step that reopens it; the
 // port is closed then.
 func (s *Session) attempt(ctx context.Context) error {
-	if !s.restored {
-		s.restore(ctx)
-	}
+	s.sms.restoreOnce(ctx)
 	port, err := s.cfg.Open(s.cfg.Port, s.cfg.Baud)
 	if err != nil {
 		return &OpError{Op: "open " + s.cfg.Port, Err: err}
@@ -379,27 +314,23 @@ func (s *Session) attempt(ctx context.Context) error {
 	s.opened = true
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.backlog, s.backlogBytes = nil, 0
+	s.backlog.Clear()
 	// A live module answers the resynchronisation probe at once; a short
 	// wait lets a silent one be noticed (and the ladder climbed) sooner.
-	probe := s.cfg.ProbeTimeout
-	if s.cmdTimeout > 0 {
-		probe = s.cmdTimeout
-	}
+	probe := s.probeTimeout()
+	s.rec.probeTimeout = probe
 	// URCs are pulled rather than pushed: the drain sees every +CMTI that
 	// arrived before its AT+CMGL answer, and what waits is bounded in bytes
 	// by the engine's queue alone.
 	eng := at.New(port, at.Config{
 		Logger:       s.log,
-		Timeout:      s.cmdTimeout,
+		Timeout:      testTimeout(s),
 		ProbeTimeout: probe,
 		PullURCs:     true,
 		Trace:        true, // the wire at log.level: debug
 	})
 	s.urcs = eng
-	s.mu.Lock()
-	s.live = eng
-	s.mu.Unlock()
+	s.health.opened(eng)
 	defer func() {
 		// Closing the port first unblocks a write stuck on a dead device.
 		eng.Closing()
@@ -413,13 +344,12 @@ func (s *Session) attempt(ctx context.Context) error {
 		var err error
 		if initNow {
 			if err = s.initialise(ctx, eng); err == nil {
-				initNow, s.resetting = false, false
+				initNow = false
+				s.rec.initialised()
 				s.afterInit()
 				st := s.Status()
 				s.event(gw.EventModemConnected, fmt.Sprintf("modem %s %s ready on %s", st.Modem.Manufacturer, st.Modem.Model, s.cfg.Port), nil)
-				if s.cfg.SMS {
-					s.needDrain = true
-				}
+				s.sms.requestDrain()
 			}
 		}
 		if err == nil {
@@ -440,7 +370,7 @@ func (s *Session) attempt(ctx context.Context) error {
 			initNow = true
 			continue
 		}
-		next, err := s.recoverOnPort(ctx, eng, err, initNow)
+		next, err := s.rec.onPort(ctx, onEngine{s, eng}, err, initNow)
 		if next == levelReopen || ctx.Err() != nil || gone(eng) {
 			return err
 		}
@@ -449,7 +379,7 @@ func (s *Session) attempt(ctx context.Context) error {
 }
 
 // gone reports whether the engine stopped because the port failed.
-func gone(eng *at.Engine) bool {
+func gone(eng interface{ Done() <-chan struct{} }) bool {
 	select {
 	case <-eng.Done():
 		return true
@@ -483,16 +413,7 @@ func (s *Session) afterInit() {
 // putBack keeps u in the backlog for serve. The backlog is bounded in
 // bytes like the engine's queue: the oldest goes first.
 func (s *Session) putBack(u at.URC) {
-	s.backlog = append(s.backlog, u)
-	s.backlogBytes += u.Size()
-	dropped := 0
-	for len(s.backlog) > 1 && s.backlogBytes > at.MaxQueuedURCBytes {
-		s.backlogBytes -= s.backlog[0].Size()
-		s.backlog[0] = at.URC{}
-		s.backlog = s.backlog[1:]
-		dropped++
-	}
-	if dropped > 0 {
+	if dropped := s.backlog.Push(u); dropped > 0 {
 		s.log.Warn("URC backlog full, dropped the oldest", "dropped", dropped, "limit_bytes", at.MaxQueuedURCBytes)
 	}
 }
@@ -509,24 +430,20 @@ func bootURC(line string) bool {
 
 // serve handles URCs, polls and the data session until the session fails.
 func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
-	pollC := s.tick
+	pollC := pollTicks(s)
 	if pollC == nil {
 		poll := time.NewTicker(s.cfg.PollInterval)
 		defer poll.Stop()
 		pollC = poll.C
 	}
-	s.mu.Lock()
-	s.eng = eng
-	s.lastErr = nil
-	s.everReady = true
-	s.mu.Unlock()
+	s.health.serving(eng)
 	s.update(func(st *gw.Status) { st.Ready = true })
-	s.dataStart()
-	if s.level > levelOK {
+	s.dp.start(s.prof)
+	if s.rec.recovering() {
 		s.pollDue = true // prove the recovery worked
 		// SMS that reached a silent module went unannounced; drain them
 		// before later ones, in the order they were sent.
-		s.needDrain = s.cfg.SMS
+		s.sms.requestDrain()
 	}
 	s.idle = time.NewTimer(s.cfg.IdleProbe)
 	defer s.idle.Stop()
@@ -557,17 +474,13 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		return s.onURC(ctx, eng, u)
 	}
 	switch {
-	case s.needDrain:
-		return s.drain(ctx, eng)
+	case s.sms.drainDue():
+		return s.sms.drain(ctx, onEngine{s, eng})
 	case s.pollDue:
 		s.pollDue = false
 		return s.pollChecked(ctx, eng)
-	case s.dp.due:
-		return s.openData(ctx, eng)
-	case len(s.dp.held) == 0 && len(s.dp.stash) > 0:
-		ev := s.dp.stash[0]
-		s.dp.stash = s.dp.stash[1:]
-		return s.readSocket(ctx, eng, ev)
+	case s.dp.hasWork():
+		return s.dp.work(ctx, onEngine{s, eng})
 	}
 	s.idle.Reset(s.idleWait(eng))
 	select {
@@ -584,11 +497,10 @@ func (s *Session) step(ctx context.Context, eng *at.Engine, pollC <-chan time.Ti
 		// Taken by nextURC at the next step.
 	case <-pollC:
 		return s.pollChecked(ctx, eng)
-	case <-timerC(s.dp.timer):
-		s.dataTimer()
-	case <-timerC(s.dp.heldTimer):
-		s.dp.heldTimer = nil
-		s.flushHeld(ctx)
+	case <-s.dp.retryC():
+		s.dp.retryDue()
+	case <-s.in.retryC():
+		s.in.retry(ctx)
 	}
 	return nil
 }
@@ -610,11 +522,7 @@ func (s *Session) idleCheck(ctx context.Context, eng *at.Engine) error {
 	if _, busy := eng.Busy(); busy {
 		return nil // a command is running; its own timeout watches the modem
 	}
-	timeout := s.cfg.ProbeTimeout
-	if s.cmdTimeout > 0 {
-		timeout = s.cmdTimeout
-	}
-	_, err := s.do(ctx, eng, "check the silent modem", at.Cmd{Line: "AT", Timeout: timeout})
+	_, err := s.do(ctx, eng, "check the silent modem", at.Cmd{Line: "AT", Timeout: s.probeTimeout()})
 	if err != nil && !isFatal(err) {
 		return nil // it answered, if only with an error
 	}
@@ -624,14 +532,7 @@ func (s *Session) idleCheck(ctx context.Context, eng *at.Engine) error {
 // nextURC returns a URC that is already waiting: the backlog first, then
 // the engine's.
 func (s *Session) nextURC() (at.URC, bool) {
-	if len(s.backlog) > 0 {
-		u := s.backlog[0]
-		s.backlog[0] = at.URC{}
-		s.backlog = s.backlog[1:]
-		s.backlogBytes -= u.Size()
-		if len(s.backlog) == 0 {
-			s.backlog, s.backlogBytes = nil, 0
-		}
+	if u, ok := s.backlog.Pop(); ok {
 		return u, true
 	}
 	return s.urcs.NextURC()
@@ -639,10 +540,25 @@ func (s *Session) nextURC() (at.URC, bool) {
 
 func (s *Session) onURC(ctx context.Context, eng *at.Engine, u at.URC) error {
 	err := s.handleURC(ctx, eng, u)
-	if s.handled != nil {
-		s.handled(u)
-	}
+	urcHandled(s, u)
 	return err
+}
+
+// Seams for this package's tests (export_test.go sets them): they poll
+// when they choose, wait until a URC has been acted on, and shorten every
+// command's timeout. In production they change nothing.
+var (
+	pollTicks   = func(*Session) <-chan time.Time { return nil }
+	urcHandled  = func(*Session, at.URC) {}
+	testTimeout = func(*Session) time.Duration { return 0 }
+)
+
+// probeTimeout bounds the answer to a probe (AT) of the modem.
+func (s *Session) probeTimeout() time.Duration {
+	if t := testTimeout(s); t > 0 {
+		return t
+	}
+	return s.cfg.ProbeTimeout
 }
 
 // awaitURC waits for the URC match accepts (the +QIOPEN after AT+QIOPEN's
@@ -674,34 +590,21 @@ func (s *Session) awaitURC(ctx context.Context, eng *at.Engine, what string, tim
 // stopServing runs when serve or initialise returned: senders get "not
 // ready" and the data session is down until the modem is served again.
 func (s *Session) stopServing(ctx context.Context, err error) {
-	s.mu.Lock()
-	s.eng = nil
-	s.lastErr = err
-	s.mu.Unlock()
+	s.health.stopped(err)
 	s.update(func(st *gw.Status) { st.Ready = false })
 	switch {
 	case ctx.Err() != nil:
-		s.dataStop("the modem session is stopping", true)
+		s.dp.stop("the modem session is stopping", true)
 	case err != nil:
-		s.dataStop(fmt.Sprintf("the modem is being recovered (%v)", err), false)
+		s.dp.stop(fmt.Sprintf("the modem is being recovered (%v)", err), false)
 	default:
-		s.dataStop("the modem is being recovered", false)
+		s.dp.stop("the modem is being recovered", false)
 	}
 }
 
 // disconnected records why the port was closed.
 func (s *Session) disconnected(err error) {
-	s.mu.Lock()
-	if s.live != nil {
-		if a := s.live.LastAnswer(); a.After(s.prevAnswer) {
-			s.prevAnswer = a
-		}
-		s.lostAt = time.Now()
-	}
-	s.live = nil
-	s.eng = nil
-	s.lastErr = err
-	s.mu.Unlock()
+	s.health.closed(err)
 	s.update(func(st *gw.Status) {
 		st.Ready = false
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -709,22 +612,12 @@ func (s *Session) disconnected(err error) {
 		}
 	})
 	if !errors.Is(err, context.Canceled) {
-		s.dataStop(fmt.Sprintf("the modem port closed (%v)", err), false)
+		s.dp.stop(fmt.Sprintf("the modem port closed (%v)", err), false)
 	}
 }
 
 // engine returns the engine of a connected, initialised session.
-func (s *Session) engine() (*at.Engine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.eng == nil {
-		if s.lastErr != nil {
-			return nil, fmt.Errorf("%w (last error: %v)", ErrNotReady, s.lastErr)
-		}
-		return nil, ErrNotReady
-	}
-	return s.eng, nil
-}
+func (s *Session) engine() (*at.Engine, error) { return s.health.engine() }
 
 // Status returns the current snapshot.
 func (s *Session) Status() gw.Status {
@@ -759,6 +652,22 @@ func (s *Session) do(ctx context.Context, eng *at.Engine, op string, c at.Cmd) (
 	return r, nil
 }
 
+// onEngine is an engine as the session's parts use it: commands named in
+// their errors (do), waiting for a URC with the others kept in the backlog
+// (awaitURC), and the engine's own methods.
+type onEngine struct {
+	s *Session
+	*at.Engine
+}
+
+func (o onEngine) do(ctx context.Context, op string, c at.Cmd) (at.Reply, error) {
+	return o.s.do(ctx, o.Engine, op, c)
+}
+
+func (o onEngine) awaitURC(ctx context.Context, what string, timeout time.Duration, match func(at.URC) bool) (at.URC, error) {
+	return o.s.awaitURC(ctx, o.Engine, what, timeout, match)
+}
+
 // cmeCode and cmsCode return the code of a +CME/+CMS ERROR, or -1.
 func cmeCode(err error) int {
 	var e *at.CMEError
@@ -774,16 +683,4 @@ func cmsCode(err error) int {
 		return e.Code
 	}
 	return -1
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at/attest"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 // A module that resets under a live port (a UART module, or one whose USB
@@ -189,7 +190,7 @@ func TestSessionReassemblyTimeout(t *testing.T) {
 // storing the last part and assembling) is assembled, an old incomplete set
 // times out, a recent one keeps waiting.
 func TestSessionRestoresHeldParts(t *testing.T) {
-	sink := NewMemorySink()
+	sink := modemtest.NewMemorySink()
 	ctx := context.Background()
 	seg := func(ref, total, seq int, text string, received time.Time) gw.Segment {
 		m := mt{from: "000", sent: t0, dcs: 0x00, udh: concat8(ref, total, seq), ud: septets(text)}
@@ -321,7 +322,7 @@ func TestSessionStatusUpdates(t *testing.T) {
 // The drain must re-read it into the same set before assembly, so it does
 // not start a new set that would later surface as a partial duplicate.
 func TestSessionRestoredCompleteSetWithPartStillOnSIM(t *testing.T) {
-	sink := NewMemorySink()
+	sink := modemtest.NewMemorySink()
 	part := holdParts(t, sink, 5, "one ", "two")
 	port := attest.New(t, initSteps(list(entry(6, 1, part(2))), del(6))...)
 	r := newRig(t, defaultConfig(), sink, port)
@@ -361,7 +362,7 @@ func TestSessionDrainRefusedWaitsForPoll(t *testing.T) {
 // A set restored complete was read before anything still on the SIM, so it
 // is delivered first, ahead of a newer single SMS listed with it.
 func TestSessionRestoredCompleteSetKeepsOrder(t *testing.T) {
-	sink := NewMemorySink()
+	sink := modemtest.NewMemorySink()
 	holdParts(t, sink, 9, "first ", "message")
 	later := mt{from: "000", sent: t0.Add(time.Second), dcs: 0x00, ud: septets("second message")}
 	port := attest.New(t, initSteps(list(entry(3, 1, later)), del(3))...)
@@ -377,7 +378,7 @@ func TestSessionRestoredCompleteSetKeepsOrder(t *testing.T) {
 // holdParts stores in sink, as a run before a restart would have, every
 // part of a concatenated SMS from 000 with reference ref, one part per
 // text; it returns each part as the SIM would list it, by position.
-func holdParts(t *testing.T, sink *MemorySink, ref int, texts ...string) func(seq int) mt {
+func holdParts(t *testing.T, sink *modemtest.MemorySink, ref int, texts ...string) func(seq int) mt {
 	t.Helper()
 	part := func(seq int) mt {
 		return mt{from: "000", sent: t0, dcs: 0x00, udh: concat8(ref, len(texts), seq), ud: septets(texts[seq-1])}

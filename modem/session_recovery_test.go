@@ -15,7 +15,7 @@ import (
 // same port without a re-init, and the next poll ends the recovery.
 func TestSessionProbeAnswered(t *testing.T) {
 	port := attest.New(t, initSteps(list())...)
-	r := newRigWith(t, defaultConfig(), nil, func(s *Session) { s.cmdTimeout = 50 * time.Millisecond }, port)
+	r := newRigWith(t, defaultConfig(), nil, func(s *Session) { hook(s, func(h *testHooks) { h.cmdTimeout = 50 * time.Millisecond }) }, port)
 	port.Wait(wait)
 	port.Append(attest.Step{Write: "AT+CSQ\r"}) // no answer
 	port.Append(answer("AT+CMEE?\r", "+CMEE: 1"), ok("AT\r"))

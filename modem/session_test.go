@@ -18,6 +18,7 @@ import (
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem/at"
 	"github.com/simgate/simgate/modem/at/attest"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 func testLogger() *slog.Logger {
@@ -85,7 +86,7 @@ func del(idx int) attest.Step { return ok(fmt.Sprintf("AT+CMGD=%d\r", idx)) }
 type rig struct {
 	t      *testing.T
 	sink   gw.Sink
-	mem    *MemorySink
+	mem    *modemtest.MemorySink
 	s      *Session
 	events chan gw.Event
 	tick   chan time.Time
@@ -118,7 +119,7 @@ func newRig(t *testing.T, cfg Config, sink gw.Sink, ports ...*attest.Port) *rig 
 // newRigWith is newRig with prep run on the session before Run starts.
 func newRigWith(t *testing.T, cfg Config, sink gw.Sink, prep func(*Session), ports ...*attest.Port) *rig {
 	t.Helper()
-	r := &rig{t: t, mem: NewMemorySink(), events: make(chan gw.Event, 1000), tick: make(chan time.Time), ports: ports}
+	r := &rig{t: t, mem: modemtest.NewMemorySink(), events: make(chan gw.Event, 1000), tick: make(chan time.Time), ports: ports}
 	r.sink = sink
 	if sink == nil {
 		r.sink = r.mem
@@ -142,17 +143,19 @@ func newRigWith(t *testing.T, cfg Config, sink gw.Sink, prep func(*Session), por
 		return nil, errors.New("no such device") // nil: the device is away for this attempt
 	}
 	r.s = NewSession(cfg, r.sink)
-	r.s.tick = r.tick
+	hook(r.s, func(h *testHooks) { h.tick = r.tick })
 	if prep != nil {
 		prep(r.s)
 	}
 	r.urcs = make(chan string, 1000)
-	r.s.handled = func(u at.URC) {
-		select {
-		case r.urcs <- u.Line:
-		default:
+	hook(r.s, func(h *testHooks) {
+		h.handled = func(u at.URC) {
+			select {
+			case r.urcs <- u.Line:
+			default:
+			}
 		}
-	}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan error, 1)
 	go func() { r.done <- r.s.Run(ctx) }()
@@ -288,30 +291,36 @@ func TestSessionDrainsStoredMessagesInSentOrder(t *testing.T) {
 
 // orderSink checks that no SMS is deleted from the SIM before it is stored.
 type orderSink struct {
-	*MemorySink
+	*modemtest.MemorySink
 	port  *attest.Port
 	index map[string]int // payload -> SIM index
 	t     *testing.T
 }
 
 func (o *orderSink) Put(ctx context.Context, m gw.Inbound) error {
-	if idx, ok := o.index[string(m.Payload)]; ok && strings.Contains(o.port.Written(), fmt.Sprintf("AT+CMGD=%d\r", idx)) {
-		o.t.Errorf("SMS %q deleted before it was stored", m.Payload)
-	}
+	o.check(m)
 	return o.MemorySink.Put(ctx, m)
 }
 
-func (o *orderSink) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
-	if err := o.Put(ctx, m); err != nil {
-		return err
+func (o *orderSink) check(m gw.Inbound) {
+	if idx, ok := o.index[string(m.Payload)]; ok && strings.Contains(o.port.Written(), fmt.Sprintf("AT+CMGD=%d\r", idx)) {
+		o.t.Errorf("SMS %q deleted before it was stored", m.Payload)
 	}
-	return o.SaveJournal(ctx, j)
+}
+
+func (o *orderSink) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
+	for _, it := range items {
+		if it.Message != nil {
+			o.check(*it.Message)
+		}
+	}
+	return o.MemorySink.PutSIM(ctx, items, j)
 }
 
 func TestSessionCMTIWithURCsAround(t *testing.T) {
 	m := mt{from: "000", sent: t0, dcs: 0x00, ud: septets("€{}[]~")}
 	port := attest.New(t, initSteps(list())...)
-	sink := &orderSink{MemorySink: NewMemorySink(), port: port, index: map[string]int{"€{}[]~": 4}, t: t}
+	sink := &orderSink{MemorySink: modemtest.NewMemorySink(), port: port, index: map[string]int{"€{}[]~": 4}, t: t}
 	r := newRig(t, defaultConfig(), sink, port)
 	r.mem = sink.MemorySink
 	port.Wait(wait)
@@ -453,7 +462,7 @@ func TestSessionSendSMS(t *testing.T) {
 }
 
 func TestSessionNotReady(t *testing.T) {
-	s := NewSession(defaultConfig(), NewMemorySink())
+	s := NewSession(defaultConfig(), modemtest.NewMemorySink())
 	if _, err := s.SendSMS(context.Background(), "", []byte("x"), false); !errors.Is(err, ErrNotReady) {
 		t.Errorf("SendSMS before Run = %v, want ErrNotReady", err)
 	}
@@ -462,13 +471,13 @@ func TestSessionNotReady(t *testing.T) {
 	}
 	off := defaultConfig()
 	off.SMS = false
-	if _, err := NewSession(off, NewMemorySink()).SendSMS(context.Background(), "", []byte("x"), false); !errors.Is(err, ErrSMSDisabled) {
+	if _, err := NewSession(off, modemtest.NewMemorySink()).SendSMS(context.Background(), "", []byte("x"), false); !errors.Is(err, ErrSMSDisabled) {
 		t.Errorf("SendSMS with SMS off = %v, want ErrSMSDisabled", err)
 	}
 	if err := s.SendUDP(context.Background(), []byte("x")); !errors.Is(err, ErrIPUnavailable) {
 		t.Errorf("SendUDP = %v, want ErrIPUnavailable", err)
 	}
-	if err := NewSession(Config{}, NewMemorySink()).Run(context.Background()); err == nil {
+	if err := NewSession(Config{}, modemtest.NewMemorySink()).Run(context.Background()); err == nil {
 		t.Error("Run without a port succeeded")
 	}
 }

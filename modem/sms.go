@@ -1,12 +1,11 @@
 package modem
 
 import (
-	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -31,6 +30,20 @@ type smsEntry struct {
 	// what assign gave it (empty for a part or a +CMT).
 	base, id string
 	occ      int
+	// staged is what the drain stores for this entry, in one commit with
+	// the rest of run (storeListing); stored and storeErr are how that
+	// went.
+	staged   *gw.SIMItem
+	run      *listingRun
+	stored   bool
+	storeErr error
+}
+
+// listingRun is SMS of one listing stored in one commit, when the first
+// of them is handled.
+type listingRun struct {
+	entries []*smsEntry
+	done    bool
 }
 
 func newEntry(index, stat, length int, pdu string) *smsEntry {
@@ -44,74 +57,138 @@ func newEntry(index, stat, length int, pdu string) *smsEntry {
 	return e
 }
 
+// smsReceiver receives SMS: it drains the SIM's store in arrival order,
+// reassembles concatenated SMS, hands everything to the Sink before
+// deleting it from the SIM, and keeps the SIM journal, the +CMTI order and
+// the store's fill level. The session routes the SMS URCs to it and runs
+// it from its own goroutine only; each call that talks to the modem gets
+// the commander of the engine being served.
+type smsReceiver struct {
+	cfg  smsSettings
+	sink gw.Sink
+	log  *slog.Logger
+	eventer
+	// urcs is the session's URC queue: the drain takes the +CMTIs that
+	// arrived before its listing and puts the others back.
+	urcs urcQueue
+	// storeUse reports the SIM store's use for the status.
+	storeUse func(gw.StoreUse)
+
+	sets      *reassembler
+	restored  bool
+	needDrain bool // drain the SIM now (start, SMS DONE, unreadable +CMTI)
+	// retryDrain: an SMS is still on the SIM because the sink or CMGD
+	// failed. New +CMTIs wait, so nothing overtakes it; the next poll drains.
+	retryDrain   bool
+	skipped      int
+	storageAlarm string
+	storeFailing bool
+
+	// order is the +CMTI order of the SMS not handled yet (cmti.go); ids
+	// is which id the SMS in each slot has, with the SIM journal
+	// (slotids.go).
+	order cmtiOrder
+	ids   slotIDs
+
+	// Missed +CMTI: a drain asked for while serving (by a +CMTI or the
+	// storage poll) found messages no +CMTI announced (suspects); a +CMTI
+	// that turns up late clears one.
+	liveDrain bool
+	suspects  map[int]bool
+	missed    int
+}
+
+// smsSettings are the parts of Config the receiver uses.
+type smsSettings struct {
+	// SMS enables receiving; without it the receiver ignores +CMTI.
+	SMS               bool
+	AllowedSenders    []string
+	ReassemblyTimeout time.Duration
+}
+
+// urcQueue is the session's queue of URCs not acted on yet.
+type urcQueue interface {
+	// takeWaiting removes and returns every URC waiting, oldest first.
+	takeWaiting() []at.URC
+	// putBack queues u again, after those already waiting.
+	putBack(u at.URC)
+}
+
+func newSMSReceiver(cfg smsSettings, sink gw.Sink, log *slog.Logger, ev eventer, urcs urcQueue, storeUse func(gw.StoreUse)) *smsReceiver {
+	return &smsReceiver{
+		cfg:      cfg,
+		sink:     sink,
+		log:      log,
+		eventer:  ev,
+		urcs:     urcs,
+		storeUse: storeUse,
+		sets:     &reassembler{timeout: cfg.ReassemblyTimeout, sink: sink, log: log, eventer: ev, pending: map[string]*pendingSet{}},
+		order:    newCMTIOrder(),
+		ids:      newSlotIDs(),
+		suspects: map[int]bool{},
+	}
+}
+
 // received reports whether a +CMGL/+CMGR <stat> is a received message
 // (0 unread, 1 read); 2 and 3 are outgoing messages stored on the SIM.
 func received(stat int) bool { return stat == 0 || stat == 1 }
 
-// handleURC acts on one URC.
-func (s *Session) handleURC(ctx context.Context, eng *at.Engine, u at.URC) error {
-	if done, err := s.dataURC(ctx, eng, u); done {
-		return err
+// cmti acts on a +CMTI: the SMS it announces is read by a drain.
+func (s *smsReceiver) cmti(line string) {
+	if !s.cfg.SMS {
+		return
 	}
-	if done, err := s.reportURC(ctx, eng, u); done {
-		return err
+	_, idx, err := parseCMTI(line)
+	if err != nil {
+		s.log.Warn("unreadable new-SMS indication; draining the store", "line", line, "err", err)
+		s.needDrain = true
+		return
 	}
-	line := u.Line
-	switch {
-	case strings.HasPrefix(line, "+CMTI:"):
-		if !s.cfg.SMS {
-			return nil
-		}
-		_, idx, err := parseCMTI(line)
-		if err != nil {
-			s.log.Warn("unreadable new-SMS indication; draining the store", "line", line, "err", err)
-			s.needDrain = true
-			return nil
-		}
-		if s.suspects[idx] {
-			// A drain has read this SMS already; its +CMTI was late, not
-			// missing.
-			delete(s.suspects, idx)
-			return nil
-		}
-		// The new SMS is read by a drain, not by AT+CMGR=<idx>: SMS the
-		// module stored without announcing them (while it hung, or with
-		// +CMTI lost) may be older, and the drain hands everything over in
-		// the order it was sent. While a refused SMS waits for the next
-		// poll (retryDrain), new ones wait behind it.
-		s.announce(idx)
-		if !s.retryDrain {
-			if !s.needDrain {
-				s.liveDrain = true
-			}
-			s.needDrain = true
-		}
-		return nil
-	case strings.HasPrefix(line, "+CMT:"):
-		return s.directSMS(ctx, eng, u)
-	case line == "SMS DONE" || strings.HasSuffix(line, ": SMS DONE") || line == "SMS Ready":
-		// The SIM's SMS store is readable now; anything stored while the
-		// module booted has had no +CMTI.
-		if s.cfg.SMS {
-			s.needDrain = true
-		}
-	case line == "RDY":
-		return errRestarted
-	case strings.HasPrefix(line, "+CEREG:"), strings.HasPrefix(line, "+CGREG:"), strings.HasPrefix(line, "+CREG:"):
-		s.registrationURC(line)
-	case strings.HasPrefix(line, "+CPIN:"):
-		if state, err := parseCPIN(line); err == nil && state != "READY" {
-			s.log.Warn("SIM state changed", "state", state)
-		}
-	default:
-		s.log.Debug("URC", "line", line, "known", u.Known, "bytes", len(u.Data))
+	if s.suspects[idx] {
+		// A drain has read this SMS already; its +CMTI was late, not
+		// missing.
+		delete(s.suspects, idx)
+		return
 	}
-	return nil
+	// The new SMS is read by a drain, not by AT+CMGR=<idx>: SMS the module
+	// stored without announcing them (while it hung, or with +CMTI lost)
+	// may be older, and the drain hands everything over in the order it
+	// was sent. While a refused SMS waits for the next poll (retryDrain),
+	// new ones wait behind it.
+	s.order.add(idx)
+	if !s.retryDrain {
+		if !s.needDrain {
+			s.liveDrain = true
+		}
+		s.needDrain = true
+	}
+}
+
+// storeReady notes that the SIM's SMS store is readable (SMS DONE):
+// anything stored while the module booted has had no +CMTI.
+func (s *smsReceiver) storeReady() {
+	if s.cfg.SMS {
+		s.needDrain = true
+	}
+}
+
+// requestDrain has the SIM drained at the next step (the modem was just
+// initialised or recovered: SMS may wait unannounced).
+func (s *smsReceiver) requestDrain() { s.storeReady() }
+
+// drainDue reports whether a drain is wanted now.
+func (s *smsReceiver) drainDue() bool { return s.needDrain }
+
+// restoreOnce loads what a restart left (restore) until it succeeded once.
+func (s *smsReceiver) restoreOnce(ctx context.Context) {
+	if !s.restored {
+		s.restore(ctx)
+	}
 }
 
 // directSMS takes a +CMT URC (only when someone configured CNMI mt=2 in
 // modem.init: such an SMS is not stored, so it cannot be read again).
-func (s *Session) directSMS(ctx context.Context, eng *at.Engine, u at.URC) error {
+func (s *smsReceiver) directSMS(ctx context.Context, c commander, u at.URC) error {
 	if !s.cfg.SMS || len(u.Extra) == 0 {
 		return nil
 	}
@@ -120,18 +197,12 @@ func (s *Session) directSMS(ctx context.Context, eng *at.Engine, u at.URC) error
 	if err != nil {
 		length = 0
 	}
-	return s.handle(ctx, eng, newEntry(-1, 0, length, u.Extra[0]))
-}
-
-// announce records that the module announced an SMS at SIM index idx.
-func (s *Session) announce(idx int) {
-	s.lastCMTI++
-	s.cmtiSeq[idx] = s.lastCMTI
+	return s.handle(ctx, c, newEntry(-1, 0, length, u.Extra[0]))
 }
 
 // drain reads every SMS on the SIM (AT+CMGL=4) and handles them in the
 // order they arrived (arrivalOrder).
-func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
+func (s *smsReceiver) drain(ctx context.Context, c commander) error {
 	// The journal must not name a slot already deleted when the list is
 	// taken: listing marks a new SMS there as read, and a read SMS the
 	// journal names is taken for the one stored before.
@@ -140,7 +211,7 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		s.log.Warn("could not commit the SIM journal; the SIM is listed at the next poll", "err", err)
 		return fmt.Errorf("%w: commit the SIM journal: %w", errStore, err)
 	}
-	r, err := s.do(ctx, eng, "list", at.Cmd{Line: "AT+CMGL=4", Trailing: 1})
+	r, err := c.do(ctx, "list", at.Cmd{Line: "AT+CMGL=4", Trailing: 1})
 	if err != nil {
 		// Retry at the next poll rather than at once: a module refusing
 		// now (SIM busy) would otherwise be asked again in a tight loop.
@@ -150,8 +221,8 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	suspect := s.liveDrain
 	s.liveDrain = false
 	entries := parseList(r.Lines, s.log.Warn)
-	s.takeAnnouncements(eng, entries)
-	s.pruneJournal(entries)
+	s.takeAnnouncements(entries)
+	s.ids.prune(entries)
 	entries = s.arrivalOrder(entries)
 	if err := s.assign(ctx, entries); err != nil {
 		s.needDrain, s.retryDrain = false, true
@@ -162,19 +233,23 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	// part and assembling) go first: their parts were read before anything
 	// still on the SIM, so assembling them later would put newer messages
 	// ahead of them.
-	delivered := s.assembleComplete(ctx)
+	delivered := s.sets.assembleComplete(ctx)
+	// Storing a run takes its SMS off the +CMTI order; which were
+	// announced is decided as the list was taken.
+	announcedAtList := s.order.announced()
+	// What the listing holds is stored in one commit before anything is
+	// deleted from the SIM; the loop below acts on each SMS in order as
+	// if it had been stored alone.
+	s.storeListing(ctx, entries, delivered)
 	skipped := 0
 	for _, e := range entries {
 		if !received(e.Stat) {
 			skipped++
 			continue
 		}
-		// A part of a set just assembled that is still on the SIM (the
-		// process stopped before deleting it) is already delivered: stored
-		// again it would start a new set that can never complete.
-		if e.d != nil && e.d.Total > 0 && delivered[partID(e.d.concatKey(), e.d.Seq, e.d.TPDU)] {
+		if e.alreadyDelivered(delivered) {
 			s.log.Info("SMS part already delivered; deleting it from the SIM", "key", e.d.concatKey(), "part", e.d.Seq, "index", e.Index)
-			if err := s.delete(ctx, eng, e.Index); err != nil {
+			if err := s.delete(ctx, c, e.Index); err != nil {
 				return err
 			}
 			continue
@@ -182,17 +257,17 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 		// While the module is serving, an SMS on the SIM that no +CMTI
 		// announced is a missed notification, unless its +CMTI is merely
 		// late (handleURC clears it then).
-		if _, announced := s.cmtiSeq[e.Index]; suspect && !announced {
+		if suspect && !announcedAtList[e.Index] {
 			s.suspects[e.Index] = true
 		}
-		if err := s.handle(ctx, eng, e); err != nil {
+		if err := s.handle(ctx, c, e); err != nil {
 			return err
 		}
 	}
 	s.skipped = skipped
 	// Every +CMTI acted on before the list was taken is accounted for.
-	clear(s.cmtiSeq)
-	s.expire(ctx)
+	s.order.reset()
+	s.sets.expire(ctx)
 	// The last deletion is committed now rather than with the next SMS, so
 	// that the next list finds the journal clean (see the top).
 	if err := s.saveJournal(ctx); err != nil {
@@ -201,33 +276,149 @@ func (s *Session) drain(ctx context.Context, eng *at.Engine) error {
 	return nil
 }
 
+// alreadyDelivered reports whether e is a part of a set just assembled that
+// is still on the SIM (the process stopped before deleting it): stored again
+// it would start a new set that can never complete.
+func (e *smsEntry) alreadyDelivered(delivered map[string]bool) bool {
+	return e.d != nil && e.d.Total > 0 && delivered[partID(e.d.concatKey(), e.d.Seq, e.d.TPDU)]
+}
+
+// storeListing stages what handle stores for each SMS of a listing, in
+// runs that each go to the sink in one Sink.PutSIM when handle reaches
+// their first SMS: a burst costs one commit instead of one per SMS. A run
+// ends with a part that completes its set, because handle assembles the
+// message after deleting that part, and the message must be queued ahead
+// of the SMS after it; so the listing is one run unless it completes a
+// concatenated SMS.
+func (s *smsReceiver) storeListing(ctx context.Context, entries []*smsEntry, delivered map[string]bool) {
+	now := time.Now().UTC()
+	var staged []*smsEntry
+	parts := false
+	for _, e := range entries {
+		if !received(e.Stat) || e.alreadyDelivered(delivered) {
+			continue
+		}
+		if _, ok := e.statusReport(); ok {
+			continue
+		}
+		if e.err == nil && !s.allowed(e.d.From) {
+			continue
+		}
+		item := e.toStore(now)
+		e.staged = &item
+		parts = parts || item.Part != nil
+		staged = append(staged, e)
+	}
+	// The parts held already tell which part completes a set; unknown,
+	// every part ends its run.
+	var held map[string][]gw.Segment
+	if parts {
+		segs, err := s.sink.Segments(ctx)
+		if err != nil {
+			s.log.Warn("could not load held SMS parts; storing the listing in smaller commits", "err", err)
+		} else {
+			held = map[string][]gw.Segment{}
+			for _, sg := range segs {
+				held[sg.Key] = append(held[sg.Key], sg)
+			}
+		}
+	}
+	run := &listingRun{}
+	for _, e := range staged {
+		run.entries = append(run.entries, e)
+		e.run = run
+		if p := e.staged.Part; p != nil {
+			ends := held == nil
+			if !ends && !slices.ContainsFunc(held[p.Key], func(h gw.Segment) bool { return h.Seq == p.Seq }) {
+				held[p.Key] = append(held[p.Key], *p)
+			}
+			if !ends && complete(held[p.Key]) {
+				delete(held, p.Key)
+				ends = true
+			}
+			if ends {
+				run = &listingRun{}
+			}
+		}
+	}
+}
+
+// putStaged stores the staged entries of batch with the journal.
+func (s *smsReceiver) putStaged(ctx context.Context, batch []*smsEntry) {
+	if len(batch) == 0 {
+		return
+	}
+	items := make([]gw.SIMItem, len(batch))
+	seqs := map[int]uint64{}
+	for i, e := range batch {
+		items[i] = *e.staged
+		if seq, ok := s.order.take(e.Index); ok {
+			seqs[e.Index] = seq
+		}
+	}
+	n, err := s.sink.PutSIM(ctx, items, s.journalNow())
+	if err == nil && n < len(items) {
+		err = fmt.Errorf("sink stored %d of %d SMS", n, len(items))
+	}
+	for i, e := range batch {
+		if i >= n {
+			if seq, ok := seqs[e.Index]; ok {
+				s.order.put(e.Index, seq)
+			}
+			e.storeErr = err
+			continue
+		}
+		e.stored = true
+		e.staged.Held = items[i].Held
+		if m := e.staged.Message; m != nil {
+			s.ids.stored(e.Index, e.PDU, m, e.base)
+		}
+	}
+	switch {
+	case n == len(items):
+		s.ids.committed()
+	case n > 0:
+		// The sink did not commit the journal with a prefix: what it
+		// refused must stay announced, in order, across a restart.
+		if err := s.sink.SaveJournal(ctx, s.journalNow()); err != nil {
+			s.ids.dirty = true
+			s.log.Warn("could not commit the SIM journal; retried before the next list", "err", err)
+		} else {
+			s.ids.committed()
+		}
+	}
+}
+
+// toStore is what handle stores for e, which it does not reject: a part,
+// or a message (undecodable when its PDU or its text does not decode).
+func (e *smsEntry) toStore(now time.Time) gw.SIMItem {
+	if e.err == nil && e.d.Total > 0 {
+		d := e.d
+		return gw.SIMItem{Part: &gw.Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}}
+	}
+	m, _ := e.message(now)
+	e.identify(&m)
+	return gw.SIMItem{Message: &m}
+}
+
 // takeAnnouncements takes the +CMTIs that arrived before the list's answer
 // and are still waiting to be handled: the SMS they announce are in the
 // list, and their order is the arrival order. Other URCs wait as before.
-func (s *Session) takeAnnouncements(eng *at.Engine, entries []*smsEntry) {
+func (s *smsReceiver) takeAnnouncements(entries []*smsEntry) {
 	listed := map[int]bool{}
 	for _, e := range entries {
 		listed[e.Index] = true
 	}
-	waiting := s.backlog
-	s.backlog, s.backlogBytes = nil, 0
-	for {
-		u, ok := eng.NextURC()
-		if !ok {
-			break
-		}
-		waiting = append(waiting, u)
-	}
-	for _, u := range waiting {
+	for _, u := range s.urcs.takeWaiting() {
 		if strings.HasPrefix(u.Line, "+CMTI:") && s.cfg.SMS {
 			if _, idx, err := parseCMTI(u.Line); err == nil && listed[idx] && !s.suspects[idx] {
-				if _, seen := s.cmtiSeq[idx]; !seen {
-					s.announce(idx)
+				if !s.order.has(idx) {
+					s.order.add(idx)
 				}
 				continue
 			}
 		}
-		s.putBack(u)
+		s.urcs.putBack(u)
 	}
 }
 
@@ -238,17 +429,17 @@ func (s *Session) takeAnnouncements(eng *at.Engine, entries []*smsEntry) {
 // first announced SMS sent after it. SIM index order alone is not arrival
 // order, since the SIM reuses freed slots; the timestamp is the network's
 // clock (1-second resolution), not the Pi's.
-func (s *Session) arrivalOrder(entries []*smsEntry) []*smsEntry {
+func (s *smsReceiver) arrivalOrder(entries []*smsEntry) []*smsEntry {
 	var announced, silent []*smsEntry
 	for _, e := range entries {
-		if _, ok := s.cmtiSeq[e.Index]; ok {
+		if s.order.has(e.Index) {
 			announced = append(announced, e)
 		} else {
 			silent = append(silent, e)
 		}
 	}
 	sort.SliceStable(announced, func(i, j int) bool {
-		return s.cmtiSeq[announced[i].Index] < s.cmtiSeq[announced[j].Index]
+		return s.order.before(announced[i].Index, announced[j].Index)
 	})
 	sort.SliceStable(silent, func(i, j int) bool {
 		ti, tj := entryTime(silent[i]), entryTime(silent[j])
@@ -268,52 +459,22 @@ func (s *Session) arrivalOrder(entries []*smsEntry) []*smsEntry {
 	return out
 }
 
-// pruneJournal forgets stored slots the listing shows deleted: empty, or
-// holding another SMS.
-func (s *Session) pruneJournal(entries []*smsEntry) {
-	if len(s.journal.Slots) == 0 {
-		return
-	}
-	now := map[int]string{}
-	for _, e := range entries {
-		now[e.Index] = pduHash(e.PDU)
-	}
-	for idx, slot := range s.journal.Slots {
-		if now[idx] != slot.PDU {
-			delete(s.journal.Slots, idx)
-			s.journalDirty = true
-		}
-	}
-}
-
 // journalNow is the journal to commit: the stored slots and the SIM
 // indexes announced but not handled yet, in announcement order.
-func (s *Session) journalNow() gw.SIMJournal {
-	j := s.journal.Clone()
-	j.Announced = nil
-	for idx := range s.cmtiSeq {
-		j.Announced = append(j.Announced, idx)
-	}
-	slices.SortFunc(j.Announced, func(a, b int) int { return cmp.Compare(s.cmtiSeq[a], s.cmtiSeq[b]) })
-	return j
+func (s *smsReceiver) journalNow() gw.SIMJournal {
+	return s.ids.snapshot(s.order.indexes())
 }
 
 // saveJournal commits the journal if it changed.
-func (s *Session) saveJournal(ctx context.Context) error {
-	if !s.journalDirty {
+func (s *smsReceiver) saveJournal(ctx context.Context) error {
+	if !s.ids.dirty {
 		return nil
 	}
 	if err := s.sink.SaveJournal(ctx, s.journalNow()); err != nil {
 		return err
 	}
-	s.journalDirty = false
+	s.ids.committed()
 	return nil
-}
-
-// pduHash names a PDU as read from the SIM.
-func pduHash(pdu string) string {
-	sum := sha256.Sum256([]byte(strings.ToUpper(strings.TrimSpace(pdu))))
-	return hex.EncodeToString(sum[:8])
 }
 
 // message is the Inbound a single SMS or an undecodable one is stored as;
@@ -358,7 +519,7 @@ const identicalWindow = time.Minute
 // within identicalWindow of each other, are separate messages (a cloud
 // that repeats a command within a second): each gets the first occurrence
 // number whose id is neither taken nor known to the sink.
-func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
+func (s *smsReceiver) assign(ctx context.Context, entries []*smsEntry) error {
 	groups := map[string][]*smsEntry{}
 	var bases []string
 	for _, e := range entries {
@@ -378,23 +539,16 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 	}
 	used := map[string]bool{}
 	for _, e := range entries {
-		slot, ok := s.journal.Slots[e.Index]
-		if !ok {
-			slot, ok = s.undeleted[e.Index]
-		}
+		slot, ok := s.ids.of(e.Index)
 		if ok && e.base != "" && e.Stat == 1 && slot.PDU == pduHash(e.PDU) {
 			e.id, e.occ = slot.ID, slot.Occurrence
 			used[e.id] = true
 		}
 	}
-	for base, at := range s.recent {
-		if time.Since(at) >= identicalWindow {
-			delete(s.recent, base)
-		}
-	}
+	s.ids.forgetOld()
 	for _, base := range bases {
 		group := groups[base]
-		if _, recent := s.recent[base]; len(group) == 1 && !recent {
+		if len(group) == 1 && !s.ids.isRecent(base) {
 			if e := group[0]; e.id == "" {
 				e.id = base
 			}
@@ -432,96 +586,31 @@ func (s *Session) assign(ctx context.Context, entries []*smsEntry) error {
 		if e.id == "" || e.id == e.base && len(groups[e.base]) < 2 {
 			continue
 		}
-		slot := gw.SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ}
-		if s.journal.Slots[e.Index] != slot {
-			if s.journal.Slots == nil {
-				s.journal.Slots = map[int]gw.SlotID{}
-			}
-			s.journal.Slots[e.Index] = slot
-			s.journalDirty = true
-		}
+		s.ids.name(e.Index, gw.SlotID{PDU: pduHash(e.PDU), ID: e.id, Occurrence: e.occ})
 	}
 	return nil
 }
 
 // putSMS stores m, read from SIM slot e, with the journal: the ids given
 // to the listing and the order of what is announced but not stored.
-func (s *Session) putSMS(ctx context.Context, e *smsEntry, m gw.Inbound) error {
+func (s *smsReceiver) putSMS(ctx context.Context, e *smsEntry, m gw.Inbound) error {
 	if e.Index < 0 {
 		return s.sink.Put(ctx, m)
 	}
-	seq, announced := s.cmtiSeq[e.Index]
-	delete(s.cmtiSeq, e.Index)
-	if err := s.sink.PutSMS(ctx, m, s.journalNow()); err != nil {
-		if announced {
-			s.cmtiSeq[e.Index] = seq
-		}
-		return err
-	}
-	s.journalDirty = false
-	s.undeleted[e.Index] = gw.SlotID{PDU: pduHash(e.PDU), ID: m.ID, Occurrence: m.Occurrence}
-	if e.base != "" {
-		s.recent[e.base] = time.Now()
-	}
-	return nil
+	s.stage(ctx, e, gw.SIMItem{Message: &m})
+	return e.storeErr
 }
 
-// partID names one stored part exactly: its set, position and bytes.
-func partID(key string, seq int, tpdu []byte) string {
-	return fmt.Sprintf("%s\x00%d\x00%x", key, seq, tpdu)
-}
-
-// assembleComplete assembles every set that has all its parts held, and
-// returns the parts of the sets it stored.
-func (s *Session) assembleComplete(ctx context.Context) map[string]bool {
-	delivered := map[string]bool{}
-	s.forDueSets(ctx, func(p *pendingSet) bool { return p.complete }, func(key string, held []gw.Segment) {
-		if !complete(held) {
-			s.pending[key].complete = false
-			return
-		}
-		s.assemble(ctx, key, held, false)
-		if _, waiting := s.pending[key]; waiting {
-			return // not stored; retried by the next poll
-		}
-		for _, sg := range held {
-			delivered[partID(sg.Key, sg.Seq, sg.TPDU)] = true
-		}
-	})
-	return delivered
-}
-
-// forDueSets calls do, in key order, with the held parts of every pending
-// set that due selects; a set whose parts are all gone was assembled
-// elsewhere and stops waiting.
-func (s *Session) forDueSets(ctx context.Context, due func(*pendingSet) bool, do func(key string, held []gw.Segment)) {
-	var keys []string
-	for key, p := range s.pending {
-		if due(p) {
-			keys = append(keys, key)
-		}
+// stage stores the run e is in, or item alone when the drain's
+// storeListing did not stage it.
+func (s *smsReceiver) stage(ctx context.Context, e *smsEntry, item gw.SIMItem) {
+	if e.run == nil {
+		e.staged = &item
+		e.run = &listingRun{entries: []*smsEntry{e}}
 	}
-	if len(keys) == 0 {
-		return
-	}
-	segs, err := s.sink.Segments(ctx)
-	if err != nil {
-		s.log.Warn("could not load held SMS parts", "err", err)
-		return
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		var held []gw.Segment
-		for _, sg := range segs {
-			if sg.Key == key {
-				held = append(held, sg)
-			}
-		}
-		if len(held) == 0 {
-			delete(s.pending, key)
-			continue
-		}
-		do(key, held)
+	if !e.run.done {
+		e.run.done = true
+		s.putStaged(ctx, e.run.entries)
 	}
 }
 
@@ -556,10 +645,10 @@ func parseList(lines []string, warn func(string, ...any)) []*smsEntry {
 }
 
 // allowed reports whether sms.allowed_senders lets from through.
-func (s *Session) allowed(from string) bool { return gw.SenderAllowed(s.cfg.AllowedSenders, from) }
+func (s *smsReceiver) allowed(from string) bool { return gw.SenderAllowed(s.cfg.AllowedSenders, from) }
 
 // handle hands one SMS to the sink and only then deletes it from the SIM.
-func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error {
+func (s *smsReceiver) handle(ctx context.Context, c commander, e *smsEntry) error {
 	now := time.Now().UTC()
 	if rep, ok := e.statusReport(); ok {
 		// A status report the module stored (AT+CNMI ds=2) is read by the
@@ -567,45 +656,43 @@ func (s *Session) handle(ctx context.Context, eng *at.Engine, e *smsEntry) error
 		if !s.report(ctx, rep) {
 			return nil
 		}
-		return s.delete(ctx, eng, e.Index)
+		return s.delete(ctx, c, e.Index)
 	}
-	if e.err != nil {
-		return s.undecodable(ctx, eng, e, now)
+	if e.err == nil && !s.allowed(e.d.From) {
+		return s.reject(ctx, c, e, gw.EventSenderRejected,
+			fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", e.d.From),
+			map[string]any{"from": e.d.From, "index": e.Index})
 	}
-	d := e.d
-	if !s.allowed(d.From) {
-		return s.reject(ctx, eng, e, gw.EventSenderRejected,
-			fmt.Sprintf("SMS from %s rejected: sender not in sms.allowed_senders", d.From),
-			map[string]any{"from": d.From, "index": e.Index})
+	item := e.staged
+	if item == nil {
+		it := e.toStore(now)
+		item = &it
 	}
-	if d.Total == 0 {
-		m, _ := e.message(now)
+	if item.Message != nil {
+		m := *item.Message
 		if e.err != nil {
-			return s.handle(ctx, eng, e)
+			return s.undecodable(ctx, c, e, m)
 		}
-		e.identify(&m)
 		if err := s.putSMS(ctx, e, m); err != nil {
 			return s.storeFailed(err, e)
 		}
 		s.storeOK()
 		s.log.Info("SMS received", "id", m.ID, "from", m.From, "index", e.Index)
-		return s.delete(ctx, eng, e.Index)
+		return s.delete(ctx, c, e.Index)
 	}
-	seg := gw.Segment{Key: d.concatKey(), Seq: d.Seq, Total: d.Total, TPDU: d.TPDU, ReceivedAt: now}
+	seg := *item.Part
 	held, err := s.putPart(ctx, e, seg)
 	if err != nil {
 		return s.storeFailed(err, e)
 	}
 	s.storeOK()
 	s.log.Info("SMS part received", "key", seg.Key, "part", seg.Seq, "of", seg.Total, "index", e.Index)
-	if _, ok := s.pending[seg.Key]; !ok {
-		s.pending[seg.Key] = &pendingSet{first: time.Now()}
-	}
-	if err := s.delete(ctx, eng, e.Index); err != nil {
+	s.sets.hold(seg.Key)
+	if err := s.delete(ctx, c, e.Index); err != nil {
 		return err
 	}
 	if complete(held) {
-		s.assemble(ctx, seg.Key, held, false)
+		s.sets.assemble(ctx, seg.Key, held, false)
 	}
 	return nil
 }
@@ -622,29 +709,21 @@ func (e *smsEntry) identify(m *gw.Inbound) {
 
 // putPart stores one part read from SIM slot e; the journal it commits
 // keeps the announcement order of the rest.
-func (s *Session) putPart(ctx context.Context, e *smsEntry, seg gw.Segment) ([]gw.Segment, error) {
+func (s *smsReceiver) putPart(ctx context.Context, e *smsEntry, seg gw.Segment) ([]gw.Segment, error) {
 	if e.Index < 0 {
 		return s.sink.PutSegment(ctx, seg)
 	}
-	seq, announced := s.cmtiSeq[e.Index]
-	delete(s.cmtiSeq, e.Index)
-	held, err := s.sink.PutSMSPart(ctx, seg, s.journalNow())
-	if err != nil {
-		if announced {
-			s.cmtiSeq[e.Index] = seq
-		}
-		return nil, err
+	s.stage(ctx, e, gw.SIMItem{Part: &seg})
+	if e.storeErr != nil {
+		return nil, e.storeErr
 	}
-	s.journalDirty = false
-	return held, nil
+	return e.staged.Held, nil
 }
 
 // undecodable stores an SMS that cannot be decoded as it was read, its PDU
 // in the payload, so that nothing deleted from the SIM is lost; it is
 // published on P/sms/undecodable. Only then is it deleted.
-func (s *Session) undecodable(ctx context.Context, eng *at.Engine, e *smsEntry, now time.Time) error {
-	m, _ := e.message(now)
-	e.identify(&m)
+func (s *smsReceiver) undecodable(ctx context.Context, c commander, e *smsEntry, m gw.Inbound) error {
 	if err := s.putSMS(ctx, e, m); err != nil {
 		return s.storeFailed(err, e)
 	}
@@ -652,19 +731,19 @@ func (s *Session) undecodable(ctx context.Context, eng *at.Engine, e *smsEntry, 
 	msg := fmt.Sprintf("SMS at SIM index %d could not be decoded: %v; it was stored as %s with its PDU and deleted from the SIM", e.Index, e.err, m.ID)
 	s.log.Warn(msg)
 	s.event(gw.EventUndecodable, msg, map[string]any{"id": m.ID, "index": e.Index, "pdu": e.PDU})
-	return s.delete(ctx, eng, e.Index)
+	return s.delete(ctx, c, e.Index)
 }
 
 // reject reports an SMS simgate will not deliver, then deletes it so it
 // does not fill the SIM; the event carries what identifies it.
-func (s *Session) reject(ctx context.Context, eng *at.Engine, e *smsEntry, typ, msg string, f map[string]any) error {
+func (s *smsReceiver) reject(ctx context.Context, c commander, e *smsEntry, typ, msg string, f map[string]any) error {
 	s.log.Warn(msg)
 	s.event(typ, msg, f)
-	delete(s.cmtiSeq, e.Index)
-	return s.delete(ctx, eng, e.Index)
+	s.order.forget(e.Index)
+	return s.delete(ctx, c, e.Index)
 }
 
-func (s *Session) storeFailed(err error, e *smsEntry) error {
+func (s *smsReceiver) storeFailed(err error, e *smsEntry) error {
 	s.retryDrain = true // retried in order by the next poll's drain
 	if !s.storeFailing {
 		s.storeFailing = true
@@ -675,14 +754,14 @@ func (s *Session) storeFailed(err error, e *smsEntry) error {
 	return fmt.Errorf("%w: %w", errStore, err)
 }
 
-func (s *Session) storeOK() { s.storeFailing = false }
+func (s *smsReceiver) storeOK() { s.storeFailing = false }
 
 // delete removes an SMS from the SIM after it was handed off.
-func (s *Session) delete(ctx context.Context, eng *at.Engine, idx int) error {
+func (s *smsReceiver) delete(ctx context.Context, c commander, idx int) error {
 	if idx < 0 {
 		return nil
 	}
-	_, err := s.do(ctx, eng, "delete", at.Cmd{Line: fmt.Sprintf("AT+CMGD=%d", idx)})
+	_, err := c.do(ctx, "delete", at.Cmd{Line: fmt.Sprintf("AT+CMGD=%d", idx)})
 	if err != nil && cmsCode(err) != 321 {
 		// It is stored already; reading it again later is harmless (the
 		// journal gives it the same id and the sink drops the copy),
@@ -690,210 +769,57 @@ func (s *Session) delete(ctx context.Context, eng *at.Engine, idx int) error {
 		s.retryDrain = true
 		return err
 	}
-	if _, ok := s.journal.Slots[idx]; ok {
-		delete(s.journal.Slots, idx)
-		s.journalDirty = true
-	}
-	delete(s.undeleted, idx)
+	s.ids.deleted(idx)
 	return nil
 }
 
-// complete reports whether held has every part 1..Total.
-func complete(held []gw.Segment) bool {
-	if len(held) == 0 {
-		return false
-	}
-	total := held[0].Total
-	seen := map[int]bool{}
-	for _, h := range held {
-		if h.Total == total && h.Seq >= 1 && h.Seq <= total {
-			seen[h.Seq] = true
-		}
-	}
-	return len(seen) == total
-}
-
-// assemble joins held (ordered by Seq) into one message and stores it,
-// dropping the parts. partial marks a message whose wait timed out.
-func (s *Session) assemble(ctx context.Context, key string, held []gw.Segment, partial bool) {
-	var parts []*deliver
-	seen := map[int]bool{}
-	received := time.Time{}
-	for _, h := range held {
-		if seen[h.Seq] {
-			continue
-		}
-		d, err := decodeDeliver(h.TPDU)
-		if err != nil {
-			s.log.Warn("stored SMS part does not decode; left out", "key", key, "part", h.Seq, "err", err)
-			continue
-		}
-		seen[h.Seq] = true
-		parts = append(parts, d)
-		if received.IsZero() || h.ReceivedAt.Before(received) {
-			received = h.ReceivedAt
-		}
-	}
-	m := gw.Inbound{Channel: gw.ChannelSMS, Parts: len(parts), Partial: partial || len(parts) < len(held), ReceivedAt: received.UTC()}
-	if len(parts) > 0 {
-		payload, binary, err := joinText(parts)
-		if err != nil {
-			s.log.Warn("SMS parts do not decode as text; delivered as bytes", "key", key, "err", err)
-			payload, binary = nil, true
-			for _, p := range parts {
-				payload = append(payload, p.UD...)
-			}
-		}
-		m.From, m.Payload, m.Binary = parts[0].From, payload, binary
-		// The first part's timestamp dates the message, so the id is the
-		// same however the parts arrived; without part 1, the earliest.
-		m.SentAt = parts[0].SentAt
-		if parts[0].Seq != 1 {
-			for _, p := range parts[1:] {
-				if p.SentAt.Before(m.SentAt) {
-					m.SentAt = p.SentAt
-				}
-			}
-		}
-		m.SentAt = m.SentAt.UTC()
-	} else {
-		m.From = senderOfKey(key)
-	}
-	m.ID = gw.MessageID(m)
-	if err := s.sink.Assemble(ctx, m, key); err != nil {
-		p := s.pending[key]
-		if p == nil {
-			p = &pendingSet{first: time.Now()}
-			s.pending[key] = p
-		}
-		p.complete = true // retried by the next poll
-		s.log.Warn("could not store a reassembled SMS; retrying", "key", key, "err", err)
-		return
-	}
-	delete(s.pending, key)
-	if m.Partial {
-		have := make([]int, 0, len(seen))
-		for seq := range seen {
-			have = append(have, seq)
-		}
-		slices.Sort(have)
-		msg := fmt.Sprintf("concatenated SMS from %s delivered incomplete: parts %v of %d arrived within %s",
-			m.From, have, held[0].Total, s.cfg.ReassemblyTimeout)
-		s.log.Warn(msg)
-		s.event(gw.EventPartial, msg, map[string]any{"id": m.ID, "from": m.From, "parts": have, "total": held[0].Total})
-	}
-	s.log.Info("SMS reassembled", "id", m.ID, "from", m.From, "parts", m.Parts, "partial", m.Partial)
-}
-
-// senderOfKey returns the sender in a key made by deliver.concatKey.
-func senderOfKey(key string) string {
-	f := strings.Split(strings.TrimPrefix(key, "sms/"), "/")
-	if len(f) <= 3 {
-		return ""
-	}
-	return strings.Join(f[:len(f)-3], "/")
-}
-
-// restore loads the parts of concatenated SMS held across a restart, so
-// their wait resumes; the first drain assembles complete and overdue sets.
-func (s *Session) restore(ctx context.Context) {
+// restore loads what a restart left: the SIM journal (the ids given and
+// the +CMTI order) and the parts of concatenated SMS, whose wait resumes.
+func (s *smsReceiver) restore(ctx context.Context) {
 	j, err := s.sink.Journal(ctx)
 	if err != nil {
 		s.log.Warn("could not load the SIM journal; retrying at the next reconnect", "err", err)
 		return
 	}
-	s.journal = j
+	s.ids.load(j)
 	// SMS announced before the restart keep their order ahead of any
 	// announced from now on.
 	for _, idx := range j.Announced {
-		if _, ok := s.cmtiSeq[idx]; !ok {
-			s.announce(idx)
+		if !s.order.has(idx) {
+			s.order.add(idx)
 		}
 	}
-	segs, err := s.sink.Segments(ctx)
-	if err != nil {
-		s.log.Warn("could not load held SMS parts; retrying at the next reconnect", "err", err)
-		return
-	}
-	s.restored = true
-	byKey := map[string][]gw.Segment{}
-	var keys []string
-	for _, sg := range segs {
-		if _, ok := byKey[sg.Key]; !ok {
-			keys = append(keys, sg.Key)
-		}
-		byKey[sg.Key] = append(byKey[sg.Key], sg)
-	}
-	for _, key := range keys {
-		held := byKey[key]
-		first := held[0].ReceivedAt
-		for _, h := range held {
-			if h.ReceivedAt.Before(first) {
-				first = h.ReceivedAt
-			}
-		}
-		// Resume the wait where it was, by the wall clock when it looks
-		// sane; a Pi that booted at 1970, or a clock that went back, would
-		// otherwise time every set out at once or never.
-		age := time.Since(first)
-		if first.Year() < 2020 || age < 0 {
-			age = 0
-		}
-		age = min(age, s.cfg.ReassemblyTimeout)
-		s.pending[key] = &pendingSet{first: time.Now().Add(-age), complete: complete(held)}
-	}
-	if len(keys) > 0 {
-		s.log.Info("resumed waiting for SMS parts", "messages", len(keys))
+	if s.sets.restore(ctx) {
+		s.restored = true
 	}
 }
 
-// expire assembles sets that are complete (their Assemble failed before)
-// or whose wait timed out.
-func (s *Session) expire(ctx context.Context) {
-	s.forDueSets(ctx, func(p *pendingSet) bool {
-		return p.complete || time.Since(p.first) >= s.cfg.ReassemblyTimeout
-	}, func(key string, held []gw.Segment) {
-		s.assemble(ctx, key, held, !complete(held))
-	})
-}
-
-// poll refreshes the status, notices a module that reset, watches the SMS
-// store and times out incomplete concatenated SMS.
-func (s *Session) poll(ctx context.Context, eng *at.Engine) error {
-	if eng.Echoes() > s.echoBase {
-		return errRestarted // echo is back on: the module reset
-	}
-	if err := s.pollStatus(ctx, eng); err != nil {
-		return err
-	}
-	if eng.Echoes() > s.echoBase {
-		return errRestarted
-	}
-	if !s.cfg.SMS {
-		return nil
-	}
-	if err := s.missedNotifications(ctx, eng); err != nil {
+// poll is the SMS part of the session's poll: it reports missed +CMTIs,
+// retries a refused SMS, times out incomplete concatenated SMS and watches
+// the store.
+func (s *smsReceiver) poll(ctx context.Context, c commander) error {
+	if err := s.missedNotifications(ctx, c); err != nil {
 		return err
 	}
 	if s.retryDrain {
 		s.needDrain = true
 	}
-	s.expire(ctx)
-	return s.checkStorage(ctx, eng)
+	s.sets.expire(ctx)
+	return s.checkStorage(ctx, c)
 }
 
 // missedNotifications reports SMS the last storage drain found that no
 // +CMTI announced, even late: the module stores SMS but stopped telling
 // (a firmware fault, or someone changed +CNMI). Routing them again is the
 // repair; the polls keep draining meanwhile, so nothing is lost.
-func (s *Session) missedNotifications(ctx context.Context, eng *at.Engine) error {
+func (s *smsReceiver) missedNotifications(ctx context.Context, c commander) error {
 	if len(s.suspects) == 0 {
 		return nil
 	}
 	n := len(s.suspects)
 	clear(s.suspects)
 	s.missed += n
-	_, err := s.do(ctx, eng, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"})
+	_, err := c.do(ctx, "route new SMS", at.Cmd{Line: "AT+CNMI=2,1,0,0,0"})
 	msg := fmt.Sprintf("%d SMS reached the SIM without a +CMTI notification (%d since start); they were read by polling, and new-SMS routing (AT+CNMI) is set again", n, s.missed)
 	if err != nil {
 		msg = fmt.Sprintf("%d SMS reached the SIM without a +CMTI notification (%d since start); they were read by polling, but setting new-SMS routing again failed: %v", n, s.missed, err)
@@ -906,8 +832,8 @@ func (s *Session) missedNotifications(ctx context.Context, eng *at.Engine) error
 // checkStorage reads how full the SIM's SMS store is. A full store refuses
 // new SMS silently, so the session drains whatever is left on it and warns
 // before it fills.
-func (s *Session) checkStorage(ctx context.Context, eng *at.Engine) error {
-	r, err := s.do(ctx, eng, "read storage", at.Cmd{Line: "AT+CPMS?"})
+func (s *smsReceiver) checkStorage(ctx context.Context, c commander) error {
+	r, err := c.do(ctx, "read storage", at.Cmd{Line: "AT+CPMS?"})
 	if err != nil {
 		return err
 	}
@@ -919,7 +845,7 @@ func (s *Session) checkStorage(ctx context.Context, eng *at.Engine) error {
 		s.log.Warn("unreadable storage answer", "line", r.Lines[0], "err", err)
 		return nil
 	}
-	s.update(func(st *gw.Status) { st.SMSStore = gw.StoreUse{Used: used, Total: total} })
+	s.storeUse(gw.StoreUse{Used: used, Total: total})
 	alarm := ""
 	switch {
 	case total > 0 && used >= total:

@@ -19,11 +19,10 @@ const (
 	sarar5CID     = 1
 )
 
-// sarar5Data brings the PSD profile up; fresh deactivates it first, as a
+// sarar5Data brings the PSD profile up; o.Fresh deactivates it first, as a
 // "+UUPSDD" (the network ended it) asks.
-func sarar5Data(ctx context.Context, l sockLink, fresh bool) error {
-	cfg := l.s.cfg
-	if fresh {
+func sarar5Data(ctx context.Context, l sockLink, o sockOpen) error {
+	if o.Fresh {
 		if _, err := l.try(ctx, "deactivate data session", at.Cmd{Line: fmt.Sprintf("AT+UPSDA=%d,4", sarar5Profile)}); err != nil {
 			return err
 		}
@@ -39,8 +38,8 @@ func sarar5Data(ctx context.Context, l sockLink, fresh bool) error {
 	if err != nil {
 		return err
 	}
-	if apn, ok := parseCGDCONT(r.Lines, sarar5CID); !ok || !strings.EqualFold(apn, cfg.APN) {
-		if _, err := l.try(ctx, "set APN", at.Cmd{Line: fmt.Sprintf(`AT+CGDCONT=%d,"IP","%s"`, sarar5CID, cfg.APN)}); err != nil {
+	if apn, ok := parseCGDCONT(r.Lines, sarar5CID); !ok || !strings.EqualFold(apn, o.APN) {
+		if _, err := l.try(ctx, "set APN", at.Cmd{Line: fmt.Sprintf(`AT+CGDCONT=%d,"IP","%s"`, sarar5CID, o.APN)}); err != nil {
 			return err
 		}
 	}

@@ -34,8 +34,7 @@ var sim7080Errors = map[int]string{
 	23: "connection rejected", 24: "connection closed", 25: "connection timed out",
 }
 
-func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockInfo, error) {
-	cfg := l.s.cfg
+func (f sim7080Sockets) open(ctx context.Context, l sockLink, o sockOpen) (sockInfo, error) {
 	id := sim7080CID
 	session := func() (bool, string, error) {
 		r, err := l.try(ctx, "query data session", at.Cmd{Line: "AT+CNACT?"})
@@ -45,7 +44,7 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 		up, ip := parseCNACT(r.Lines, sim7080PDP)
 		return up, ip, nil
 	}
-	if !fresh {
+	if !o.Fresh {
 		up, ip, err := session()
 		if err != nil {
 			return sockInfo{}, err
@@ -60,21 +59,20 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 			}
 		}
 	}
-	if _, err := l.try(ctx, "set APN", at.Cmd{Line: fmt.Sprintf(`AT+CGDCONT=1,"IP","%s"`, cfg.APN)}); err != nil {
-		return sockInfo{}, err
-	}
-	if _, err := l.try(ctx, "set data session APN", at.Cmd{Line: fmt.Sprintf(`AT+CNCFG=%d,1,"%s"`, sim7080PDP, cfg.APN)}); err != nil {
-		return sockInfo{}, err
-	}
 	// The sender of each datagram in +CARECV is what the allowlist checks
 	// and what "from" reports.
-	if _, err := l.try(ctx, "show datagram senders", at.Cmd{Line: "AT+CASRIP=1"}); err != nil {
+	steps := []setup{
+		{"set APN", fmt.Sprintf(`AT+CGDCONT=1,"IP","%s"`, o.APN)},
+		{"set data session APN", fmt.Sprintf(`AT+CNCFG=%d,1,"%s"`, sim7080PDP, o.APN)},
+		{"show datagram senders", "AT+CASRIP=1"},
+	}
+	if o.Fresh {
+		steps = append(steps, setup{"close socket", fmt.Sprintf("AT+CACLOSE=%d", id)})
+	}
+	if err := l.trySteps(ctx, steps...); err != nil {
 		return sockInfo{}, err
 	}
-	if fresh {
-		if _, err := l.try(ctx, "close socket", at.Cmd{Line: fmt.Sprintf("AT+CACLOSE=%d", id)}); err != nil {
-			return sockInfo{}, err
-		}
+	if o.Fresh {
 		r, err := l.do(ctx, "close data session", at.Cmd{Line: fmt.Sprintf("AT+CNACT=%d,0", sim7080PDP)})
 		switch {
 		case isFatal(err):
@@ -106,15 +104,15 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 			return sockInfo{}, err
 		}
 	}
-	if _, err := l.try(ctx, "close socket", at.Cmd{Line: fmt.Sprintf("AT+CACLOSE=%d", id)}); err != nil {
+	if err := l.trySteps(ctx, setup{"close socket", fmt.Sprintf("AT+CACLOSE=%d", id)}); err != nil {
 		return sockInfo{}, err
 	}
-	host, port, err := cloudAddr(cfg.Cloud)
+	host, port, err := cloudAddr(o.Cloud)
 	if err != nil {
 		return sockInfo{}, err
 	}
 	if f.Open != "client" {
-		line := fmt.Sprintf(`AT+CASERVER=%d,%d,"UDP",%d`, id, sim7080PDP, cfg.IPPort)
+		line := fmt.Sprintf(`AT+CASERVER=%d,%d,"UDP",%d`, id, sim7080PDP, o.Port)
 		_, err := l.do(ctx, "open socket", at.Cmd{Line: line})
 		switch {
 		case err == nil:
@@ -127,7 +125,7 @@ func (f sim7080Sockets) open(ctx context.Context, l sockLink, fresh bool) (sockI
 		case isFatal(err) || f.Open == "server":
 			return sockInfo{}, fmt.Errorf("open socket %s: %w", strings.TrimPrefix(line, "AT"), err)
 		}
-		l.s.log.Warn("the module refused a UDP server socket (AT+CASERVER); opening a UDP socket to ip.cloud instead, whose local port the module picks", "err", err)
+		l.log.Warn("the module refused a UDP server socket (AT+CASERVER); opening a UDP socket to ip.cloud instead, whose local port the module picks", "err", err)
 	}
 	line := fmt.Sprintf(`AT+CAOPEN=%d,%d,"UDP","%s",%d`, id, sim7080PDP, host, port)
 	r, err := l.do(ctx, "open socket", at.Cmd{Line: line})
@@ -222,14 +220,10 @@ func (sim7080Sockets) read(ctx context.Context, l sockLink, ev *sockEvent) ([]da
 	if err != nil {
 		return nil, false, err
 	}
-	var out []datagram
-	for _, p := range r.Payloads {
-		from, _, err := parseCARECV(p.Head)
-		if err != nil {
-			l.s.log.Warn("unreadable datagram head; sender unknown", "head", p.Head, "err", err)
-		}
-		out = append(out, datagram{from: from, data: p.Data})
-	}
+	out := l.datagrams(r.Payloads, func(head string) (netip.AddrPort, error) {
+		from, _, err := parseCARECV(head)
+		return from, err
+	})
 	return out, len(out) > 0, nil
 }
 
@@ -260,23 +254,7 @@ func parseCNACT(lines []string, pdp int) (active bool, ip string) {
 
 // parseCASTATE reads `+CASTATE: <cid>,<state>` (state 1 is connected).
 func parseCASTATE(line string) (id, state int, err error) {
-	f, err := fields(line, "+CASTATE:")
-	if err == nil && len(f) != 2 {
-		err = fmt.Errorf("want 2 fields")
-	}
-	if err == nil {
-		id, err = field(f, 0)
-	}
-	if err == nil {
-		state, err = field(f, 1)
-	}
-	if err == nil && (id < 0 || state < 0) {
-		err = fmt.Errorf("negative field")
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("parse %q: %w", line, err)
-	}
-	return id, state, nil
+	return parsePair(line, "+CASTATE:")
 }
 
 // parseCASTATERead reports whether AT+CASTATE? lists connection id as
@@ -316,23 +294,7 @@ func parseAPPPDP(line string) (pdp int, active bool, err error) {
 
 // parseCANEW reads `+CANEW: <cid>,<server cid>`.
 func parseCANEW(line string) (id, server int, err error) {
-	f, err := fields(line, "+CANEW:")
-	if err == nil && len(f) != 2 {
-		err = fmt.Errorf("want 2 fields")
-	}
-	if err == nil {
-		id, err = field(f, 0)
-	}
-	if err == nil {
-		server, err = field(f, 1)
-	}
-	if err == nil && (id < 0 || server < 0) {
-		err = fmt.Errorf("negative field")
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("parse %q: %w", line, err)
-	}
-	return id, server, nil
+	return parsePair(line, "+CANEW:")
 }
 
 // parseCARECV reads the head of one AT+CARECV datagram: `+CARECV: <len>,`

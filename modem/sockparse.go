@@ -159,7 +159,7 @@ func parseOpenResult(line, prefix string) (id, code int, err error) {
 func parseRecvFrom(line string) (netip.AddrPort, error) {
 	rest, ok := strings.CutPrefix(line, "RECV FROM:")
 	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("%q does not start with RECV FROM:", line)
+		return netip.AddrPort{}, fmt.Errorf("%q does not start with %q", line, "RECV FROM:")
 	}
 	rest = strings.TrimSpace(rest)
 	i := strings.LastIndexByte(rest, ':')
@@ -214,23 +214,29 @@ func parseIDLine(line, prefix string) (int, error) {
 // parseUUSORF reads u-blox `+UUSORF: <socket>,<len>` (also +UUSORD).
 func parseUUSORF(line string) (id, n int, err error) {
 	prefix, _, _ := strings.Cut(line, ":")
-	f, err := fields(line, prefix+":")
+	return parsePair(line, prefix+":")
+}
+
+// parsePair reads `<prefix> <a>,<b>`: exactly two numbers, neither
+// negative.
+func parsePair(line, prefix string) (a, b int, err error) {
+	f, err := fields(line, prefix)
 	if err == nil && len(f) != 2 {
 		err = fmt.Errorf("want 2 fields")
 	}
 	if err == nil {
-		id, err = field(f, 0)
+		a, err = field(f, 0)
 	}
 	if err == nil {
-		n, err = field(f, 1)
+		b, err = field(f, 1)
 	}
-	if err == nil && (id < 0 || n < 0) {
+	if err == nil && (a < 0 || b < 0) {
 		err = fmt.Errorf("negative field")
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("parse %q: %w", line, err)
 	}
-	return id, n, nil
+	return a, b, nil
 }
 
 // parseUSORF reads the head of one u-blox datagram,

@@ -35,25 +35,17 @@
 //
 // # Wiring (cmd/simgate)
 //
-//	q, err := transport.OpenQueue(transport.StoreConfig{Dir: cfg.Store.Dir, MaxMessages: cfg.Store.MaxMessages}, log)
-//	defer q.Close()                        // after the session and the relay have stopped
-//	if cfg.MQTT.Embedded {
-//		stop, err := transport.StartEmbedded(ctx, cfg.MQTT.URL, log)
-//		defer stop()                       // after the relay: it still publishes offline status
-//	}
-//	session := ...                         // modem session, with q as its gw.Sink
-//	relay, err := transport.NewRelay(transport.RelayConfig{
-//		MQTT: transport.MQTTConfig{
-//			URL: cfg.MQTT.URL, ClientID: cfg.ClientID(id), Username: cfg.MQTT.Username,
-//			PasswordFile: cfg.MQTT.PasswordFile, CAFile: cfg.MQTT.CAFile,
-//			CertFile: cfg.MQTT.CertFile, KeyFile: cfg.MQTT.KeyFile,
-//			TopicPrefix: cfg.Prefix(id),
-//		},
-//		Version: version,
-//	}, q, session, log)
-//	// session events -> relay.Event(ev); status changes -> relay.StatusChanged()
-//	err = relay.Run(ctx)                   // returns after ctx is cancelled and in-flight work is flushed
-//	// watchdog: relay.Healthy() == nil
+// Example (example_test.go) wires the three as cmd/simgate does, with a
+// device standing in for the modem session: OpenQueue with store.dir and
+// store.max_messages; StartEmbedded when mqtt.embedded is set; NewRelay
+// with the broker settings, the topic prefix and the version, the queue,
+// and the session as its Device (the session's gw.Sink is the queue);
+// then Run until its context ends. The session's events go to
+// Relay.Event and its status changes to Relay.StatusChanged; the
+// watchdog's probe includes Relay.Healthy. The order of the stop matters:
+// Run returns once in-flight work is flushed; the embedded broker stops
+// after it, as the relay still publishes its offline status; the queue
+// closes last, after the session and the relay.
 //
 // # Delivery
 //
@@ -157,11 +149,11 @@
 //
 // # MQTT payloads
 //
-// As in CONTRACT.md, with these additions: P/status carries "data",
-// "recovery" and "ready" from gw.Status and a "queue" object with
-// "pending" (inbound + outbound requests + results not yet delivered) and its
-// parts "inbound", "outbound", "results", "segments". Events carry their
-// gw.Event fields at the top level; request events add "id" and
-// "channel". Inbound text that is not valid UTF-8 is published as base64
-// rather than altered.
+// As docs/contract.md and the README's "MQTT topics" section give them:
+// P/status carries "data", "recovery" and "ready" from gw.Status and a
+// "queue" object with "pending" (inbound + outbound requests + results not
+// yet delivered) and its parts "inbound", "outbound", "results",
+// "segments". Events carry their gw.Event fields at the top level;
+// request events add "id" and "channel". Inbound text that is not valid
+// UTF-8 is published as base64 rather than altered.
 package transport

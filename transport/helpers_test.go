@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/testenv"
 )
 
 // waitLimit only keeps a broken test from hanging; nothing is asserted
@@ -37,18 +37,7 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // freeAddr finds a loopback port nobody listens on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
+func freeAddr(t testing.TB) string { t.Helper(); return testenv.FreeAddr(t) }
 
 // eventually polls cond until it holds, failing the test after waitLimit.
 func eventually(t testing.TB, what string, cond func() bool) {
@@ -253,24 +242,11 @@ type mosquitto struct {
 // should be configured. It skips the test when mosquitto is not installed.
 func startMosquitto(t testing.TB) *mosquitto {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
-			t.Skip("mosquitto not installed (apt-get install mosquitto); the embedded broker tests cover the same ground")
-		}
-		bin = "/usr/sbin/mosquitto"
-	}
+	bin := testenv.MosquittoBin(t, "the embedded broker tests cover the same ground")
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(dir, "mosquitto.conf")
-	text := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\nlog_dest stderr\n", port, dir)
-	if os.Geteuid() == 0 {
-		text += "user root\n"
-	}
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	conf := testenv.MosquittoConf(t, dir, port, "autosave_interval 1")
 	m := &mosquitto{t: t, bin: bin, conf: conf, addr: addr}
 	m.start()
 	t.Cleanup(m.stop)

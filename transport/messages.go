@@ -10,7 +10,8 @@ import (
 	"github.com/simgate/simgate/internal/gw"
 )
 
-// Topics under the prefix, as in CONTRACT.md.
+// Topics under the prefix, as docs/contract.md and the README's "MQTT
+// topics" section list them.
 const (
 	TopicSMSIn = "sms/in"
 	// TopicSMSUndecodable carries SMS that could not be decoded, with their

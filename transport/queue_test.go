@@ -693,13 +693,14 @@ func TestQueueSIMJournal(t *testing.T) {
 	}
 	m := gw.Inbound{ID: "sms-a", Channel: gw.ChannelSMS, From: "000", Payload: []byte("reboot"), ReceivedAt: time.Now()}
 	j := gw.SIMJournal{Slots: map[int]gw.SlotID{3: {PDU: "abcd", ID: "sms-a"}}, Announced: []int{7, 4}}
-	if err := q.PutSMS(ctx, m, j); err != nil {
-		t.Fatal(err)
+	if n, err := q.PutSIM(ctx, []gw.SIMItem{{Message: &m}}, j); err != nil || n != 1 {
+		t.Fatalf("PutSIM(message) = %d, %v", n, err)
 	}
 	seg := gw.Segment{Key: "sms/000/8/1/2", Seq: 1, Total: 2, TPDU: []byte{1}, ReceivedAt: time.Now()}
 	j2 := gw.SIMJournal{Slots: j.Slots, Announced: []int{4}}
-	if held, err := q.PutSMSPart(ctx, seg, j2); err != nil || len(held) != 1 {
-		t.Fatalf("PutSMSPart: %v %v", held, err)
+	items := []gw.SIMItem{{Part: &seg}}
+	if n, err := q.PutSIM(ctx, items, j2); err != nil || n != 1 || len(items[0].Held) != 1 {
+		t.Fatalf("PutSIM(part): %d %v %v", n, items[0].Held, err)
 	}
 	for id, want := range map[string]bool{"sms-a": true, "sms-b": false} {
 		if got, err := q.Known(ctx, id); err != nil || got != want {

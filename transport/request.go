@@ -2,9 +2,7 @@ package transport
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -12,12 +10,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
-	"github.com/simgate/simgate/internal/gw"
-
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/reqjson"
 )
 
 // Limits of a request taken from MQTT.
@@ -28,7 +26,7 @@ const (
 	MaxRequestBytes = 8192
 	// MaxIDLength bounds a request id, which is echoed in topics' payloads
 	// and logs.
-	MaxIDLength = 128
+	MaxIDLength = reqjson.MaxIDLength
 	// DefaultSMSTo is where SMS Commands go: the Super SIM cloud.
 	DefaultSMSTo = "000"
 )
@@ -38,18 +36,6 @@ const (
 	EncodingText   = "text"
 	EncodingBase64 = "base64"
 )
-
-// newID generates a random id, for a request that can never be delivered
-// twice (QoS 0).
-func newID() string {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		// crypto/rand does not fail on Linux; should it, an id that is
-		// merely unusual is better than none.
-		return "req-" + strings.ReplaceAll(fmt.Sprint(err), " ", "-")
-	}
-	return "req-" + hex.EncodeToString(b[:])
-}
 
 // derivedID is the id of a request without one, taken from the message as
 // the broker delivered it, so a redelivered copy gets the same id and is
@@ -67,7 +53,7 @@ func newID() string {
 // however often it is handed over.
 func derivedID(channel string, m paho.Message) string {
 	if m.Qos() == 0 && !m.Retained() {
-		return newID()
+		return reqjson.NewID()
 	}
 	h := sha256.New()
 	h.Write([]byte(channel))
@@ -146,12 +132,12 @@ func parseRequest(channel string, body []byte, genID func() string) (Request, er
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
 		return fail("malformed JSON: %s", jsonReason(err))
 	}
-	if raw, ok := fields["id"]; ok && !isNull(raw) {
+	if raw, ok := fields["id"]; ok && !reqjson.IsNull(raw) {
 		var id string
 		if err := json.Unmarshal(raw, &id); err != nil {
 			return fail("id must be a string")
 		}
-		if err := checkID(id); err != nil {
+		if err := reqjson.CheckID(id); err != nil {
 			return fail("%w", err)
 		}
 		req.ID = id
@@ -187,7 +173,7 @@ func parseRequest(channel string, body []byte, genID func() string) (Request, er
 	case encoding == nil || *encoding == "" || *encoding == EncodingText:
 		req.Payload = []byte(*payload)
 	case *encoding == EncodingBase64:
-		b, err := decodeBase64(*payload)
+		b, err := reqjson.DecodeBase64(*payload)
 		if err != nil {
 			return fail("payload is not valid base64: %w", err)
 		}
@@ -225,12 +211,10 @@ func parseRequest(channel string, body []byte, genID func() string) (Request, er
 	return req, nil
 }
 
-func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
-
 // stringField reads an optional string field; nil means absent or null.
 func stringField(fields map[string]json.RawMessage, name string) (*string, error) {
 	raw, ok := fields[name]
-	if !ok || isNull(raw) {
+	if !ok || reqjson.IsNull(raw) {
 		return nil, nil
 	}
 	var s string
@@ -238,18 +222,6 @@ func stringField(fields map[string]json.RawMessage, name string) (*string, error
 		return nil, fmt.Errorf("%s must be a string", name)
 	}
 	return &s, nil
-}
-
-func checkID(id string) error {
-	if utf8.RuneCountInString(id) > MaxIDLength {
-		return fmt.Errorf("id is longer than %d characters", MaxIDLength)
-	}
-	for _, r := range id {
-		if unicode.IsControl(r) {
-			return errors.New("id contains control characters")
-		}
-	}
-	return nil
 }
 
 // checkNumber accepts what a modem takes as a destination: digits, with an
@@ -265,20 +237,6 @@ func checkNumber(to string) error {
 		}
 	}
 	return nil
-}
-
-// decodeBase64 accepts standard base64 with or without padding, the forms
-// tools commonly produce.
-func decodeBase64(s string) ([]byte, error) {
-	s = strings.TrimSpace(s)
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
-		return b, nil
-	}
-	b, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
-	if err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
-	}
-	return b, nil
 }
 
 // jsonReason turns a decoding error into a sentence without Go type names.

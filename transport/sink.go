@@ -84,51 +84,15 @@ func isSegmentOf(k []byte, key string) bool {
 // by Seq. A segment already held is not stored twice; a new one is refused
 // with ErrQueueFull when the queue is full.
 func (q *Queue) PutSegment(ctx context.Context, s gw.Segment) ([]gw.Segment, error) {
-	return q.putSegment(ctx, s, nil)
-}
-
-// putSegment is PutSegment, committing j too when it is not nil.
-func (q *Queue) putSegment(ctx context.Context, s gw.Segment, j *gw.SIMJournal) ([]gw.Segment, error) {
 	val, err := encodeSegment(s)
 	if err != nil {
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
 	}
 	var held []gw.Segment
 	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
-		held = nil
-		b := tx.Bucket(bucketSegments)
-		k := segmentKey(s.Key, s.Seq)
-		if b.Get(k) == nil {
-			if q.storeFull.Load() {
-				return ErrStoreFull, nil
-			}
-			if c.received() >= q.cfg.MaxMessages {
-				return q.fullError(dirReceived), nil
-			}
-			if err := b.Put(k, val); err != nil {
-				return nil, fmt.Errorf("store: %w", err)
-			}
-			c.seg++
-		}
-		cur := b.Cursor()
-		prefix := []byte(s.Key)
-		for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
-			if !isSegmentOf(k, s.Key) {
-				continue
-			}
-			seg, err := decodeSegment(v)
-			if err != nil {
-				// Left in place and reported by Segments; the message is
-				// reassembled from the segments that can be read.
-				q.log.Error("unreadable stored segment", "key", s.Key, "err", err)
-				continue
-			}
-			held = append(held, seg)
-		}
-		if j != nil {
-			return nil, putJournal(tx, *j)
-		}
-		return nil, nil
+		var res, err error
+		held, res, err = q.segmentTx(tx, c, s.Key, s.Seq, val)
+		return res, err
 	})
 	if errors.Is(err, ErrQueueFull) {
 		q.fullEvent(dirReceived, "SMS segments")
@@ -136,8 +100,44 @@ func (q *Queue) putSegment(ctx context.Context, s gw.Segment, j *gw.SIMJournal) 
 	if err != nil {
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
 	}
-	sort.SliceStable(held, func(i, j int) bool { return held[i].Seq < held[j].Seq })
 	return held, nil
+}
+
+// segmentTx stores one encoded segment unless it is held, and returns the
+// segments held under its key, ordered by Seq.
+func (q *Queue) segmentTx(tx *bolt.Tx, c *counts, key string, seq int, val []byte) ([]gw.Segment, error, error) {
+	b := tx.Bucket(bucketSegments)
+	k := segmentKey(key, seq)
+	if b.Get(k) == nil {
+		if q.storeFull.Load() {
+			return nil, ErrStoreFull, nil
+		}
+		if c.received() >= q.cfg.MaxMessages {
+			return nil, q.fullError(dirReceived), nil
+		}
+		if err := b.Put(k, val); err != nil {
+			return nil, nil, fmt.Errorf("store: %w", err)
+		}
+		c.seg++
+	}
+	var held []gw.Segment
+	cur := b.Cursor()
+	prefix := []byte(key)
+	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+		if !isSegmentOf(k, key) {
+			continue
+		}
+		seg, err := decodeSegment(v)
+		if err != nil {
+			// Left in place and reported by Segments; the message is
+			// reassembled from the segments that can be read.
+			q.log.Error("unreadable stored segment", "key", key, "err", err)
+			continue
+		}
+		held = append(held, seg)
+	}
+	sort.SliceStable(held, func(i, j int) bool { return held[i].Seq < held[j].Seq })
+	return held, nil, nil
 }
 
 // Assemble stores m and removes the segments held under key in one commit.
@@ -306,16 +306,48 @@ func putJournal(tx *bolt.Tx, j gw.SIMJournal) error {
 	return nil
 }
 
-// PutSMS is Put that also commits j, the session's SIM journal, in the same
-// transaction.
-func (q *Queue) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error {
-	val, err := encodeInbound(m)
-	if err != nil {
-		return fmt.Errorf("put %s: %w", m.ID, err)
+// PutSIM stores the messages and segments of one SIM listing, in order,
+// with j, in one transaction: one fsync for the whole listing, shared with
+// whatever other writes are waiting. The first item refused (the queue or
+// the disk is full) ends the prefix stored, and j is left as it was: it
+// says the refused SMS were stored.
+func (q *Queue) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
+	vals := make([][]byte, len(items))
+	for i, it := range items {
+		var err error
+		switch {
+		case it.Message != nil:
+			vals[i], err = encodeInbound(*it.Message)
+		case it.Part != nil:
+			vals[i], err = encodeSegment(*it.Part)
+		default:
+			err = errors.New("neither a message nor a part")
+		}
+		if err != nil {
+			// Nothing after it is stored either, so the order holds.
+			return 0, fmt.Errorf("put SIM listing: %s: %w", itemName(it), err)
+		}
 	}
-	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
-		if res, err := q.putTx(tx, c, m.ID, val, true); res != nil || err != nil {
-			return res, err
+	n := 0
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+		// The op may run again after a rollback: every output is set on
+		// each run.
+		n = 0
+		for i := range items {
+			it := &items[i]
+			var res, err error
+			if it.Message != nil {
+				res, err = q.putTx(tx, c, it.Message.ID, vals[i], true)
+			} else {
+				it.Held, res, err = q.segmentTx(tx, c, it.Part.Key, it.Part.Seq, vals[i])
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", itemName(*it), err)
+			}
+			if res != nil {
+				return fmt.Errorf("%s: %w", itemName(*it), res), nil
+			}
+			n++
 		}
 		return nil, putJournal(tx, j)
 	})
@@ -323,14 +355,20 @@ func (q *Queue) PutSMS(ctx context.Context, m gw.Inbound, j gw.SIMJournal) error
 		q.fullEvent(dirReceived, "messages")
 	}
 	if err != nil {
-		return fmt.Errorf("put %s: %w", m.ID, err)
+		return n, fmt.Errorf("put SIM listing: %w", err)
 	}
-	return nil
+	return n, nil
 }
 
-// PutSMSPart is PutSegment that also commits j in the same transaction.
-func (q *Queue) PutSMSPart(ctx context.Context, s gw.Segment, j gw.SIMJournal) ([]gw.Segment, error) {
-	return q.putSegment(ctx, s, &j)
+// itemName names a SIM listing's item in errors.
+func itemName(it gw.SIMItem) string {
+	switch {
+	case it.Message != nil:
+		return it.Message.ID
+	case it.Part != nil:
+		return fmt.Sprintf("segment %s/%d", it.Part.Key, it.Part.Seq)
+	}
+	return "empty item"
 }
 
 // SaveJournal commits the SIM journal alone.

@@ -4,35 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/testenv"
 )
-
-// smallDisk mounts a tmpfs of size bytes and returns its path; it skips
-// the test where mounting is not allowed (not root, no CAP_SYS_ADMIN).
-func smallDisk(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (CI runs as root)")
-	}
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
 
 func bigSMS(i int) gw.Inbound {
 	m := sms(i)
@@ -44,7 +23,7 @@ func bigSMS(i int) gw.Inbound {
 // every delivered message is removed although the disk was full, new work
 // is refused meanwhile (store_full), and taken again once there is room.
 func TestQueueFullDisk(t *testing.T) {
-	disk := smallDisk(t, 1<<20)
+	disk := testenv.SmallDisk(t, 1<<20)
 	dir := filepath.Join(disk, "store")
 	q, err := OpenQueue(StoreConfig{Dir: dir, MaxMessages: 100000, ReserveBytes: 128 << 10}, testLogger(t))
 	if err != nil {

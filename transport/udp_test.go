@@ -17,7 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/simgate/simgate/internal/gw"
-	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 // udpEvents records what a UDP reported through OnEvent.
@@ -323,7 +323,7 @@ func TestUDPBurstKeepsArrivalOrder(t *testing.T) {
 // A sink without PutBatch gets one Put at a time, still in arrival order.
 func TestUDPPlainSinkKeepsOrder(t *testing.T) {
 	const n = 200
-	sink := modem.NewMemorySink()
+	sink := modemtest.NewMemorySink()
 	r := startUDP(t, UDPConfig{}, sink)
 	c := newUDPClient(t, r.u.Port())
 	var want []string
@@ -409,7 +409,7 @@ func (c *udpClient) read(t testing.TB) ([]byte, netip.AddrPort) {
 
 func TestUDPSend(t *testing.T) {
 	cloud := newUDPClient(t, 0)
-	r := startUDP(t, UDPConfig{Cloud: cloud.addr()}, modem.NewMemorySink())
+	r := startUDP(t, UDPConfig{Cloud: cloud.addr()}, modemtest.NewMemorySink())
 	tests := []struct {
 		name    string
 		payload []byte
@@ -452,14 +452,14 @@ func TestUDPSend(t *testing.T) {
 
 func TestUDPSendErrors(t *testing.T) {
 	t.Run("cloud of another address family", func(t *testing.T) {
-		r := startUDP(t, UDPConfig{Bind: "127.0.0.1", Cloud: "[::1]:6969"}, modem.NewMemorySink())
+		r := startUDP(t, UDPConfig{Bind: "127.0.0.1", Cloud: "[::1]:6969"}, modemtest.NewMemorySink())
 		err := r.u.Send(context.Background(), []byte("x"))
 		if err == nil || !strings.Contains(err.Error(), "send udp to [::1]:6969") {
 			t.Errorf("Send error %v, want one naming the cloud [::1]:6969", err)
 		}
 	})
 	t.Run("cancelled context", func(t *testing.T) {
-		r := startUDP(t, UDPConfig{}, modem.NewMemorySink())
+		r := startUDP(t, UDPConfig{}, modemtest.NewMemorySink())
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if err := r.u.Send(ctx, []byte("x")); !errors.Is(err, context.Canceled) {
@@ -467,7 +467,7 @@ func TestUDPSendErrors(t *testing.T) {
 		}
 	})
 	t.Run("after Run returned", func(t *testing.T) {
-		r := startUDP(t, UDPConfig{}, modem.NewMemorySink())
+		r := startUDP(t, UDPConfig{}, modemtest.NewMemorySink())
 		if err := r.stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -483,7 +483,7 @@ func TestUDPSendErrors(t *testing.T) {
 		}
 	})
 	t.Run("socket down", func(t *testing.T) {
-		u, err := NewUDP(UDPConfig{Cloud: "127.0.0.1:9"}, modem.NewMemorySink(), testLogger(t))
+		u, err := NewUDP(UDPConfig{Cloud: "127.0.0.1:9"}, modemtest.NewMemorySink(), testLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -533,7 +533,7 @@ func TestNewUDPRejectsBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := NewUDP(tt.cfg, modem.NewMemorySink(), nil)
+			u, err := NewUDP(tt.cfg, modemtest.NewMemorySink(), nil)
 			if err == nil {
 				if cerr := u.Close(); cerr != nil {
 					t.Error(cerr)
@@ -562,7 +562,7 @@ func TestUDPData(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := startUDP(t, tt.cfg, modem.NewMemorySink())
+			r := startUDP(t, tt.cfg, modemtest.NewMemorySink())
 			if diff := cmp.Diff(tt.want, r.u.Data()); diff != "" {
 				t.Errorf("Data (-want +got):\n%s", diff)
 			}
@@ -620,7 +620,7 @@ func TestUDPRunLifecycle(t *testing.T) {
 // returns, even while the sink is slow.
 func TestUDPStopStoresWhatWasRead(t *testing.T) {
 	const n = 20
-	sink := &gateSink{MemorySink: modem.NewMemorySink(), gate: make(chan struct{})}
+	sink := &gateSink{MemorySink: modemtest.NewMemorySink(), gate: make(chan struct{})}
 	r := startUDP(t, UDPConfig{}, sink)
 	c := newUDPClient(t, r.u.Port())
 	for i := range n {
@@ -641,7 +641,7 @@ func TestUDPStopStoresWhatWasRead(t *testing.T) {
 
 // gateSink holds every Put until gate is closed.
 type gateSink struct {
-	*modem.MemorySink
+	*modemtest.MemorySink
 	gate chan struct{}
 }
 
@@ -753,7 +753,7 @@ func TestUDPStoreFailures(t *testing.T) {
 		})
 	}
 	t.Run("plain sink", func(t *testing.T) {
-		sink := modem.NewMemorySink()
+		sink := modemtest.NewMemorySink()
 		sink.SetFail(errors.New("read-only file system"))
 		r := startUDP(t, UDPConfig{}, sink)
 		c := newUDPClient(t, r.u.Port())
@@ -800,7 +800,7 @@ func TestUDPEventLimiter(t *testing.T) {
 
 // Rejections beyond the first in a period are counted, not each reported.
 func TestUDPRejectionEventsAreLimited(t *testing.T) {
-	sink := modem.NewMemorySink()
+	sink := modemtest.NewMemorySink()
 	r := startUDP(t, UDPConfig{AllowedSources: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, sink)
 	c := newUDPClient(t, r.u.Port())
 	for range 10 {
@@ -923,7 +923,7 @@ func TestUDPHealthy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := NewUDP(UDPConfig{Cloud: "127.0.0.1:9"}, modem.NewMemorySink(), nil)
+			u, err := NewUDP(UDPConfig{Cloud: "127.0.0.1:9"}, modemtest.NewMemorySink(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -968,7 +968,7 @@ func TestUDPSendToHostName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startUDP(t, UDPConfig{Bind: "127.0.0.1", Cloud: "localhost:" + port}, modem.NewMemorySink())
+	r := startUDP(t, UDPConfig{Bind: "127.0.0.1", Cloud: "localhost:" + port}, modemtest.NewMemorySink())
 	if err := r.u.Send(context.Background(), []byte("hello")); err != nil {
 		t.Fatalf("Send: %v", err)
 	}

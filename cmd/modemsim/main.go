@@ -4,7 +4,7 @@
 // Serve mode creates the pty, symlinks its slave at -link and answers AT
 // commands like the chosen module until SIGINT or SIGTERM:
 //
-//	modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
+//	modemsim -link PATH [-profile quectel|simcom|sim7080|ublox|sara-r5|generic] [-control SOCKET]
 //	         [-listen unix:PATH]
 //	         [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
 //	         [-api ADDR [-account SID:TOKEN] [-api-key SK...:SECRET] [-signing twilio|kore]
@@ -112,7 +112,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  modemsim -link PATH [-profile quectel|simcom|ublox|generic] [-control SOCKET]
+  modemsim -link PATH [-profile quectel|simcom|sim7080|ublox|sara-r5|generic] [-control SOCKET]
            [-listen unix:PATH] [-baud N] [-capacity N] [-empty-read ok|error] [-boot-delay D] [-v]
            [-api ADDR [-account SID:TOKEN] [-api-key SK...:SECRET] [-signing twilio|kore]
             [-signing-secret S] [-api-device-mode modem|os] [-api-cloud-udp ADDR]]

@@ -164,23 +164,10 @@ func (d *demo) run(ctx context.Context, port int, runFor time.Duration) error {
 		d.printf("\n%v\n", scriptErr)
 	}
 	d.tryIt(cfg.IP.Mode == "modem")
-	var timeout <-chan time.Time
-	if runFor > 0 {
-		timeout = time.After(runFor)
-	}
 	// Keep printing what arrives (messages typed by the user) until asked
 	// to stop.
-	for waiting := true; waiting; {
-		select {
-		case m := <-d.msgs:
-			d.show(m)
-		case <-ctx.Done():
-			waiting = false
-		case <-timeout:
-			waiting = false
-		case err := <-gwDone:
-			return fmt.Errorf("gateway stopped: %w", err)
-		}
+	if err := showUntil(ctx, runFor, d.msgs, func(m paho.Message) { d.show(m) }, gwDone, nil); err != nil {
+		return err
 	}
 	d.printf("\nstopping: the gateway finishes in-flight work and publishes its offline status\n")
 	sub.Disconnect(100)
@@ -190,6 +177,30 @@ func (d *demo) run(ctx context.Context, port int, runFor time.Duration) error {
 	}
 	d.printf("stopped cleanly\n")
 	return scriptErr
+}
+
+// showUntil prints what arrives on msgs until ctx ends or, when runFor > 0,
+// runFor has passed. The gateway or the cloud bridge stopping first ends it
+// with their error; brDone is nil when no bridge runs.
+func showUntil[M any](ctx context.Context, runFor time.Duration, msgs <-chan M, show func(M), gwDone, brDone <-chan error) error {
+	var timeout <-chan time.Time
+	if runFor > 0 {
+		timeout = time.After(runFor)
+	}
+	for {
+		select {
+		case m := <-msgs:
+			show(m)
+		case <-ctx.Done():
+			return nil
+		case <-timeout:
+			return nil
+		case err := <-gwDone:
+			return fmt.Errorf("gateway stopped: %w", err)
+		case err := <-brDone:
+			return fmt.Errorf("cloud bridge stopped: %w", err)
+		}
+	}
 }
 
 // brokerAddr is 127.0.0.1:port, or a free port when it is 0 or taken.

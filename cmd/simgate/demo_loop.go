@@ -164,23 +164,8 @@ func (d *loopDemo) run(ctx context.Context, devPort, cloudPort int, runFor time.
 	d.printf("  mosquitto_pub -h 127.0.0.1 -p %s -t '%s/sms/to_sim' -m '{\"payload\":\"hello\"}'\n", port(d.cloudURL), c)
 	d.printf("  mosquitto_sub -h 127.0.0.1 -p %s -t '%s/#' -v   # the device broker\n", port(d.devURL), c)
 	d.printf("  mosquitto_pub -h 127.0.0.1 -p %s -t '%s/sms/out' -m '{\"payload\":\"hi cloud\"}'\n", port(d.devURL), c)
-	var timeout <-chan time.Time
-	if runFor > 0 {
-		timeout = time.After(runFor)
-	}
-	for waiting := true; waiting; {
-		select {
-		case m := <-d.msgs:
-			d.show(m)
-		case <-ctx.Done():
-			waiting = false
-		case <-timeout:
-			waiting = false
-		case err := <-gwDone:
-			return fmt.Errorf("gateway stopped: %w", err)
-		case err := <-brDone:
-			return fmt.Errorf("cloud bridge stopped: %w", err)
-		}
+	if err := showUntil(ctx, runFor, d.msgs, func(m obsMessage) { d.show(m) }, gwDone, brDone); err != nil {
+		return err
 	}
 	d.printf("\nstopping: both sides finish in-flight work and publish their offline status\n")
 	stopBridge()

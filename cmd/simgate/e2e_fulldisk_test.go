@@ -4,35 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/simgate/simgate/internal/testenv"
 	"github.com/simgate/simgate/modem/modemsim"
 )
-
-// smallDisk mounts a tmpfs of size bytes and returns its path; it skips
-// the test where mounting is not allowed (not root, no CAP_SYS_ADMIN).
-func smallDisk(t *testing.T, size int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (CI runs as root)")
-	}
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
 
 // fillDisk writes a file in dir until the disk has no space left.
 func fillDisk(t *testing.T, dir string) string {
@@ -65,7 +45,7 @@ func TestE2EFullDisk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("hardware-in-loop")
 	}
-	disk := smallDisk(t, 2<<20)
+	disk := testenv.SmallDisk(t, 2<<20)
 	r := newRig(t, rigOptions{Stopped: true})
 	r.conf.StoreDir = filepath.Join(disk, "store")
 	r.gw = newDaemon(t, simgateBinary(t), r.dir, r.conf)

@@ -17,7 +17,7 @@ import (
 	"github.com/simgate/simgate/modem/modemsim"
 )
 
-// ipIn is P/ip/in as CONTRACT.md defines it.
+// ipIn is P/ip/in as docs/contract.md defines it.
 type ipIn struct {
 	ID         string `json:"id"`
 	Channel    string `json:"channel"`

@@ -34,6 +34,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/testenv"
 	"github.com/simgate/simgate/modem/modemsim"
 	"github.com/simgate/simgate/transport"
 )
@@ -115,18 +116,7 @@ func fileExists(p string) bool {
 }
 
 // freeLoopback returns a loopback address nobody listens on now.
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
+func freeLoopback(t *testing.T) string { t.Helper(); return testenv.FreeAddr(t) }
 
 // waitUntil polls cond until it holds or limit passes, and says which.
 func waitUntil(limit time.Duration, cond func() bool) bool {
@@ -179,13 +169,7 @@ type mosquitto struct {
 // installed. extra lines are appended to its configuration.
 func startMosquitto(t *testing.T, dir string, extra ...string) *mosquitto {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if !fileExists("/usr/sbin/mosquitto") {
-			t.Skip("mosquitto is not installed (apt-get install mosquitto; .ci/run does): this test needs a real broker process")
-		}
-		bin = "/usr/sbin/mosquitto"
-	}
+	bin := testenv.MosquittoBin(t, "this test needs a real broker process")
 	mdir := filepath.Join(dir, "mosquitto")
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		t.Fatal(err)
@@ -195,18 +179,7 @@ func startMosquitto(t *testing.T, dir string, extra ...string) *mosquitto {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(mdir, "mosquitto.conf")
-	text := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\nlog_dest stderr\nlog_type all\n", port, mdir)
-	if os.Geteuid() == 0 {
-		// Otherwise mosquitto drops to its own user, who cannot write here.
-		text += "user root\n"
-	}
-	for _, l := range extra {
-		text += l + "\n"
-	}
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	conf := testenv.MosquittoConf(t, mdir, port, append([]string{"autosave_interval 1", "log_type all"}, extra...)...)
 	m := &mosquitto{t: t, bin: bin, conf: conf, addr: addr, logPath: filepath.Join(mdir, "mosquitto.log")}
 	m.start()
 	t.Cleanup(func() {
@@ -566,8 +539,8 @@ func (o *observer) on(suffix string) []obsMsg {
 	return out
 }
 
-// smsIn is P/sms/in as CONTRACT.md defines it ("partial" is transport's
-// documented addition).
+// smsIn is P/sms/in as docs/contract.md defines it ("partial" only on a
+// concatenated SMS delivered incomplete).
 type smsIn struct {
 	ID         string `json:"id"`
 	Channel    string `json:"channel"`

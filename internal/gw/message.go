@@ -88,6 +88,16 @@ type Segment struct {
 	ReceivedAt time.Time `json:"received_at"`
 }
 
+// SIMItem is one SMS of a SIM listing for Sink.PutSIM: a whole message, or
+// a part of a concatenated one.
+type SIMItem struct {
+	Message *Inbound
+	Part    *Segment
+	// Held is set by PutSIM for a part stored: every segment held under
+	// its key, including it, ordered by Seq.
+	Held []Segment
+}
+
 // Sink is where a session hands received commands. Every method returns only
 // once its effect is durable (survives power loss); only then does the session
 // delete the SMS from the modem or acknowledge the datagram.
@@ -104,12 +114,15 @@ type Sink interface {
 	// session can time out incomplete messages after a restart.
 	Segments(ctx context.Context) ([]Segment, error)
 
-	// PutSMS is Put for an SMS read from the SIM, committing j as the SIM
-	// journal in the same commit.
-	PutSMS(ctx context.Context, m Inbound, j SIMJournal) error
-	// PutSMSPart is PutSegment for a part read from the SIM, committing j
-	// with it.
-	PutSMSPart(ctx context.Context, s Segment, j SIMJournal) ([]Segment, error)
+	// PutSIM stores what one listing of the SIM holds, in order, with j as
+	// the SIM journal, in one commit: a burst of SMS costs one fsync, and
+	// the session deletes none of them from the SIM before it returns. It
+	// stores a prefix of items and returns its length; short of
+	// len(items), err says why items[n] was refused (a full queue), and j
+	// is not committed: the prefix's journal differs. A commit that fails
+	// stores nothing. Each part's Held is set as PutSegment would return
+	// it once that part is stored.
+	PutSIM(ctx context.Context, items []SIMItem, j SIMJournal) (int, error)
 	// SaveJournal commits j alone.
 	SaveJournal(ctx context.Context, j SIMJournal) error
 	// Journal returns the SIM journal last committed; empty when none was.

@@ -7,11 +7,37 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 
 	"github.com/simgate/simgate/internal/metrics"
 )
+
+// A program registers its series, updates the counters it owns, and lets
+// gauges be read when scraped; Handler serves them with its health probe.
+func Example() {
+	reg := metrics.NewRegistry()
+	reg.Counter("simgate_messages_in_total", "channel", "sms").Inc()
+	queued := 3
+	reg.GaugeFunc("simgate_queue_depth", func() float64 { return float64(queued) })
+	h := metrics.Handler(reg, func() error { return errors.New("modem not ready") })
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(line, "simgate_") {
+			fmt.Println(line)
+		}
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	fmt.Print(rec.Code, " ", rec.Body.String())
+	// Output:
+	// simgate_messages_in_total{channel="sms"} 1
+	// simgate_queue_depth 3
+	// 503 unhealthy: modem not ready
+}
 
 // The cloud bridge records its API calls and webhooks, and serves them on
 // http.listen next to its own health probe.

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/modem"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -422,7 +423,7 @@ func (b *Backend) update(ctx context.Context, conn *dbus.Conn, path dbus.ObjectP
 			st.Modem.IMEI = imei
 		}
 		st.Network.Registration = registrationName(u32(g, "RegistrationState"))
-		if registered(st.Network.Registration) {
+		if modem.Registered(st.Network.Registration) {
 			st.Network.Operator = str(g, "OperatorName")
 		}
 	} else {
@@ -533,24 +534,10 @@ func stateName(s int32) string {
 }
 
 // registrationName maps MMModem3gppRegistrationState to the names of
-// gw.NetworkInfo.Registration.
-func registrationName(s uint32) string {
-	switch s {
-	case 0:
-		return "not_registered"
-	case 1, 6, 9:
-		return "home"
-	case 2:
-		return "searching"
-	case 3:
-		return "denied"
-	case 5, 7, 10:
-		return "roaming"
-	}
-	return "unknown"
-}
-
-func registered(name string) bool { return name == "home" || name == "roaming" }
+// gw.NetworkInfo.Registration; its values are 27.007's <stat>, which the
+// modem package names (a value past int32 on a 32-bit host wraps negative:
+// "unknown" too).
+func registrationName(s uint32) string { return modem.RegistrationName(int(s)) }
 
 // technologyName maps the MMModemAccessTechnology bitmask to the names
 // the AT backend reports, the most capable first.

@@ -10,6 +10,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem"
+	"github.com/simgate/simgate/modem/modemtest"
 )
 
 func TestParseTimestamp(t *testing.T) {
@@ -122,7 +123,7 @@ func TestMapError(t *testing.T) {
 // Sends are refused before ModemManager is asked when the payload cannot
 // be one SMS or no modem is there, with the AT backend's errors.
 func TestSendRefusals(t *testing.T) {
-	b := New(Config{SMS: true}, modem.NewMemorySink())
+	b := New(Config{SMS: true}, modemtest.NewMemorySink())
 	if _, err := b.SendSMS(context.Background(), "", make([]byte, 141), true); err == nil || !strings.Contains(err.Error(), "at most 140") {
 		t.Errorf("oversized send: %v", err)
 	}
@@ -132,7 +133,7 @@ func TestSendRefusals(t *testing.T) {
 	if err := b.SendUDP(context.Background(), []byte("x")); err == nil || !strings.Contains(err.Error(), "ip.mode os") {
 		t.Errorf("SendUDP: %v", err)
 	}
-	off := New(Config{}, modem.NewMemorySink())
+	off := New(Config{}, modemtest.NewMemorySink())
 	if _, err := off.SendSMS(context.Background(), "", []byte("hi"), false); !errors.Is(err, modem.ErrSMSDisabled) {
 		t.Errorf("send with SMS disabled: %v", err)
 	}
@@ -141,7 +142,7 @@ func TestSendRefusals(t *testing.T) {
 // A bus that cannot be reached leaves the backend not ready and, after
 // GoneLimit, unhealthy; Run keeps retrying until its context ends.
 func TestNoBus(t *testing.T) {
-	b := New(Config{GoneLimit: time.Millisecond, Connect: func() (*dbus.Conn, error) { return nil, errors.New("no bus here") }}, modem.NewMemorySink())
+	b := New(Config{GoneLimit: time.Millisecond, Connect: func() (*dbus.Conn, error) { return nil, errors.New("no bus here") }}, modemtest.NewMemorySink())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()

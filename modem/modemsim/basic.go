@@ -75,24 +75,18 @@ func basicCommands() map[string]spec {
 
 func (s *Sim) cmdAccept(c *command, r *reply) error { return nil }
 
-func (s *Sim) cmdEcho(c *command, r *reply) error {
-	switch c.num {
-	case -1, 0:
-		s.set.echo = false
-	case 1:
-		s.set.echo = true
-	default:
-		return errPlain
-	}
-	return nil
-}
+func (s *Sim) cmdEcho(c *command, r *reply) error { return basicFlag(c, &s.set.echo) }
 
-func (s *Sim) cmdVerbose(c *command, r *reply) error {
+func (s *Sim) cmdVerbose(c *command, r *reply) error { return basicFlag(c, &s.set.verbose) }
+
+// basicFlag sets a flag of a basic command (ATE, ATV): 1 sets it, 0 or no
+// number clears it.
+func basicFlag(c *command, flag *bool) error {
 	switch c.num {
 	case -1, 0:
-		s.set.verbose = false
+		*flag = false
 	case 1:
-		s.set.verbose = true
+		*flag = true
 	default:
 		return errPlain
 	}
@@ -136,19 +130,26 @@ func (s *Sim) cmdSReg(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCMEE(c *command, r *reply) error {
+	return numberSetting(c, r, "+CMEE", &s.set.cmee, 2, "(0-2)")
+}
+
+// numberSetting answers a setting of 0 to hi as 27.007 defines them: =<n>
+// sets it (no number: 0), ? reads it, =? lists test, and the bare command
+// sets 0.
+func numberSetting(c *command, r *reply, name string, v *int, hi int, test string) error {
 	switch c.op {
 	case opSet:
-		n, err := c.intArg(0, 0, 0, 2)
+		n, err := c.intArg(0, 0, 0, hi)
 		if err != nil {
 			return err
 		}
-		s.set.cmee = n
+		*v = n
 	case opRead:
-		r.line(fmt.Sprintf("+CMEE: %d", s.set.cmee))
+		r.line(fmt.Sprintf("%s: %d", name, *v))
 	case opTest:
-		r.line("+CMEE: (0-2)")
+		r.line(name + ": " + test)
 	default:
-		s.set.cmee = 0
+		*v = 0
 	}
 	return nil
 }

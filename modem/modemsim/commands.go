@@ -148,7 +148,7 @@ func parseBasic(s string) (*command, int, error) {
 	i = j
 	if name == "S" {
 		if c.num < 0 {
-			return nil, 0, errors.New("S without register")
+			return nil, 0, errors.New("register command S without a register number")
 		}
 		c.name = fmt.Sprintf("S%d", c.num)
 		switch {
@@ -304,6 +304,10 @@ type spec struct {
 	profiles []string
 	phase    int
 	sms      bool // before SMS DONE it answers the profile's busy error
+	// setOnly commands run only in their set form (AT+X=...); the test
+	// form answers test when it is given, and every other form ERROR.
+	setOnly bool
+	test    string
 }
 
 var commandTable map[string]spec
@@ -353,6 +357,13 @@ func (s *Sim) dispatch(c *command, r *reply) error {
 			return cms(s.prof.busyCMS)
 		}
 		return cme(14)
+	}
+	if sp.setOnly && c.op != opSet {
+		if c.op == opTest && sp.test != "" {
+			r.line(sp.test)
+			return nil
+		}
+		return errPlain
 	}
 	return sp.fn(s, c, r)
 }

@@ -183,18 +183,9 @@ type controlServer struct {
 }
 
 func listenControl(path string, s *Sim) (*controlServer, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&fs.ModeSocket == 0 {
-			return nil, fmt.Errorf("control %s exists and is not a socket", path)
-		}
-		// A socket left by an earlier run that died; nobody listens on it.
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale control socket: %w", err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenSocket(path)
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	c := &controlServer{ln: ln, path: path}
 	c.wg.Add(1)
@@ -332,10 +323,15 @@ func (c *Client) InjectSMS(m SMS) ([]int, error) {
 	return resp.Indexes, err
 }
 
+// run is Do for an operation that answers nothing but whether it worked.
+func (c *Client) run(req Request) error {
+	_, err := c.Do(req)
+	return err
+}
+
 // InjectUDP is Sim.InjectUDP over the control socket.
 func (c *Client) InjectUDP(from string, port int, payload []byte) error {
-	_, err := c.Do(Request{Op: OpUDP, From: from, Port: port, Data: payload})
-	return err
+	return c.run(Request{Op: OpUDP, From: from, Port: port, Data: payload})
 }
 
 // State is Sim.State over the control socket.
@@ -352,60 +348,50 @@ func (c *Client) State() (State, error) {
 
 // Unplug is Sim.Unplug over the control socket.
 func (c *Client) Unplug(d time.Duration) error {
-	_, err := c.Do(Request{Op: OpUnplug, Duration: d.String()})
-	return err
+	return c.run(Request{Op: OpUnplug, Duration: d.String()})
 }
 
 // Hang is Sim.Hang over the control socket.
 func (c *Client) Hang(d time.Duration) error {
-	_, err := c.Do(Request{Op: OpHang, Duration: d.String()})
-	return err
+	return c.run(Request{Op: OpHang, Duration: d.String()})
 }
 
 // Garbage is Sim.Garbage over the control socket.
 func (c *Client) Garbage(b []byte) error {
-	_, err := c.Do(Request{Op: OpGarbage, Data: b})
-	return err
+	return c.run(Request{Op: OpGarbage, Data: b})
 }
 
 // SetFaults is Sim.SetFaults over the control socket.
 func (c *Client) SetFaults(f Faults) error {
-	_, err := c.Do(Request{Op: OpFaults, Faults: &f})
-	return err
+	return c.run(Request{Op: OpFaults, Faults: &f})
 }
 
 // Reset is Sim.Reset over the control socket.
 func (c *Client) Reset() error {
-	_, err := c.Do(Request{Op: OpReset})
-	return err
+	return c.run(Request{Op: OpReset})
 }
 
 // SetRegistration is Sim.SetRegistration over the control socket.
 func (c *Client) SetRegistration(stat int) error {
-	_, err := c.Do(Request{Op: OpRegister, Value: stat})
-	return err
+	return c.run(Request{Op: OpRegister, Value: stat})
 }
 
 // SetSignal is Sim.SetSignal over the control socket.
 func (c *Client) SetSignal(rssi int) error {
-	_, err := c.Do(Request{Op: OpSignal, Value: rssi})
-	return err
+	return c.run(Request{Op: OpSignal, Value: rssi})
 }
 
 // CloseSocket is Sim.CloseSocket over the control socket.
 func (c *Client) CloseSocket(id int) error {
-	_, err := c.Do(Request{Op: OpCloseSocket, Value: id})
-	return err
+	return c.run(Request{Op: OpCloseSocket, Value: id})
 }
 
 // DropData is Sim.DropData over the control socket.
 func (c *Client) DropData() error {
-	_, err := c.Do(Request{Op: OpDropData})
-	return err
+	return c.run(Request{Op: OpDropData})
 }
 
 // BootStorm is Sim.BootStorm over the control socket.
 func (c *Client) BootStorm(n int) error {
-	_, err := c.Do(Request{Op: OpBootStorm, Value: n})
-	return err
+	return c.run(Request{Op: OpBootStorm, Value: n})
 }

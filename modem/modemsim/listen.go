@@ -31,15 +31,7 @@ type unixPort struct {
 // listenUnix listens on path, replacing a stale socket left by a crashed
 // run; any other file there is somebody else's.
 func listenUnix(path string, s *Sim) (*unixPort, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&fs.ModeSocket == 0 {
-			return nil, fmt.Errorf("listen %s: exists and is not a socket", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("listen %s: remove stale socket: %w", path, err)
-		}
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, err := listenSocket(path)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
@@ -47,6 +39,21 @@ func listenUnix(path string, s *Sim) (*unixPort, error) {
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
+}
+
+// listenSocket listens on a UNIX stream socket at path. A socket left there
+// by a run that died is replaced (nobody listens on it); any other file
+// there is somebody else's.
+func listenSocket(path string) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&fs.ModeSocket == 0 {
+			return nil, errors.New("exists and is not a socket")
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	return net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 }
 
 func (p *unixPort) accept() {

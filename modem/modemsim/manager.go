@@ -20,7 +20,7 @@ func managerCommands() map[string]spec {
 		"+CSIM":   {fn: (*Sim).cmdCSIM, phase: phaseSIM},
 		"+CPLS":   {fn: (*Sim).cmdCPLS, phase: phaseSIM},
 		"+CPOL":   {fn: (*Sim).cmdCPOL, phase: phaseSIM},
-		"+CNUM":   {fn: (*Sim).cmdCNUM, phase: phaseSIM},
+		"+CNUM":   {fn: (*Sim).cmdEmptyList, phase: phaseSIM},
 		"+CLCK":   {fn: (*Sim).cmdCLCK, phase: phaseSIM},
 		"+CUSD":   {fn: rangeCmd("+CUSD", "(0-2)", "0")},
 		"+CTZU":   {fn: rangeCmd("+CTZU", "(0,1)", "0")},
@@ -31,7 +31,7 @@ func managerCommands() map[string]spec {
 		"+IFC":    {fn: rangeCmd("+IFC", "(0-2),(0-2)", "0,0")},
 		"+CGEREP": {fn: rangeCmd("+CGEREP", "(0-2),(0,1)", "0,0")},
 		"+CMER":   {fn: rangeCmd("+CMER", "(0-3),(0),(0),(0-2),(0,1)", "0,0,0,0,0")},
-		"+CLCC":   {fn: (*Sim).cmdCLCC},
+		"+CLCC":   {fn: (*Sim).cmdEmptyList},
 		"+CIND":   {fn: (*Sim).cmdCIND},
 	}
 }
@@ -206,8 +206,9 @@ func (s *Sim) cmdCPOL(c *command, r *reply) error {
 	return nil
 }
 
-// cmdCNUM: a Super SIM has no MSISDN on the SIM, so the list is empty.
-func (s *Sim) cmdCNUM(c *command, r *reply) error {
+// cmdEmptyList answers a list that is always empty: AT+CNUM (a Super SIM
+// has no MSISDN on the SIM) and AT+CLCC (no calls on a data-only module).
+func (s *Sim) cmdEmptyList(c *command, r *reply) error {
 	if c.op != opExec && c.op != opTest {
 		return errPlain
 	}
@@ -233,14 +234,6 @@ func (s *Sim) cmdCLCK(c *command, r *reply) error {
 		return cme(3)
 	}
 	return errPlain
-}
-
-// cmdCLCC lists current calls: there are none (a data-only module).
-func (s *Sim) cmdCLCC(c *command, r *reply) error {
-	if c.op != opExec && c.op != opTest {
-		return errPlain
-	}
-	return nil
 }
 
 // cmdCIND reports the indicators of 27.007 8.9 from the simulated state.

@@ -1,6 +1,7 @@
 package modemsim
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -330,9 +331,7 @@ const (
 )
 
 func (o *Options) applyDefaults() error {
-	if o.Profile == "" {
-		o.Profile = defaultProfile
-	}
+	o.Profile = cmp.Or(o.Profile, defaultProfile)
 	if _, ok := profiles[o.Profile]; !ok {
 		return fmt.Errorf("unknown profile %q (want quectel, simcom, sim7080, ublox, sara-r5 or generic)", o.Profile)
 	}
@@ -343,42 +342,28 @@ func (o *Options) applyDefaults() error {
 	default:
 		return fmt.Errorf("empty-read %q: want ok or error", o.EmptyRead)
 	}
-	if o.Capacity == 0 {
-		o.Capacity = defaultCapacity
-	}
+	o.Capacity = cmp.Or(o.Capacity, defaultCapacity)
 	if o.Capacity < 1 || o.Capacity > 255 {
 		return fmt.Errorf("capacity %d: want 1..255", o.Capacity)
 	}
 	if o.Baud < 0 {
 		return fmt.Errorf("baud %d is negative", o.Baud)
 	}
-	if o.ICCID == "" {
-		o.ICCID = defaultICCID
-	}
-	if o.IMSI == "" {
-		o.IMSI = defaultIMSI
-	}
-	if o.IMEI == "" {
-		o.IMEI = profiles[o.Profile].imei
-	}
+	o.ICCID = cmp.Or(o.ICCID, defaultICCID)
+	o.IMSI = cmp.Or(o.IMSI, defaultIMSI)
+	o.IMEI = cmp.Or(o.IMEI, profiles[o.Profile].imei)
 	if o.BootDelay <= 0 {
 		o.BootDelay = defaultBootDelay
 	}
-	if o.ResetDrop == 0 {
-		o.ResetDrop = defaultResetDrop
-	}
+	o.ResetDrop = cmp.Or(o.ResetDrop, defaultResetDrop)
 	if o.ReportDelay <= 0 {
 		o.ReportDelay = defaultReportDelay
 	}
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = defaultAckTimeout
 	}
-	if o.Operator == "" {
-		o.Operator = defaultOperator
-	}
-	if o.SMSC == "" {
-		o.SMSC = defaultSMSC
-	}
+	o.Operator = cmp.Or(o.Operator, defaultOperator)
+	o.SMSC = cmp.Or(o.SMSC, defaultSMSC)
 	if d := strings.TrimPrefix(o.SMSC, "+"); d == "" || len(d) > 20 || strings.Trim(d, "0123456789") != "" {
 		return fmt.Errorf("smsc %q: want digits, optionally after +", o.SMSC)
 	}

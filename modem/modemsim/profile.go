@@ -106,25 +106,7 @@ var profiles = map[string]*profile{
 		sockets:   "simcom",
 		noise:     []string{"+CPSI: LTE,Online", "+CGEV: ME PDN ACT 1"},
 	},
-	"ublox": {
-		name:         "ublox",
-		manufacturer: "u-blox",
-		model:        "SARA-R410M-02B",
-		revision:     "L0.0.00.00.05.06 [Feb 03 2018 13:00:41]",
-		ati: func(o *Options) []string {
-			return []string{"Manufacturer: u-blox", "Model: SARA-R410M-02B", "Revision: L0.0.00.00.05.06", "SVN: 06", "IMEI: " + o.IMEI}
-		},
-		imei:        "352924090012340",
-		iccidCmd:    "+CCID",
-		iccidPrefix: "+CCID: ",
-		boot:        []bootStep{{"", phaseSMSDone}},
-		indexBase:   1,
-		cnmi:        [5]int{1, 0, 0, 0, 0},
-		busyCMS:     0,
-		resetFun:    15,
-		sockets:     "ublox",
-		noise:       []string{"+CIEV: 2,3", "+CIEV: 7,1"},
-	},
+	"ublox": ublox("ublox", "SARA-R410M-02B", "L0.0.00.00.05.06 [Feb 03 2018 13:00:41]", "L0.0.00.00.05.06", "06", "352924090012340"),
 	"sim7080": {
 		name:         "sim7080",
 		manufacturer: "SIMCOM INCORPORATED",
@@ -150,25 +132,7 @@ var profiles = map[string]*profile{
 		sockets:   "sim7080",
 		noise:     []string{"+CPSI: LTE CAT-M1,Online", "*PSUTTZ: 2026/12/01,18:40:00\",\"+00\",0"},
 	},
-	"sara-r5": {
-		name:         "sara-r5",
-		manufacturer: "u-blox",
-		model:        "SARA-R510M8S",
-		revision:     "03.15",
-		ati: func(o *Options) []string {
-			return []string{"Manufacturer: u-blox", "Model: SARA-R510M8S", "Revision: 03.15", "SVN: 01", "IMEI: " + o.IMEI}
-		},
-		imei:        "352753090012343",
-		iccidCmd:    "+CCID",
-		iccidPrefix: "+CCID: ",
-		boot:        []bootStep{{"", phaseSMSDone}},
-		indexBase:   1,
-		cnmi:        [5]int{1, 0, 0, 0, 0},
-		busyCMS:     0,
-		resetFun:    15,
-		sockets:     "ublox",
-		noise:       []string{"+CIEV: 2,3", "+CIEV: 7,1"},
-	},
+	"sara-r5": ublox("sara-r5", "SARA-R510M8S", "03.15", "03.15", "01", "352753090012343"),
 	"generic": {
 		name:         "generic",
 		manufacturer: "SIMGATE",
@@ -185,6 +149,31 @@ var profiles = map[string]*profile{
 		cnmi:        [5]int{0, 0, 0, 0, 0},
 		busyCMS:     0,
 	},
+}
+
+// ublox is a u-blox SARA module: the R4 and the R5 answer the commands this
+// simulator knows alike, but for their names (the R5's PSD profile is in
+// sock_sarar5.go, keyed by name). atiRevision is the revision AT I shows,
+// shorter than AT+CGMR's on the R4.
+func ublox(name, model, revision, atiRevision, svn, imei string) *profile {
+	return &profile{
+		name:         name,
+		manufacturer: "u-blox",
+		model:        model,
+		revision:     revision,
+		ati: func(o *Options) []string {
+			return []string{"Manufacturer: u-blox", "Model: " + model, "Revision: " + atiRevision, "SVN: " + svn, "IMEI: " + o.IMEI}
+		},
+		imei:        imei,
+		iccidCmd:    "+CCID",
+		iccidPrefix: "+CCID: ",
+		boot:        []bootStep{{"", phaseSMSDone}},
+		indexBase:   1,
+		cnmi:        [5]int{1, 0, 0, 0, 0},
+		resetFun:    15,
+		sockets:     "ublox",
+		noise:       []string{"+CIEV: 2,3", "+CIEV: 7,1"},
+	}
 }
 
 // noiseURC picks an unrelated URC for the URCNoise fault. Registration

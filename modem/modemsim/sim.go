@@ -71,33 +71,32 @@ type Sim struct {
 	in  input
 
 	// The network and SIM: these survive module resets.
-	netStat   int // registration state the network grants
-	lastStat  int // last stat reported, to emit URCs on change
-	rssi      int
-	cfun      int
-	contexts  map[int]pdpContext
-	store     []*slot
-	netQueue  []*delivery
-	cmtWait   *delivery // +CMT sent, waiting for +CNMA
-	cmtQueue  []*delivery
-	cmtTimer  *time.Timer
-	mr        int
-	ref8      int
-	ref16     int
-	sentSMS   []SentSMS
-	sentUDP   []SentUDP
-	counters  map[string]int
-	data      dataSession
-	sockets   map[int]*socket
-	sim7080   sim7080State
-	reports   []SentReport
-	sarar5    sarar5State
-	ctl       *controlServer
-	listener  *unixPort
-	ackTimers []*time.Timer
-	gapTimer  *time.Timer // Options.DeliveryGap: the next segment's turn
-	hooks     Hooks
-	ops       map[string]func() (any, error)
+	netStat  int // registration state the network grants
+	lastStat int // last stat reported, to emit URCs on change
+	rssi     int
+	cfun     int
+	contexts map[int]pdpContext
+	store    []*slot
+	netQueue []*delivery
+	cmtWait  *delivery // +CMT sent, waiting for +CNMA
+	cmtQueue []*delivery
+	cmtTimer *time.Timer
+	mr       int
+	ref8     int
+	ref16    int
+	sentSMS  []SentSMS
+	sentUDP  []SentUDP
+	counters map[string]int
+	data     dataSession
+	sockets  map[int]*socket
+	sim7080  sim7080State
+	reports  []SentReport
+	sarar5   sarar5State
+	ctl      *controlServer
+	listener *unixPort
+	gapTimer *time.Timer // Options.DeliveryGap: the next segment's turn
+	hooks    Hooks
+	ops      map[string]func() (any, error)
 }
 
 // sink takes bytes for the host. Writes must not block for long: the

@@ -61,21 +61,7 @@ func smsCommands() map[string]spec {
 }
 
 func (s *Sim) cmdCMGF(c *command, r *reply) error {
-	switch c.op {
-	case opSet:
-		n, err := c.intArg(0, 0, 0, 1)
-		if err != nil {
-			return err
-		}
-		s.set.cmgf = n
-	case opRead:
-		r.line(fmt.Sprintf("+CMGF: %d", s.set.cmgf))
-	case opTest:
-		r.line("+CMGF: (0,1)")
-	default:
-		s.set.cmgf = 0
-	}
-	return nil
+	return numberSetting(c, r, "+CMGF", &s.set.cmgf, 1, "(0,1)")
 }
 
 func (s *Sim) cmdCSMS(c *command, r *reply) error {

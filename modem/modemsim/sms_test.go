@@ -49,7 +49,7 @@ func TestCMTIThenCMGR(t *testing.T) {
 			if diff := cmp.Diff(want, e.at(fmt.Sprintf("AT+CMGR=%d", tt.index))); diff != "" {
 				t.Errorf("second read is REC READ (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(fmt.Sprintf("\r\n+CPMS: \"SM\",1,30,\"SM\",1,30,\"SM\",1,30\r\n\r\nOK\r\n"), e.at("AT+CPMS?")); diff != "" {
+			if diff := cmp.Diff("\r\n+CPMS: \"SM\",1,30,\"SM\",1,30,\"SM\",1,30\r\n\r\nOK\r\n", e.at("AT+CPMS?")); diff != "" {
 				t.Errorf("CPMS (-want +got):\n%s", diff)
 			}
 			e.quiet(fmt.Sprintf("AT+CMGD=%d", tt.index))

@@ -16,18 +16,24 @@ type sarar5State struct {
 func sarar5Commands() map[string]spec {
 	p := []string{"sara-r5"}
 	return map[string]spec{
-		"+UPSD":  {fn: (*Sim).cmdUPSD, profiles: p},
-		"+UPSDA": {fn: (*Sim).cmdUPSDA, profiles: p, phase: phaseSIM},
-		"+UPSND": {fn: (*Sim).cmdUPSND, profiles: p, phase: phaseSIM},
+		"+UPSD":  {fn: (*Sim).cmdUPSD, profiles: p, setOnly: true},
+		"+UPSDA": {fn: (*Sim).cmdUPSDA, profiles: p, phase: phaseSIM, setOnly: true},
+		"+UPSND": {fn: (*Sim).cmdUPSND, profiles: p, phase: phaseSIM, setOnly: true},
 	}
 }
 
-func (s *Sim) cmdUPSD(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
+// psdProfile0 checks the first argument of the AT+UPSD commands: the PSD
+// profile, of which the simulator has profile 0 only.
+func psdProfile0(c *command) error {
 	if prof, err := c.intArg(0, -1, 0, 6); err != nil || prof != 0 {
 		return errParam
+	}
+	return nil
+}
+
+func (s *Sim) cmdUPSD(c *command, r *reply) error {
+	if err := psdProfile0(c); err != nil {
+		return err
 	}
 	param, err := c.intArg(1, -1, 0, 255)
 	if err != nil {
@@ -62,11 +68,8 @@ func (s *Sim) cmdUPSD(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUPSDA(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
-	if prof, err := c.intArg(0, -1, 0, 6); err != nil || prof != 0 {
-		return errParam
+	if err := psdProfile0(c); err != nil {
+		return err
 	}
 	action, err := c.intArg(1, -1, 0, 6)
 	if err != nil {
@@ -95,11 +98,8 @@ func (s *Sim) cmdUPSDA(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUPSND(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
-	if prof, err := c.intArg(0, -1, 0, 6); err != nil || prof != 0 {
-		return errParam
+	if err := psdProfile0(c); err != nil {
+		return err
 	}
 	param, err := c.intArg(1, -1, 0, 8)
 	if err != nil {
@@ -112,11 +112,7 @@ func (s *Sim) cmdUPSND(c *command, r *reply) error {
 		}
 		r.line(fmt.Sprintf(`+UPSND: 0,0,"%s"`, s.data.ip))
 	case 8:
-		n := 0
-		if s.data.up {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+UPSND: 0,8,%d", n))
+		r.line(fmt.Sprintf("+UPSND: 0,8,%d", b2i(s.data.up)))
 	default:
 		return errParam
 	}

@@ -29,12 +29,12 @@ func sim7080Commands() map[string]spec {
 		"+CNCFG":    {fn: (*Sim).cmdCNCFG, profiles: p},
 		"+CASRIP":   {fn: (*Sim).cmdCASRIP, profiles: p},
 		"+CASERVER": {fn: (*Sim).cmdCASERVER, profiles: p, phase: phaseSIM},
-		"+CAOPEN":   {fn: (*Sim).cmdCAOPEN, profiles: p, phase: phaseSIM},
-		"+CACLOSE":  {fn: (*Sim).cmdCACLOSE, profiles: p, phase: phaseSIM},
+		"+CAOPEN":   {fn: (*Sim).cmdCAOPEN, profiles: p, phase: phaseSIM, setOnly: true},
+		"+CACLOSE":  {fn: (*Sim).cmdCACLOSE, profiles: p, phase: phaseSIM, setOnly: true},
 		"+CASTATE":  {fn: (*Sim).cmdCASTATE, profiles: p, phase: phaseSIM},
 		"+CACFG":    {fn: (*Sim).cmdCACFG, profiles: p, phase: phaseSIM},
-		"+CASEND":   {fn: (*Sim).cmdCASEND, profiles: p, phase: phaseSIM},
-		"+CARECV":   {fn: (*Sim).cmdCARECV, profiles: p, phase: phaseSIM},
+		"+CASEND":   {fn: (*Sim).cmdCASEND, profiles: p, phase: phaseSIM, setOnly: true},
+		"+CARECV":   {fn: (*Sim).cmdCARECV, profiles: p, phase: phaseSIM, setOnly: true},
 	}
 }
 
@@ -131,21 +131,7 @@ func (s *Sim) cmdCNCFG(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCASRIP(c *command, r *reply) error {
-	switch c.op {
-	case opSet:
-		n, err := c.intArg(0, -1, 0, 1)
-		if err != nil {
-			return err
-		}
-		s.sim7080.casrip = n == 1
-	case opRead:
-		n := 0
-		if s.sim7080.casrip {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+CASRIP: %d", n))
-	}
-	return nil
+	return flagSetting(c, r, "+CASRIP", &s.sim7080.casrip, "")
 }
 
 // cmdCASERVER: AT+CASERVER=<cid>,<pdp>,"UDP",<port>. Firmware without it
@@ -183,9 +169,6 @@ func (s *Sim) cmdCASERVER(c *command, r *reply) error {
 // cmdCAOPEN: AT+CAOPEN=<cid>,<pdp>,"UDP","<host>",<port>; the local port
 // is the module's choice.
 func (s *Sim) cmdCAOPEN(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
 	if err != nil {
 		return err
@@ -196,11 +179,7 @@ func (s *Sim) cmdCAOPEN(c *command, r *reply) error {
 	if strings.ToUpper(c.strArg(2, "")) != "UDP" {
 		return errPlain
 	}
-	port, err := c.intArg(4, -1, 1, 65535)
-	if err != nil {
-		return err
-	}
-	dst, err := parseDest(c.strArg(3, ""), port)
+	dst, err := c.destArg(3, 4)
 	if err != nil {
 		return err
 	}
@@ -217,9 +196,6 @@ func (s *Sim) cmdCAOPEN(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCACLOSE(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
 	if err != nil {
 		return err
@@ -254,11 +230,7 @@ func (s *Sim) cmdCACFG(c *command, r *reply) error {
 	if err != nil {
 		return err
 	}
-	port, err := c.intArg(3, -1, 1, 65535)
-	if err != nil {
-		return err
-	}
-	dst, err := parseDest(c.strArg(2, ""), port)
+	dst, err := c.destArg(2, 3)
 	if err != nil {
 		return err
 	}
@@ -270,19 +242,25 @@ func (s *Sim) cmdCACFG(c *command, r *reply) error {
 	return nil
 }
 
-func (s *Sim) cmdCASEND(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
+// cidLen reads the <cid>,<len> of AT+CASEND and AT+CARECV: the socket
+// (nil when none is open there), its cid and the length.
+func (s *Sim) cidLen(c *command) (*socket, int, int, error) {
 	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
 	if err != nil {
-		return err
+		return nil, 0, 0, err
 	}
 	n, err := c.intArg(1, -1, 1, 1460)
 	if err != nil {
+		return nil, 0, 0, err
+	}
+	return s.sockets[id], id, n, nil
+}
+
+func (s *Sim) cmdCASEND(c *command, r *reply) error {
+	sk, id, n, err := s.cidLen(c)
+	if err != nil {
 		return err
 	}
-	sk := s.sockets[id]
 	if sk == nil || !s.data.up || !sk.remote.IsValid() {
 		return errPlain
 	}
@@ -305,37 +283,24 @@ func (s *Sim) cmdCASEND(c *command, r *reply) error {
 // bytes), "+CARECV: [<ip>,<port>,]<n>,<data>", or "+CARECV: 0" when none
 // waits, which re-arms +CADATAIND.
 func (s *Sim) cmdCARECV(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
-	id, err := c.intArg(0, -1, 0, sim7080Sockets-1)
+	sk, _, max, err := s.cidLen(c)
 	if err != nil {
 		return err
 	}
-	max, err := c.intArg(1, -1, 1, 1460)
-	if err != nil {
-		return err
-	}
-	sk := s.sockets[id]
 	if sk == nil {
 		return errPlain
 	}
-	if len(sk.queue) == 0 {
+	d, ok := sk.pop(max)
+	if !ok {
 		sk.armed = true
 		r.line("+CARECV: 0")
 		return nil
-	}
-	d := sk.queue[0]
-	sk.queue = sk.queue[1:]
-	data := d.data
-	if len(data) > max {
-		data = data[:max] // UDP: the rest of the datagram is lost
 	}
 	g := []byte("+CARECV: ")
 	if s.sim7080.casrip {
 		g = fmt.Appendf(g, "%s,%d,", d.from.Addr(), d.from.Port())
 	}
-	g = fmt.Appendf(g, "%d,", len(data))
-	r.add(append(g, data...))
+	g = fmt.Appendf(g, "%d,", len(d.data))
+	r.add(append(g, d.data...))
 	return nil
 }

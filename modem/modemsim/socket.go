@@ -40,6 +40,29 @@ type socket struct {
 	sent   int
 }
 
+// pending is how many bytes wait to be read.
+func (sk *socket) pending() int {
+	total := 0
+	for _, d := range sk.queue {
+		total += len(d.data)
+	}
+	return total
+}
+
+// pop takes the oldest waiting datagram, cut to limit bytes: the rest of a
+// longer one is lost, as UDP loses it. ok is false when none waits.
+func (sk *socket) pop(limit int) (d datagram, ok bool) {
+	if len(sk.queue) == 0 {
+		return datagram{}, false
+	}
+	d = sk.queue[0]
+	sk.queue = sk.queue[1:]
+	if len(d.data) > limit {
+		d.data = d.data[:limit]
+	}
+	return d, true
+}
+
 func (sk *socket) state() Socket {
 	mode := "buffer"
 	if sk.push {
@@ -55,12 +78,12 @@ func socketCommands() map[string]spec {
 	m := map[string]spec{
 		"+QICSGP":     {fn: (*Sim).cmdQICSGP, profiles: q, phase: phaseSIM},
 		"+QIACT":      {fn: (*Sim).cmdQIACT, profiles: q, phase: phaseSIM},
-		"+QIDEACT":    {fn: (*Sim).cmdQIDEACT, profiles: q, phase: phaseSIM},
-		"+QIOPEN":     {fn: (*Sim).cmdQIOPEN, profiles: q, phase: phaseSIM},
-		"+QICLOSE":    {fn: (*Sim).cmdQICLOSE, profiles: q, phase: phaseSIM},
+		"+QIDEACT":    {fn: (*Sim).cmdQIDEACT, profiles: q, phase: phaseSIM, setOnly: true, test: "+QIDEACT: (1-16)"},
+		"+QIOPEN":     {fn: (*Sim).cmdQIOPEN, profiles: q, phase: phaseSIM, setOnly: true, test: `+QIOPEN: (1-16),(0-11),"TCP/UDP/TCP LISTENER/UDP SERVICE","<IP_address>/<domain_name>",<remote_port>,<local_port>,(0-2)`},
+		"+QICLOSE":    {fn: (*Sim).cmdQICLOSE, profiles: q, phase: phaseSIM, setOnly: true},
 		"+QISTATE":    {fn: (*Sim).cmdQISTATE, profiles: q, phase: phaseSIM},
-		"+QISEND":     {fn: (*Sim).cmdQISEND, profiles: q, phase: phaseSIM},
-		"+QIRD":       {fn: (*Sim).cmdQIRD, profiles: q, phase: phaseSIM},
+		"+QISEND":     {fn: (*Sim).cmdQISEND, profiles: q, phase: phaseSIM, setOnly: true, test: "+QISEND: (0-11),(0-1460)"},
+		"+QIRD":       {fn: (*Sim).cmdQIRD, profiles: q, phase: phaseSIM, setOnly: true, test: "+QIRD: (0-11),(0-1500)"},
 		"+QISDE":      {fn: (*Sim).cmdQISDE, profiles: q},
 		"+QIGETERROR": {fn: (*Sim).cmdQIGETERROR, profiles: q},
 		"+NETOPEN":    {fn: (*Sim).cmdNETOPEN, profiles: sc, phase: phaseSIM},
@@ -68,14 +91,14 @@ func socketCommands() map[string]spec {
 		"+CGSOCKCONT": {fn: (*Sim).cmdCGSOCKCONT, profiles: sc},
 		"+CIPSRIP":    {fn: (*Sim).cmdCIPSRIP, profiles: sc},
 		"+CIPOPEN":    {fn: (*Sim).cmdCIPOPEN, profiles: sc, phase: phaseSIM},
-		"+CIPSEND":    {fn: (*Sim).cmdCIPSEND, profiles: sc, phase: phaseSIM},
+		"+CIPSEND":    {fn: (*Sim).cmdCIPSEND, profiles: sc, phase: phaseSIM, setOnly: true, test: "+CIPSEND: (0-9),(1-1500)"},
 		"+CIPCLOSE":   {fn: (*Sim).cmdCIPCLOSE, profiles: sc, phase: phaseSIM},
 		"+IPADDR":     {fn: (*Sim).cmdIPADDR, profiles: sc, phase: phaseSIM},
-		"+USOCR":      {fn: (*Sim).cmdUSOCR, profiles: ub, phase: phaseSIM},
-		"+USOCL":      {fn: (*Sim).cmdUSOCL, profiles: ub, phase: phaseSIM},
-		"+USOST":      {fn: (*Sim).cmdUSOST, profiles: ub, phase: phaseSIM},
-		"+USORF":      {fn: (*Sim).cmdUSORF, profiles: ub, phase: phaseSIM},
-		"+UDCONF":     {fn: (*Sim).cmdUDCONF, profiles: ub},
+		"+USOCR":      {fn: (*Sim).cmdUSOCR, profiles: ub, phase: phaseSIM, setOnly: true, test: "+USOCR: (6,17),(1-65535),(0-2)"},
+		"+USOCL":      {fn: (*Sim).cmdUSOCL, profiles: ub, phase: phaseSIM, setOnly: true},
+		"+USOST":      {fn: (*Sim).cmdUSOST, profiles: ub, phase: phaseSIM, setOnly: true, test: `+USOST: (0-6),"remote_host",(1-65535),(1-1024),"data"`},
+		"+USORF":      {fn: (*Sim).cmdUSORF, profiles: ub, phase: phaseSIM, setOnly: true, test: "+USORF: (0-6),(0-1024)"},
+		"+UDCONF":     {fn: (*Sim).cmdUDCONF, profiles: ub, setOnly: true},
 	}
 	for _, more := range []map[string]spec{sim7080Commands(), sarar5Commands()} {
 		for name, sp := range more {
@@ -265,6 +288,43 @@ func (s *Sim) recordSend(sk *socket, to netip.AddrPort, data []byte) {
 	}
 }
 
+// flagSetting answers a 0/1 setting command: =<n> sets it, ? reads it, =?
+// lists test (the modules that answer it).
+func flagSetting(c *command, r *reply, name string, flag *bool, test string) error {
+	switch c.op {
+	case opSet:
+		n, err := c.intArg(0, -1, 0, 1)
+		if err != nil {
+			return err
+		}
+		*flag = n == 1
+	case opRead:
+		r.line(fmt.Sprintf("%s: %d", name, b2i(*flag)))
+	case opTest:
+		if test != "" {
+			r.line(name + ": " + test)
+		}
+	}
+	return nil
+}
+
+// b2i is a flag as the 0 or 1 that modules report it as.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// destArg reads arguments ip and port as a destination.
+func (c *command) destArg(ip, port int) (netip.AddrPort, error) {
+	p, err := c.intArg(port, -1, 1, 65535)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return parseDest(c.strArg(ip, ""), p)
+}
+
 func parseDest(ip string, port int) (netip.AddrPort, error) {
 	a, err := netip.ParseAddr(ip)
 	if err != nil || port < 1 || port > 65535 {
@@ -323,13 +383,6 @@ func (s *Sim) cmdQIACT(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdQIDEACT(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+QIDEACT: (1-16)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	if _, err := c.intArg(0, -1, 1, 16); err != nil {
 		return err
 	}
@@ -338,13 +391,6 @@ func (s *Sim) cmdQIDEACT(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdQIOPEN(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line(`+QIOPEN: (1-16),(0-11),"TCP/UDP/TCP LISTENER/UDP SERVICE","<IP_address>/<domain_name>",<remote_port>,<local_port>,(0-2)`)
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	if _, err := c.intArg(0, -1, 1, 16); err != nil {
 		return err
 	}
@@ -398,9 +444,6 @@ func (s *Sim) cmdQIOPEN(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdQICLOSE(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 11)
 	if err != nil {
 		return err
@@ -452,13 +495,6 @@ func (s *Sim) cmdQISTATE(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdQISEND(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+QISEND: (0-11),(0-1460)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 11)
 	if err != nil {
 		return err
@@ -488,11 +524,7 @@ func (s *Sim) cmdQISEND(c *command, r *reply) error {
 	}
 	dst := sk.remote
 	if sk.service == "UDP SERVICE" {
-		port, err := c.intArg(3, -1, 1, 65535)
-		if err != nil {
-			return err
-		}
-		if dst, err = parseDest(c.strArg(2, ""), port); err != nil {
+		if dst, err = c.destArg(2, 3); err != nil {
 			return err
 		}
 	}
@@ -521,13 +553,6 @@ func (s *Sim) quectelSent(sk *socket, dst netip.AddrPort, data []byte, cancelled
 }
 
 func (s *Sim) cmdQIRD(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+QIRD: (0-11),(0-1500)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 11)
 	if err != nil {
 		return err
@@ -541,47 +566,22 @@ func (s *Sim) cmdQIRD(c *command, r *reply) error {
 		return errPlain
 	}
 	if max == 0 {
-		total := 0
-		for _, d := range sk.queue {
-			total += len(d.data)
-		}
+		total := sk.pending()
 		r.line(fmt.Sprintf("+QIRD: %d,0,%d", total, total))
 		return nil
 	}
-	if len(sk.queue) == 0 {
+	d, ok := sk.pop(max)
+	if !ok {
 		sk.armed = true
 		r.line("+QIRD: 0")
 		return nil
 	}
-	d := sk.queue[0]
-	sk.queue = sk.queue[1:]
-	data := d.data
-	if len(data) > max {
-		// A datagram longer than asked for is cut, the rest is lost (UDP).
-		data = data[:max]
-	}
-	r.raw(fmt.Sprintf(`+QIRD: %d,"%s",%d`, len(data), d.from.Addr(), d.from.Port()), data)
+	r.raw(fmt.Sprintf(`+QIRD: %d,"%s",%d`, len(d.data), d.from.Addr(), d.from.Port()), d.data)
 	return nil
 }
 
 func (s *Sim) cmdQISDE(c *command, r *reply) error {
-	switch c.op {
-	case opSet:
-		n, err := c.intArg(0, -1, 0, 1)
-		if err != nil {
-			return err
-		}
-		s.set.qisde = n == 1
-	case opRead:
-		n := 0
-		if s.set.qisde {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+QISDE: %d", n))
-	case opTest:
-		r.line("+QISDE: (0,1)")
-	}
-	return nil
+	return flagSetting(c, r, "+QISDE", &s.set.qisde, "(0,1)")
 }
 
 func (s *Sim) cmdQIGETERROR(c *command, r *reply) error {
@@ -594,11 +594,7 @@ func (s *Sim) cmdQIGETERROR(c *command, r *reply) error {
 func (s *Sim) cmdNETOPEN(c *command, r *reply) error {
 	switch c.op {
 	case opRead:
-		n := 0
-		if s.data.netOpen {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+NETOPEN: %d", n))
+		r.line(fmt.Sprintf("+NETOPEN: %d", b2i(s.data.netOpen)))
 		return nil
 	case opExec:
 	default:
@@ -644,23 +640,7 @@ func (s *Sim) cmdCGSOCKCONT(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCIPSRIP(c *command, r *reply) error {
-	switch c.op {
-	case opSet:
-		n, err := c.intArg(0, -1, 0, 1)
-		if err != nil {
-			return err
-		}
-		s.set.cipsrip = n == 1
-	case opRead:
-		n := 0
-		if s.set.cipsrip {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+CIPSRIP: %d", n))
-	case opTest:
-		r.line("+CIPSRIP: (0-1)")
-	}
-	return nil
+	return flagSetting(c, r, "+CIPSRIP", &s.set.cipsrip, "(0-1)")
 }
 
 func (s *Sim) cmdCIPOPEN(c *command, r *reply) error {
@@ -706,13 +686,6 @@ func (s *Sim) cmdCIPOPEN(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdCIPSEND(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+CIPSEND: (0-9),(1-1500)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 9)
 	if err != nil {
 		return err
@@ -721,11 +694,7 @@ func (s *Sim) cmdCIPSEND(c *command, r *reply) error {
 	if err != nil {
 		return err
 	}
-	port, err := c.intArg(3, -1, 1, 65535)
-	if err != nil {
-		return err
-	}
-	dst, err := parseDest(c.strArg(2, ""), port)
+	dst, err := c.destArg(2, 3)
 	if err != nil {
 		return err
 	}
@@ -792,13 +761,6 @@ func (s *Sim) cmdIPADDR(c *command, r *reply) error {
 // layer").
 
 func (s *Sim) cmdUSOCR(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+USOCR: (6,17),(1-65535),(0-2)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	proto, err := c.intArg(0, -1, 6, 17)
 	if err != nil {
 		return err
@@ -827,9 +789,6 @@ func (s *Sim) cmdUSOCR(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUSOCL(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 6)
 	if err != nil {
 		return err
@@ -842,22 +801,11 @@ func (s *Sim) cmdUSOCL(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUSOST(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line(`+USOST: (0-6),"remote_host",(1-65535),(1-1024),"data"`)
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 6)
 	if err != nil {
 		return err
 	}
-	port, err := c.intArg(2, -1, 1, 65535)
-	if err != nil {
-		return err
-	}
-	dst, err := parseDest(c.strArg(1, ""), port)
+	dst, err := c.destArg(1, 2)
 	if err != nil {
 		return err
 	}
@@ -900,13 +848,6 @@ func (s *Sim) cmdUSOST(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUSORF(c *command, r *reply) error {
-	if c.op == opTest {
-		r.line("+USORF: (0-6),(0-1024)")
-		return nil
-	}
-	if c.op != opSet {
-		return errPlain
-	}
 	id, err := c.intArg(0, -1, 0, 6)
 	if err != nil {
 		return err
@@ -924,11 +865,7 @@ func (s *Sim) cmdUSORF(c *command, r *reply) error {
 		return cme(3)
 	}
 	if max == 0 || len(sk.queue) == 0 {
-		total := 0
-		for _, d := range sk.queue {
-			total += len(d.data)
-		}
-		r.line(fmt.Sprintf("+USORF: %d,%d", id, total))
+		r.line(fmt.Sprintf("+USORF: %d,%d", id, sk.pending()))
 		return nil
 	}
 	d := &sk.queue[0]
@@ -952,9 +889,6 @@ func (s *Sim) cmdUSORF(c *command, r *reply) error {
 }
 
 func (s *Sim) cmdUDCONF(c *command, r *reply) error {
-	if c.op != opSet {
-		return errPlain
-	}
 	what, err := c.intArg(0, -1, 0, 100)
 	if err != nil {
 		return err
@@ -963,11 +897,7 @@ func (s *Sim) cmdUDCONF(c *command, r *reply) error {
 		return nil
 	}
 	if len(c.args) == 1 {
-		n := 0
-		if s.set.udHex {
-			n = 1
-		}
-		r.line(fmt.Sprintf("+UDCONF: 1,%d", n))
+		r.line(fmt.Sprintf("+UDCONF: 1,%d", b2i(s.set.udHex)))
 		return nil
 	}
 	n, err := c.intArg(1, -1, 0, 1)

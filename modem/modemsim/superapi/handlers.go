@@ -204,16 +204,9 @@ func (e *Emulator) createSms(_ *http.Request, p url.Values, _ string) (int, any,
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := e.simByRef(simRef)
-	if s == nil {
-		return 0, nil, invalid("Invalid Sim: no Sim %q in this account", simRef)
-	}
-	if !canCommand(s) {
-		return 0, nil, invalid("Invalid Sim: Sim %s is %s; SMS Commands need a Sim that is active or ready", s.Sid, s.Status)
-	}
-	fl := e.fleetOf(s)
-	if fl == nil || !fl.SmsCommandsEnabled {
-		return 0, nil, invalid("Invalid Sim: the Fleet of Sim %s does not have SMS Commands enabled", s.Sid)
+	s, aerr := e.commandSim(simRef, "SMS Commands", func(fl *Fleet) bool { return fl.SmsCommandsEnabled }, "SMS Commands enabled")
+	if aerr != nil {
+		return 0, nil, aerr
 	}
 	t := now()
 	c := &smsRec{
@@ -230,34 +223,20 @@ func (e *Emulator) createSms(_ *http.Request, p url.Values, _ string) (int, any,
 }
 
 func (e *Emulator) fetchSms(r *http.Request, _ url.Values, id string) (int, any, *APIError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, c := range e.sms {
-		if c.Sid == id {
-			return http.StatusOK, c.SmsCommand, nil
-		}
-	}
-	return 0, nil, notFound(r.URL.Path)
+	return fetchCommand(e, r, &e.sms, id, func(c *smsRec) (string, any) { return c.Sid, c.SmsCommand })
 }
 
 func (e *Emulator) listSms(_ *http.Request, q url.Values, _ string) (int, any, *APIError) {
-	pg, perr := parsePage(q)
+	pg, f, perr := parseCommandQuery(q, StatusQueued, StatusSent, StatusDelivered, StatusReceived, StatusFailed)
 	if perr != nil {
 		return 0, nil, perr
 	}
-	f := &form{v: q}
-	status := f.enum("Status", StatusQueued, StatusSent, StatusDelivered, StatusReceived, StatusFailed)
-	dir := f.enum("Direction", DirectionToSim, DirectionFromSim)
-	if f.err != nil {
-		return 0, nil, f.err
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	simSid, ok := e.simFilter(q.Get("Sim"))
+	ok := e.resolveSim(&f, q.Get("Sim"))
 	var out []SmsCommand
 	for i := len(e.sms) - 1; ok && i >= 0; i-- { // newest first
-		c := e.sms[i]
-		if (simSid == "" || c.SimSid == simSid) && (status == "" || c.Status == status) && (dir == "" || c.Direction == dir) {
+		if c := e.sms[i]; f.match(c.SimSid, "", c.Status, c.Direction) {
 			out = append(out, c.SmsCommand)
 		}
 	}
@@ -265,17 +244,81 @@ func (e *Emulator) listSms(_ *http.Request, q url.Values, _ string) (int, any, *
 	return http.StatusOK, map[string]any{"sms_commands": items, "meta": meta}, nil
 }
 
-// simFilter resolves a Sim filter to a SID; ok is false when it names no
-// Sim (the list is then empty).
-func (e *Emulator) simFilter(ref string) (sid string, ok bool) {
+// commandSim finds the Sim a new command goes to and checks that it may
+// take one, as the service checks: kind names the commands, enabled says
+// whether the Sim's Fleet allows them, disabled what it lacks. The caller
+// holds mu.
+func (e *Emulator) commandSim(ref, kind string, enabled func(*Fleet) bool, disabled string) (*simRec, *APIError) {
+	s := e.simByRef(ref)
+	if s == nil {
+		return nil, invalid("Invalid Sim: no Sim %q in this account", ref)
+	}
+	if !canCommand(s) {
+		return nil, invalid("Invalid Sim: Sim %s is %s; %s need a Sim that is active or ready", s.Sid, s.Status, kind)
+	}
+	if fl := e.fleetOf(s); fl == nil || !enabled(fl) {
+		return nil, invalid("Invalid Sim: the Fleet of Sim %s does not have %s", s.Sid, disabled)
+	}
+	return s, nil
+}
+
+// fetchCommand answers the GET of one SmsCommand or IpCommand: the
+// resource of the record in recs whose Sid is id. view gives a record's
+// Sid and resource.
+func fetchCommand[R any](e *Emulator, r *http.Request, recs *[]R, id string, view func(R) (string, any)) (int, any, *APIError) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range *recs {
+		if sid, v := view(c); sid == id {
+			return http.StatusOK, v, nil
+		}
+	}
+	return 0, nil, notFound(r.URL.Path)
+}
+
+// commandQuery is the filters of a list of SmsCommands or IpCommands; an
+// empty one keeps every command.
+type commandQuery struct {
+	simSid, iccid, status, dir string
+}
+
+// parseCommandQuery reads the page and the Status (one of statuses) and
+// Direction filters of a list of commands.
+func parseCommandQuery(q url.Values, statuses ...string) (page, commandQuery, *APIError) {
+	pg, perr := parsePage(q)
+	if perr != nil {
+		return page{}, commandQuery{}, perr
+	}
+	f := &form{v: q}
+	cq := commandQuery{
+		status: f.enum("Status", statuses...),
+		dir:    f.enum("Direction", DirectionToSim, DirectionFromSim),
+	}
+	if f.err != nil {
+		return page{}, commandQuery{}, f.err
+	}
+	return pg, cq, nil
+}
+
+// resolveSim sets the Sim filter from ref, a Sid or unique name; it is
+// false when ref names no Sim (the list is then empty). The caller holds
+// mu.
+func (e *Emulator) resolveSim(cq *commandQuery, ref string) bool {
 	if ref == "" {
-		return "", true
+		return true
 	}
 	s := e.simByRef(ref)
 	if s == nil {
-		return "", false
+		return false
 	}
-	return s.Sid, true
+	cq.simSid = s.Sid
+	return true
+}
+
+// match reports whether a command with these fields passes the filters.
+func (cq commandQuery) match(simSid, iccid, status, dir string) bool {
+	return (cq.simSid == "" || simSid == cq.simSid) && (cq.iccid == "" || iccid == cq.iccid) &&
+		(cq.status == "" || status == cq.status) && (cq.dir == "" || dir == cq.dir)
 }
 
 // IpCommands
@@ -310,16 +353,9 @@ func (e *Emulator) createIP(_ *http.Request, p url.Values, _ string) (int, any, 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := e.simByRef(simRef)
-	if s == nil {
-		return 0, nil, invalid("Invalid Sim: no Sim %q in this account", simRef)
-	}
-	if !canCommand(s) {
-		return 0, nil, invalid("Invalid Sim: Sim %s is %s; IP Commands need a Sim that is active or ready", s.Sid, s.Status)
-	}
-	fl := e.fleetOf(s)
-	if fl == nil || !fl.DataEnabled {
-		return 0, nil, invalid("Invalid Sim: the Fleet of Sim %s does not have data enabled, which IP Commands need", s.Sid)
+	s, aerr := e.commandSim(simRef, "IP Commands", func(fl *Fleet) bool { return fl.DataEnabled }, "data enabled, which IP Commands need")
+	if aerr != nil {
+		return 0, nil, aerr
 	}
 	t := now()
 	c := &ipRec{
@@ -337,36 +373,21 @@ func (e *Emulator) createIP(_ *http.Request, p url.Values, _ string) (int, any, 
 }
 
 func (e *Emulator) fetchIP(r *http.Request, _ url.Values, id string) (int, any, *APIError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, c := range e.ip {
-		if c.Sid == id {
-			return http.StatusOK, c.IpCommand, nil
-		}
-	}
-	return 0, nil, notFound(r.URL.Path)
+	return fetchCommand(e, r, &e.ip, id, func(c *ipRec) (string, any) { return c.Sid, c.IpCommand })
 }
 
 func (e *Emulator) listIP(_ *http.Request, q url.Values, _ string) (int, any, *APIError) {
-	pg, perr := parsePage(q)
+	pg, f, perr := parseCommandQuery(q, StatusQueued, StatusSent, StatusReceived, StatusFailed)
 	if perr != nil {
 		return 0, nil, perr
 	}
-	f := &form{v: q}
-	status := f.enum("Status", StatusQueued, StatusSent, StatusReceived, StatusFailed)
-	dir := f.enum("Direction", DirectionToSim, DirectionFromSim)
-	if f.err != nil {
-		return 0, nil, f.err
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	simSid, ok := e.simFilter(q.Get("Sim"))
-	iccid := q.Get("SimIccid")
+	ok := e.resolveSim(&f, q.Get("Sim"))
+	f.iccid = q.Get("SimIccid")
 	var out []IpCommand
-	for i := len(e.ip) - 1; ok && i >= 0; i-- {
-		c := e.ip[i]
-		if (simSid == "" || c.SimSid == simSid) && (iccid == "" || c.SimIccid == iccid) &&
-			(status == "" || c.Status == status) && (dir == "" || c.Direction == dir) {
+	for i := len(e.ip) - 1; ok && i >= 0; i-- { // newest first
+		if c := e.ip[i]; f.match(c.SimSid, c.SimIccid, c.Status, c.Direction) {
 			out = append(out, c.IpCommand)
 		}
 	}

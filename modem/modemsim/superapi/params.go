@@ -138,8 +138,6 @@ type form struct {
 
 func (f *form) has(name string) bool { _, ok := f.v[name]; return ok }
 
-func (f *form) str(name string) string { return f.v.Get(name) }
-
 func (f *form) required(name string) string {
 	if f.err != nil {
 		return ""

@@ -1,4 +1,7 @@
-package modem
+// Package modemtest holds what the tests of modem, transport and the
+// binaries share to stand in for parts of a gateway: a Sink that keeps
+// everything in memory.
+package modemtest
 
 import (
 	"context"
@@ -10,8 +13,8 @@ import (
 	"github.com/simgate/simgate/internal/gw"
 )
 
-// MemorySink is a Sink that keeps everything in memory: for tests and the
-// demo, never for a gateway that must survive power loss.
+// MemorySink is a gw.Sink that keeps everything in memory: for tests,
+// never for a gateway that must survive power loss.
 type MemorySink struct {
 	mu      sync.Mutex
 	msgs    []gw.Inbound
@@ -63,13 +66,17 @@ func (m *MemorySink) PutSegment(ctx context.Context, s gw.Segment) ([]gw.Segment
 	if m.fail != nil {
 		return nil, m.fail
 	}
+	return m.putSegment(s), nil
+}
+
+func (m *MemorySink) putSegment(s gw.Segment) []gw.Segment {
 	held := m.segs[s.Key]
 	if !slices.ContainsFunc(held, func(h gw.Segment) bool { return h.Seq == s.Seq }) {
 		held = append(held, s)
 		sort.Slice(held, func(i, j int) bool { return held[i].Seq < held[j].Seq })
 		m.segs[s.Key] = held
 	}
-	return slices.Clone(held), nil
+	return slices.Clone(held)
 }
 
 // Assemble stores msg and drops the segments under key.
@@ -129,21 +136,25 @@ func (m *MemorySink) Wait(ctx context.Context, n int) ([]gw.Inbound, error) {
 	}
 }
 
-// PutSMS stores msg once per ID and keeps j.
-func (m *MemorySink) PutSMS(ctx context.Context, msg gw.Inbound, j gw.SIMJournal) error {
-	if err := m.Put(ctx, msg); err != nil {
-		return err
+// PutSIM stores items like Put and PutSegment and keeps j, all at once or
+// (SetFail) none.
+func (m *MemorySink) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return 0, m.fail
 	}
-	return m.SaveJournal(ctx, j)
-}
-
-// PutSMSPart stores s like PutSegment and keeps j.
-func (m *MemorySink) PutSMSPart(ctx context.Context, s gw.Segment, j gw.SIMJournal) ([]gw.Segment, error) {
-	held, err := m.PutSegment(ctx, s)
-	if err != nil {
-		return nil, err
+	for i := range items {
+		it := &items[i]
+		switch {
+		case it.Message != nil:
+			m.put(*it.Message)
+		case it.Part != nil:
+			it.Held = m.putSegment(*it.Part)
+		}
 	}
-	return held, m.SaveJournal(ctx, j)
+	m.journal = j.Clone()
+	return len(items), nil
 }
 
 // SaveJournal keeps a copy of j.
