@@ -99,7 +99,6 @@ type Engine struct {
 	// goroutine has.
 	dispatched chan struct{}
 	readDone   chan struct{}
-	flushTrace func() // logs what the wire log holds back (Config.Trace)
 	once       sync.Once
 	epoch      time.Time
 
@@ -150,9 +149,8 @@ func New(port io.ReadWriter, cfg Config) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	flushTrace := func() {}
 	if cfg.Trace && log.Enabled(context.Background(), slog.LevelDebug) {
-		port, flushTrace = traced(port, log)
+		port = traced(port, log)
 	}
 	e := &Engine{
 		port:       port,
@@ -164,7 +162,6 @@ func New(port io.ReadWriter, cfg Config) *Engine {
 		done:       make(chan struct{}),
 		dispatched: make(chan struct{}),
 		readDone:   make(chan struct{}),
-		flushTrace: flushTrace,
 		epoch:      time.Now(),
 		urcWake:    make(chan struct{}, 1),
 		urcQ: ring.New(ring.Bounds[URC]{
@@ -235,7 +232,6 @@ func (e *Engine) Close() error {
 	if e.closing.Load() {
 		<-e.readDone
 	}
-	e.flushTrace()
 	return nil
 }
 

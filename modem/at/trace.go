@@ -1,7 +1,6 @@
 package at
 
 import (
-	"bytes"
 	"encoding/hex"
 	"io"
 	"log/slog"
@@ -24,28 +23,22 @@ const (
 )
 
 // traced wraps port so that every read and write is logged at debug level
-// on log (see Config.Trace). Call flush when the port is done with, for the
-// bytes read after the last line end.
-func traced(port io.ReadWriter, log *slog.Logger) (rw io.ReadWriter, flush func()) {
+// on log (see Config.Trace).
+func traced(port io.ReadWriter, log *slog.Logger) io.ReadWriter {
 	w := &wireLog{log: log}
 	return trace.New(port, trace.WithLogger(w),
-		trace.WithReadFormat(traceRead), trace.WithWriteFormat(traceWrite)), w.flush
+		trace.WithReadFormat(traceRead), trace.WithWriteFormat(traceWrite))
 }
 
 // wireLog is the trace.Logger of the wire log: trace hands it the bytes of
-// each read and write, which it redacts, shortens and logs. A write is one
-// line. Reads are gathered up to a line end, so a module that sends its
-// lines a few bytes at a time costs a log line per line rather than per
-// piece; what follows the last line end waits for the next read, the next
-// write (a prompt "> " is logged before the data it asks for) or flush.
+// one read or write, which it redacts, shortens and logs as one line.
 type wireLog struct {
 	log *slog.Logger
 	mu  sync.Mutex
 	// rx redacts the bytes read: a command the modem echoes may arrive in
 	// pieces. Every write is a whole command line or a command's data, so
 	// each starts afresh.
-	rx   redactor
-	held []byte // read after the last line end logged
+	rx redactor
 }
 
 // Printf is called by trace with the direction as format and the bytes as
@@ -55,42 +48,16 @@ func (w *wireLog) Printf(format string, v ...any) {
 	if len(v) == 1 {
 		b, _ = v[0].([]byte)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	var shown []byte
 	if format == traceRead {
-		w.held = append(w.held, b...)
-		n := bytes.LastIndexByte(w.held, '\n') + 1
-		if len(w.held)-n >= traceShown {
-			n = len(w.held) // too long to wait for its line end
-		}
-		if n > 0 {
-			w.line(traceRead, w.rx.redact(nil, w.held[:n]), n)
-			w.held = append(w.held[:0], w.held[n:]...)
-		}
-		return
+		w.mu.Lock()
+		shown = w.rx.redact(nil, b)
+		w.mu.Unlock()
+	} else {
+		var r redactor
+		shown = r.redact(nil, b)
 	}
-	w.flushLocked()
-	var r redactor
-	w.line(format, r.redact(nil, b), len(b))
-}
-
-// flush logs the bytes read since the last line end.
-func (w *wireLog) flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.flushLocked()
-}
-
-func (w *wireLog) flushLocked() {
-	if len(w.held) > 0 {
-		w.line(traceRead, w.rx.redact(nil, w.held), len(w.held))
-		w.held = w.held[:0]
-	}
-}
-
-// line logs n bytes that went dir, shown redacted.
-func (w *wireLog) line(dir string, shown []byte, n int) {
-	attrs := []any{"dir", dir, "len", n}
+	attrs := []any{"dir", format, "len", len(b)}
 	if all := len(shown); all > traceShown {
 		shown = shown[:traceShown]
 		// A character cut in two does not make the text binary.
