@@ -1,6 +1,7 @@
 package at
 
 import (
+	"bytes"
 	"encoding/hex"
 	"io"
 	"log/slog"
