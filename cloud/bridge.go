@@ -14,6 +14,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/internal/metrics"
 	"github.com/simgate/simgate/transport"
@@ -250,7 +251,7 @@ func (b *Bridge) goOffline() {
 }
 
 func (b *Bridge) connectLoop(ctx context.Context) {
-	bo := transport.NewBackoff(500*time.Millisecond, b.cfg.MQTT.MaxReconnectInterval)
+	bo := backoff.New(500*time.Millisecond, b.cfg.MQTT.MaxReconnectInterval, backoff.Below)
 	for {
 		t := b.client.Connect()
 		select {
@@ -266,9 +267,7 @@ func (b *Bridge) connectLoop(ctx context.Context) {
 		}
 		d := bo.Next()
 		b.log.Warn("mqtt connect failed", "url", b.cfg.MQTT.URL, "err", t.Error(), "retry_in", d.Round(time.Millisecond))
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, d) != nil {
 			return
 		}
 	}
@@ -323,7 +322,7 @@ func (b *Bridge) onMessage(_ paho.Client, m paho.Message) {
 // intakeLoop parses requests, commits them as jobs in arrival order, and
 // only then acknowledges them to the broker.
 func (b *Bridge) intakeLoop(stop <-chan struct{}, abort context.Context) {
-	bo := transport.NewBackoff(100*time.Millisecond, 5*time.Second)
+	bo := backoff.New(100*time.Millisecond, 5*time.Second, backoff.Below)
 	for {
 		msgs := b.fifo.take(512)
 		if len(msgs) == 0 {
@@ -376,7 +375,7 @@ func (b *Bridge) intakeLoop(stop <-chan struct{}, abort context.Context) {
 				break
 			}
 			b.log.Error("cannot queue requests", "count", len(jobs), "err", err)
-			if errors.Is(err, transport.ErrClosed) || !sleepCtx(abort, bo.Next()) {
+			if errors.Is(err, transport.ErrClosed) || backoff.Sleep(abort, bo.Next()) != nil {
 				return // not acknowledged: the broker redelivers them
 			}
 		}
@@ -632,16 +631,5 @@ func poke(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
 	default:
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

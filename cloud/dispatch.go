@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/transport"
 )
@@ -24,7 +25,7 @@ const inDoubtMargin = 2 * time.Minute
 func (b *Bridge) dispatchLoop(stop <-chan struct{}, abort context.Context) {
 	active := map[string]bool{}
 	done := make(chan string)
-	bo := transport.NewBackoff(100*time.Millisecond, 5*time.Second)
+	bo := backoff.New(100*time.Millisecond, 5*time.Second, backoff.Below)
 	stopping := false
 	stopSig := stop // nil once seen, so the select below does not spin
 	for {
@@ -32,7 +33,11 @@ func (b *Bridge) dispatchLoop(stop <-chan struct{}, abort context.Context) {
 			lanes, err := b.q.JobLanes()
 			if err != nil {
 				b.log.Error("cannot read requests", "err", err)
-				sleepCtx(abort, bo.Next())
+				if backoff.Sleep(abort, bo.Next()) != nil {
+					// Aborted: start no more workers; wait below
+					// for the running ones, which see abort too.
+					stopping = true
+				}
 				continue
 			}
 			bo.Reset()
@@ -62,12 +67,7 @@ func (b *Bridge) dispatchLoop(stop <-chan struct{}, abort context.Context) {
 }
 
 // pause waits a second, or until stop.
-func pause(stop <-chan struct{}) {
-	select {
-	case <-stop:
-	case <-time.After(time.Second):
-	}
-}
+func pause(stop <-chan struct{}) { backoff.Wait(stop, time.Second) }
 
 func (b *Bridge) worker(lane string, stop <-chan struct{}, abort context.Context) {
 	for {
@@ -105,7 +105,7 @@ func (b *Bridge) process(sj transport.StoredJob, stop <-chan struct{}, abort con
 		return b.finish(sj, abort, []transport.Publication{b.failedResult(Request{ID: sj.ID, Sim: sj.Lane, Channel: ChannelSMS}, "stored request cannot be read", 0)})
 	}
 	log := b.log.With("id", req.ID, "sim", req.Sim, "channel", req.Channel)
-	bo := transport.NewBackoff(b.cfg.RetryMin, b.cfg.RetryMax)
+	bo := backoff.New(b.cfg.RetryMin, b.cfg.RetryMax, backoff.Below)
 	// wait sleeps before the next attempt; false when stopping.
 	wait := func(err *APIError, what string) bool {
 		d := bo.Next()
@@ -116,12 +116,7 @@ func (b *Bridge) process(sj transport.StoredJob, stop <-chan struct{}, abort con
 		b.event(gw.EventAPIRetry, fmt.Sprintf("%s for %s request %s failed (%v); retrying in %s", what, req.Channel, req.ID, err, d.Round(time.Millisecond)),
 			map[string]any{"id": req.ID, "sim": req.Sim, "channel": req.Channel, "status": err.Status, "code": err.Code})
 		b.setAPI(false, err.Error())
-		select {
-		case <-time.After(d):
-			return true
-		case <-stop:
-			return false
-		}
+		return backoff.Wait(stop, d)
 	}
 	final := func(err *APIError) bool {
 		log.Warn("request failed", "err", err)
@@ -271,14 +266,14 @@ func (b *Bridge) created(sj transport.StoredJob, req Request, cmd Command, abort
 }
 
 func (b *Bridge) finish(sj transport.StoredJob, abort context.Context, pubs []transport.Publication) bool {
-	bo := transport.NewBackoff(100*time.Millisecond, 5*time.Second)
+	bo := backoff.New(100*time.Millisecond, 5*time.Second, backoff.Below)
 	for {
 		err := b.q.FinishJob(context.Background(), sj, pubs)
 		if err == nil {
 			return true
 		}
 		b.log.Error("cannot store the result", "job", sj.ID, "err", err)
-		if errors.Is(err, transport.ErrClosed) || !sleepCtx(abort, bo.Next()) {
+		if errors.Is(err, transport.ErrClosed) || backoff.Sleep(abort, bo.Next()) != nil {
 			return false
 		}
 	}

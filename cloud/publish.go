@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -23,7 +24,7 @@ func (b *Bridge) publishLoop(stop <-chan struct{}, abort context.Context) {
 		b.ackLoop(acks)
 	}()
 	defer func() { close(acks); <-ackDone }()
-	bo := transport.NewBackoff(100*time.Millisecond, 5*time.Second)
+	bo := backoff.New(100*time.Millisecond, 5*time.Second, backoff.Below)
 	var last []byte
 	draining := false
 	for abort.Err() == nil {
@@ -50,7 +51,9 @@ func (b *Bridge) publishLoop(stop <-chan struct{}, abort context.Context) {
 		items, err := b.q.PublicationsAfter(last, 1)
 		if err != nil {
 			b.log.Error("cannot read publications", "err", err)
-			sleepCtx(abort, bo.Next())
+			if backoff.Sleep(abort, bo.Next()) != nil {
+				return // aborted: what is left stays stored for next time
+			}
 			continue
 		}
 		if len(items) == 0 {
@@ -70,7 +73,9 @@ func (b *Bridge) publishLoop(stop <-chan struct{}, abort context.Context) {
 			b.log.Error("unreadable publication set aside", "err", it.Err())
 			if err := b.q.SetAsidePublication(abort, it); err != nil {
 				b.log.Error("cannot set publication aside", "err", err)
-				sleepCtx(abort, bo.Next())
+				if backoff.Sleep(abort, bo.Next()) != nil {
+					return
+				}
 			}
 			continue
 		}
@@ -85,7 +90,9 @@ func (b *Bridge) publishLoop(stop <-chan struct{}, abort context.Context) {
 			}
 			d := bo.Next()
 			b.log.Warn("publish failed; retrying", "topic", it.Topic, "err", err, "retry_in", d.Round(time.Millisecond))
-			sleepCtx(abort, d)
+			if backoff.Sleep(abort, d) != nil {
+				return
+			}
 			continue
 		}
 		bo.Reset()

@@ -446,9 +446,3 @@ func derivePrefixName(line string) string {
 	}
 	return ""
 }
-
-// dataURC hands u to the data path; it reports false for URCs that are
-// not about sockets.
-func (s *Session) dataURC(ctx context.Context, eng *at.Engine, u at.URC) (bool, error) {
-	return s.dp.onURC(ctx, onEngine{s, eng}, u)
-}

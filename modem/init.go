@@ -72,7 +72,7 @@ func (s *Session) initialise(ctx context.Context, eng *at.Engine) error {
 	}
 
 	if s.cfg.SMS {
-		if err := s.setupSMS(bctx, b); err != nil {
+		if err := s.sms.setup(bctx, b, s.cfg.DeliveryReports); err != nil {
 			return err
 		}
 	}
@@ -224,10 +224,12 @@ func (b bringUp) simState(ctx context.Context) (string, error) {
 	return parseCPIN(r.Lines[0])
 }
 
-// setupSMS selects PDU mode and SIM storage and asks for +CMTI
-// (store, then indicate): an SMS stays on the SIM until simgate has handed
-// it off, unlike +CMT direct delivery, which loses it if the host is down.
-func (s *Session) setupSMS(ctx context.Context, b bringUp) error {
+// setup is the SMS step of an initialisation: it selects PDU mode and SIM
+// storage and asks for +CMTI (store, then indicate): an SMS stays on the
+// SIM until simgate has handed it off, unlike +CMT direct delivery, which
+// loses it if the host is down. deliveryReports asks for status reports
+// too (Config.DeliveryReports).
+func (s *smsReceiver) setup(ctx context.Context, b bringUp, deliveryReports bool) error {
 	if _, err := b.retry(ctx, "select PDU mode", at.Cmd{Line: "AT+CMGF=0"}); err != nil {
 		return err
 	}
@@ -238,23 +240,23 @@ func (s *Session) setupSMS(ctx context.Context, b bringUp) error {
 	if len(r.Lines) > 0 {
 		if used, total, err := parseCPMS(r.Lines[0]); err == nil {
 			s.log.Info("SIM SMS storage", "used", used, "capacity", total)
-			s.update(func(st *gw.Status) { st.SMSStore = gw.StoreUse{Used: used, Total: total} })
-			if total > 0 && used >= total && s.sms.storageAlarm != gw.EventStorageFull {
+			s.storeUse(gw.StoreUse{Used: used, Total: total})
+			if total > 0 && used >= total && s.storageAlarm != gw.EventStorageFull {
 				// The network has been refusing SMS; the drain that follows
 				// frees the SIM, and the network delivers what it held.
 				msg := fmt.Sprintf("SIM SMS store is full (%d of %d): the network refuses new SMS until it is drained; draining it", used, total)
 				s.log.Warn(msg)
 				s.event(gw.EventStorageFull, msg, map[string]any{"used": used, "total": total})
-				s.sms.storageAlarm = gw.EventStorageFull
+				s.storageAlarm = gw.EventStorageFull
 			}
 		}
 	}
 	cnmi := "AT+CNMI=2,1,0,0,0"
-	if s.cfg.DeliveryReports {
+	if deliveryReports {
 		cnmi = "AT+CNMI=2,1,0,1,0" // ds=1: status reports as +CDS
 	}
 	if _, err := b.retry(ctx, "route new SMS", at.Cmd{Line: cnmi}); err != nil {
-		if !s.cfg.DeliveryReports || isFatal(err) {
+		if !deliveryReports || isFatal(err) {
 			return err
 		}
 		// A module without +CDS may store the reports instead (+CDSI).

@@ -286,8 +286,3 @@ func parseICCID(lines []string) (string, error) {
 	}
 	return v, nil
 }
-
-// isDigits reports whether s is non-empty and all ASCII digits.
-func isDigits(s string) bool {
-	return s != "" && strings.Trim(s, "0123456789") == ""
-}

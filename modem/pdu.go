@@ -178,15 +178,10 @@ func decodeGSM7(septets []byte, udh tpdu.UserDataHeader) ([]byte, error) {
 	return out, nil
 }
 
-// encodeSubmit builds the SMS-SUBMIT TPDU for one SMS to to. The message
-// reference is 0: the modem assigns it and answers it in +CMGS.
-func encodeSubmit(to string, payload []byte, alpha gw.SMSAlphabet) ([]byte, error) {
-	return encodeSubmitSRR(to, payload, alpha, false)
-}
-
-// encodeSubmitSRR is encodeSubmit with TP-SRR (a status report requested)
-// set when srr.
-func encodeSubmitSRR(to string, payload []byte, alpha gw.SMSAlphabet, srr bool) ([]byte, error) {
+// encodeSubmit builds the SMS-SUBMIT TPDU for one SMS to to, with TP-SRR
+// (a status report requested) set when srr. The message reference is 0:
+// the modem assigns it and answers it in +CMGS.
+func encodeSubmit(to string, payload []byte, alpha gw.SMSAlphabet, srr bool) ([]byte, error) {
 	digits, intl := strings.CutPrefix(to, "+")
 	if len(digits) == 0 || len(digits) > 20 || strings.Trim(digits, "0123456789") != "" {
 		return nil, fmt.Errorf("destination %q is not a phone number (digits, optionally after +)", to)

@@ -157,7 +157,7 @@ func TestEncodeSubmitGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := encodeSubmit(tt.to, tt.payload, tt.alpha)
+			got, err := encodeSubmit(tt.to, tt.payload, tt.alpha, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +167,7 @@ func TestEncodeSubmitGolden(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"", "+", "12a", "++1", strings.Repeat("1", 21)} {
-		if _, err := encodeSubmit(bad, []byte("x"), gw.AlphabetGSM7); err == nil {
+		if _, err := encodeSubmit(bad, []byte("x"), gw.AlphabetGSM7, false); err == nil {
 			t.Errorf("encodeSubmit(%q) accepted", bad)
 		}
 	}

@@ -85,7 +85,7 @@ func TestParseCDS(t *testing.T) {
 
 func TestEncodeSubmitSRR(t *testing.T) {
 	for _, srr := range []bool{false, true} {
-		tp, err := encodeSubmitSRR("000", []byte("hi"), gw.AlphabetGSM7, srr)
+		tp, err := encodeSubmit("000", []byte("hi"), gw.AlphabetGSM7, srr)
 		if err != nil {
 			t.Fatal(err)
 		}

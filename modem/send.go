@@ -24,11 +24,11 @@ func (s *Session) SendSMS(ctx context.Context, to string, payload []byte, binary
 	if err != nil {
 		return 0, &OpError{Op: op, Err: err}
 	}
-	tp, err := encodeSubmitSRR(to, payload, alpha, s.cfg.DeliveryReports)
+	tp, err := encodeSubmit(to, payload, alpha, s.cfg.DeliveryReports)
 	if err != nil {
 		return 0, &OpError{Op: op, Err: err}
 	}
-	eng, err := s.engine()
+	eng, err := s.health.engine()
 	if err != nil {
 		return 0, &OpError{Op: op, Err: err}
 	}

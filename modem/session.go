@@ -128,10 +128,11 @@ type Config struct {
 //
 // The session owns the engine, the URC routing and the poll; the rest is
 // done by parts that get only what they need (a commander or a narrower
-// wire on the current engine, an eventer, their settings): the recovery
-// ladder (recovery.go), the data path (data.go) with one socketFamily per
-// module family (sock_*.go), health and network (status.go) and the
-// initialisation's commands (bringUp, init.go).
+// wire on the current engine, an eventer, their settings): SMS receive
+// (smsReceiver, sms.go), the recovery ladder (recovery.go), the data path
+// (data.go) with one socketFamily per module family (sock_*.go) and the
+// inbox of received datagrams (inbox.go), health and network (status.go)
+// and the initialisation's commands (bringUp, init.go).
 type Session struct {
 	cfg  Config
 	sink gw.Sink
@@ -388,46 +389,6 @@ func gone(eng interface{ Done() <-chan struct{} }) bool {
 	}
 }
 
-// afterInit sorts the URCs that arrived while the modem was initialised.
-// Its boot announcements (RDY, SMS DONE, +CPIN) describe the boot that
-// initialise just handled, and the drain that follows finds any SMS a
-// +CMTI announced: those are dropped. Registration reports count; socket
-// URCs (a datagram pushed meanwhile) wait in the backlog for serve.
-func (s *Session) afterInit() {
-	for {
-		u, ok := s.urcs.NextURC()
-		if !ok {
-			return
-		}
-		switch {
-		case strings.HasPrefix(u.Line, "+CEREG:") || strings.HasPrefix(u.Line, "+CGREG:") || strings.HasPrefix(u.Line, "+CREG:"):
-			s.registrationURC(u.Line)
-		case bootURC(u.Line) || strings.HasPrefix(u.Line, "+CMTI:"):
-			s.log.Debug("URC during initialisation", "line", u.Line)
-		default:
-			s.putBack(u)
-		}
-	}
-}
-
-// putBack keeps u in the backlog for serve. The backlog is bounded in
-// bytes like the engine's queue: the oldest goes first.
-func (s *Session) putBack(u at.URC) {
-	if dropped := s.backlog.Push(u); dropped > 0 {
-		s.log.Warn("URC backlog full, dropped the oldest", "dropped", dropped, "limit_bytes", at.MaxQueuedURCBytes)
-	}
-}
-
-// bootURC reports the announcements a module makes while it boots.
-func bootURC(line string) bool {
-	for _, p := range []string{"RDY", "APP RDY", "SMS DONE", "PB DONE", "+CPIN:", "+QUSIM:", "+QIND:", "+CFUN:"} {
-		if strings.HasPrefix(line, p) {
-			return true
-		}
-	}
-	return false
-}
-
 // serve handles URCs, polls and the data session until the session fails.
 func (s *Session) serve(ctx context.Context, eng *at.Engine) error {
 	pollC := pollTicks(s)
@@ -529,21 +490,6 @@ func (s *Session) idleCheck(ctx context.Context, eng *at.Engine) error {
 	return err
 }
 
-// nextURC returns a URC that is already waiting: the backlog first, then
-// the engine's.
-func (s *Session) nextURC() (at.URC, bool) {
-	if u, ok := s.backlog.Pop(); ok {
-		return u, true
-	}
-	return s.urcs.NextURC()
-}
-
-func (s *Session) onURC(ctx context.Context, eng *at.Engine, u at.URC) error {
-	err := s.handleURC(ctx, eng, u)
-	urcHandled(s, u)
-	return err
-}
-
 // Seams for this package's tests (export_test.go sets them): they poll
 // when they choose, wait until a URC has been acted on, and shorten every
 // command's timeout. In production they change nothing.
@@ -559,32 +505,6 @@ func (s *Session) probeTimeout() time.Duration {
 		return t
 	}
 	return s.cfg.ProbeTimeout
-}
-
-// awaitURC waits for the URC match accepts (the +QIOPEN after AT+QIOPEN's
-// OK); every other URC meanwhile is kept in the backlog, in order, for
-// serve.
-func (s *Session) awaitURC(ctx context.Context, eng *at.Engine, what string, timeout time.Duration, match func(at.URC) bool) (at.URC, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		if u, ok := eng.NextURC(); ok {
-			if match(u) {
-				return u, nil
-			}
-			s.putBack(u)
-			continue
-		}
-		select {
-		case <-eng.URCReady():
-		case <-t.C:
-			return at.URC{}, fmt.Errorf("no %s within %s: %w", what, timeout, errNoURC)
-		case <-ctx.Done():
-			return at.URC{}, ctx.Err()
-		case <-eng.Done():
-			return at.URC{}, at.ErrClosed
-		}
-	}
 }
 
 // stopServing runs when serve or initialise returned: senders get "not
@@ -615,9 +535,6 @@ func (s *Session) disconnected(err error) {
 		s.dp.stop(fmt.Sprintf("the modem port closed (%v)", err), false)
 	}
 }
-
-// engine returns the engine of a connected, initialised session.
-func (s *Session) engine() (*at.Engine, error) { return s.health.engine() }
 
 // Status returns the current snapshot.
 func (s *Session) Status() gw.Status {

@@ -153,3 +153,107 @@ func (f quectelSockets) read(ctx context.Context, l sockLink, ev *sockEvent) ([]
 	})
 	return out, len(out) > 0, nil
 }
+
+// qiurc is a Quectel +QIURC URC.
+type qiurc struct {
+	Kind string // recv, closed, pdpdeact, incoming full, ...
+	ID   int    // connectID (recv, closed) or contextID (pdpdeact); -1 if absent
+	// Len is the length a direct-push "recv" announces, -1 in buffer mode.
+	Len  int
+	From netip.AddrPort // direct push only
+}
+
+// parseQIURC reads `+QIURC: "recv",<id>[,<len>,"<ip>",<port>]`,
+// `+QIURC: "closed",<id>` and `+QIURC: "pdpdeact",<ctx>`.
+func parseQIURC(line string) (qiurc, error) {
+	f, err := fields(line, "+QIURC:")
+	if err != nil {
+		return qiurc{}, fmt.Errorf("parse +QIURC: %w", err)
+	}
+	q := qiurc{Kind: unquote(f[0]), ID: -1, Len: -1}
+	if len(f) >= 2 {
+		if q.ID, err = field(f, 1); err != nil {
+			return q, fmt.Errorf("parse %q: %w", line, err)
+		}
+	}
+	if q.Kind != "recv" || len(f) < 3 {
+		return q, nil
+	}
+	if q.Len, err = field(f, 2); err != nil || q.Len < 0 {
+		return q, fmt.Errorf("parse %q: bad length", line)
+	}
+	if len(f) >= 5 {
+		if q.From, err = addrPort(f[3], f[4]); err != nil {
+			return q, fmt.Errorf("parse %q: %w", line, err)
+		}
+	}
+	return q, nil
+}
+
+// parseQIRD reads the head of one AT+QIRD datagram,
+// `+QIRD: <len>,"<ip>",<port>`, or `+QIRD: 0` when the buffer is empty.
+func parseQIRD(head string) (n int, from netip.AddrPort, err error) {
+	f, err := fields(head, "+QIRD:")
+	if err == nil {
+		n, err = field(f, 0)
+	}
+	if err == nil && n < 0 {
+		err = fmt.Errorf("negative length")
+	}
+	if err == nil && n > 0 {
+		if len(f) < 3 {
+			err = fmt.Errorf("no sender")
+		} else {
+			from, err = addrPort(f[1], f[2])
+		}
+	}
+	if err != nil {
+		return 0, netip.AddrPort{}, fmt.Errorf("parse %q: %w", head, err)
+	}
+	return n, from, nil
+}
+
+// parseQIACT finds context ctx in AT+QIACT? lines
+// (`+QIACT: <ctx>,<state>,<type>,"<ip>"`) and reports whether it is active
+// and its address.
+func parseQIACT(lines []string, ctx int) (active bool, ip string) {
+	for _, l := range lines {
+		f, err := fields(l, "+QIACT:")
+		if err != nil || len(f) < 2 {
+			continue
+		}
+		if id, err := field(f, 0); err != nil || id != ctx {
+			continue
+		}
+		state, err := field(f, 1)
+		if err != nil || state != 1 {
+			return false, ""
+		}
+		if len(f) >= 4 {
+			ip = unquote(f[3])
+		}
+		return true, ip
+	}
+	return false, ""
+}
+
+// parseQISTATE reports whether AT+QISTATE=1,<id> shows socket id open and
+// listening on port in the wanted access mode (0 buffer, 1 direct push).
+// `+QISTATE: <id>,"<service>","<ip>",<rport>,<lport>,<state>,<ctx>,<srv>,<mode>,"<port>"`.
+func parseQISTATE(lines []string, id, port, mode int) bool {
+	for _, l := range lines {
+		f, err := fields(l, "+QISTATE:")
+		if err != nil || len(f) < 9 {
+			continue
+		}
+		n, err0 := field(f, 0)
+		lport, err1 := field(f, 4)
+		state, err2 := field(f, 5)
+		m, err3 := field(f, 8)
+		if err0 != nil || err1 != nil || err2 != nil || err3 != nil || n != id {
+			continue
+		}
+		return strings.EqualFold(unquote(f[1]), "UDP SERVICE") && lport == port && (state == 2 || state == 3) && m == mode
+	}
+	return false
+}

@@ -3,6 +3,7 @@ package modem
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -174,4 +175,62 @@ func (simcomSockets) urc(u at.URC) sockEvent {
 // read: the SIM7600 pushes every datagram; nothing waits to be read.
 func (simcomSockets) read(context.Context, sockLink, *sockEvent) ([]datagram, bool, error) {
 	return nil, false, nil
+}
+
+// parseRecvFrom reads SIM7600's `RECV FROM:<ip>:<port>` (IPv6 addresses
+// have colons of their own; the port follows the last one).
+func parseRecvFrom(line string) (netip.AddrPort, error) {
+	rest, ok := strings.CutPrefix(line, "RECV FROM:")
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("%q does not start with %q", line, "RECV FROM:")
+	}
+	rest = strings.TrimSpace(rest)
+	i := strings.LastIndexByte(rest, ':')
+	if i < 0 {
+		return netip.AddrPort{}, fmt.Errorf("parse %q: no port", line)
+	}
+	ap, err := addrPort(strings.Trim(rest[:i], "[]"), rest[i+1:])
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("parse %q: %w", line, err)
+	}
+	return ap, nil
+}
+
+// parseReceive reads the head of a SIM7600 push, `+RECEIVE,<id>,<len>` or
+// `+RECEIVE: <id>,<len>`.
+func parseReceive(head string) (id, n int, err error) {
+	rest, ok := strings.CutPrefix(head, "+RECEIVE")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q does not start with +RECEIVE", head)
+	}
+	rest = strings.TrimLeft(rest, ":, ")
+	f, _ := fields(rest, "")
+	if len(f) < 2 {
+		return 0, 0, fmt.Errorf("parse %q: want <id>,<len>", head)
+	}
+	if id, err = field(f, 0); err == nil {
+		n, err = field(f, 1)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("parse %q: %w", head, err)
+	}
+	return id, n, nil
+}
+
+// parseCIPOPENRead reports whether AT+CIPOPEN? shows link id open as a UDP
+// socket on port (`+CIPOPEN: <id>,"UDP",,,<port>`; a closed link is
+// `+CIPOPEN: <id>`).
+func parseCIPOPENRead(lines []string, id, port int) bool {
+	for _, l := range lines {
+		f, err := fields(l, "+CIPOPEN:")
+		if err != nil || len(f) < 5 {
+			continue
+		}
+		n, err0 := field(f, 0)
+		p, err1 := field(f, len(f)-1)
+		if err0 == nil && err1 == nil && n == id {
+			return strings.EqualFold(unquote(f[1]), "UDP") && p == port
+		}
+	}
+	return false
 }

@@ -213,3 +213,31 @@ func (ubloxSockets) read(ctx context.Context, l sockLink, ev *sockEvent) ([]data
 		}
 	}
 }
+
+// parseUUSORF reads u-blox `+UUSORF: <socket>,<len>` (also +UUSORD).
+func parseUUSORF(line string) (id, n int, err error) {
+	prefix, _, _ := strings.Cut(line, ":")
+	return parsePair(line, prefix+":")
+}
+
+// parseUSORF reads the head of one u-blox datagram,
+// `+USORF: <socket>,"<ip>",<port>,<len>,"`.
+func parseUSORF(head string) (id int, from netip.AddrPort, n int, err error) {
+	f, err := fields(strings.TrimSuffix(head, `"`), "+USORF:")
+	if err == nil && len(f) < 4 {
+		err = fmt.Errorf("want 4 fields")
+	}
+	if err == nil {
+		id, err = field(f, 0)
+	}
+	if err == nil {
+		from, err = addrPort(f[1], f[2])
+	}
+	if err == nil {
+		n, err = field(f, 3)
+	}
+	if err != nil {
+		return 0, netip.AddrPort{}, 0, fmt.Errorf("parse %q: %w", head, err)
+	}
+	return id, from, n, nil
+}

@@ -163,14 +163,6 @@ func (n *network) urc(line string) {
 	n.applyRegistration()
 }
 
-// pollStatus refreshes signal, registration and operator on eng.
-func (s *Session) pollStatus(ctx context.Context, eng *at.Engine) error {
-	return s.net.poll(ctx, onEngine{s, eng})
-}
-
-// registrationURC takes a +CEREG/+CREG/+CGREG URC.
-func (s *Session) registrationURC(line string) { s.net.urc(line) }
-
 // Healthy reports whether the session is doing its job; it gates the
 // systemd watchdog, so it errs only when restarting the process could help.
 // The rule, in order:

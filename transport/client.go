@@ -31,21 +31,6 @@ func NewResumeStore(resumed func()) paho.Store {
 	return &resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: resumed}
 }
 
-// Backoff is capped exponential backoff with jitter: Next returns a delay
-// between half and all of the current step, which doubles up to max.
-type Backoff struct{ b backoff }
-
-// NewBackoff returns a Backoff starting at min and doubling up to max.
-func NewBackoff(min, max time.Duration) *Backoff {
-	return &Backoff{b: backoff{min: min, max: max}}
-}
-
-// Next returns the next delay.
-func (b *Backoff) Next() time.Duration { return b.b.next() }
-
-// Reset starts again from min.
-func (b *Backoff) Reset() { b.b.reset() }
-
 // WaitToken waits for a paho token, for ctx, and for limit when positive.
 func WaitToken(ctx context.Context, t paho.Token, limit time.Duration) error {
 	return waitToken(ctx, t, limit)

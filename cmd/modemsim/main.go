@@ -50,14 +50,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/simgate/simgate/internal/cli"
 	"github.com/simgate/simgate/modem/modemsim"
 	"github.com/simgate/simgate/modem/modemsim/superapi"
 )
 
 const (
-	exitOK    = 0
+	exitOK    = cli.ExitOK
 	exitError = 1
-	exitUsage = 2
+	exitUsage = cli.ExitUsage
 )
 
 func main() {
@@ -100,13 +101,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdFaults(rest, stderr)
 	case "api-state":
 		return cmdAPIState(rest, stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		usage(stdout)
-		return exitOK
 	default:
-		fmt.Fprintf(stderr, "modemsim: unknown verb %q\n", verb)
-		usage(stderr)
-		return exitUsage
+		return cli.OtherVerb("modemsim", verb, usage, stdout, stderr)
 	}
 }
 
@@ -135,21 +131,12 @@ func usage(w io.Writer) {
 }
 
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("modemsim "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+	return cli.NewFlags("modemsim", name, stderr)
 }
 
-// parse parses args and reports the exit code when parsing ended the run.
-func parse(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
-		return exitUsage, false
-	}
-	return 0, true
-}
+// parse parses args (some verbs take arguments after the flags) and
+// reports the exit code when parsing ended the run.
+func parse(fs *flag.FlagSet, args []string) (int, bool) { return cli.Parse(fs, args, false) }
 
 func fail(stderr io.Writer, err error) int {
 	fmt.Fprintf(stderr, "modemsim: %v\n", err)

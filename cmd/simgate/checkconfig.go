@@ -9,17 +9,16 @@ import (
 )
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("check-config", stderr)
-	path := fs.String("config", config.DefaultPath, "config file to check")
-	if code, ok := parseFlags(fs, args); !ok {
+	path, code, ok := parseConfigFlag("check-config", "config file to check", args, stderr)
+	if !ok {
 		return code
 	}
-	_, warns, err := config.LoadWithWarnings(*path)
+	_, warns, err := config.LoadWithWarnings(path)
 	for _, w := range warns {
 		fmt.Fprintf(stderr, "%s (warning)\n", w)
 	}
 	if err != nil {
-		printConfigError(stderr, *path, err)
+		printConfigError(stderr, path, err)
 		return exitConfig
 	}
 	fmt.Fprintln(stdout, "ok")

@@ -10,34 +10,27 @@ import (
 
 	"github.com/simgate/simgate/cloud"
 	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/lifecycle"
 	"github.com/simgate/simgate/internal/metrics"
-	"github.com/simgate/simgate/systemd"
+	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/transport"
 )
 
 // cmdCloud runs the cloud bridge: the cloud broker on one side, the Super
 // SIM API and its webhooks on the other (README, "Running the cloud bridge").
 func cmdCloud(args []string, stderr io.Writer) int {
-	fs := newFlags("cloud", stderr)
-	path := fs.String("config", config.DefaultPath, "config file")
-	if code, ok := parseFlags(fs, args); !ok {
+	d, code, ok := loadDaemon("cloud", args, stderr)
+	if !ok {
 		return code
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		printConfigError(stderr, *path, err)
+	defer flushLog(d.log)
+	if !d.cfg.Cloud.HasCredentials() {
+		fmt.Fprintf(stderr, "%s: cloud: the section with the provider's credentials is missing (see README, \"Running the cloud bridge\")\n", d.path)
 		return exitConfig
 	}
-	if !cfg.Cloud.HasCredentials() {
-		fmt.Fprintf(stderr, "%s: cloud: the section with the provider's credentials is missing (see README, \"Running the cloud bridge\")\n", *path)
-		return exitConfig
-	}
-	log := newLogger(stderr, cfg.Log)
-	v, c := buildVersion()
-	log.Info("simgate cloud starting", "version", v, "commit", c, "config", *path)
-	ctx, stop := signalContext(log)
-	defer stop()
-	return exitCode(log, runCloud(ctx, &cfg, log))
+	return runDaemon("simgate cloud", d, func(ctx context.Context) error {
+		return runCloud(ctx, &d.cfg, d.log)
+	})
 }
 
 // cloudParts builds the API client and the callback verifier from the
@@ -74,6 +67,8 @@ func cloudParts(c *config.Cloud, reg *metrics.Registry) (*cloud.API, cloud.Verif
 	return api, verifier, nil
 }
 
+// runCloud runs the cloud bridge until ctx is cancelled, its parts started
+// in the order below and stopped in the reverse one.
 func runCloud(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	c := &cfg.Cloud
 	reg := metrics.NewRegistry()
@@ -84,15 +79,103 @@ func runCloud(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if c.Provider == "kore" && c.SigningSecret == "" {
 		log.Warn("cloud.signing_secret_file is empty: KORE callbacks are accepted unsigned; create a webhook secret in KORE's developer portal")
 	}
-	q, err := transport.OpenQueue(transport.StoreConfig{Dir: cfg.Store.Dir, MaxMessages: cfg.Store.MaxMessages}, log.With("component", "queue"))
-	if err != nil {
+	var (
+		q        *transport.Queue
+		b        *cloud.Bridge
+		srvRun   *lifecycle.Task
+		n        = systemd.New(log.With("component", "systemd"))
+		bridgeGo *lifecycle.Task
+	)
+	var parts lifecycle.List
+	parts.Log = log
+	parts.Add(lifecycle.Part{
+		// The queue first and closed last: the bridge stores in it.
+		Name: "queue",
+		Start: func(context.Context) (err error) {
+			q, err = transport.OpenQueue(transport.StoreConfig{Dir: cfg.Store.Dir, MaxMessages: cfg.Store.MaxMessages}, log.With("component", "queue"))
+			return err
+		},
+		Stop:    func(context.Context) error { return q.Close() },
+		LogOnly: true,
+	}, lifecycle.Part{
+		Name: "bridge",
+		Start: func(context.Context) (err error) {
+			b, err = newBridge(cfg, api, verifier, reg, q, log)
+			return err
+		},
+	}, lifecycle.Part{
+		// http.listen serves /metrics and /healthz, as for the device
+		// daemon, until ctx is cancelled.
+		Name: "http",
+		Start: func(ctx context.Context) error {
+			if cfg.HTTP.Listen == "" {
+				return nil
+			}
+			srv, err := metrics.Listen(cfg.HTTP.Listen, metrics.Handler(reg, b.Healthy), log.With("component", "http"))
+			if err != nil {
+				return err
+			}
+			srvRun = lifecycle.Go(ctx, func(ctx context.Context) error {
+				if err := srv.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					return err
+				}
+				return nil
+			})
+			return nil
+		},
+		Stop: func(ctx context.Context) error {
+			if srvRun == nil {
+				return nil
+			}
+			return srvRun.Stop(ctx)
+		},
+		LogOnly: true,
+	}, lifecycle.Part{
+		// READY=1 once the bridge is built; STOPPING=1 once it is done.
+		Name: "systemd",
+		Start: func(context.Context) error {
+			if n.Enabled() {
+				if err := n.Ready(); err != nil {
+					log.Warn("sd_notify READY", "err", err)
+				}
+			}
+			return nil
+		},
+		Stop: func(context.Context) error {
+			if n.Enabled() {
+				if err := n.Stopping(); err != nil {
+					log.Warn("sd_notify STOPPING", "err", err)
+				}
+			}
+			return nil
+		},
+	}, lifecycle.Part{
+		// The bridge runs on ctx and stops first, when ctx ends and its
+		// in-flight work is done.
+		Name: "bridge run",
+		Start: func(ctx context.Context) error {
+			bridgeGo = lifecycle.Go(ctx, b.Run)
+			return nil
+		},
+		Stop: func(ctx context.Context) error { return bridgeGo.Stop(ctx) },
+	})
+	if err := parts.Start(ctx); err != nil {
 		return err
 	}
-	defer func() {
-		if err := q.Close(); err != nil {
-			log.Error("closing the queue", "err", err)
-		}
-	}()
+	<-bridgeGo.Done()
+	err = bridgeGo.Take()
+	if serr := parts.Stop(); err == nil {
+		err = serr
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// newBridge builds the bridge of the configuration.
+func newBridge(cfg *config.Config, api *cloud.API, verifier cloud.Verifier, reg *metrics.Registry, q *transport.Queue, log *slog.Logger) (*cloud.Bridge, error) {
+	c := &cfg.Cloud
 	clientID := cfg.MQTT.ClientID
 	if clientID == "" {
 		host, err := os.Hostname()
@@ -114,38 +197,7 @@ func runCloud(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		DevicePort: c.DevicePort, Sims: c.Sims, StoreDir: cfg.Store.Dir, Version: v, Metrics: reg,
 	}, q, log)
 	if err != nil {
-		return errConfig{err}
+		return nil, errConfig{err}
 	}
-	// http.listen serves /metrics and /healthz, as for the device daemon.
-	if cfg.HTTP.Listen != "" {
-		srv, err := metrics.Listen(cfg.HTTP.Listen, metrics.Handler(reg, b.Healthy), log.With("component", "http"))
-		if err != nil {
-			return err
-		}
-		srvCtx, stopSrv := context.WithCancel(ctx)
-		srvDone := make(chan error, 1)
-		go func() { srvDone <- srv.Serve(srvCtx) }()
-		defer func() {
-			stopSrv()
-			if err := <-srvDone; err != nil && !errors.Is(err, context.Canceled) {
-				log.Warn("metrics server", "err", err)
-			}
-		}()
-	}
-	n := systemd.New(log.With("component", "systemd"))
-	if n.Enabled() {
-		if err := n.Ready(); err != nil {
-			log.Warn("sd_notify READY", "err", err)
-		}
-	}
-	err = b.Run(ctx)
-	if n.Enabled() {
-		if serr := n.Stopping(); serr != nil {
-			log.Warn("sd_notify STOPPING", "err", serr)
-		}
-	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return b, nil
 }

@@ -38,6 +38,7 @@ type loopDemo struct {
 	iccid    string
 	cloudURL string
 	devURL   string
+	dataUp   bool // the device's last status has its UDP socket open
 }
 
 type obsMessage struct {
@@ -223,6 +224,10 @@ func (d *loopDemo) show(m obsMessage) map[string]any {
 	var v map[string]any
 	_ = json.Unmarshal(m.body, &v)
 	if strings.HasSuffix(m.topic, "/status") {
+		if m.side == "device" {
+			data, _ := v["data"].(map[string]any)
+			d.dataUp = data["state"] == "up"
+		}
 		return v // retained status: noise in this demo
 	}
 	body := string(m.body)
@@ -283,6 +288,13 @@ func (d *loopDemo) script(ctx context.Context) error {
 	}
 	if err := d.await(ctx, "cloud", c+"/sms/to_sim/result", status("demo-c2d-sms", "delivered")); err != nil {
 		return err
+	}
+	// The network drops an IP Command sent before the module's UDP
+	// socket is open, as the real one does: wait for the device to say so.
+	if !d.dataUp {
+		if err := d.await(ctx, "device", c+"/status", func(map[string]any) bool { return d.dataUp }); err != nil {
+			return err
+		}
 	}
 	d.printf("cloud -> device: an IP Command (binary, base64 on MQTT, raw bytes on the air)\n")
 	if err := d.publish("cloud", c+"/ip/to_sim", `{"id":"demo-c2d-ip","payload":"`+base64.StdEncoding.EncodeToString([]byte{0, 1, 2, 0xff})+`","encoding":"base64"}`); err != nil {

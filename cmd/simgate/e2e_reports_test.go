@@ -50,7 +50,7 @@ func TestE2EDeliveryReports(t *testing.T) {
 	}
 
 	r.sim.SetFaults(modemsim.Faults{ReportLost: true})
-	got = send("dr-lost", 1)
+	send("dr-lost", 1)
 	r.sim.SetFaults(modemsim.Faults{})
 	// The next request is sent and reported although the lost report
 	// never came.

@@ -14,8 +14,10 @@ import (
 
 	"github.com/simgate/simgate/config"
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/lifecycle"
+	"github.com/simgate/simgate/internal/ring"
+	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/modem"
-	"github.com/simgate/simgate/systemd"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -47,40 +49,261 @@ var deviceIDWait = 30 * time.Second
 
 // runGateway runs the whole gateway until ctx is cancelled: the durable
 // queue, an embedded broker when configured, the modem session, the IP
-// Commands socket of this host in ip.mode os, and the MQTT relay. On
+// Commands socket of this host in ip.mode os, and the MQTT relay, started
+// in the order of gateway.parts and stopped in the reverse one. On
 // cancellation the relay finishes in-flight work (a device call, PUBACKs)
 // before the modem session stops, and the queue closes last.
-func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt gatewayOptions) (err error) {
-	n := opt.Notifier
-	if n == nil {
-		n = systemd.New(log.With("component", "systemd"))
+func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt gatewayOptions) error {
+	g := &gateway{cfg: cfg, log: log, opt: opt, hub: newHub(), simChanged: make(chan error, 1)}
+	g.n = opt.Notifier
+	if g.n == nil {
+		g.n = systemd.New(log.With("component", "systemd"))
 	}
-	q, err := transport.OpenQueue(transport.StoreConfig{Dir: cfg.Store.Dir, MaxMessages: cfg.Store.MaxMessages}, log.With("component", "queue"))
-	if err != nil {
+	parts := lifecycle.List{Log: log}
+	parts.Add(g.parts()...)
+	if err := parts.Start(ctx); err != nil {
+		var se *lifecycle.StartError
+		if errors.As(err, &se) && errors.Is(se.Err, errStoppedEarly) {
+			return se.Stop // asked to stop before the device id was known
+		}
 		return err
 	}
-	defer func() {
-		if cerr := q.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-
-	if cfg.MQTT.Embedded {
-		stop, err := transport.StartEmbedded(context.Background(), cfg.MQTT.URL, log)
-		if err != nil {
-			return err
-		}
-		// Deferred after q.Close, so it runs before it and after the relay
-		// has published its offline status.
-		defer func() {
-			if serr := stop(); serr != nil {
-				log.Warn("embedded broker", "err", serr)
-			}
-		}()
-		log.Info("embedded MQTT broker listening", "url", config.RedactURL(cfg.MQTT.URL))
+	log.Info("gateway running", "device_id", g.deviceID, "topic_prefix", g.prefix, "mqtt", config.RedactURL(cfg.MQTT.URL), "modem", modemName(cfg))
+	if opt.Started != nil {
+		opt.Started(g.deviceID, g.prefix)
 	}
+	// The relay ends when ctx is cancelled, once its in-flight work is
+	// done; the other two end the gateway early.
+	var err error
+	select {
+	case <-g.relayRun.Done():
+		err = g.relayRun.Take()
+	case err = <-g.simChanged:
+	case <-g.sessRun.Done():
+		err = sessionEnded(g.sessRun.Take())
+	}
+	if serr := parts.Stop(); err == nil {
+		err = serr
+	}
+	return err
+}
 
-	h := newHub()
+// errStoppedEarly ends the start when ctx is cancelled while the gateway
+// waits for the device id: a clean stop, not a failure.
+var errStoppedEarly = errors.New("stopped before the device id was known")
+
+// sessionEnded is the error of a modem session that returned while the
+// gateway ran: Run only returns early for a configuration it cannot use.
+func sessionEnded(err error) error {
+	if err == nil {
+		err = errors.New("the modem session ended")
+	}
+	return errConfig{err}
+}
+
+// gateway is what runGateway wires together. Each field after the first
+// group is set by the start of the part that owns it, and read only by
+// the parts after it.
+type gateway struct {
+	cfg        *config.Config
+	log        *slog.Logger
+	opt        gatewayOptions
+	n          *systemd.Notifier
+	hub        *hub
+	simChanged chan error // watchSIM's verdict
+
+	q          *transport.Queue
+	stopBroker func() error
+	session    modemBackend
+	dev        *device
+	udpRun     *lifecycle.Task
+	obs        *observability
+	stopObs    func()
+	sessRun    *lifecycle.Task
+	noStopping func() bool // cancels the STOPPING=1 notice
+	notifyRun  *lifecycle.Task
+	deviceID   string
+	prefix     string
+	relay      *transport.Relay
+	relayRun   *lifecycle.Task
+	simRun     *lifecycle.Task
+	haRun      *lifecycle.Task
+}
+
+// parts is the gateway's start order; it stops in the reverse one. Each
+// part needs those above it, and what stops first (the relay) finishes
+// its work while everything below it still runs.
+func (g *gateway) parts() []lifecycle.Part {
+	cfg, log, h := g.cfg, g.log, g.hub
+	stopTask := func(t **lifecycle.Task) func(context.Context) error {
+		return func(ctx context.Context) error { return (*t).Stop(ctx) }
+	}
+	return []lifecycle.Part{{
+		// The queue first and closed last: everything below stores in it.
+		Name: "queue",
+		Start: func(context.Context) (err error) {
+			g.q, err = transport.OpenQueue(transport.StoreConfig{Dir: cfg.Store.Dir, MaxMessages: cfg.Store.MaxMessages}, log.With("component", "queue"))
+			return err
+		},
+		Stop: func(context.Context) error { return g.q.Close() },
+	}, {
+		// The embedded broker outlives the relay, which publishes its
+		// offline status on the way out.
+		Name: "embedded broker",
+		Start: func(context.Context) (err error) {
+			if !cfg.MQTT.Embedded {
+				return nil
+			}
+			if g.stopBroker, err = transport.StartEmbedded(context.Background(), cfg.MQTT.URL, log); err != nil {
+				return err
+			}
+			log.Info("embedded MQTT broker listening", "url", config.RedactURL(cfg.MQTT.URL))
+			return nil
+		},
+		Stop: func(context.Context) error {
+			if g.stopBroker == nil {
+				return nil
+			}
+			return g.stopBroker()
+		},
+		LogOnly: true,
+	}, {
+		// Built, not run yet: the socket below and the operators' view
+		// read it.
+		Name:  "modem",
+		Start: func(context.Context) error { g.newSession(); return nil },
+	}, {
+		// Bound at start, so a port in use or a missing ip.bind address
+		// is reported at once; datagrams wait in the kernel until Run.
+		// It stops after the relay and before the queue closes: what it
+		// has read is stored first.
+		Name: "ip socket",
+		Start: func(ctx context.Context) error {
+			if cfg.IP.Mode != "os" {
+				return nil
+			}
+			udp, err := transport.NewUDP(transport.UDPConfig{
+				Port:           cfg.IP.Port,
+				Bind:           cfg.IP.Bind,
+				Cloud:          cfg.IP.Cloud,
+				AllowedSources: cfg.AllowedSources(),
+				OnEvent:        h.event,
+			}, g.q, log.With("component", "udp"))
+			if err != nil {
+				return errConfig{err}
+			}
+			g.dev.udp = udp
+			g.udpRun = lifecycle.Go(context.WithoutCancel(ctx), udp.Run)
+			return nil
+		},
+		Stop: func(ctx context.Context) error {
+			if g.udpRun == nil {
+				return nil
+			}
+			return g.udpRun.Stop(ctx)
+		},
+		LogOnly: true,
+	}, {
+		// Metrics, /healthz and the status socket, from the start: an
+		// operator sees why a gateway is not ready yet.
+		Name: "observability",
+		Start: func(context.Context) (err error) {
+			g.obs = newObservability(cfg, g.session, g.q, h, g.dev, log)
+			g.stopObs, err = g.obs.serve(log)
+			return err
+		},
+		Stop: func(context.Context) error { g.stopObs(); return nil },
+	}, {
+		// The session runs on a context of its own: it keeps serving a
+		// device call the relay is finishing after ctx is cancelled, and
+		// stops only after the relay.
+		Name: "modem session",
+		Start: func(ctx context.Context) error {
+			g.sessRun = lifecycle.Go(context.WithoutCancel(ctx), g.session.Run)
+			return nil
+		},
+		Stop: stopTask(&g.sessRun),
+	}, {
+		// STOPPING=1 as soon as ctx is cancelled, while the relay still
+		// finishes its work.
+		Name: "systemd stopping",
+		Start: func(ctx context.Context) error {
+			g.noStopping = context.AfterFunc(ctx, func() {
+				if err := g.n.Stopping(); err != nil {
+					log.Warn("systemd notify", "err", err)
+				}
+			})
+			return nil
+		},
+		Stop: func(context.Context) error { g.noStopping(); return nil },
+	}, {
+		// systemd hears from the start, before the device id is known: a
+		// first start without the modem shows why it is not ready yet.
+		Name: "systemd notify",
+		Start: func(ctx context.Context) error {
+			g.notifyRun = lifecycle.Go(ctx, func(ctx context.Context) error {
+				notifyLoop(ctx, g.n, g.session, g.q, g.dev, h, log)
+				return nil
+			})
+			return nil
+		},
+		Stop: stopTask(&g.notifyRun),
+	}, {
+		// Waits for the SIM's ICCID (or the remembered id), which names
+		// the topics the relay uses.
+		Name: "device id",
+		Start: func(ctx context.Context) error {
+			id, err := resolveDeviceID(ctx, cfg, h, g.sessRun, log)
+			if err != nil {
+				if ctx.Err() != nil {
+					return errStoppedEarly
+				}
+				return err
+			}
+			g.deviceID, g.prefix = id, cfg.Prefix(id)
+			g.obs.setDeviceID(id)
+			return nil
+		},
+	}, {
+		// The relay stops first: it ends by itself once ctx is cancelled
+		// and its in-flight work (a device call, PUBACKs) is done, with
+		// everything above still running.
+		Name: "relay",
+		Start: func(ctx context.Context) error {
+			if err := g.newRelay(); err != nil {
+				return err
+			}
+			g.relayRun = lifecycle.Go(ctx, g.relay.Run)
+			return nil
+		},
+		Stop: stopTask(&g.relayRun),
+	}, {
+		Name: "sim watch",
+		Start: func(ctx context.Context) error {
+			g.simRun = lifecycle.Go(ctx, func(ctx context.Context) error {
+				watchSIM(ctx, cfg, g.deviceID, h, g.simChanged, log)
+				return nil
+			})
+			return nil
+		},
+		Stop: stopTask(&g.simRun),
+	}, {
+		Name: "home assistant",
+		Start: func(ctx context.Context) error {
+			g.haRun = lifecycle.Go(ctx, func(ctx context.Context) error {
+				homeAssistant(ctx, cfg, g.deviceID, g.prefix, g.relay, g.dev, h, log)
+				return nil
+			})
+			return nil
+		},
+		Stop: stopTask(&g.haRun),
+	}}
+}
+
+// newSession builds the modem backend the configuration names, and the
+// device the relay sends through.
+func (g *gateway) newSession() {
+	cfg, h := g.cfg, g.hub
 	mcfg := modem.Config{
 		Port:    cfg.Modem.Port,
 		Baud:    cfg.Modem.Baud,
@@ -96,153 +319,54 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, opt g
 		Cloud:           cfg.IP.Cloud,
 		OnEvent:         h.event,
 		OnStatus:        h.status,
-		Logger:          log,
-		Open:            opt.Open,
+		Logger:          g.log,
+		Open:            g.opt.Open,
 	}
 	if cfg.IP.Mode == "modem" {
 		mcfg.AllowedSources = cfg.AllowedSources()
 	}
-	var session modemBackend
 	if cfg.Modem.Backend == config.BackendModemManager {
-		session = newModemManager(cfg, h, q, log)
+		g.session = newModemManager(cfg, h, g.q, g.log)
 	} else {
-		session = modem.NewSession(mcfg, q)
+		g.session = modem.NewSession(mcfg, g.q)
 	}
-	dev := &device{cfg: cfg, session: session, hub: h}
-	if cfg.IP.Mode == "os" {
-		// Bound now, so a port in use or a missing ip.bind address is
-		// reported at start; datagrams wait in the kernel until Run.
-		udp, err := transport.NewUDP(transport.UDPConfig{
-			Port:           cfg.IP.Port,
-			Bind:           cfg.IP.Bind,
-			Cloud:          cfg.IP.Cloud,
-			AllowedSources: cfg.AllowedSources(),
-			OnEvent:        h.event,
-		}, q, log.With("component", "udp"))
-		if err != nil {
-			return errConfig{err}
-		}
-		dev.udp = udp
-		udpCtx, stopUDP := context.WithCancel(context.Background())
-		udpDone := make(chan error, 1)
-		go func() { udpDone <- udp.Run(udpCtx) }()
-		// Stopped after the relay, before the queue closes: what it has
-		// read is stored first.
-		defer func() {
-			stopUDP()
-			if uerr := <-udpDone; uerr != nil {
-				log.Warn("ip socket", "err", uerr)
-			}
-		}()
-	}
+	g.dev = &device{cfg: cfg, session: g.session, hub: h}
+}
 
-	// Metrics, /healthz and the status socket, from the start: an operator
-	// sees why a gateway is not ready yet.
-	obs := newObservability(cfg, session, q, h, dev, log)
-	stopObs, err := obs.serve(log)
-	if err != nil {
-		return err
-	}
-	defer stopObs()
-
-	// The session runs on its own context: it keeps serving a device call
-	// the relay is finishing after ctx is cancelled, and stops after.
-	sessCtx, stopSession := context.WithCancel(context.Background())
-	sessDone := make(chan error, 1)
-	go func() { sessDone <- session.Run(sessCtx) }()
-	defer func() {
-		stopSession()
-		if serr := <-sessDone; serr != nil && err == nil {
-			err = serr
-		}
-	}()
-
-	defer context.AfterFunc(ctx, func() {
-		if err := n.Stopping(); err != nil {
-			log.Warn("systemd notify", "err", err)
-		}
-	})()
-	// systemd hears from the start, before the device id is known: a first
-	// start without the modem shows why it is not ready yet.
-	notifyCtx, stopNotify := context.WithCancel(ctx)
-	notifyDone := make(chan struct{})
-	go func() {
-		defer close(notifyDone)
-		notifyLoop(notifyCtx, n, session, q, dev, h, log)
-	}()
-	defer func() {
-		stopNotify()
-		<-notifyDone
-	}()
-
-	deviceID, err := resolveDeviceID(ctx, cfg, h, sessDone, log)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
-	prefix := cfg.Prefix(deviceID)
-	obs.setDeviceID(deviceID)
+// newRelay builds the relay under the device id's topics and hands it the
+// events held until now.
+func (g *gateway) newRelay() error {
+	cfg := g.cfg
 	ver, _ := buildVersion()
 	relay, err := transport.NewRelay(transport.RelayConfig{
 		MQTT: transport.MQTTConfig{
 			URL:          cfg.MQTT.URL,
-			ClientID:     cfg.ClientID(deviceID),
+			ClientID:     cfg.ClientID(g.deviceID),
 			Username:     cfg.MQTT.Username,
 			PasswordFile: cfg.MQTT.PasswordFile,
 			CAFile:       cfg.MQTT.CAFile,
 			CertFile:     cfg.MQTT.CertFile,
 			KeyFile:      cfg.MQTT.KeyFile,
-			TopicPrefix:  prefix,
+			TopicPrefix:  g.prefix,
 		},
 		Version:  ver,
-		Observer: obs.observer(),
-	}, q, dev, log)
+		Observer: g.obs.observer(),
+	}, g.q, g.dev, g.log)
 	if err != nil {
 		return errConfig{err}
 	}
-	h.attach(relay)
-
-	runCtx, stopRun := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer stopRun()
-	simChanged := make(chan error, 1)
-	wg.Go(func() { watchSIM(runCtx, cfg, deviceID, h, simChanged, log) })
-	wg.Go(func() { homeAssistant(runCtx, cfg, deviceID, prefix, relay, dev, h, log) })
-	relayDone := make(chan error, 1)
-	go func() { relayDone <- relay.Run(runCtx) }()
-	log.Info("gateway running", "device_id", deviceID, "topic_prefix", prefix, "mqtt", config.RedactURL(cfg.MQTT.URL), "modem", modemName(cfg))
-	if opt.Started != nil {
-		opt.Started(deviceID, prefix)
+	g.relay = relay
+	if dropped := g.hub.attach(relay); dropped > 0 {
+		g.log.Warn("events held before the relay started overflowed; the oldest were dropped", "dropped", dropped, "limit", heldEvents)
 	}
-	select {
-	case err = <-relayDone:
-		stopRun()
-		return err
-	case serr := <-simChanged:
-		stopRun()
-		if rerr := <-relayDone; rerr != nil {
-			log.Warn("relay", "err", rerr)
-		}
-		return serr
-	case serr := <-sessDone:
-		// Run only returns early for a configuration it cannot use.
-		sessDone <- nil
-		stopRun()
-		if rerr := <-relayDone; rerr != nil {
-			log.Warn("relay", "err", rerr)
-		}
-		return errConfig{serr}
-	}
+	return nil
 }
 
 // resolveDeviceID returns device_id from the configuration or, when it is
 // empty, the SIM's ICCID. The ICCID last seen is remembered in store.dir, so
 // after a restart with the modem missing, messages already queued are still
 // relayed under the right topics.
-func resolveDeviceID(ctx context.Context, cfg *config.Config, h *hub, sessDone chan error, log *slog.Logger) (string, error) {
+func resolveDeviceID(ctx context.Context, cfg *config.Config, h *hub, sess *lifecycle.Task, log *slog.Logger) (string, error) {
 	if cfg.DeviceID != "" {
 		return cfg.DeviceID, nil
 	}
@@ -279,9 +403,8 @@ func resolveDeviceID(ctx context.Context, cfg *config.Config, h *hub, sessDone c
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case err := <-sessDone:
-			sessDone <- err
-			if err != nil {
+		case <-sess.Done():
+			if err := sess.Take(); err != nil {
 				return "", errConfig{err}
 			}
 			return "", errors.New("modem session ended before the SIM was read")
@@ -360,7 +483,7 @@ func notifyLoop(ctx context.Context, n *systemd.Notifier, s modemBackend, q *tra
 			}
 		}
 		r := h.currentRelay()
-		if err := n.Status(systemd.StatusLine(st, q.Stats().Pending(), r != nil && r.Stats().Connected)); err != nil {
+		if err := n.Status(statusLine(st, q.Stats().Pending(), r != nil && r.Stats().Connected)); err != nil {
 			log.Warn("systemd notify", "err", err)
 		}
 		select {
@@ -396,7 +519,8 @@ func healthy(s modemBackend, h *hub, dev *device) error {
 type hub struct {
 	mu      sync.Mutex
 	relay   *transport.Relay
-	held    []gw.Event
+	held    ring.Queue[gw.Event] // until the relay exists; bounded by heldEvents
+	dropped int                  // held events dropped for room
 	last    gw.Status
 	changes chan struct{}
 }
@@ -404,16 +528,15 @@ type hub struct {
 // heldEvents bounds events kept before the relay starts.
 const heldEvents = 256
 
-func newHub() *hub { return &hub{changes: make(chan struct{})} }
+func newHub() *hub {
+	return &hub{changes: make(chan struct{}), held: *ring.New(ring.Bounds[gw.Event]{Len: heldEvents})}
+}
 
 func (h *hub) event(ev gw.Event) {
 	h.mu.Lock()
 	r := h.relay
 	if r == nil {
-		if len(h.held) == heldEvents {
-			h.held = h.held[1:]
-		}
-		h.held = append(h.held, ev)
+		h.dropped += h.held.Push(ev)
 	}
 	h.mu.Unlock()
 	if r != nil {
@@ -452,16 +575,19 @@ func (h *hub) iccid() string {
 	return h.last.SIM.ICCID
 }
 
-func (h *hub) attach(r *transport.Relay) {
+// attach hands r the events held so far and every later one, and returns
+// how many were dropped while it did not exist.
+func (h *hub) attach(r *transport.Relay) (dropped int) {
 	h.mu.Lock()
-	held := h.held
-	h.held = nil
+	held, dropped := h.held.Drain(), h.dropped
+	h.dropped = 0
 	h.relay = r
 	h.mu.Unlock()
 	for _, ev := range held {
 		r.Event(ev)
 	}
 	r.StatusChanged()
+	return dropped
 }
 
 // device is the transport.Device the relay sends through: SMS through the

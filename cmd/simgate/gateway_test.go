@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,9 +19,10 @@ import (
 
 	"github.com/simgate/simgate/config"
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/lifecycle"
+	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/modem"
 	"github.com/simgate/simgate/modem/modemsim"
-	"github.com/simgate/simgate/systemd"
 )
 
 // testWait bounds waits so a broken test fails instead of hanging.
@@ -330,8 +332,12 @@ func TestHubHoldsEarlyEvents(t *testing.T) {
 	for i := range heldEvents + 5 {
 		h.event(gw.Event{Type: "t", Message: fmt.Sprint(i)})
 	}
-	if len(h.held) != heldEvents || h.held[0].Message != "5" || h.held[heldEvents-1].Message != fmt.Sprint(heldEvents+4) {
-		t.Fatalf("held %d events, first %q", len(h.held), h.held[0].Message)
+	held := slices.Collect(h.held.All())
+	if len(held) != heldEvents || held[0].Message != "5" || held[heldEvents-1].Message != fmt.Sprint(heldEvents+4) {
+		t.Fatalf("held %d events, first %q", len(held), held[0].Message)
+	}
+	if h.dropped != 5 {
+		t.Errorf("dropped %d events, want 5 counted for the log", h.dropped)
 	}
 }
 
@@ -520,14 +526,15 @@ func TestRememberedDeviceIDValidated(t *testing.T) {
 				err error
 			}
 			got := make(chan res, 1)
+			session := lifecycle.Go(ctx, func(ctx context.Context) error { <-ctx.Done(); return nil })
 			go func() {
-				id, err := resolveDeviceID(ctx, &cfg, h, make(chan error, 1), testLog(t))
+				id, err := resolveDeviceID(ctx, &cfg, h, session, testLog(t))
 				got <- res{id, err}
 			}()
 			held := func() []gw.Event {
 				h.mu.Lock()
 				defer h.mu.Unlock()
-				return append([]gw.Event(nil), h.held...)
+				return slices.Collect(h.held.All())
 			}
 			deadline := time.After(testWait)
 		wait:
@@ -558,5 +565,22 @@ func TestRememberedDeviceIDValidated(t *testing.T) {
 				t.Errorf("remembered %q, want the ICCID", id)
 			}
 		})
+	}
+}
+
+// The gateway's start order, which its stop reverses: the queue opens
+// first and closes last; the modem session outlives the relay, which
+// stops first and finishes its in-flight work with everything else up.
+func TestGatewayPartsOrder(t *testing.T) {
+	cfg := config.Default()
+	g := &gateway{cfg: &cfg, log: testLog(t), hub: newHub()}
+	var names []string
+	for _, p := range g.parts() {
+		names = append(names, p.Name)
+	}
+	want := []string{"queue", "embedded broker", "modem", "ip socket", "observability", "modem session",
+		"systemd stopping", "systemd notify", "device id", "relay", "sim watch", "home assistant"}
+	if !slices.Equal(names, want) {
+		t.Errorf("parts\n got %q\nwant %q", names, want)
 	}
 }

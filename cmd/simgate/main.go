@@ -12,18 +12,20 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/simgate/simgate/config"
+	"github.com/simgate/simgate/internal/cli"
 )
 
 // Exit codes of simgate run (sysexits.h where one fits).
 const (
-	exitOK     = 0
+	exitOK     = cli.ExitOK
 	exitError  = 1
-	exitUsage  = 2
+	exitUsage  = cli.ExitUsage
 	exitConfig = 78 // EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop on bad config
 )
 
@@ -51,13 +53,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
-	case "help", "-h", "-help", "--help":
-		usage(stdout)
-		return exitOK
 	default:
-		fmt.Fprintf(stderr, "simgate: unknown verb %q\n", verb)
-		usage(stderr)
-		return exitUsage
+		return cli.OtherVerb("simgate", verb, usage, stdout, stderr)
 	}
 }
 
@@ -75,22 +72,19 @@ func usage(w io.Writer) {
 // newFlags returns a flag set that reports errors instead of exiting, so
 // every verb controls its own exit code.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("simgate "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+	return cli.NewFlags("simgate", name, stderr)
 }
 
-// parseFlags parses args and returns the exit code to use when it failed.
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
-		return exitUsage, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return exitUsage, false
-	}
-	return 0, true
+// parseConfigFlag parses the flags of a verb whose only flag is -config,
+// described as what, and returns the file's path; ok false ends the run
+// with code.
+func parseConfigFlag(verb, what string, args []string, stderr io.Writer) (path string, code int, ok bool) {
+	fs := newFlags(verb, stderr)
+	p := fs.String("config", config.DefaultPath, what)
+	code, ok = parseFlags(fs, args)
+	return *p, code, ok
 }
+
+// parseFlags parses args, which take no arguments after the flags, and
+// returns the exit code to use when it failed.
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) { return cli.Parse(fs, args, true) }

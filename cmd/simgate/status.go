@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/simgate/simgate/config"
-	"github.com/simgate/simgate/systemd"
+	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/transport"
 )
 
@@ -168,16 +168,6 @@ func verdict(o statusObject) (bool, string) {
 // safe to print: no control characters reach the terminal.
 func clean(s string) string { return systemd.SanitizeStatus(s) }
 
-var registrationWords = map[string]string{
-	"home":           "registered (home)",
-	"roaming":        "registered (roaming)",
-	"searching":      "searching for a network",
-	"denied":         "registration denied",
-	"not_registered": "not registered",
-	"unknown":        "registration unknown",
-	"":               "registration unknown",
-}
-
 // summarize is the human summary of o, read from source.
 func summarize(o statusObject, source string) string {
 	var b strings.Builder
@@ -223,7 +213,7 @@ func summarize(o statusObject, source string) string {
 	if o.SIM.ICCID != "" || o.SIM.IMSI != "" {
 		line("SIM", "ICCID %s, IMSI %s", clean(o.SIM.ICCID), clean(o.SIM.IMSI))
 	}
-	reg, known := registrationWords[o.Network.Registration]
+	reg, known := registrationText[o.Network.Registration]
 	if !known {
 		reg = "registration " + clean(o.Network.Registration)
 	}

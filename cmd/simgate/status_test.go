@@ -16,8 +16,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/simgate/simgate/internal/systemd"
 	"github.com/simgate/simgate/modem/modemsim"
-	"github.com/simgate/simgate/systemd"
 	"github.com/simgate/simgate/transport"
 )
 

@@ -104,6 +104,7 @@ func simgateBinary(t *testing.T) string {
 
 // goTool is the go command of the toolchain running the tests.
 func goTool() string {
+	//lint:ignore SA1019 the tests run on the machine whose toolchain built them
 	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
 		return p
 	}

@@ -121,6 +121,10 @@ type Engine struct {
 	cur      *request // the caller's request being served (or waiting for a probe)
 	curProbe bool     // the running command is the probe for cur
 	timer    *time.Timer
+	// abandoned is the request running when the engine stopped, failed
+	// with abandonedErr once Done is closed.
+	abandoned    *request
+	abandonedErr error
 }
 
 type request struct {
@@ -324,7 +328,14 @@ func (e *Engine) read(out chan<- []byte, errc chan<- error) {
 // run is the owner goroutine: the only one that writes to the port or
 // touches the machine.
 func (e *Engine) run(reads <-chan []byte, readErr <-chan error) {
-	defer close(e.done)
+	defer func() {
+		// Done closes before the running command fails, so a caller that
+		// gets ErrClosed finds Done closed and takes the port for gone.
+		close(e.done)
+		if r := e.abandoned; r != nil {
+			r.res <- result{err: e.abandonedErr}
+		}
+	}()
 	for {
 		var reqs chan *request
 		if e.cur == nil {
@@ -543,11 +554,11 @@ func (e *Engine) stop(err error) {
 	e.once.Do(func() { close(e.quit) })
 	e.stopTimer()
 	if e.cur != nil {
-		cause := error(ErrClosed)
+		// run fails it once Done is closed.
+		e.abandoned, e.abandonedErr = e.cur, error(ErrClosed)
 		if err != nil {
-			cause = fmt.Errorf("%w: %w", ErrClosed, err)
+			e.abandonedErr = fmt.Errorf("%w: %w", ErrClosed, err)
 		}
-		e.cur.res <- result{err: cause}
 		e.cur = nil
 	}
 	switch {

@@ -20,15 +20,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
+	"github.com/simgate/simgate/internal/backoff"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem"
-
-	"github.com/godbus/dbus/v5"
 )
 
 // Defaults of Config.
@@ -154,7 +154,9 @@ func (b *Backend) Healthy() error {
 // Run follows ModemManager until ctx ends. A bus that cannot be reached or
 // goes away is retried with backoff; only ctx ends Run.
 func (b *Backend) Run(ctx context.Context) error {
-	delay := time.Second
+	// Jitter only lengthens the wait: the bus is never asked again sooner
+	// than the step.
+	bo := backoff.New(time.Second, 30*time.Second, backoff.Above)
 	for ctx.Err() == nil {
 		started := time.Now()
 		err := b.runConn(ctx)
@@ -163,16 +165,13 @@ func (b *Backend) Run(ctx context.Context) error {
 		}
 		b.setGone(err)
 		if time.Since(started) > time.Minute {
-			delay = time.Second
+			bo.Reset() // it ran well for a while: start over
 		}
-		b.log.Warn("D-Bus connection ended; reconnecting", "bus", b.cfg.Bus, "err", err, "in", delay)
-		t := time.NewTimer(delay + rand.N(delay/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
+		d := bo.Next()
+		b.log.Warn("D-Bus connection ended; reconnecting", "bus", b.cfg.Bus, "err", err, "in", d.Round(time.Millisecond))
+		if backoff.Sleep(ctx, d) != nil {
+			break
 		}
-		delay = min(2*delay, 30*time.Second)
 	}
 	b.mu.Lock()
 	b.conn = nil

@@ -1,14 +1,14 @@
-package systemd
+package main
 
 import (
 	"strings"
 	"testing"
-	"unicode"
 	"unicode/utf8"
 
-	"github.com/simgate/simgate/internal/gw"
-
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/systemd"
 )
 
 func TestStatusLine(t *testing.T) {
@@ -65,68 +65,24 @@ func TestStatusLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := StatusLine(tt.st, tt.pending, tt.connected)
+			got := statusLine(tt.st, tt.pending, tt.connected)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("StatusLine (-want +got):\n%s", diff)
+				t.Errorf("statusLine (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func TestSanitizeStatus(t *testing.T) {
-	long := strings.Repeat("x", 199) + "é" // é is 2 bytes: 201 in all
-	tests := []struct {
-		in, want string
-	}{
-		{in: "plain text", want: "plain text"},
-		{in: "a\nb", want: "a b"},
-		{in: "a\r\n\r\nb\t\tc", want: "a b c"},
-		{in: "  leading and trailing  \n", want: "leading and trailing"},
-		{in: "nul\x00byte", want: "nul byte"},
-		{in: "bad \xff\xfe utf8", want: "bad utf8"},
-		{in: "emoji 📡 ok", want: "emoji 📡 ok"},
-		{in: "line\u2028separator", want: "line separator"},
-		{in: strings.Repeat("y", 300), want: strings.Repeat("y", 200)},
-		{in: long, want: strings.Repeat("x", 199)},
-		{in: strings.Repeat("z", 200) + " tail", want: strings.Repeat("z", 200)},
-		{in: "", want: ""},
-		{in: "\n\n", want: ""},
-	}
-	for _, tt := range tests {
-		if got := SanitizeStatus(tt.in); got != tt.want {
-			t.Errorf("SanitizeStatus(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-// FuzzSanitizeStatus: whatever the modem or network puts in a status, the
-// line sent to systemd is one short line of valid UTF-8.
-func FuzzSanitizeStatus(f *testing.F) {
+// FuzzStatusLine: whatever the network names its operator, technology or
+// registration, the STATUS= line is one short line of valid UTF-8.
+func FuzzStatusLine(f *testing.F) {
 	for _, s := range []string{"", "Vodafone", "a\nREADY=1", "\xff\xfe", "📡\u2028\x00", strings.Repeat("é", 150)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got := SanitizeStatus(s)
-		if len(got) > maxStatusLen {
-			t.Errorf("length %d > %d", len(got), maxStatusLen)
-		}
-		if !utf8.ValidString(got) {
-			t.Errorf("invalid UTF-8: %q", got)
-		}
-		if strings.TrimSpace(got) != got || strings.Contains(got, "  ") {
-			t.Errorf("untidy spacing: %q", got)
-		}
-		for _, r := range got {
-			if unicode.IsControl(r) || (unicode.IsSpace(r) && r != ' ') {
-				t.Errorf("control or line-breaking character %U in %q", r, got)
-			}
-		}
-		if again := SanitizeStatus(got); again != got {
-			t.Errorf("not idempotent: %q -> %q", got, again)
-		}
-		line := StatusLine(gw.Status{Network: gw.NetworkInfo{Operator: s, Technology: s, Registration: s}}, 0, false)
-		if strings.ContainsAny(line, "\n\r\x00") || len(line) > maxStatusLen || !utf8.ValidString(line) {
-			t.Errorf("StatusLine with operator %q = %q", s, line)
+		line := statusLine(gw.Status{Network: gw.NetworkInfo{Operator: s, Technology: s, Registration: s}}, 0, false)
+		if strings.ContainsAny(line, "\n\r\x00") || len(line) > systemd.MaxStatusLen || !utf8.ValidString(line) {
+			t.Errorf("statusLine with operator %q = %q", s, line)
 		}
 	})
 }

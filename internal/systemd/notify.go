@@ -15,10 +15,10 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 )
 
-// maxStatusLen bounds a STATUS= line. `systemctl status` shows it on one
+// MaxStatusLen bounds a STATUS= line, in bytes. `systemctl status` shows it on one
 // line, and part of it (the operator name) comes from the network, so its
 // length is not ours to trust.
-const maxStatusLen = 200
+const MaxStatusLen = 200
 
 // Notifier sends sd_notify messages to the service manager. Its methods are
 // safe for concurrent use, and every one of them is a no-op returning nil
@@ -227,7 +227,7 @@ func SanitizeStatus(s string) string {
 			space = true
 			continue
 		}
-		if b.Len()+utf8.RuneLen(r) > maxStatusLen {
+		if b.Len()+utf8.RuneLen(r) > MaxStatusLen {
 			break
 		}
 		b.WriteRune(r)

@@ -1,10 +1,11 @@
-package systemd
+package main
 
 import (
 	"fmt"
 	"strings"
 
 	"github.com/simgate/simgate/internal/gw"
+	"github.com/simgate/simgate/internal/systemd"
 )
 
 // registrationText turns gw.NetworkInfo.Registration into words for a
@@ -20,30 +21,30 @@ var registrationText = map[string]string{
 	"":               "registration unknown",
 }
 
-// StatusLine formats the one-line status that simgate sends as STATUS=:
+// statusLine formats the one-line status that simgate sends as STATUS=:
 // modem readiness, registration, operator and technology, signal, broker
 // connection and queue depth, e.g.
 //
 //	registered (roaming) on Vodafone LTE, signal -79 dBm, broker connected, 3 queued
 //
 // pending is the number of messages waiting in the durable queue.
-func StatusLine(st gw.Status, pending int, brokerConnected bool) string {
+func statusLine(st gw.Status, pending int, brokerConnected bool) string {
 	var parts []string
 	if !st.Ready {
 		s := "modem not ready"
-		if e := SanitizeStatus(st.Recovery.LastError); e != "" {
+		if e := systemd.SanitizeStatus(st.Recovery.LastError); e != "" {
 			s += " (" + e + ")"
 		}
 		parts = append(parts, s)
 	}
-	r := SanitizeStatus(st.Network.Registration)
+	r := systemd.SanitizeStatus(st.Network.Registration)
 	reg, ok := registrationText[r]
 	if !ok {
 		reg = "registration " + r
 	}
 	// Each field is cleaned on its own so that stray bytes at its end do not
 	// leave a gap before the next separator.
-	op := SanitizeStatus(SanitizeStatus(st.Network.Operator) + " " + SanitizeStatus(st.Network.Technology))
+	op := systemd.SanitizeStatus(systemd.SanitizeStatus(st.Network.Operator) + " " + systemd.SanitizeStatus(st.Network.Technology))
 	if op != "" {
 		reg += " on " + op
 	}
@@ -59,5 +60,5 @@ func StatusLine(st gw.Status, pending int, brokerConnected bool) string {
 		parts = append(parts, "broker disconnected")
 	}
 	parts = append(parts, fmt.Sprintf("%d queued", pending))
-	return SanitizeStatus(strings.Join(parts, ", "))
+	return systemd.SanitizeStatus(strings.Join(parts, ", "))
 }
