@@ -1,8 +1,8 @@
 package at
 
 import (
+	"bytes"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -43,15 +43,11 @@ type wireLog struct {
 }
 
 // Printf is called by trace with the direction as format and the bytes as
-// the only argument.
+// the only argument; anything else it is given is not shown.
 func (w *wireLog) Printf(format string, v ...any) {
-	b, ok := []byte(nil), len(v) == 1
-	if ok {
-		b, ok = v[0].([]byte)
-	}
-	if !ok {
-		w.log.Debug("wire", "text", fmt.Sprintf(format, v...))
-		return
+	var b []byte
+	if len(v) == 1 {
+		b, _ = v[0].([]byte)
 	}
 	var shown []byte
 	if format == traceRead {
@@ -121,7 +117,7 @@ var secretWindow = func() int {
 // split over several reads is redacted all the same. The zero value is
 // ready.
 type redactor struct {
-	win     []byte // the line's last bytes, upper case, to spot a command
+	win     []byte // the line's last bytes, to spot a command
 	rule    *secretRule
 	field   int
 	inQuote bool
@@ -131,15 +127,26 @@ type redactor struct {
 
 // redact appends b, redacted, to dst.
 func (r *redactor) redact(dst, b []byte) []byte {
-	for _, c := range b {
+	for len(b) > 0 {
+		if r.rule == nil {
+			// Only a "=" can start a command's parameters: what comes
+			// before it is copied at once, not byte by byte, as a socket
+			// payload read 4 KiB at a time is.
+			seg := b
+			if i := bytes.IndexByte(b, '='); i >= 0 {
+				seg = b[:i+1]
+			}
+			dst = append(dst, seg...)
+			r.look(seg)
+			b = b[len(seg):]
+			continue
+		}
+		c := b[0]
+		b = b[1:]
 		switch {
-		case c == '\r' || c == '\n' || c == 0x1a || c == 0x1b:
-			// A line end, Ctrl-Z or ESC ends a command line.
+		case isLineEnd(c):
 			*r = redactor{win: r.win[:0]}
 			dst = append(dst, c)
-		case r.rule == nil:
-			dst = append(dst, c)
-			r.spot(c)
 		case c == '"':
 			r.inQuote = !r.inQuote
 			dst = append(dst, c)
@@ -162,27 +169,53 @@ func (r *redactor) redact(dst, b []byte) []byte {
 	return dst
 }
 
-// spot adds c to the window and starts redacting when the window ends
-// with a command of secretRules.
-func (r *redactor) spot(c byte) {
-	if 'a' <= c && c <= 'z' {
-		c -= 'a' - 'A'
+// isLineEnd reports whether c ends a command line: CR, LF, or the Ctrl-Z
+// or ESC that ends or cancels a prompt's data.
+func isLineEnd(c byte) bool { return c == '\r' || c == '\n' || c == 0x1a || c == 0x1b }
+
+// look keeps in win the last bytes of the line so far, seg included, and
+// starts redacting when seg ends with the "=" of a command of secretRules.
+func (r *redactor) look(seg []byte) {
+	// Only the last secretWindow bytes can matter, and what follows the
+	// last line end among them.
+	tail := seg[max(0, len(seg)-secretWindow):]
+	if len(tail) < len(seg) {
+		r.win = r.win[:0]
 	}
-	if len(r.win) == secretWindow {
-		copy(r.win, r.win[1:])
-		r.win = r.win[:len(r.win)-1]
+	for i := len(tail) - 1; i >= 0; i-- {
+		if isLineEnd(tail[i]) {
+			r.win = r.win[:0]
+			tail = tail[i+1:]
+			break
+		}
 	}
-	r.win = append(r.win, c)
-	if c != '=' {
+	r.win = append(r.win, tail...)
+	if n := len(r.win); n > secretWindow {
+		r.win = r.win[:copy(r.win, r.win[n-secretWindow:])]
+	}
+	if len(r.win) == 0 || r.win[len(r.win)-1] != '=' {
 		return
 	}
 	for i := range secretRules {
-		if cmd := secretRules[i].cmd; len(r.win) >= len(cmd) && string(r.win[len(r.win)-len(cmd):]) == cmd {
+		if cmd := secretRules[i].cmd; len(r.win) >= len(cmd) && upperEqual(r.win[len(r.win)-len(cmd):], cmd) {
 			r.rule = &secretRules[i]
 			r.win = r.win[:0]
 			return
 		}
 	}
+}
+
+// upperEqual reports whether b, with ASCII letters upper-cased, is s.
+func upperEqual(b []byte, s string) bool {
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // redactLine is line with its secrets replaced, for other log lines that
