@@ -61,7 +61,8 @@ func startBus(t *testing.T, dir, socket string) *mmBus {
 	b := &mmBus{t: t, dir: dir, socket: socket, mmLog: filepath.Join(dir, "ModemManager.log")}
 	addrFile := filepath.Join(dir, "bus.addr")
 	cmd := exec.Command("dbus-run-session", "--", "sh", "-c", `printf %s "$DBUS_SESSION_BUS_ADDRESS" > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 3600`, addrFile)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr.Setpgid = true
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dbus-run-session: %v", err)
@@ -106,6 +107,7 @@ func (b *mmBus) startMM() {
 	fmt.Fprintf(lf, "==== test: ModemManager start %d at %s ====\n", b.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(modemManagerBin, "--test-session", "--test-enable", "--test-no-udev", "--no-auto-scan", "--debug")
 	cmd.Env = append(os.Environ(), "DBUS_SESSION_BUS_ADDRESS="+b.addr)
+	cmd.SysProcAttr = childProcAttr()
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		b.t.Fatalf("start ModemManager: %v", err)
