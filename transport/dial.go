@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
@@ -25,6 +26,88 @@ type brokerConns struct {
 	mu     sync.Mutex
 	last   net.Conn
 	closed bool
+	// fence is the Publish that was waiting for paho's writer when the
+	// last connection died (Relay.handOver); nil when none was.
+	fence *handOff
+	// gen counts connections opened; fenceGen is gen when the fence was
+	// armed: only a connection opened after it can carry the packet.
+	gen, fenceGen uint64
+	held          atomic.Int64 // packets fenced, for tests and logs
+}
+
+// arm makes the next PUBLISH written drop h's packet if it is that one.
+func (b *brokerConns) arm(h *handOff) {
+	b.mu.Lock()
+	b.fence, b.fenceGen = h, b.gen
+	b.mu.Unlock()
+}
+
+// fenced reports whether p, one packet as paho writes it on the connection
+// numbered gen, is the packet of the armed fence, sent ahead of paho's
+// resend of older messages. The first PUBLISH written on a connection
+// opened after arm decides: that packet could only be the first one. (The
+// dying connection may still be writing what it held.) Paho writes each
+// packet with one Write.
+func (b *brokerConns) fenced(gen uint64, p []byte) bool {
+	if len(p) == 0 || p[0]>>4 != 3 { // not a PUBLISH
+		return false
+	}
+	b.mu.Lock()
+	h := b.fence
+	if h == nil || gen <= b.fenceGen {
+		b.mu.Unlock()
+		return false
+	}
+	b.fence = nil
+	b.mu.Unlock()
+	want, known := h.packetID()
+	id, ok := publishID(p)
+	// DUP set is paho's own resend, which is in order.
+	drop := known && ok && id == want && p[0]&0x08 == 0
+	if drop {
+		b.held.Add(1)
+	}
+	return drop
+}
+
+// publishID returns the packet id of a QoS 1 or 2 PUBLISH packet.
+func publishID(p []byte) (uint16, bool) {
+	if len(p) < 2 || (p[0]>>1)&0x03 == 0 {
+		return 0, false
+	}
+	i := 1
+	for n := 0; ; n++ { // the remaining length: up to 4 bytes of 7 bits
+		if i >= len(p) || n == 4 {
+			return 0, false
+		}
+		more := p[i]&0x80 != 0
+		i++
+		if !more {
+			break
+		}
+	}
+	if i+2 > len(p) {
+		return 0, false
+	}
+	i += 2 + (int(p[i])<<8 | int(p[i+1])) // the topic
+	if i+2 > len(p) {
+		return 0, false
+	}
+	return uint16(p[i])<<8 | uint16(p[i+1]), true
+}
+
+// fenceConn is a broker connection whose writes pass brokerConns.fenced.
+type fenceConn struct {
+	net.Conn
+	b   *brokerConns
+	gen uint64
+}
+
+func (c *fenceConn) Write(p []byte) (int, error) {
+	if c.b.fenced(c.gen, p) {
+		return len(p), nil // written, as far as paho knows; it resends it
+	}
+	return c.Conn.Write(p)
 }
 
 // open is a paho.OpenConnectionFunc wrapping dial.
@@ -43,7 +126,8 @@ func (b *brokerConns) open(uri *url.URL, o paho.ClientOptions) (net.Conn, error)
 	}
 	// Paho holds one connection at a time; the one before is closed.
 	b.last = conn
-	return conn, nil
+	b.gen++
+	return &fenceConn{Conn: conn, b: b, gen: b.gen}, nil
 }
 
 // close closes the latest connection, if paho has not, and refuses new

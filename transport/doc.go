@@ -59,11 +59,13 @@
 // Two paho behaviours are worked around (see relay.go): on reconnect paho
 // completes the tokens of the messages it resends before any PUBACK, so a
 // token completed across a reconnect is not trusted; and paho resends in
-// map order, so the relay gives it a store that keeps publish order. One
-// message is in flight per outbox by default (RelayConfig.PublishWindow),
-// because a publish that was waiting when the connection died goes out
-// first on the next one; a larger window is faster on a distant broker but
-// may reorder part of a window when the connection drops.
+// map order, so the relay gives it a store that keeps publish order. Up to
+// RelayConfig.PublishWindow messages (DefaultPublishWindow, 16) are in
+// flight per outbox. A publish that was waiting for paho's writer when the
+// connection died would go out first on the next connection, ahead of the
+// resend of older ones; the relay hands paho one publish at a time and the
+// next connection drops that one packet if it comes first (paho resends it
+// in order), so a window keeps the order across reconnects too.
 //
 // Requests: paho runs with manual acknowledgement. A request is parsed,
 // checked against the limits of one SMS or IP Command (gw.CheckSMS,

@@ -114,7 +114,7 @@ func (q *Queue) AddJobs(ctx context.Context, jobs []Job, pubs []Publication) ([]
 	out := make([]JobOutcome, len(jobs))
 	full := false
 	// Taken from outside: acknowledged to the broker once this returns.
-	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
 		full = false
 		b, ids := tx.Bucket(bucketJobs), tx.Bucket(bucketJobIDs)
 		for i, j := range jobs {
@@ -132,24 +132,24 @@ func (q *Queue) AddJobs(ctx context.Context, jobs []Job, pubs []Publication) ([]
 			}
 			val, err := json.Marshal(j)
 			if err != nil {
-				return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
+				return fmt.Errorf("encode job %s: %w", j.ID, err)
 			}
 			seq, err := b.NextSequence()
 			if err != nil {
-				return nil, fmt.Errorf("sequence: %w", err)
+				return fmt.Errorf("sequence: %w", err)
 			}
 			k := jobKey(j.Lane, seq)
 			if err := b.Put(k, val); err != nil {
-				return nil, fmt.Errorf("store job %s: %w", j.ID, err)
+				return fmt.Errorf("store job %s: %w", j.ID, err)
 			}
 			if err := ids.Put([]byte(j.ID), k); err != nil {
-				return nil, fmt.Errorf("index job %s: %w", j.ID, err)
+				return fmt.Errorf("index job %s: %w", j.ID, err)
 			}
 			c.jobs++
 			c.addedJob = true
 			out[i] = JobQueued
 		}
-		return nil, q.putPubs(tx, c, pubs)
+		return q.putPubs(tx, c, pubs)
 	})
 	if full {
 		q.fullEvent(dirRequests, "requests")
@@ -261,12 +261,12 @@ func (q *Queue) UpdateJob(ctx context.Context, sj StoredJob, body []byte) error 
 	}
 	// The API call that follows is an effect outside: the note must be
 	// durable first, as work taken from outside is.
-	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
 		b := tx.Bucket(bucketJobs)
 		if b.Get(sj.key) == nil {
-			return nil, nil
+			return nil
 		}
-		return nil, b.Put(sj.key, val)
+		return b.Put(sj.key, val)
 	})
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", sj.ID, err)
@@ -277,22 +277,22 @@ func (q *Queue) UpdateJob(ctx context.Context, sj StoredJob, body []byte) error 
 // FinishJob removes a job, remembers its id, and stores what it produced in
 // one commit: from then on only the publications remain to be delivered.
 func (q *Queue) FinishJob(ctx context.Context, sj StoredJob, pubs []Publication) error {
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
 		b := tx.Bucket(bucketJobs)
 		if b.Get(sj.key) == nil {
-			return nil, nil
+			return nil
 		}
 		if err := b.Delete(sj.key); err != nil {
-			return nil, fmt.Errorf("delete job: %w", err)
+			return fmt.Errorf("delete job: %w", err)
 		}
 		c.jobs--
 		if err := tx.Bucket(bucketJobIDs).Delete([]byte(sj.ID)); err != nil {
-			return nil, fmt.Errorf("unindex job: %w", err)
+			return fmt.Errorf("unindex job: %w", err)
 		}
 		if err := q.markDone(tx, c, doneJob, sj.ID); err != nil {
-			return nil, err
+			return err
 		}
-		return nil, q.putPubs(tx, c, pubs)
+		return q.putPubs(tx, c, pubs)
 	})
 	if err != nil {
 		return fmt.Errorf("finish job %s: %w", sj.ID, err)
@@ -304,8 +304,8 @@ func (q *Queue) FinishJob(ctx context.Context, sj StoredJob, pubs []Publication)
 // bridge answers a webhook 200 only after it returns, so it is work taken
 // from outside.
 func (q *Queue) AddPublications(ctx context.Context, pubs []Publication) error {
-	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
-		return nil, q.putPubs(tx, c, pubs)
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
+		return q.putPubs(tx, c, pubs)
 	})
 	if err != nil {
 		return fmt.Errorf("add publications: %w", err)
@@ -352,18 +352,18 @@ func (q *Queue) PublicationsAfter(after []byte, n int) ([]StoredPublication, err
 
 // AckPublications removes delivered publications.
 func (q *Queue) AckPublications(ctx context.Context, items []StoredPublication) error {
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
 		b := tx.Bucket(bucketPubs)
 		for _, it := range items {
 			if b.Get(it.key) == nil {
 				continue
 			}
 			if err := b.Delete(it.key); err != nil {
-				return nil, fmt.Errorf("delete publication: %w", err)
+				return fmt.Errorf("delete publication: %w", err)
 			}
 			c.pubs--
 		}
-		return nil, nil
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("ack publications: %w", err)

@@ -51,20 +51,20 @@ func (q *Queue) admit(ctx context.Context, items []*admit) error {
 
 func (q *Queue) admitChunk(ctx context.Context, items []*admit) error {
 	full := false
-	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
 		full = false
 		ids := tx.Bucket(bucketOutIDs)
 		for _, it := range items {
 			if it.Reject != "" {
 				it.Outcome = admitRejected
 				if err := q.putResult(tx, c, Result{ID: it.Req.ID, Channel: it.Req.Channel, Status: StatusFailed, Error: it.Reject}); err != nil {
-					return nil, err
+					return err
 				}
 				continue
 			}
 			ch, err := outIndex(it.Req.Channel)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if ids.Get([]byte(it.Req.ID)) != nil || isDone(tx, doneRequest, it.Req.ID) {
 				it.Outcome = admitDuplicate
@@ -73,38 +73,38 @@ func (q *Queue) admitChunk(ctx context.Context, items []*admit) error {
 			if q.storeFull.Load() {
 				it.Outcome = admitFull
 				if err := q.putResult(tx, c, Result{ID: it.Req.ID, Channel: it.Req.Channel, Status: StatusFailed, Error: "store full: the disk under store.dir is full"}); err != nil {
-					return nil, err
+					return err
 				}
 				continue
 			}
 			if c.requests() >= q.cfg.MaxRequests {
 				it.Outcome, full = admitFull, true
 				if err := q.putResult(tx, c, Result{ID: it.Req.ID, Channel: it.Req.Channel, Status: StatusFailed, Error: "queue full"}); err != nil {
-					return nil, err
+					return err
 				}
 				continue
 			}
 			val, err := json.Marshal(it.Req)
 			if err != nil {
-				return nil, fmt.Errorf("encode request %s: %w", it.Req.ID, err)
+				return fmt.Errorf("encode request %s: %w", it.Req.ID, err)
 			}
 			b := tx.Bucket(outBucket(ch))
 			seq, err := b.NextSequence()
 			if err != nil {
-				return nil, fmt.Errorf("sequence: %w", err)
+				return fmt.Errorf("sequence: %w", err)
 			}
 			k := seqKey(seq)
 			if err := b.Put(k, val); err != nil {
-				return nil, fmt.Errorf("store request %s: %w", it.Req.ID, err)
+				return fmt.Errorf("store request %s: %w", it.Req.ID, err)
 			}
 			if err := ids.Put([]byte(it.Req.ID), append([]byte{byte(ch)}, k...)); err != nil {
-				return nil, fmt.Errorf("index request %s: %w", it.Req.ID, err)
+				return fmt.Errorf("index request %s: %w", it.Req.ID, err)
 			}
 			c.out[ch]++
 			c.addedOut[ch] = true
 			it.Outcome = admitQueued
 		}
-		return nil, nil
+		return nil
 	})
 	if full {
 		q.fullEvent(dirRequests, "requests")
@@ -176,25 +176,25 @@ func (q *Queue) headRequest(ch int) (storedRequest, bool, error) {
 // result is what waits for the broker, and the modem is never asked to send
 // the request again.
 func (q *Queue) complete(ctx context.Context, ch int, sr storedRequest, r Result) error {
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
 		b := tx.Bucket(outBucket(ch))
 		if b.Get(sr.key) == nil {
-			return nil, nil
+			return nil
 		}
 		if err := b.Delete(sr.key); err != nil {
-			return nil, fmt.Errorf("delete request: %w", err)
+			return fmt.Errorf("delete request: %w", err)
 		}
 		c.out[ch]--
 		if err := tx.Bucket(bucketOutIDs).Delete([]byte(sr.req.ID)); err != nil {
-			return nil, fmt.Errorf("unindex request: %w", err)
+			return fmt.Errorf("unindex request: %w", err)
 		}
 		if err := q.markDone(tx, c, doneRequest, sr.req.ID); err != nil {
-			return nil, err
+			return err
 		}
 		if err := rememberReport(tx, r); err != nil {
-			return nil, err
+			return err
 		}
-		return nil, q.putResult(tx, c, r)
+		return q.putResult(tx, c, r)
 	})
 	if err != nil {
 		return fmt.Errorf("complete request %s: %w", sr.req.ID, err)
@@ -240,18 +240,18 @@ func (q *Queue) ackResults(ctx context.Context, items []storedResult) error {
 }
 
 func (q *Queue) ackResultsOnce(ctx context.Context, items []storedResult) error {
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
 		b := tx.Bucket(bucketResults)
 		for _, it := range items {
 			if b.Get(it.key) == nil {
 				continue
 			}
 			if err := b.Delete(it.key); err != nil {
-				return nil, fmt.Errorf("delete result: %w", err)
+				return fmt.Errorf("delete result: %w", err)
 			}
 			c.res--
 		}
-		return nil, nil
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("ack results: %w", err)

@@ -45,17 +45,20 @@ type source[T any] struct {
 // loop remembers the last acknowledged key and reads past it. A crash before
 // a removal is committed only publishes that item again.
 //
-// Order needs a window of one. When a connection dies, a Publish that was
-// waiting for paho's writer is sent on the next connection before paho
-// resends the messages that were in flight, and nothing outside paho can
-// stop it; with one message in flight, that message is the oldest anyway.
-func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort context.Context) {
+// Up to RelayConfig.PublishWindow items are in flight at once, handed to
+// paho in order on one connection. When the connection dies, the items not
+// acknowledged on it are published again from the first of them, and
+// paho resends those it holds in the order they were stored (resumeStore);
+// the first delivery of each is therefore in order. The one Publish that
+// can be waiting for paho's writer at that moment, and would go out ahead
+// of those resends, is held back by the next connection (Relay.handOver).
+func publishLoop[T any](abort context.Context, r *Relay, src source[T], pubStop <-chan struct{}) {
 	log := r.log.With("outbox", src.name)
 	acks := startAcker(src, log)
 	defer acks.close()
-	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	w := &window[T]{r: r, src: src, log: log, acks: acks, bo: backoff{min: 100 * time.Millisecond, max: 5 * time.Second}}
+	defer w.reset()
 	draining := false
-	var last []byte // key of the last item the broker acknowledged
 	for abort.Err() == nil {
 		if !draining {
 			select {
@@ -65,10 +68,13 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 			}
 		}
 		up, _ := r.conn.state()
-		if draining && !up {
-			return
-		}
 		if !up {
+			// Whatever is in flight is published again, from the first
+			// item not acknowledged, once the connection is back.
+			w.reset()
+			if draining {
+				return
+			}
 			select {
 			case <-r.conn.wait():
 			case <-pubStop:
@@ -77,13 +83,22 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 			}
 			continue
 		}
-		items, err := src.after(last, r.cfg.PublishWindow)
-		if err != nil {
+		if err := w.fill(abort); err != nil {
 			log.Error("cannot read outbox", "err", err)
-			sleepCtx(abort, bo.next())
+			sleepCtx(abort, w.bo.next())
 			continue
 		}
-		if len(items) == 0 {
+		if len(w.inflight) == 0 {
+			if w.bad != nil {
+				// An unreadable record is set aside once everything
+				// before it is delivered.
+				if err := src.bad(*w.bad, w.badErr); err != nil {
+					log.Error("cannot set aside unreadable record", "err", err)
+					sleepCtx(abort, w.bo.next())
+				}
+				w.bad, w.badErr = nil, nil
+				continue
+			}
 			if draining {
 				return
 			}
@@ -95,74 +110,161 @@ func publishLoop[T any](r *Relay, src source[T], pubStop <-chan struct{}, abort 
 			}
 			continue
 		}
-		// Publish the readable prefix; an unreadable record is set aside
-		// once everything before it is delivered.
-		epoch := r.conn.currentEpoch()
-		var tokens []paho.Token
-		var sentAt []time.Time
-		var badItem *T
-		var badErr error
-		for i := range items {
-			topic, payload, err := src.render(items[i])
-			if err != nil {
-				badItem, badErr = &items[i], err
-				break
-			}
-			if i > 0 && r.conn.currentEpoch() != epoch {
-				// The rest of the window would go out on the next
-				// connection ahead of the resends of its first part.
-				break
-			}
-			t, err := r.publish(abort, topic, false, payload)
-			if err != nil {
-				break // stopping: nothing in this window is acknowledged yet
-			}
-			tokens = append(tokens, t)
-			sentAt = append(sentAt, time.Now())
+		// Wait for the oldest PUBACK; new items join the window meanwhile
+		// while it has room.
+		var more <-chan struct{}
+		if len(w.inflight) < r.cfg.PublishWindow && w.bad == nil {
+			more = src.signal
 		}
-		done := r.busy(src.tracker)
-		acked := 0
-		var perr error
-		var latency []time.Duration
-		for i, t := range tokens {
-			if perr = waitToken(abort, t, 0); perr != nil {
-				break
-			}
-			latency = append(latency, time.Since(sentAt[i]))
-			acked++
+		stop := pubStop
+		if draining {
+			stop = nil // closed: it would wake this wait at once
 		}
-		done()
-		if acked > 0 && r.conn.currentEpoch() != epoch {
-			// The connection was lost meanwhile: a completed token may
-			// have been completed by paho's resume, not by a PUBACK.
-			acked, perr = 0, errors.New("connection lost before every PUBACK was seen")
-		}
-		if acked > 0 {
-			last = src.key(items[acked-1])
-			acks.add(items[:acked])
-			src.count.Add(uint64(acked))
-			if src.delivered != nil {
-				src.delivered(items[:acked])
-			}
-			for _, d := range latency[:acked] {
-				r.observePuback(src.name, d)
-			}
-		}
-		switch {
-		case perr != nil && abort.Err() != nil:
+		select {
+		case <-w.inflight[0].token.Done():
+		case <-more:
+			continue
+		case <-stop:
+			draining = true
+			continue
+		case <-abort.Done():
 			return
-		case perr != nil:
-			d := bo.next()
-			log.Warn("publish failed; retrying from the first unacknowledged item", "err", perr, "retry_in", d.Round(time.Millisecond))
-			sleepCtx(abort, d)
-		case badItem != nil:
-			if err := src.bad(*badItem, badErr); err != nil {
-				log.Error("cannot set aside unreadable record", "err", err)
-				sleepCtx(abort, bo.next())
-			}
-		default:
-			bo.reset()
 		}
+		if err := w.acked(); err != nil {
+			w.reset()
+			if abort.Err() != nil {
+				return
+			}
+			d := w.bo.next()
+			log.Warn("publish failed; retrying from the first unacknowledged item", "err", err, "retry_in", d.Round(time.Millisecond))
+			sleepCtx(abort, d)
+		}
+	}
+}
+
+// window is the publish loop's sliding window: items published on one
+// connection, in order, awaiting their PUBACKs.
+type window[T any] struct {
+	r    *Relay
+	src  source[T]
+	log  *slog.Logger
+	acks *acker[T]
+	bo   backoff
+
+	last     []byte // key of the last item the broker acknowledged
+	epoch    uint64 // the connection the items in flight went out on
+	inflight []sent[T]
+	// bad is an item that cannot be rendered; nothing after it is
+	// published until it is set aside.
+	bad    *T
+	badErr error
+	done   func() // ends the busy mark of the PUBACK being waited for
+}
+
+type sent[T any] struct {
+	item  T
+	token paho.Token
+	at    time.Time
+}
+
+// fill publishes items after the last one in flight until the window is
+// full.
+func (w *window[T]) fill(abort context.Context) error {
+	r := w.r
+	if len(w.inflight) == 0 {
+		w.epoch = r.conn.currentEpoch()
+	}
+	room := r.cfg.PublishWindow - len(w.inflight)
+	if room <= 0 || w.bad != nil || r.conn.currentEpoch() != w.epoch {
+		// A new connection: what is in flight completes (paho resends
+		// it) or is published again, before anything newer goes out.
+		return nil
+	}
+	after := w.last
+	if n := len(w.inflight); n > 0 {
+		after = w.src.key(w.inflight[n-1].item)
+	}
+	items, err := w.src.after(after, room)
+	if err != nil {
+		return err
+	}
+	for i := range items {
+		topic, payload, err := w.src.render(items[i])
+		if err != nil {
+			w.bad, w.badErr = &items[i], err
+			return nil
+		}
+		if r.conn.currentEpoch() != w.epoch {
+			return nil
+		}
+		t, err := r.publish(abort, topic, false, payload)
+		if err != nil {
+			return nil // stopping: nothing more goes out
+		}
+		if len(w.inflight) == 0 {
+			w.done = r.busy(w.src.tracker)
+		}
+		w.inflight = append(w.inflight, sent[T]{item: items[i], token: t, at: time.Now()})
+	}
+	return nil
+}
+
+// acked takes the leading items whose PUBACK is in, once the oldest one's
+// token has completed, and has them removed from the outbox.
+func (w *window[T]) acked() error {
+	r := w.r
+	if err := w.inflight[0].token.Error(); err != nil {
+		return err
+	}
+	if r.conn.currentEpoch() != w.epoch {
+		// A completed token may have been completed by paho's resume, not
+		// by a PUBACK.
+		return errors.New("connection lost before every PUBACK was seen")
+	}
+	n := 0
+	for n < len(w.inflight) && tokenDone(w.inflight[n].token) && w.inflight[n].token.Error() == nil {
+		n++
+	}
+	items := make([]T, n)
+	for i, s := range w.inflight[:n] {
+		items[i] = s.item
+		r.observePuback(w.src.name, time.Since(s.at))
+	}
+	w.last = w.src.key(items[n-1])
+	w.acks.add(items)
+	w.src.count.Add(uint64(n))
+	if w.src.delivered != nil {
+		w.src.delivered(items)
+	}
+	w.inflight = append(w.inflight[:0], w.inflight[n:]...)
+	w.done()
+	w.done = func() {}
+	if len(w.inflight) > 0 {
+		// The next PUBACK's wait starts now, so a steady stream is not
+		// mistaken for a stalled one.
+		w.done = w.r.busy(w.src.tracker)
+	}
+	w.bo.reset()
+	return nil
+}
+
+// reset forgets what is in flight: it is published again from the first
+// item not acknowledged.
+func (w *window[T]) reset() {
+	w.inflight = nil
+	w.bad, w.badErr = nil, nil
+	if w.done != nil {
+		w.done()
+	}
+	w.done = func() {}
+}
+
+func tokenDone(t paho.Token) bool {
+	select {
+	case <-t.Done():
+		return true
+	default:
+		return false
 	}
 }
 

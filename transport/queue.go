@@ -489,12 +489,35 @@ func (q *Queue) fullError(d int) error {
 	return fmt.Errorf("%w: store.%s=%d reached", ErrQueueFull, limitKey(d), q.limit(d))
 }
 
+// refusal is an op's answer that refuses its work (a full queue) without
+// failing the transaction the op shares: the other writes in it commit.
+type refusal struct{ err error }
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// refuse marks err as a refusal; nil stays nil.
+func refuse(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &refusal{err}
+}
+
+// refused returns what err refuses when it is a refusal, else nil.
+func refused(err error) error {
+	if r, ok := err.(*refusal); ok {
+		return r.err
+	}
+	return nil
+}
+
 // op is one write handed to the writer goroutine. fn may run more than once
 // (a failed batch is retried op by op after a rollback), so it must set
-// every output it has on each run. It returns a refusal (res), which does
-// not abort the transaction, or a failure (err), which does.
+// every output it has on each run. It returns a refusal (refuse), which
+// does not abort the transaction, or a failure, which does.
 type op struct {
-	fn func(tx *bolt.Tx, c *counts) (res, err error)
+	fn func(tx *bolt.Tx, c *counts) error
 	// taken marks work taken from outside, whose source forgets it once
 	// the commit is reported (an SMS deleted from the SIM, a request
 	// acknowledged to the broker): the transaction mark must be durable
@@ -512,12 +535,12 @@ var errSplit = errors.New("split batch")
 // do runs fn in a write transaction shared with whatever other writes are
 // waiting, and returns once it is committed. Once handed over the write
 // always completes: ctx only limits the wait to hand it over.
-func (q *Queue) do(ctx context.Context, fn func(tx *bolt.Tx, c *counts) (error, error)) error {
+func (q *Queue) do(ctx context.Context, fn func(tx *bolt.Tx, c *counts) error) error {
 	return q.submit(ctx, &op{fn: fn, done: make(chan struct{})})
 }
 
 // doTaken is do for work taken from outside (see op.taken).
-func (q *Queue) doTaken(ctx context.Context, fn func(tx *bolt.Tx, c *counts) (error, error)) error {
+func (q *Queue) doTaken(ctx context.Context, fn func(tx *bolt.Tx, c *counts) error) error {
 	return q.submit(ctx, &op{fn: fn, taken: true, done: make(chan struct{})})
 }
 
@@ -585,8 +608,14 @@ func (q *Queue) run(batch []*op) {
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		txid = uint64(tx.ID())
 		for _, o := range batch {
-			o.res, o.err = o.fn(tx, &c)
-			if o.err != nil {
+			o.res, o.err = nil, nil
+			err := o.fn(tx, &c)
+			if r := refused(err); r != nil {
+				o.res = r
+				continue
+			}
+			if err != nil {
+				o.err = err
 				return errSplit
 			}
 		}
@@ -759,23 +788,23 @@ func isDone(tx *bolt.Tx, kind byte, id string) bool {
 // cannot block everything behind it.
 func (q *Queue) quarantine(ctx context.Context, bucket []byte, key []byte, reason error) error {
 	key = append([]byte(nil), key...)
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
 		b := tx.Bucket(bucket)
 		v := b.Get(key)
 		if v == nil {
-			return nil, nil
+			return nil
 		}
 		dead := tx.Bucket(bucketDead)
 		n, err := dead.NextSequence()
 		if err != nil {
-			return nil, fmt.Errorf("dead sequence: %w", err)
+			return fmt.Errorf("dead sequence: %w", err)
 		}
 		rec := append(append(append([]byte(nil), bucket...), 0), v...)
 		if err := dead.Put(seqKey(n), rec); err != nil {
-			return nil, fmt.Errorf("quarantine: %w", err)
+			return fmt.Errorf("quarantine: %w", err)
 		}
 		if err := b.Delete(key); err != nil {
-			return nil, fmt.Errorf("quarantine: %w", err)
+			return fmt.Errorf("quarantine: %w", err)
 		}
 		switch string(bucket) {
 		case string(bucketIn):
@@ -793,7 +822,7 @@ func (q *Queue) quarantine(ctx context.Context, bucket []byte, key []byte, reaso
 		case string(bucketPubs):
 			c.pubs--
 		}
-		return nil, nil
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("quarantine %s record: %w", bucket, err)

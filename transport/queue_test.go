@@ -646,8 +646,8 @@ func TestQueueAddWakesReaderWhenCountLevel(t *testing.T) {
 	ctx := context.Background()
 	add := func(id string) {
 		t.Helper()
-		if err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
-			return nil, q.putResult(tx, c, Result{ID: id, Channel: "sms", Status: StatusSent})
+		if err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
+			return q.putResult(tx, c, Result{ID: id, Channel: "sms", Status: StatusSent})
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -658,12 +658,12 @@ func TestQueueAddWakesReaderWhenCountLevel(t *testing.T) {
 		t.Fatalf("headResults = %v, %v", head, err)
 	}
 	<-q.sigRes // consume the wake-up of the first result
-	err = q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.do(ctx, func(tx *bolt.Tx, c *counts) error {
 		if err := tx.Bucket(bucketResults).Delete(head[0].key); err != nil {
-			return nil, err
+			return err
 		}
 		c.res--
-		return nil, q.putResult(tx, c, Result{ID: "second", Channel: "sms", Status: StatusSent})
+		return q.putResult(tx, c, Result{ID: "second", Channel: "sms", Status: StatusSent})
 	})
 	if err != nil {
 		t.Fatal(err)

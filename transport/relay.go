@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,7 @@ const (
 	DefaultStatusInterval = 60 * time.Second
 	DefaultShutdownGrace  = 5 * time.Second
 	DefaultSendTimeout    = 3 * time.Minute
-	DefaultPublishWindow  = 1
+	DefaultPublishWindow  = 16
 	DefaultStallTimeout   = 5 * time.Minute
 )
 
@@ -47,10 +48,10 @@ type RelayConfig struct {
 	// SMS on a poor network.
 	SendTimeout time.Duration
 	// PublishWindow is how many messages of one outbox may await their
-	// PUBACK at once. The default, 1, keeps arrival order even when the
-	// connection drops mid-stream. More is faster on a distant broker, but a
-	// connection lost mid-window may then deliver part of that window out of
-	// order (still at least once).
+	// PUBACK at once (default DefaultPublishWindow). One PUBACK round trip
+	// then carries a window of messages instead of one. Order holds
+	// whatever the window, also when the connection drops mid-window (see
+	// handOver); a message leaves the queue only once its PUBACK is in.
 	PublishWindow int
 	// StallTimeout is how long a PUBACK may be missing on an open
 	// connection, or a device call may overrun SendTimeout, before Healthy
@@ -137,6 +138,11 @@ type Relay struct {
 	statusMu   sync.Mutex
 	statusPrev chan struct{}
 	conns      brokerConns
+	// handMu lets one Publish at a time into paho, so at most one can be
+	// waiting for paho's writer when a connection dies; handing is that
+	// one (see handOver).
+	handMu  sync.Mutex
+	handing atomic.Pointer[handOff]
 
 	started   atomic.Bool
 	running   atomic.Bool
@@ -190,7 +196,7 @@ func NewRelay(cfg RelayConfig, q *Queue, dev Device, log *slog.Logger) (*Relay, 
 	opts.SetConnectionLostHandler(r.onConnectionLost)
 	opts.SetReconnectingHandler(r.onReconnecting)
 	opts.SetConnectionNotificationHandler(r.onNotification)
-	opts.SetStore(&resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: r.onResumed})
+	opts.SetStore(&resumeStore{MemoryStore: paho.NewMemoryStore(), resumed: r.onResumed, stored: r.onStored})
 	r.conns.dial = opts.CustomOpenConnectionFn
 	opts.SetCustomOpenConnectionFn(r.conns.open)
 	r.client = paho.NewClient(opts)
@@ -334,13 +340,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer abort()
 
 	var work, pubs sync.WaitGroup
-	work.Go(func() { r.intakeLoop(stop, abortCtx) })
-	work.Go(func() { r.sendLoop(stop, abortCtx, outSMS) })
-	work.Go(func() { r.sendLoop(stop, abortCtx, outIP) })
-	work.Go(func() { r.statusLoop(stop, abortCtx) })
-	pubs.Go(func() { publishLoop(r, r.inboundSource(), pubStop, abortCtx) })
-	pubs.Go(func() { publishLoop(r, r.resultSource(), pubStop, abortCtx) })
-	pubs.Go(func() { publishLoop(r, r.eventSource(), pubStop, abortCtx) })
+	work.Go(func() { r.intakeLoop(abortCtx, stop) })
+	work.Go(func() { r.sendLoop(abortCtx, stop, outSMS) })
+	work.Go(func() { r.sendLoop(abortCtx, stop, outIP) })
+	work.Go(func() { r.statusLoop(abortCtx, stop) })
+	pubs.Go(func() { publishLoop(abortCtx, r, r.inboundSource(), pubStop) })
+	pubs.Go(func() { publishLoop(abortCtx, r, r.resultSource(), pubStop) })
+	pubs.Go(func() { publishLoop(abortCtx, r, r.eventSource(), pubStop) })
 
 	tick := time.NewTicker(heartbeatEvery)
 	defer tick.Stop()
@@ -446,7 +452,7 @@ func (r *Relay) closeConn() {
 // so whatever it carried is still queued.
 func (r *Relay) publish(ctx context.Context, topic string, retained bool, payload []byte) (paho.Token, error) {
 	got := make(chan paho.Token, 1)
-	go func() { got <- r.client.Publish(topic, 1, retained, payload) }()
+	go func() { got <- r.handOver(topic, retained, payload) }()
 	select {
 	case t := <-got:
 		return t, nil
@@ -469,13 +475,59 @@ func (r *Relay) publishStatus(ctx context.Context, payload []byte) (paho.Token, 
 	go func() {
 		defer close(done)
 		<-prev
-		got <- r.client.Publish(r.topic(TopicStatus), 1, true, payload)
+		got <- r.handOver(r.topic(TopicStatus), true, payload)
 	}()
 	select {
 	case t := <-got:
 		return t, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("publish status: %w", ctx.Err())
+	}
+}
+
+// handOff is one message being handed to paho: the packet id paho gave it,
+// once paho has stored it.
+type handOff struct {
+	mu    sync.Mutex
+	id    uint16
+	known bool
+}
+
+func (h *handOff) packetID() (uint16, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.id, h.known
+}
+
+// handOver is the relay's only way into paho's Publish, one call at a time.
+//
+// Paho's Publish stores the message, then waits for paho's writer to take
+// it. When the connection dies meanwhile, the waiting Publish is written
+// first on the next connection, ahead of paho's resend of the messages that
+// were in flight before it: with several messages in flight, a later one
+// would reach the broker before an earlier one that was lost. So when paho
+// starts reconnecting while a Publish waits (onReconnecting), the next
+// connection drops that one packet if it comes first (brokerConns.fence);
+// paho resends it anyway, in order, with DUP set, since it is in paho's
+// store. One call at a time makes that the only packet that can wait.
+func (r *Relay) handOver(topic string, retained bool, payload []byte) paho.Token {
+	r.handMu.Lock()
+	defer r.handMu.Unlock()
+	h := &handOff{}
+	r.handing.Store(h)
+	defer r.handing.Store(nil)
+	return r.client.Publish(topic, 1, retained, payload)
+}
+
+// onStored is called by the store when paho stores an outbound PUBLISH;
+// with handMu held that is the message handOver is handing.
+func (r *Relay) onStored(id uint16) {
+	if h := r.handing.Load(); h != nil {
+		h.mu.Lock()
+		if !h.known {
+			h.id, h.known = id, true
+		}
+		h.mu.Unlock()
 	}
 }
 
@@ -548,6 +600,8 @@ func (r *Relay) connectLoop(ctx context.Context) {
 type resumeStore struct {
 	*paho.MemoryStore
 	resumed func()
+	// stored sees the packet id of every outbound PUBLISH stored.
+	stored func(id uint16)
 
 	mu    sync.Mutex
 	order map[string]uint64
@@ -564,6 +618,9 @@ func (s *resumeStore) Put(key string, m packets.ControlPacket) {
 	if p, ok := m.(*packets.PublishPacket); ok {
 		cp := *p
 		m = &cp
+		if s.stored != nil && strings.HasPrefix(key, "o.") {
+			s.stored(p.MessageID)
+		}
 	}
 	s.mu.Lock()
 	if s.order == nil {
@@ -611,6 +668,9 @@ func (r *Relay) onResumed() {
 
 func (r *Relay) onReconnecting(paho.Client, *paho.ClientOptions) {
 	r.conn.set(false)
+	if h := r.handing.Load(); h != nil {
+		r.conns.arm(h)
+	}
 }
 
 // onConnect runs on its own goroutine, started by paho for each connection,
@@ -727,7 +787,7 @@ func (r *Relay) onMessage(_ paho.Client, m paho.Message) {
 
 // intakeLoop validates requests, commits them to the queue in arrival order
 // and only then acknowledges them to the broker.
-func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
+func (r *Relay) intakeLoop(abort context.Context, stop <-chan struct{}) {
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	for abort.Err() == nil {
 		msgs := r.fifo.take(maxBatch)
@@ -783,8 +843,10 @@ func (r *Relay) intakeLoop(stop <-chan struct{}, abort context.Context) {
 	}
 }
 
+// reportAdmit logs and reports what became of a request, then counts it:
+// once counted, its event has been raised.
 func (r *Relay) reportAdmit(it *admit) {
-	r.countAdmit(it)
+	defer r.countAdmit(it)
 	log := r.log.With("id", it.Req.ID, "channel", it.Req.Channel)
 	fields := map[string]any{"id": it.Req.ID, "channel": it.Req.Channel}
 	switch it.Outcome {
@@ -802,7 +864,7 @@ func (r *Relay) reportAdmit(it *admit) {
 }
 
 // sendLoop hands one channel's requests to the device, oldest first.
-func (r *Relay) sendLoop(stop <-chan struct{}, abort context.Context, ch int) {
+func (r *Relay) sendLoop(abort context.Context, stop <-chan struct{}, ch int) {
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	for {
 		select {
@@ -896,7 +958,7 @@ func (r *Relay) send(abort context.Context, ch int, req Request) (res Result, ab
 
 // statusLoop publishes the retained P/status on connect, on change and
 // every StatusInterval.
-func (r *Relay) statusLoop(stop <-chan struct{}, abort context.Context) {
+func (r *Relay) statusLoop(abort context.Context, stop <-chan struct{}) {
 	t := time.NewTicker(r.cfg.StatusInterval)
 	defer t.Stop()
 	var last []byte

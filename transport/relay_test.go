@@ -674,6 +674,8 @@ func TestRelayEventFloodLimited(t *testing.T) {
 		publish(t, pub, TopicSMSOut, fmt.Sprintf(`{"id":"bad-%d","payload":5}`, i))
 	}
 	obs.wait(t, TopicSMSOutResult, n)
+	// A result can reach the broker before its rejection is reported.
+	eventually(t, "every rejection reported", func() bool { return r.Channel(gw.ChannelSMS).Rejected == n })
 	r.Event(gw.Event{Type: "modem_lost", Message: "another kind"})
 	obs.wait(t, TopicEvents, ratelimit.DefaultBurst+1)
 	r.eventLimit.Flush() // the end of the period, without waiting for it

@@ -52,20 +52,20 @@ var _ gw.ReportSink = (*Queue)(nil)
 // no id to publish it under.
 func (q *Queue) PutReport(ctx context.Context, rep gw.DeliveryReport) error {
 	found := ""
-	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
 		b := tx.Bucket(bucketReports)
 		k := reportKey(rep.Reference)
 		v := b.Get(k)
 		if v == nil {
-			return nil, nil
+			return nil
 		}
 		var p pendingReport
 		if err := json.Unmarshal(v, &p); err != nil || p.ID == "" {
 			// Unreadable: nothing to publish under; drop the entry.
-			return nil, b.Delete(k)
+			return b.Delete(k)
 		}
 		if err := b.Delete(k); err != nil {
-			return nil, fmt.Errorf("remove report mapping: %w", err)
+			return fmt.Errorf("remove report mapping: %w", err)
 		}
 		ref := rep.Reference
 		res := Result{ID: p.ID, Channel: gw.ChannelSMS, Status: StatusDelivered, Reference: &ref, Report: true}
@@ -73,7 +73,7 @@ func (q *Queue) PutReport(ctx context.Context, rep gw.DeliveryReport) error {
 			res.Status, res.Error = StatusFailed, rep.Error
 		}
 		found = p.ID
-		return nil, q.putResult(tx, c, res)
+		return q.putResult(tx, c, res)
 	})
 	if err != nil {
 		return fmt.Errorf("put delivery report for reference %d: %w", rep.Reference, err)

@@ -24,7 +24,7 @@ func (q *Queue) Put(ctx context.Context, m gw.Inbound) error {
 	if err != nil {
 		return fmt.Errorf("put %s: %w", m.ID, err)
 	}
-	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
 		return q.putTx(tx, c, m.ID, val, true)
 	})
 	if errors.Is(err, ErrQueueFull) {
@@ -36,34 +36,35 @@ func (q *Queue) Put(ctx context.Context, m gw.Inbound) error {
 	return nil
 }
 
-// putTx stores one encoded message unless its id is known. bounded is false
-// for Assemble, whose segments already occupy their place in the queue.
-func (q *Queue) putTx(tx *bolt.Tx, c *counts, id string, val []byte, bounded bool) (error, error) {
+// putTx stores one encoded message unless its id is known; a full queue is
+// a refusal. bounded is false for Assemble, whose segments already occupy
+// their place in the queue.
+func (q *Queue) putTx(tx *bolt.Tx, c *counts, id string, val []byte, bounded bool) error {
 	ids := tx.Bucket(bucketInIDs)
 	if ids.Get([]byte(id)) != nil || isDone(tx, doneInbound, id) {
-		return nil, nil
+		return nil
 	}
 	if bounded && q.storeFull.Load() {
-		return ErrStoreFull, nil
+		return refuse(ErrStoreFull)
 	}
 	if bounded && c.received() >= q.cfg.MaxMessages {
-		return q.fullError(dirReceived), nil
+		return refuse(q.fullError(dirReceived))
 	}
 	in := tx.Bucket(bucketIn)
 	seq, err := in.NextSequence()
 	if err != nil {
-		return nil, fmt.Errorf("sequence: %w", err)
+		return fmt.Errorf("sequence: %w", err)
 	}
 	k := seqKey(seq)
 	if err := in.Put(k, val); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
 	if err := ids.Put([]byte(id), k); err != nil {
-		return nil, fmt.Errorf("index: %w", err)
+		return fmt.Errorf("index: %w", err)
 	}
 	c.in++
 	c.addedIn = true
-	return nil, nil
+	return nil
 }
 
 // segmentKey orders segments by message key, then by position. The key is
@@ -89,10 +90,10 @@ func (q *Queue) PutSegment(ctx context.Context, s gw.Segment) ([]gw.Segment, err
 		return nil, fmt.Errorf("put segment %s/%d: %w", s.Key, s.Seq, err)
 	}
 	var held []gw.Segment
-	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
-		var res, err error
-		held, res, err = q.segmentTx(tx, c, s.Key, s.Seq, val)
-		return res, err
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
+		var err error
+		held, err = q.segmentTx(tx, c, s.Key, s.Seq, val)
+		return err
 	})
 	if errors.Is(err, ErrQueueFull) {
 		q.fullEvent(dirReceived, "SMS segments")
@@ -104,19 +105,19 @@ func (q *Queue) PutSegment(ctx context.Context, s gw.Segment) ([]gw.Segment, err
 }
 
 // segmentTx stores one encoded segment unless it is held, and returns the
-// segments held under its key, ordered by Seq.
-func (q *Queue) segmentTx(tx *bolt.Tx, c *counts, key string, seq int, val []byte) ([]gw.Segment, error, error) {
+// segments held under its key, ordered by Seq; a full queue is a refusal.
+func (q *Queue) segmentTx(tx *bolt.Tx, c *counts, key string, seq int, val []byte) ([]gw.Segment, error) {
 	b := tx.Bucket(bucketSegments)
 	k := segmentKey(key, seq)
 	if b.Get(k) == nil {
 		if q.storeFull.Load() {
-			return nil, ErrStoreFull, nil
+			return nil, refuse(ErrStoreFull)
 		}
 		if c.received() >= q.cfg.MaxMessages {
-			return nil, q.fullError(dirReceived), nil
+			return nil, refuse(q.fullError(dirReceived))
 		}
 		if err := b.Put(k, val); err != nil {
-			return nil, nil, fmt.Errorf("store: %w", err)
+			return nil, fmt.Errorf("store: %w", err)
 		}
 		c.seg++
 	}
@@ -137,7 +138,7 @@ func (q *Queue) segmentTx(tx *bolt.Tx, c *counts, key string, seq int, val []byt
 		held = append(held, seg)
 	}
 	sort.SliceStable(held, func(i, j int) bool { return held[i].Seq < held[j].Seq })
-	return held, nil, nil
+	return held, nil
 }
 
 // Assemble stores m and removes the segments held under key in one commit.
@@ -148,7 +149,7 @@ func (q *Queue) Assemble(ctx context.Context, m gw.Inbound, key string) error {
 	if err != nil {
 		return fmt.Errorf("assemble %s: %w", m.ID, err)
 	}
-	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err = q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
 		b := tx.Bucket(bucketSegments)
 		var drop [][]byte
 		cur := b.Cursor()
@@ -160,7 +161,7 @@ func (q *Queue) Assemble(ctx context.Context, m gw.Inbound, key string) error {
 		}
 		for _, k := range drop {
 			if err := b.Delete(k); err != nil {
-				return nil, fmt.Errorf("remove segment: %w", err)
+				return fmt.Errorf("remove segment: %w", err)
 			}
 			c.seg--
 		}
@@ -245,24 +246,24 @@ func (q *Queue) ackInbound(ctx context.Context, items []storedInbound) error {
 }
 
 func (q *Queue) ackInboundOnce(ctx context.Context, items []storedInbound) error {
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
 		in, ids := tx.Bucket(bucketIn), tx.Bucket(bucketInIDs)
 		for _, it := range items {
 			if in.Get(it.key) == nil {
 				continue
 			}
 			if err := in.Delete(it.key); err != nil {
-				return nil, fmt.Errorf("delete: %w", err)
+				return fmt.Errorf("delete: %w", err)
 			}
 			c.in--
 			if err := ids.Delete([]byte(it.msg.ID)); err != nil {
-				return nil, fmt.Errorf("unindex: %w", err)
+				return fmt.Errorf("unindex: %w", err)
 			}
 			if err := q.markDone(tx, c, doneInbound, it.msg.ID); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		return nil, nil
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("ack inbound: %w", err)
@@ -329,27 +330,27 @@ func (q *Queue) PutSIM(ctx context.Context, items []gw.SIMItem, j gw.SIMJournal)
 		}
 	}
 	n := 0
-	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
 		// The op may run again after a rollback: every output is set on
 		// each run.
 		n = 0
 		for i := range items {
 			it := &items[i]
-			var res, err error
+			var err error
 			if it.Message != nil {
-				res, err = q.putTx(tx, c, it.Message.ID, vals[i], true)
+				err = q.putTx(tx, c, it.Message.ID, vals[i], true)
 			} else {
-				it.Held, res, err = q.segmentTx(tx, c, it.Part.Key, it.Part.Seq, vals[i])
+				it.Held, err = q.segmentTx(tx, c, it.Part.Key, it.Part.Seq, vals[i])
+			}
+			if r := refused(err); r != nil {
+				return refuse(fmt.Errorf("%s: %w", itemName(*it), r))
 			}
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", itemName(*it), err)
-			}
-			if res != nil {
-				return fmt.Errorf("%s: %w", itemName(*it), res), nil
+				return fmt.Errorf("%s: %w", itemName(*it), err)
 			}
 			n++
 		}
-		return nil, putJournal(tx, j)
+		return putJournal(tx, j)
 	})
 	if errors.Is(err, ErrQueueFull) {
 		q.fullEvent(dirReceived, "messages")
@@ -373,8 +374,8 @@ func itemName(it gw.SIMItem) string {
 
 // SaveJournal commits the SIM journal alone.
 func (q *Queue) SaveJournal(ctx context.Context, j gw.SIMJournal) error {
-	err := q.do(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
-		return nil, putJournal(tx, j)
+	err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
+		return putJournal(tx, j)
 	})
 	if err != nil {
 		return fmt.Errorf("save SIM journal: %w", err)

@@ -41,23 +41,24 @@ func (q *Queue) PutBatch(ctx context.Context, ms []gw.Inbound) ([]error, error) 
 		}
 		vals[i] = v
 	}
-	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) (error, error) {
+	err := q.doTaken(ctx, func(tx *bolt.Tx, c *counts) error {
 		for i, m := range ms {
 			if vals[i] == nil {
 				continue
 			}
 			// The op may run again after a rollback: every result is set
 			// on each run.
-			r, err := q.putTx(tx, c, m.ID, vals[i], true)
-			if err != nil {
-				return nil, fmt.Errorf("put %s: %w", m.ID, err)
-			}
+			err := q.putTx(tx, c, m.ID, vals[i], true)
 			res[i] = nil
-			if r != nil {
+			if r := refused(err); r != nil {
 				res[i] = fmt.Errorf("put %s: %w", m.ID, r)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("put %s: %w", m.ID, err)
 			}
 		}
-		return nil, nil
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("put batch of %d: %w", len(ms), err)
