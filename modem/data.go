@@ -84,6 +84,9 @@ type sendPath struct {
 	sock int
 	up   bool
 	why  string
+	// unsupported: the detected profile has no sockets. Before the modem
+	// is initialised fam is nil too, but the profile is not known yet.
+	unsupported bool
 }
 
 func newDataPath(set dataSettings, log *slog.Logger, ev eventer, in *inbox, status func(gw.DataInfo)) *dataPath {
@@ -170,7 +173,7 @@ func (d *dataPath) setState(state, ip, why string) {
 	d.mu.Lock()
 	d.send = sendPath{fam: d.fam, sock: d.sock, up: state == DataUp, why: why}
 	if state == DataUnsupported {
-		d.send.fam = nil
+		d.send.fam, d.send.unsupported = nil, true
 	}
 	d.mu.Unlock()
 	d.status(gw.DataInfo{Mode: d.set.mode, State: state, IP: ip})
@@ -394,10 +397,10 @@ func (d *dataPath) sendUDP(ctx context.Context, op string, payload []byte, engin
 	d.mu.Lock()
 	sp := d.send
 	d.mu.Unlock()
-	if sp.fam == nil {
+	if sp.unsupported {
 		return &OpError{Op: op, Err: fmt.Errorf("data session down: the %q module profile has no sockets (ip.mode modem needs quectel, simcom, sim7080 or ublox)", profile())}
 	}
-	if !sp.up {
+	if !sp.up || sp.fam == nil {
 		why := sp.why
 		if why == "" {
 			why = "not open yet"

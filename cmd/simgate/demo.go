@@ -20,14 +20,16 @@ import (
 
 	"github.com/simgate/simgate/config"
 	"github.com/simgate/simgate/modem/modemsim"
+	"github.com/simgate/simgate/transport"
 )
 
 // demoWait bounds each step of the demo script.
 const demoWait = 20 * time.Second
 
-// eventWait bounds the wait for an event the demo expects; one published
-// before it subscribed never arrives.
-const eventWait = 3 * time.Second
+// demoStarted, when set, is called once the gateway has started and before
+// the script reads what it published. Tests stand in for a slow machine
+// with it: whatever the gateway publishes meanwhile waits for the script.
+var demoStarted func()
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", stderr)
@@ -118,11 +120,30 @@ func (d *demo) run(ctx context.Context, port int, runFor time.Duration) error {
 	cfg.Modem.Port = d.sim.Link()
 	cfg.Modem.Profile = d.profile
 	cfg.MQTT.URL = d.url
-	cfg.MQTT.Embedded = true
 	cfg.Store.Dir = filepath.Join(dir, "store")
 	if d.profile == "generic" {
 		cfg.IP.Mode = "off" // the generic profile has no socket commands
 	}
+	// The demo runs the broker itself rather than through mqtt.embedded,
+	// so that it subscribes before the gateway publishes anything: the
+	// modem's start-up events go out once and are not retained, and a
+	// subscription made after the gateway started could miss them.
+	stopBroker, err := transport.StartEmbedded(context.Background(), d.url, d.log)
+	if err != nil {
+		return fmt.Errorf("start the embedded broker: %w", err)
+	}
+	defer func() {
+		if err := stopBroker(); err != nil {
+			d.log.Warn("embedded broker", "err", err)
+		}
+	}()
+	// The device id, and so the prefix, is known once the gateway has read
+	// the SIM; until then any device's topics are collected.
+	sub, err := d.subscribe(cfg.Prefix("+") + "/#")
+	if err != nil {
+		return err
+	}
+	defer sub.Disconnect(100)
 
 	gwCtx, stopGW := context.WithCancel(context.Background())
 	defer stopGW()
@@ -150,14 +171,9 @@ func (d *demo) run(ctx context.Context, port int, runFor time.Duration) error {
 		return errors.New("the gateway did not start in time")
 	}
 	d.printf("  topics  %s/...\n\n", d.prefix)
-
-	sub, err := d.subscribe()
-	if err != nil {
-		stopGW()
-		<-gwDone
-		return err
+	if demoStarted != nil {
+		demoStarted()
 	}
-	defer sub.Disconnect(100)
 
 	scriptErr := d.script(ctx, cfg.IP.Mode == "modem")
 	if scriptErr != nil {
@@ -216,7 +232,9 @@ func brokerAddr(port int) (string, error) {
 	return addr, l.Close()
 }
 
-func (d *demo) subscribe() (paho.Client, error) {
+// subscribe connects to the broker and subscribes to filter; what arrives
+// waits on d.msgs until the script reads it.
+func (d *demo) subscribe(filter string) (paho.Client, error) {
 	d.msgs = make(chan paho.Message, 256)
 	opts := paho.NewClientOptions().AddBroker(d.url).SetClientID(fmt.Sprintf("simgate-demo-%d", os.Getpid())).
 		SetOrderMatters(true).SetAutoReconnect(true)
@@ -225,7 +243,7 @@ func (d *demo) subscribe() (paho.Client, error) {
 	if t := c.Connect(); !t.WaitTimeout(demoWait) || t.Error() != nil {
 		return nil, fmt.Errorf("connect to the embedded broker: %v", t.Error())
 	}
-	if t := c.Subscribe(d.prefix+"/#", 1, nil); !t.WaitTimeout(demoWait) || t.Error() != nil {
+	if t := c.Subscribe(filter, 1, nil); !t.WaitTimeout(demoWait) || t.Error() != nil {
 		return nil, fmt.Errorf("subscribe: %v", t.Error())
 	}
 	return c, nil
@@ -309,8 +327,9 @@ func dataUp(status map[string]any) bool {
 }
 
 // awaitEvents prints what arrives until an event of each type has been
-// shown (since the last wait for that type). An event published before the demo subscribed is not seen again,
-// so after eventWait it gives up quietly: the demo goes on either way.
+// shown (since the last wait for that type). The demo subscribed before the
+// gateway started, so every event reaches it, however late; after demoWait
+// it gives up quietly and goes on.
 func (d *demo) awaitEvents(ctx context.Context, types ...string) {
 	want := map[string]bool{}
 	for _, t := range types {
@@ -325,7 +344,7 @@ func (d *demo) awaitEvents(ctx context.Context, types ...string) {
 		}
 		return len(want) == 0
 	}
-	timeout := time.After(eventWait)
+	timeout := time.After(demoWait)
 	for !seen() {
 		select {
 		case m := <-d.msgs:
