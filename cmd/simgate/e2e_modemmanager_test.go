@@ -61,7 +61,8 @@ func startBus(t *testing.T, dir, socket string) *mmBus {
 	b := &mmBus{t: t, dir: dir, socket: socket, mmLog: filepath.Join(dir, "ModemManager.log")}
 	addrFile := filepath.Join(dir, "bus.addr")
 	cmd := exec.Command("dbus-run-session", "--", "sh", "-c", `printf %s "$DBUS_SESSION_BUS_ADDRESS" > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 3600`, addrFile)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr.Setpgid = true
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dbus-run-session: %v", err)
@@ -106,6 +107,7 @@ func (b *mmBus) startMM() {
 	fmt.Fprintf(lf, "==== test: ModemManager start %d at %s ====\n", b.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(modemManagerBin, "--test-session", "--test-enable", "--test-no-udev", "--no-auto-scan", "--debug")
 	cmd.Env = append(os.Environ(), "DBUS_SESSION_BUS_ADDRESS="+b.addr)
+	cmd.SysProcAttr = childProcAttr()
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		b.t.Fatalf("start ModemManager: %v", err)
@@ -249,6 +251,7 @@ func TestE2EModemManager(t *testing.T) {
 			}
 		}
 		waitSIMEmpty(t, r)
+		bus.waitNoSMS()
 		r.waitSMS(want, false, time.Second)
 	})
 
@@ -290,6 +293,7 @@ func TestE2EModemManager(t *testing.T) {
 			t.Fatalf("no modem_connected after the restart; events %v", eventTypes(r.obs.events()))
 		}
 		waitSIMEmpty(t, r)
+		bus.waitNoSMS()
 		paced(msgs[14:])
 		r.waitSMS(want, false, e2eWait)
 		waitSIMEmpty(t, r)
@@ -332,6 +336,46 @@ func TestE2EModemManager(t *testing.T) {
 		if lines := bus.mmLogLines(bad); len(lines) > 0 {
 			t.Errorf("ModemManager log has %q: %v", bad, lines)
 		}
+	}
+}
+
+// waitNoSMS waits until ModemManager lists no SMS. The SIM empties when
+// modemsim has done the last AT+CMGD, a moment before ModemManager has
+// read its OK and let go of the SMS storage; a +CMTI in that moment is
+// dropped (the README's ModemManager section), and that SMS would wait on
+// the SIM for the next enable and reach P/sms/in after later ones. An SMS
+// object goes from the list only after its delete has finished, so an
+// empty list means the storage is free and what comes next is read at
+// once. (ModemManager serves D-Bus calls from the loop that handles the
+// modem, so the answer comes after the delete's completion.)
+func (b *mmBus) waitNoSMS() {
+	b.t.Helper()
+	var n int
+	var lastErr error
+	if !waitUntil(e2eWait, func() bool {
+		var objs map[dbus.ObjectPath]map[string]map[string]dbus.Variant
+		err := b.conn.Object(mmService, "/org/freedesktop/ModemManager1").Call(
+			"org.freedesktop.DBus.ObjectManager.GetManagedObjects", 0).Store(&objs)
+		if err != nil {
+			lastErr = err
+			return false
+		}
+		for p, ifs := range objs {
+			if _, ok := ifs[mmService+".Modem.Messaging"]; !ok {
+				continue
+			}
+			var list []dbus.ObjectPath
+			if err := b.conn.Object(mmService, p).Call(mmService+".Modem.Messaging.List", 0).Store(&list); err != nil {
+				lastErr = err
+				return false
+			}
+			n = len(list)
+			return n == 0
+		}
+		lastErr = fmt.Errorf("no modem with the Messaging interface")
+		return false
+	}) {
+		b.t.Errorf("ModemManager still lists %d SMS (last error: %v)", n, lastErr)
 	}
 }
 

@@ -217,6 +217,7 @@ func (m *mosquitto) start() {
 	}
 	defer lf.Close()
 	cmd := exec.Command(m.bin, "-c", m.conf)
+	cmd.SysProcAttr = childProcAttr()
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		m.t.Fatalf("start mosquitto: %v", err)
@@ -349,6 +350,20 @@ func newDaemon(t *testing.T, bin, dir string, c gwConfig) *daemon {
 	return d
 }
 
+// childProcAttr is how the tests start the daemons they run (simgate,
+// ModemManager, dbus-run-session): the kernel kills one with SIGKILL when
+// the test binary dies (a -timeout panic, a kill), when no Cleanup runs.
+// A simgate that outlives its test keeps reopening its port, a symlink to
+// /dev/pts/N; once another test's modemsim gets that pty number, the
+// leftover daemon reads replies and URCs meant for that test's host and
+// sends its own AT commands, which makes the other test fail at random.
+// Pdeathsig fires when the thread that started the child exits; Go keeps
+// its threads unless a goroutine exits locked to one, which these tests
+// never do.
+func childProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
 // daemonEnv is this process's environment without what would change the
 // daemon's behaviour: SIMGATE_ overrides and systemd's variables.
 func daemonEnv() []string {
@@ -375,6 +390,7 @@ func (d *daemon) start() {
 	fmt.Fprintf(lf, "==== test: simgate start %d at %s ====\n", d.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(d.bin, "run", "-config", d.config)
 	cmd.Env = daemonEnv()
+	cmd.SysProcAttr = childProcAttr()
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		d.t.Fatalf("start simgate: %v", err)
