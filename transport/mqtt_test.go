@@ -28,12 +28,11 @@ import (
 // testPKI is a CA with a server certificate for 127.0.0.1 and a client
 // certificate, written as PEM files.
 type testPKI struct {
-	dir                        string
-	caFile, certFile, keyFile  string // client side
-	serverCert                 tls.Certificate
-	pool                       *x509.CertPool
-	otherCAFile, garbageFile   string
-	clientCertOnly, clientKey2 string
+	dir                       string
+	caFile, certFile, keyFile string // client side
+	serverCert                tls.Certificate
+	pool                      *x509.CertPool
+	otherCAFile, garbageFile  string
 }
 
 func newTestPKI(t *testing.T) *testPKI {

@@ -16,6 +16,7 @@ import (
 	"github.com/simgate/simgate/internal/gw"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrQueueFull is wrapped by every refusal caused by store.max_messages. The
@@ -350,7 +351,7 @@ func openStore(path string, mark uint64) (*bolt.DB, *StoreDamage, error) {
 		damage.SetAside = aside
 	}
 	db, err := bolt.Open(path, 0o600, boltOptions(false))
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, nil, fmt.Errorf("locked by another process (is another simgate running?): %w", err)
 	}
 	if err != nil {

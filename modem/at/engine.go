@@ -595,13 +595,6 @@ func (e *Engine) popURC() (URC, bool) {
 	return u, ok
 }
 
-// queuedURCs reports how many URCs wait, and their Size in total.
-func (e *Engine) queuedURCs() (n, size int) {
-	e.urcMu.Lock()
-	defer e.urcMu.Unlock()
-	return e.urcQ.Len(), e.urcQ.Cost()
-}
-
 // NextURC returns the oldest URC waiting (Config.PullURCs), if any. Every
 // URC that arrived before a command's final result is waiting by the time
 // Do returns.

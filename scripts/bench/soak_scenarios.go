@@ -45,11 +45,11 @@ import (
 // damageKinds are the ways corrupt-store damages queue.db.
 var damageKinds = []string{"page", "meta", "empty"}
 
-// restartSec and maxRestarts are systemd's RestartSec of the unit and how
+// restartDelay and maxRestarts are systemd's RestartSec of the unit and how
 // many failed starts the soak allows before it calls them a crash loop.
 const (
-	restartSec  = 5 * time.Second
-	maxRestarts = 4
+	restartDelay = 5 * time.Second
+	maxRestarts  = 4
 )
 
 // dupBurst is one burst of identical SMS.
@@ -309,7 +309,7 @@ func (s *soak) corruptStore() {
 			}
 			break
 		}
-		time.Sleep(restartSec)
+		time.Sleep(restartDelay)
 	}
 	s.scen.mu.Lock()
 	s.scen.corrupts = append(s.scen.corrupts, rec)
