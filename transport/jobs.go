@@ -353,17 +353,7 @@ func (q *Queue) PublicationsAfter(after []byte, n int) ([]StoredPublication, err
 // AckPublications removes delivered publications.
 func (q *Queue) AckPublications(ctx context.Context, items []StoredPublication) error {
 	err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
-		b := tx.Bucket(bucketPubs)
-		for _, it := range items {
-			if b.Get(it.key) == nil {
-				continue
-			}
-			if err := b.Delete(it.key); err != nil {
-				return fmt.Errorf("delete publication: %w", err)
-			}
-			c.pubs--
-		}
-		return nil
+		return deleteStored(tx.Bucket(bucketPubs), items, func(it StoredPublication) []byte { return it.key }, "publication", &c.pubs)
 	})
 	if err != nil {
 		return fmt.Errorf("ack publications: %w", err)

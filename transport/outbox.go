@@ -221,30 +221,43 @@ func (q *Queue) resultsAfter(after []byte, n int) ([]storedResult, error) {
 // ackResults removes published results, split like ackInbound when the
 // disk is full.
 func (q *Queue) ackResults(ctx context.Context, items []storedResult) error {
-	err := q.ackResultsOnce(ctx, items)
-	if isNoSpace(err) && len(items) > 1 {
-		half := len(items) / 2
-		return errors.Join(q.ackResults(ctx, items[:half]), q.ackResults(ctx, items[half:]))
-	}
-	return err
+	return splitOnNoSpace(ctx, items, q.ackResultsOnce)
 }
 
 func (q *Queue) ackResultsOnce(ctx context.Context, items []storedResult) error {
 	err := q.do(ctx, func(tx *bolt.Tx, c *counts) error {
-		b := tx.Bucket(bucketResults)
-		for _, it := range items {
-			if b.Get(it.key) == nil {
-				continue
-			}
-			if err := b.Delete(it.key); err != nil {
-				return fmt.Errorf("delete result: %w", err)
-			}
-			c.res--
-		}
-		return nil
+		return deleteStored(tx.Bucket(bucketResults), items, func(it storedResult) []byte { return it.key }, "result", &c.res)
 	})
 	if err != nil {
 		return fmt.Errorf("ack results: %w", err)
+	}
+	return nil
+}
+
+// splitOnNoSpace runs once over items and, when the commit fails for lack
+// of space, again over each half: a smaller transaction needs fewer fresh
+// pages, and each one frees pages for the next.
+func splitOnNoSpace[T any](ctx context.Context, items []T, once func(context.Context, []T) error) error {
+	err := once(ctx, items)
+	if isNoSpace(err) && len(items) > 1 {
+		half := len(items) / 2
+		return errors.Join(splitOnNoSpace(ctx, items[:half], once), splitOnNoSpace(ctx, items[half:], once))
+	}
+	return err
+}
+
+// deleteStored deletes the records of items still in b and counts them off
+// n; one already gone (acknowledged twice) is skipped.
+func deleteStored[T any](b *bolt.Bucket, items []T, key func(T) []byte, what string, n *int) error {
+	for _, it := range items {
+		k := key(it)
+		if b.Get(k) == nil {
+			continue
+		}
+		if err := b.Delete(k); err != nil {
+			return fmt.Errorf("delete %s: %w", what, err)
+		}
+		*n--
 	}
 	return nil
 }

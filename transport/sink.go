@@ -243,12 +243,7 @@ func readAfter[T any](q *Queue, bucket []byte, what string, after []byte, n int,
 // that fails for lack of space is split in halves: a smaller transaction
 // needs fewer fresh pages, and each one frees pages for the next.
 func (q *Queue) ackInbound(ctx context.Context, items []storedInbound) error {
-	err := q.ackInboundOnce(ctx, items)
-	if isNoSpace(err) && len(items) > 1 {
-		half := len(items) / 2
-		return errors.Join(q.ackInbound(ctx, items[:half]), q.ackInbound(ctx, items[half:]))
-	}
-	return err
+	return splitOnNoSpace(ctx, items, q.ackInboundOnce)
 }
 
 func (q *Queue) ackInboundOnce(ctx context.Context, items []storedInbound) error {
