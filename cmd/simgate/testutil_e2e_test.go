@@ -49,6 +49,19 @@ const e2eWait = 60 * time.Second
 // go test ./cmd/simgate -run TestFault -v -args -e2e.logs
 var showLogs = flag.Bool("e2e.logs", false, "print the logs of every hardware-in-loop test")
 
+// debugLogs runs the daemons at log.level debug. It is off by default: at
+// debug the daemon logs every byte on the AT wire, which costs the suite
+// more CPU than the tests themselves; turn it on to study a failure.
+var debugLogs = flag.Bool("e2e.debug", false, "run the daemons of hardware-in-loop tests at log.level debug (with the AT wire log)")
+
+// logLevel is the log.level the tests' daemons run at.
+func logLevel() string {
+	if *debugLogs {
+		return "debug"
+	}
+	return "info"
+}
+
 // e2eBin is the simgate binary built for this test run.
 var e2eBin struct {
 	once sync.Once
@@ -313,7 +326,7 @@ func (c gwConfig) yaml() string {
 	if c.MaxMessages > 0 {
 		fmt.Fprintf(&b, "  max_messages: %d\n", c.MaxMessages)
 	}
-	fmt.Fprintf(&b, "log:\n  level: debug\n  format: text\n")
+	fmt.Fprintf(&b, "log:\n  level: %s\n  format: text\n", logLevel())
 	b.WriteString(c.Extra)
 	return b.String()
 }
