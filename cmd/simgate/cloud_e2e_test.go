@@ -277,8 +277,10 @@ func startCloudWith(t *testing.T, dir, brokerURL, clientID, provider string) *cl
 		t.Fatal(err)
 	}
 	listen, metricsAddr := freeLoopback(t), freeLoopback(t)
-	cfg := fmt.Sprintf("mqtt:\n  url: %q\n  client_id: %q\nstore:\n  dir: %q\nlog:\n  level: %s\nhttp:\n  listen: %q\ncloud:\n%s  listen: %q\n  public_url: \"http://%s\"\n",
-		brokerURL, clientID, filepath.Join(dir, "store"), logLevel(), metricsAddr, provider, listen, listen)
+	// The bridges log at debug (they drive no AT wire): TestE2ECloudThreeInstances
+	// counts their "command created" lines.
+	cfg := fmt.Sprintf("mqtt:\n  url: %q\n  client_id: %q\nstore:\n  dir: %q\nlog:\n  level: debug\nhttp:\n  listen: %q\ncloud:\n%s  listen: %q\n  public_url: \"http://%s\"\n",
+		brokerURL, clientID, filepath.Join(dir, "store"), metricsAddr, provider, listen, listen)
 	path := filepath.Join(dir, "cloud.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

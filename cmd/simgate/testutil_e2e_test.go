@@ -49,7 +49,7 @@ const e2eWait = 60 * time.Second
 // go test ./cmd/simgate -run TestFault -v -args -e2e.logs
 var showLogs = flag.Bool("e2e.logs", false, "print the logs of every hardware-in-loop test")
 
-// debugLogs runs the daemons at log.level debug. It is off by default: at
+// debugLogs runs the gateway daemons at log.level debug. It is off by default: at
 // debug the daemon logs every byte on the AT wire, which costs the suite
 // more CPU than the tests themselves; turn it on to study a failure.
 var debugLogs = flag.Bool("e2e.debug", false, "run the daemons of hardware-in-loop tests at log.level debug (with the AT wire log)")
