@@ -11,7 +11,6 @@ import (
 
 	"github.com/simgate/simgate/internal/gw"
 
-	"github.com/warthog618/sms/encoding/gsm7"
 	"github.com/warthog618/sms/encoding/tpdu"
 	"github.com/warthog618/sms/encoding/ucs2"
 )
@@ -197,7 +196,7 @@ func encodeSubmit(to string, payload []byte, alpha gw.SMSAlphabet, srr bool) ([]
 	t := tpdu.TPDU{Direction: tpdu.MO, FirstOctet: fo, DA: da}
 	switch alpha {
 	case gw.AlphabetGSM7:
-		septets, err := gsm7.Encode(payload)
+		septets, err := gw.EncodeGSM7(payload)
 		if err != nil {
 			return nil, fmt.Errorf("encode GSM 7-bit: %w", err)
 		}

@@ -1,6 +1,8 @@
 package gw
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -40,7 +42,7 @@ func CheckSMS(payload []byte, binary bool) (SMSAlphabet, error) {
 	if !utf8.Valid(payload) {
 		return "", fmt.Errorf("text payload is not valid UTF-8")
 	}
-	if septets, err := gsm7.Encode(payload); err == nil {
+	if septets, err := EncodeGSM7(payload); err == nil {
 		if len(septets) > MaxSMSSeptets {
 			return "", fmt.Errorf("text needs %d GSM 7-bit characters, one SMS holds at most %d", len(septets), MaxSMSSeptets)
 		}
@@ -59,4 +61,15 @@ func CheckUDP(payload []byte) error {
 		return fmt.Errorf("payload is %d bytes, one IP Command holds at most %d", len(payload), MaxUDPPayload)
 	}
 	return nil
+}
+
+// EncodeGSM7 packs text in the GSM 7-bit default alphabet, refusing a text
+// with ESC (U+001B): the alphabet uses 0x1B as the escape to its extension
+// table, so a lone ESC would arrive as another character. Such a text goes
+// in UCS-2 instead.
+func EncodeGSM7(text []byte) ([]byte, error) {
+	if bytes.IndexByte(text, 0x1b) >= 0 {
+		return nil, errors.New("ESC (U+001B) has no GSM 7-bit form")
+	}
+	return gsm7.Encode(text)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/simgate/simgate/internal/gw"
 	"github.com/simgate/simgate/modem"
-	"github.com/warthog618/sms/encoding/gsm7"
 )
 
 // inSMS is one received SMS as ModemManager holds it.
@@ -187,7 +186,7 @@ func partsOf(payload []byte, binary bool) int {
 	if binary {
 		return split(len(payload), gw.MaxSMSBytes, 134)
 	}
-	if septets, err := gsm7.Encode(payload); err == nil {
+	if septets, err := gw.EncodeGSM7(payload); err == nil {
 		return split(len(septets), gw.MaxSMSSeptets, 153)
 	}
 	if !utf8.Valid(payload) {

@@ -10,6 +10,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/simgate/simgate/internal/gw"
+
 	"github.com/warthog618/sms"
 	"github.com/warthog618/sms/encoding/gsm7"
 	"github.com/warthog618/sms/encoding/pdumode"
@@ -62,7 +64,7 @@ func encodeUnits(m *SMS) (enc string, units []byte, err error) {
 		case m.Data != nil:
 			enc = enc8Bit
 		default:
-			if _, err := gsm7.Encode([]byte(m.Text)); err == nil {
+			if _, err := gw.EncodeGSM7([]byte(m.Text)); err == nil {
 				enc = encGSM7
 			} else {
 				enc = encUCS2
@@ -74,7 +76,7 @@ func encodeUnits(m *SMS) (enc string, units []byte, err error) {
 		if !utf8.ValidString(m.Text) {
 			return "", nil, errors.New("text is not valid UTF-8")
 		}
-		u, err := gsm7.Encode([]byte(m.Text))
+		u, err := gw.EncodeGSM7([]byte(m.Text))
 		if err != nil {
 			return "", nil, fmt.Errorf("text does not fit the GSM 7-bit alphabet: %w", err)
 		}
