@@ -16,8 +16,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
-// source is an ordered outbox the publish loop drains: queued inbound
-// messages, queued results, or buffered events.
+// source is an ordered outbox the publish loop drains: bucketRecord inbound
+// messages, bucketRecord results, or buffered events.
 type source[T any] struct {
 	name    string
 	tracker int
@@ -278,7 +278,7 @@ type acker[T any] struct {
 }
 
 // ackAttempts bounds retries of a failing removal: the items then stay
-// queued and are delivered again after a restart.
+// bucketRecord and are delivered again after a restart.
 const ackAttempts = 5
 
 func startAcker[T any](src source[T], log *slog.Logger) *acker[T] {
@@ -305,7 +305,7 @@ func startAcker[T any](src source[T], log *slog.Logger) *acker[T] {
 					break
 				}
 				if errors.Is(err, ErrClosed) || attempt == ackAttempts {
-					log.Error("delivered items stay queued and will be delivered again", "count", len(batch), "err", err)
+					log.Error("delivered items stay bucketRecord and will be delivered again", "count", len(batch), "err", err)
 					break
 				}
 				log.Warn("cannot remove delivered items; retrying", "count", len(batch), "err", err)
@@ -325,54 +325,62 @@ func (a *acker[T]) close() {
 }
 
 func (r *Relay) inboundSource() source[storedInbound] {
-	return source[storedInbound]{
-		name:    "inbound",
-		tracker: trackInbound,
-		signal:  r.q.sigIn,
-		after:   r.q.inboundAfter,
-		key:     func(it storedInbound) []byte { return it.key },
-		render: func(it storedInbound) (string, []byte, error) {
-			if it.err != nil {
-				return "", nil, it.err
-			}
-			b, err := renderInbound(it.msg)
-			if err != nil {
-				return "", nil, err
-			}
-			return r.topic(inboundTopic(it.msg)), b, nil
-		},
-		bad: func(it storedInbound, err error) error {
-			return r.q.quarantine(context.Background(), bucketIn, it.key, err)
-		},
+	return bucketSource(r, bucketIn, source[storedInbound]{
+		name:      "inbound",
+		tracker:   trackInbound,
+		signal:    r.q.sigIn,
+		after:     r.q.inboundAfter,
 		ack:       func(items []storedInbound) error { return r.q.ackInbound(context.Background(), items) },
 		count:     &r.published,
 		delivered: r.countInbound,
-	}
+	}, func(it storedInbound) (string, []byte, error) {
+		b, err := renderInbound(it.msg)
+		return r.topic(inboundTopic(it.msg)), b, err
+	})
 }
 
 func (r *Relay) resultSource() source[storedResult] {
-	return source[storedResult]{
+	return bucketSource(r, bucketResults, source[storedResult]{
 		name:    "results",
 		tracker: trackResults,
 		signal:  r.q.sigRes,
 		after:   r.q.resultsAfter,
-		key:     func(it storedResult) []byte { return it.key },
-		render: func(it storedResult) (string, []byte, error) {
-			if it.err != nil {
-				return "", nil, it.err
-			}
-			b, err := renderResult(it.res)
-			if err != nil {
-				return "", nil, err
-			}
-			return r.topic(resultTopic(it.res.Channel)), b, nil
-		},
-		bad: func(it storedResult, err error) error {
-			return r.q.quarantine(context.Background(), bucketResults, it.key, err)
-		},
-		ack:   func(items []storedResult) error { return r.q.ackResults(context.Background(), items) },
-		count: &r.results,
+		ack:     func(items []storedResult) error { return r.q.ackResults(context.Background(), items) },
+		count:   &r.results,
+	}, func(it storedResult) (string, []byte, error) {
+		b, err := renderResult(it.res)
+		return r.topic(resultTopic(it.res.Channel)), b, err
+	})
+}
+
+// bucketRecord is a record read from one of the queue's buckets.
+type bucketRecord interface {
+	// stored gives the record's key, and why it could not be decoded.
+	stored() (key []byte, err error)
+}
+
+func (it storedInbound) stored() ([]byte, error) { return it.key, it.err }
+func (it storedResult) stored() ([]byte, error)  { return it.key, it.err }
+
+// bucketSource completes src, an outbox over one of the queue's buckets,
+// with render for the records that decoded: a record that did not, or that
+// cannot be rendered, is set aside in that bucket's quarantine.
+func bucketSource[T bucketRecord](r *Relay, bucket []byte, src source[T], render func(T) (string, []byte, error)) source[T] {
+	src.key = func(it T) []byte {
+		k, _ := it.stored()
+		return k
 	}
+	src.render = func(it T) (string, []byte, error) {
+		if _, err := it.stored(); err != nil {
+			return "", nil, err
+		}
+		return render(it)
+	}
+	src.bad = func(it T, err error) error {
+		k, _ := it.stored()
+		return r.q.quarantine(context.Background(), bucket, k, err)
+	}
+	return src
 }
 
 func (r *Relay) eventSource() source[bufferedEvent] {
@@ -505,7 +513,7 @@ func msgBytes(m inMsg) int {
 }
 
 // push queues m, or drops it when it is QoS 0 and the FIFO holds
-// maxFIFOBytes already. It reports whether m was queued.
+// maxFIFOBytes already. It reports whether m was bucketRecord.
 func (f *requestFIFO) push(m inMsg) bool {
 	n := msgBytes(m)
 	f.mu.Lock()

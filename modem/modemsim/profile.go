@@ -76,62 +76,33 @@ var profiles = map[string]*profile{
 		sockets:   "quectel",
 		noise:     []string{`+QIND: "csq",17,99`, `+QIND: "act","CAT-M1"`},
 	},
-	"simcom": {
-		name:         "simcom",
-		manufacturer: "SIMCOM INCORPORATED",
-		model:        "SIMCOM_SIM7600G-H",
-		revision:     "LE20B04SIM7600G22",
-		cgmrPrefix:   "+CGMR: ",
-		ati: func(o *Options) []string {
-			return []string{
-				"Manufacturer: SIMCOM INCORPORATED",
-				"Model: SIMCOM_SIM7600G-H",
-				"Revision: SIM7600G_V2.0.2",
-				"IMEI: " + o.IMEI,
-				"+GCAP: +CGSM",
-			}
-		},
+	"simcom": simcom(profile{
+		name:        "simcom",
+		model:       "SIMCOM_SIM7600G-H",
+		revision:    "LE20B04SIM7600G22",
+		cgmrPrefix:  "+CGMR: ",
+		ati:         simcomATI("SIMCOM_SIM7600G-H", "SIM7600G_V2.0.2", "+GCAP: +CGSM"),
 		imei:        "861447030012349",
 		iccidCmd:    "+CICCID",
 		iccidPrefix: "+ICCID: ",
-		boot: []bootStep{
-			{"RDY", phaseRDY},
-			{"+CPIN: READY", phaseSIM},
-			{"SMS DONE", phaseSMSDone},
-			{"PB DONE", phaseSMSDone},
-		},
-		indexBase: 0,
-		cnmi:      [5]int{2, 1, 0, 0, 0},
-		busyCMS:   500,
-		sockets:   "simcom",
-		noise:     []string{"+CPSI: LTE,Online", "+CGEV: ME PDN ACT 1"},
-	},
+		boot:        []bootStep{{"RDY", phaseRDY}, {"+CPIN: READY", phaseSIM}, {"SMS DONE", phaseSMSDone}, {"PB DONE", phaseSMSDone}},
+		sockets:     "simcom",
+		noise:       []string{"+CPSI: LTE,Online", "+CGEV: ME PDN ACT 1"},
+	}),
 	"ublox": ublox("ublox", "SARA-R410M-02B", "L0.0.00.00.05.06 [Feb 03 2018 13:00:41]", "L0.0.00.00.05.06", "06", "352924090012340"),
-	"sim7080": {
-		name:         "sim7080",
-		manufacturer: "SIMCOM INCORPORATED",
-		model:        "SIMCOM_SIM7080G",
-		revision:     "1951B16SIM7080",
-		ati: func(o *Options) []string {
-			return []string{"Manufacturer: SIMCOM INCORPORATED", "Model: SIMCOM_SIM7080G", "Revision: 1951B16SIM7080", "IMEI: " + o.IMEI}
-		},
-		imei:        "869951030012342",
-		iccidCmd:    "+CCID",
-		iccidPrefix: "",
-		// After a reset the SIM7080 says "SMS Ready" last, and echo is on
-		// again (every power-up default returns).
-		boot: []bootStep{
-			{"RDY", phaseRDY},
-			{"+CFUN: 1", phaseRDY},
-			{"+CPIN: READY", phaseSIM},
-			{"SMS Ready", phaseSMSDone},
-		},
-		indexBase: 0,
-		cnmi:      [5]int{2, 1, 0, 0, 0},
-		busyCMS:   500,
-		sockets:   "sim7080",
-		noise:     []string{"+CPSI: LTE CAT-M1,Online", "*PSUTTZ: 2026/12/01,18:40:00\",\"+00\",0"},
-	},
+	// After a reset the SIM7080 says "SMS Ready" last, and echo is on
+	// again (every power-up default returns).
+	"sim7080": simcom(profile{
+		name:     "sim7080",
+		model:    "SIMCOM_SIM7080G",
+		revision: "1951B16SIM7080",
+		ati:      simcomATI("SIMCOM_SIM7080G", "1951B16SIM7080"),
+		imei:     "869951030012342",
+		iccidCmd: "+CCID",
+		boot:     []bootStep{{"RDY", phaseRDY}, {"+CFUN: 1", phaseRDY}, {"+CPIN: READY", phaseSIM}, {"SMS Ready", phaseSMSDone}},
+		sockets:  "sim7080",
+		noise:    []string{"+CPSI: LTE CAT-M1,Online", "*PSUTTZ: 2026/12/01,18:40:00\",\"+00\",0"},
+	}),
 	"sara-r5": ublox("sara-r5", "SARA-R510M8S", "03.15", "03.15", "01", "352753090012343"),
 	"generic": {
 		name:         "generic",
@@ -149,6 +120,24 @@ var profiles = map[string]*profile{
 		cnmi:        [5]int{0, 0, 0, 0, 0},
 		busyCMS:     0,
 	},
+}
+
+// simcom is a SIMCom module: the SIM7600 and the SIM7080 share the maker,
+// the power-up +CNMI and the +CMS ERROR before SMS is ready; storage
+// indexes count from 0.
+func simcom(p profile) *profile {
+	p.manufacturer = "SIMCOM INCORPORATED"
+	p.cnmi = [5]int{2, 1, 0, 0, 0}
+	p.busyCMS = 500
+	return &p
+}
+
+// simcomATI is a SIMCom AT I answer: maker, model and revision lines, the
+// IMEI, then extra lines.
+func simcomATI(model, revision string, extra ...string) func(o *Options) []string {
+	return func(o *Options) []string {
+		return append([]string{"Manufacturer: SIMCOM INCORPORATED", "Model: " + model, "Revision: " + revision, "IMEI: " + o.IMEI}, extra...)
+	}
 }
 
 // ublox is a u-blox SARA module: the R4 and the R5 answer the commands this
