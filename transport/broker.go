@@ -97,7 +97,7 @@ func startBroker(rawURL string, log *slog.Logger, setup func(*mochi.Server) erro
 	} else {
 		l = listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
 	}
-	if err := srv.AddListener(&countedListener{Listener: l, wg: &srv.Listeners.ClientsWg}); err != nil {
+	if err := srv.AddListener(&countedListener{Listener: l, srv: srv}); err != nil {
 		return nil, fmt.Errorf("embedded broker listen %s: %w", addr, err)
 	}
 	if err := srv.Serve(); err != nil {
@@ -118,9 +118,15 @@ func startBroker(rawURL string, log *slog.Logger, setup func(*mochi.Server) erro
 // listener counts each connection itself, under a lock its Close takes
 // first, so mochi's own Add never starts the count; and Close closes the
 // connections still being set up, whose reads then end.
+//
+// Close also disconnects the listener's clients itself: mochi's own way
+// (closeListenerClients) lists them with Clients.GetByListener, which
+// takes the clients' read lock twice, nested, so a client leaving in
+// between (Clients.Delete, waiting for the write lock) blocks the second
+// one, and Close, for ever.
 type countedListener struct {
 	listeners.Listener
-	wg *sync.WaitGroup // the broker's Listeners.ClientsWg
+	srv *mochi.Server
 
 	mu      sync.Mutex
 	closing bool
@@ -143,31 +149,45 @@ func (l *countedListener) Serve(establish listeners.EstablishFn) {
 			l.conns = make(map[net.Conn]struct{})
 		}
 		l.conns[c] = struct{}{}
-		l.wg.Add(1)
+		l.srv.Listeners.ClientsWg.Add(1)
 		l.mu.Unlock()
 		defer func() {
 			l.mu.Lock()
 			delete(l.conns, c)
 			l.mu.Unlock()
-			l.wg.Done()
+			l.srv.Listeners.ClientsWg.Done()
 		}()
 		return establish(id, c)
 	})
 }
 
 // Close refuses further connections, closes the wrapped listener and the
-// clients mochi knows, then the connections still being set up.
-func (l *countedListener) Close(closeClients listeners.CloseFn) {
+// clients mochi knows, then the connections still being set up. It
+// disconnects the clients itself rather than with mochi's closeClients.
+func (l *countedListener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	l.closing = true
 	l.mu.Unlock()
-	l.Listener.Close(closeClients)
+	l.Listener.Close(l.disconnectClients)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c := range l.conns {
 		// Closed already when mochi closed its client; either way the
 		// connection's read ends.
 		_ = c.Close()
+	}
+}
+
+// disconnectClients disconnects the clients of listener id, as mochi's
+// closeListenerClients does, but lists them under one read lock.
+func (l *countedListener) disconnectClients(id string) {
+	for _, cl := range l.srv.Clients.GetAll() {
+		if cl.Net.Listener != id || cl.Closed() {
+			continue
+		}
+		if err := l.srv.DisconnectClient(cl, packets.ErrServerShuttingDown); err != nil {
+			l.srv.Log.Debug("disconnecting a client as the broker stops", "client", cl.ID, "err", err)
+		}
 	}
 }
 

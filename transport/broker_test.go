@@ -304,3 +304,62 @@ func TestEmbeddedBrokerStopWhileConnecting(t *testing.T) {
 		c.Close()
 	}
 }
+
+// Clients leaving while the embedded broker stops. mochi-mqtt v2.7.9's
+// Close lists a listener's clients under a read lock and, holding it,
+// takes the read lock again (Clients.GetByListener calls Len): a client
+// leaving in between (Clients.Delete) queues for the write lock, and the
+// second read lock waits behind it for ever (seen in a goroutine dump of a
+// Close stuck for 15 minutes). The window is narrow: this test exercises
+// the path each round, and catches the hang only when the two meet.
+func TestEmbeddedBrokerStopWhileClientsLeave(t *testing.T) {
+	rounds := 25
+	if testing.Short() {
+		rounds = 10
+	}
+	for round := range rounds {
+		addr := freeAddr(t)
+		url := "tcp://" + addr
+		srv, err := startBroker(url, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Clients come and go as fast as the broker lets them until it
+		// stops listening.
+		done := make(chan struct{})
+		var churn sync.WaitGroup
+		for i := range 8 {
+			churn.Add(1)
+			go func() {
+				defer churn.Done()
+				for n := 0; ; n++ {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("churn-%d-%d", i, n)).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(time.Second))
+					// A connection the stopping broker accepted but no
+					// longer serves gets no CONNACK.
+					if tok := c.Connect(); !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
+						continue
+					}
+					c.Disconnect(0)
+				}
+			}()
+		}
+		eventually(t, "clients connected", func() bool { return srv.Clients.Len() > 0 })
+		stopped := make(chan error, 1)
+		go func() { stopped <- srv.Close() }()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Errorf("round %d: stop: %v", round, err)
+			}
+		case <-time.After(waitLimit):
+			t.Fatalf("round %d: the broker did not stop while clients left", round)
+		}
+		close(done)
+		churn.Wait()
+	}
+}
