@@ -2,7 +2,10 @@ package transport
 
 import (
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/simgate/simgate/internal/gw"
 
@@ -179,5 +182,85 @@ func TestResumeStoreOrder(t *testing.T) {
 	s.Reset()
 	if got := s.All(); len(got) != 0 {
 		t.Errorf("All after Reset = %v", got)
+	}
+}
+
+// TestAckerPacesRemovals checks that removals from the queue do not take
+// the store's writer for a commit of their own as often as PUBACKs come:
+// after a commit that took d, what is delivered within ackSpacing×d (at
+// most ackMaxPause) goes in one commit, and closing commits what is
+// pending without waiting for the pause.
+func TestAckerPacesRemovals(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		clock = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	timers := make(chan time.Duration, 1)
+	fire := make(chan time.Time)
+	calls := make(chan []int, 8)
+	src := source[int]{pace: true, ack: func(items []int) error {
+		// A commit that takes two seconds of the clock.
+		mu.Lock()
+		clock = clock.Add(2 * time.Second)
+		mu.Unlock()
+		calls <- append([]int(nil), items...)
+		return nil
+	}}
+	a := newAcker[int]()
+	a.now = now
+	a.after = func(d time.Duration) <-chan time.Time {
+		timers <- d
+		return fire
+	}
+	a.start(src, testLogger(t))
+
+	next := func(what string) []int {
+		t.Helper()
+		select {
+		case got := <-calls:
+			return got
+		case <-time.After(waitLimit):
+			t.Fatalf("no commit of %s", what)
+			return nil
+		}
+	}
+	pause := func() {
+		t.Helper()
+		select {
+		case d := <-timers:
+			if d != ackMaxPause {
+				t.Errorf("pause after a 2 s commit = %s, want the cap %s", d, ackMaxPause)
+			}
+		case <-time.After(waitLimit):
+			t.Fatal("the acker committed again without pausing")
+		}
+	}
+
+	a.add([]int{1})
+	if got := next("the first removal"); !slices.Equal(got, []int{1}) {
+		t.Fatalf("first commit %v, want [1]: a removal after a quiet spell goes at once", got)
+	}
+	a.add([]int{2})
+	pause()
+	a.add([]int{3, 4})
+	fire <- time.Time{}
+	if got := next("the removals during the pause"); !slices.Equal(got, []int{2, 3, 4}) {
+		t.Fatalf("second commit %v, want [2 3 4]", got)
+	}
+	a.add([]int{5})
+	pause()
+	a.close() // the timer never fires: closing commits at once
+	if got := next("the removal pending at close"); !slices.Equal(got, []int{5}) {
+		t.Fatalf("commit at close %v, want [5]", got)
+	}
+	select {
+	case got := <-calls:
+		t.Fatalf("extra commit %v", got)
+	default:
 	}
 }
