@@ -60,7 +60,7 @@
 // completes the tokens of the messages it resends before any PUBACK, so a
 // token completed across a reconnect is not trusted; and paho resends in
 // map order, so the relay gives it a store that keeps publish order. Up to
-// RelayConfig.PublishWindow messages (DefaultPublishWindow, 16) are in
+// RelayConfig.PublishWindow messages (DefaultPublishWindow, 64) are in
 // flight per outbox. A publish that was waiting for paho's writer when the
 // connection died would go out first on the next connection, ahead of the
 // resend of older ones; the relay hands paho one publish at a time and the
