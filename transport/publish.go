@@ -195,23 +195,23 @@ func (w *window[T]) fill(abort context.Context) error {
 	}
 	if len(items) == 0 {
 	}
+	msgs := make([]outgoing, 0, len(items))
 	for i := range items {
 		topic, payload, err := w.src.render(items[i])
 		if err != nil {
 			w.bad, w.badErr = &items[i], err
-			return nil
+			break
 		}
-		if r.conn.currentEpoch() != w.epoch {
-			return nil
-		}
-		t, err := r.publish(abort, topic, false, payload)
-		if err != nil {
-			return nil // stopping: nothing more goes out
-		}
+		msgs = append(msgs, outgoing{topic: topic, payload: payload})
+	}
+	epoch := w.epoch
+	// An error is a stop: nothing more goes out.
+	handed, _ := r.publishSeq(abort, msgs, func() bool { return r.conn.currentEpoch() == epoch })
+	for i, h := range handed {
 		if len(w.inflight) == 0 {
 			w.done = r.busy(w.src.tracker)
 		}
-		w.inflight = append(w.inflight, sent[T]{item: items[i], token: t, at: time.Now()})
+		w.inflight = append(w.inflight, sent[T]{item: items[i], token: h.token, at: h.at})
 	}
 	return nil
 }

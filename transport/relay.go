@@ -467,6 +467,61 @@ func (r *Relay) publish(ctx context.Context, topic string, retained bool, payloa
 	}
 }
 
+// outgoing is a message for publishSeq.
+type outgoing struct {
+	topic   string
+	payload []byte
+}
+
+// handed is a message paho took, and when.
+type handed struct {
+	token paho.Token
+	at    time.Time
+}
+
+// publishSeq is publish for several messages (QoS 1, not retained), in
+// order, with one goroutine handing them all rather than one each: the
+// hand-over is a large part of what a message costs the publish loop. It
+// asks more before each message and stops at the first false, and stops
+// when ctx is done; it returns what paho took, a prefix of msgs. As with
+// publish, a message being handed when ctx ends is abandoned, still
+// queued; none is handed after publishSeq returns but that one.
+func (r *Relay) publishSeq(ctx context.Context, msgs []outgoing, more func() bool) ([]handed, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	got := make(chan handed, len(msgs))
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(got)
+		for _, m := range msgs {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !more() {
+				return
+			}
+			t := r.handOver(m.topic, false, m.payload)
+			got <- handed{token: t, at: time.Now()}
+		}
+	}()
+	out := make([]handed, 0, len(msgs))
+	for {
+		select {
+		case h, ok := <-got:
+			if !ok {
+				return out, nil
+			}
+			out = append(out, h)
+		case <-ctx.Done():
+			return out, fmt.Errorf("handing messages to paho: %w", ctx.Err())
+		}
+	}
+}
+
 // publishStatus publishes the retained P/status. Status messages reach
 // paho one after another in the order asked, even when an earlier caller
 // stopped waiting for its call: otherwise an abandoned "online" could

@@ -278,6 +278,14 @@ func TestRelayPublishWindowStalledReconnect(t *testing.T) {
 	}
 	r := newTestRelay(t, testRelayConfig(proxy.url()), q, newFakeDevice())
 	runRelay(t, r)
+	// Paho takes each message in turn, so a publish is briefly waiting
+	// before the proxy stalls too: a cut then would leave the stall to the
+	// next connection, and nothing to end it.
+	eventually(t, "the proxy to stop reading", func() bool {
+		proxy.mu.Lock()
+		defer proxy.mu.Unlock()
+		return proxy.stalled
+	})
 	eventually(t, "a publish waiting for paho's writer", func() bool {
 		h := r.handing.Load()
 		if h == nil {
