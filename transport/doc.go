@@ -53,8 +53,10 @@
 // from the SIM. The relay publishes the queue's head with QoS 1 and removes
 // a message only after its PUBACK; a failed publish restarts from the first
 // unacknowledged message. After a crash, whatever was not acknowledged is
-// published again with the same id, so a consumer may see a message twice
-// (drop duplicates by id), never out of order and never not at all.
+// published again with the same id (and what was acknowledged but whose
+// removal, committed in groups spaced out so as to leave the store's writer
+// to new messages, was not yet committed), so a consumer may see a message
+// twice (drop duplicates by id), never out of order and never not at all.
 //
 // Two paho behaviours are worked around (see relay.go): on reconnect paho
 // completes the tokens of the messages it resends before any PUBACK, so a
