@@ -32,9 +32,9 @@ type source[T any] struct {
 	bad    func(T, error) error
 	// ack removes delivered items; it runs on the acker's goroutine.
 	ack func([]T) error
-	// pace spaces ack's calls out, for an ack that is a commit of the
-	// queue's writer (see acker).
-	pace  bool
+	// pace, when set, reports whether ack's calls may be spaced out
+	// now, for an ack that is a commit of the queue's writer (see acker).
+	pace  func() bool
 	count *atomic.Uint64
 	// delivered, when set, sees the items the broker acknowledged.
 	delivered func([]T)
@@ -286,7 +286,8 @@ func tokenDone(t paho.Token) bool {
 // so after a commit that took d the acker gathers for ackSpacing×d more
 // before the next one: removals then take at most about a quarter of the
 // writer's time however fast the broker acknowledges, and a lone removal
-// after a quiet spell is committed at once.
+// after a quiet spell is committed at once. They do not wait while the
+// queue is short of room (source.pace).
 type acker[T any] struct {
 	ch   chan []T
 	done chan struct{}
@@ -325,7 +326,7 @@ func (a *acker[T]) start(src source[T], log *slog.Logger) {
 			if !ok {
 				return
 			}
-			if src.pace {
+			if src.pace != nil && src.pace() {
 				batch, open = a.gatherUntil(batch, next)
 			}
 			if open {
@@ -333,7 +334,7 @@ func (a *acker[T]) start(src source[T], log *slog.Logger) {
 			}
 			start := a.now()
 			a.commit(src, log, batch)
-			if src.pace {
+			if src.pace != nil {
 				end := a.now()
 				next = end.Add(min(ackSpacing*end.Sub(start), ackMaxPause))
 			}
@@ -410,7 +411,7 @@ func (r *Relay) inboundSource() source[storedInbound] {
 		signal:    r.q.sigIn,
 		after:     r.q.inboundAfter,
 		ack:       func(items []storedInbound) error { return r.q.ackInbound(context.Background(), items) },
-		pace:      true,
+		pace:      r.unhurried,
 		count:     &r.published,
 		delivered: r.countInbound,
 	}, func(it storedInbound) (string, []byte, error) {
@@ -426,12 +427,21 @@ func (r *Relay) resultSource() source[storedResult] {
 		signal:  r.q.sigRes,
 		after:   r.q.resultsAfter,
 		ack:     func(items []storedResult) error { return r.q.ackResults(context.Background(), items) },
-		pace:    true,
+		pace:    r.unhurried,
 		count:   &r.results,
 	}, func(it storedResult) (string, []byte, error) {
 		b, err := renderResult(it.res)
 		return r.topic(resultTopic(it.res.Channel)), b, err
 	})
+}
+
+// unhurried reports whether removals may wait (see acker): not while the
+// disk is full, nor while received messages fill half of
+// store.max_messages, where a removal waiting could have the next datagram
+// refused.
+func (r *Relay) unhurried() bool {
+	st := r.q.Stats()
+	return !st.StoreFull && st.Inbound+st.Segments < r.q.cfg.MaxMessages/2
 }
 
 // bucketRecord is a record read from one of the queue's buckets.

@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,8 +190,8 @@ func TestResumeStoreOrder(t *testing.T) {
 // TestAckerPacesRemovals checks that removals from the queue do not take
 // the store's writer for a commit of their own as often as PUBACKs come:
 // after a commit that took d, what is delivered within ackSpacing×d (at
-// most ackMaxPause) goes in one commit, and closing commits what is
-// pending without waiting for the pause.
+// most ackMaxPause) goes in one commit, except while the queue is short of
+// room, and closing commits what is pending without waiting for the pause.
 func TestAckerPacesRemovals(t *testing.T) {
 	var (
 		mu    sync.Mutex
@@ -203,7 +205,8 @@ func TestAckerPacesRemovals(t *testing.T) {
 	timers := make(chan time.Duration, 1)
 	fire := make(chan time.Time)
 	calls := make(chan []int, 8)
-	src := source[int]{pace: true, ack: func(items []int) error {
+	var short atomic.Bool // the queue is short of room
+	src := source[int]{pace: func() bool { return !short.Load() }, ack: func(items []int) error {
 		// A commit that takes two seconds of the clock.
 		mu.Lock()
 		clock = clock.Add(2 * time.Second)
@@ -252,15 +255,39 @@ func TestAckerPacesRemovals(t *testing.T) {
 	if got := next("the removals during the pause"); !slices.Equal(got, []int{2, 3, 4}) {
 		t.Fatalf("second commit %v, want [2 3 4]", got)
 	}
+	// Short of room, a removal does not wait (a pause would block the
+	// acker on a timer nobody fires).
+	short.Store(true)
 	a.add([]int{5})
+	if got := next("the removal while short of room"); !slices.Equal(got, []int{5}) {
+		t.Fatalf("commit while short of room %v, want [5]", got)
+	}
+	short.Store(false)
+	a.add([]int{6})
 	pause()
 	a.close() // the timer never fires: closing commits at once
-	if got := next("the removal pending at close"); !slices.Equal(got, []int{5}) {
-		t.Fatalf("commit at close %v, want [5]", got)
+	if got := next("the removal pending at close"); !slices.Equal(got, []int{6}) {
+		t.Fatalf("commit at close %v, want [6]", got)
 	}
 	select {
 	case got := <-calls:
 		t.Fatalf("extra commit %v", got)
 	default:
+	}
+}
+
+// Removals do not wait once received messages fill half of
+// store.max_messages: a datagram could be refused meanwhile.
+func TestRelayUnhurried(t *testing.T) {
+	q := openTestQueue(t, t.TempDir(), 4)
+	r := newTestRelay(t, testRelayConfig("tcp://127.0.0.1:1"), q, newFakeDevice())
+	ctx := context.Background()
+	for i, want := range []bool{true, true, false} {
+		if got := r.unhurried(); got != want {
+			t.Errorf("with %d of 4 queued: unhurried %v, want %v", i, got, want)
+		}
+		if err := q.Put(ctx, sms(i)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
