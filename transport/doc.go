@@ -53,14 +53,16 @@
 // from the SIM. The relay publishes the queue's head with QoS 1 and removes
 // a message only after its PUBACK; a failed publish restarts from the first
 // unacknowledged message. After a crash, whatever was not acknowledged is
-// published again with the same id, so a consumer may see a message twice
-// (drop duplicates by id), never out of order and never not at all.
+// published again with the same id (and what was acknowledged but whose
+// removal, committed in groups spaced out so as to leave the store's writer
+// to new messages, was not yet committed), so a consumer may see a message
+// twice (drop duplicates by id), never out of order and never not at all.
 //
 // Two paho behaviours are worked around (see relay.go): on reconnect paho
 // completes the tokens of the messages it resends before any PUBACK, so a
 // token completed across a reconnect is not trusted; and paho resends in
 // map order, so the relay gives it a store that keeps publish order. Up to
-// RelayConfig.PublishWindow messages (DefaultPublishWindow, 16) are in
+// RelayConfig.PublishWindow messages (DefaultPublishWindow, 64) are in
 // flight per outbox. A publish that was waiting for paho's writer when the
 // connection died would go out first on the next connection, ahead of the
 // resend of older ones; the relay hands paho one publish at a time and the

@@ -31,7 +31,10 @@ type source[T any] struct {
 	render func(T) (topic string, payload []byte, err error)
 	bad    func(T, error) error
 	// ack removes delivered items; it runs on the acker's goroutine.
-	ack   func([]T) error
+	ack func([]T) error
+	// pace, when set, reports whether ack's calls may be spaced out
+	// now, for an ack that is a commit of the queue's writer (see acker).
+	pace  func() bool
 	count *atomic.Uint64
 	// delivered, when set, sees the items the broker acknowledged.
 	delivered func([]T)
@@ -190,23 +193,25 @@ func (w *window[T]) fill(abort context.Context) error {
 	if err != nil {
 		return err
 	}
+	if len(items) == 0 {
+	}
+	msgs := make([]outgoing, 0, len(items))
 	for i := range items {
 		topic, payload, err := w.src.render(items[i])
 		if err != nil {
 			w.bad, w.badErr = &items[i], err
-			return nil
+			break
 		}
-		if r.conn.currentEpoch() != w.epoch {
-			return nil
-		}
-		t, err := r.publish(abort, topic, false, payload)
-		if err != nil {
-			return nil // stopping: nothing more goes out
-		}
+		msgs = append(msgs, outgoing{topic: topic, payload: payload})
+	}
+	epoch := w.epoch
+	// An error is a stop: nothing more goes out.
+	handed, _ := r.publishSeq(abort, msgs, func() bool { return r.conn.currentEpoch() == epoch })
+	for i, h := range handed {
 		if len(w.inflight) == 0 {
 			w.done = r.busy(w.src.tracker)
 		}
-		w.inflight = append(w.inflight, sent[T]{item: items[i], token: t, at: time.Now()})
+		w.inflight = append(w.inflight, sent[T]{item: items[i], token: h.token, at: h.at})
 	}
 	return nil
 }
@@ -272,48 +277,123 @@ func tokenDone(t paho.Token) bool {
 
 // acker commits removals of delivered items on its own goroutine, grouping
 // whatever accumulated while the previous commit was syncing.
+//
+// For an outbox in the queue, a removal is a commit of the queue's one
+// writer, and it costs about as long as the commit of a batch of new
+// messages: a removal alone takes the writer from the UDP and SMS intake
+// for a whole sync, and the intake's next batch waits behind it. Removals
+// are not urgent (one not yet committed at a crash only means a duplicate),
+// so after a commit that took d the acker gathers for ackSpacing×d more
+// before the next one: removals then take at most about a quarter of the
+// writer's time however fast the broker acknowledges, and a lone removal
+// after a quiet spell is committed at once. They do not wait while the
+// queue is short of room (source.pace).
 type acker[T any] struct {
 	ch   chan []T
 	done chan struct{}
+	// now and after are the clock, replaceable in tests.
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
 }
 
 // ackAttempts bounds retries of a failing removal: the items then stay
 // bucketRecord and are delivered again after a restart.
 const ackAttempts = 5
 
+// ackSpacing is the pause after a removal commit, in units of how long
+// that commit took; ackMaxPause caps it for a store that syncs slowly.
+const (
+	ackSpacing  = 3
+	ackMaxPause = time.Second
+)
+
 func startAcker[T any](src source[T], log *slog.Logger) *acker[T] {
-	a := &acker[T]{ch: make(chan []T, 1024), done: make(chan struct{})}
+	a := newAcker[T]()
+	a.start(src, log)
+	return a
+}
+
+func newAcker[T any]() *acker[T] {
+	return &acker[T]{ch: make(chan []T, 1024), done: make(chan struct{}), now: time.Now, after: time.After}
+}
+
+func (a *acker[T]) start(src source[T], log *slog.Logger) {
 	go func() {
 		defer close(a.done)
-		for batch := range a.ch {
-		gather:
-			for {
-				select {
-				case more, ok := <-a.ch:
-					if !ok {
-						break gather
-					}
-					batch = append(batch, more...)
-				default:
-					break gather
-				}
+		var next time.Time // no paced commit before it, unless closing
+		for open := true; open; {
+			batch, ok := <-a.ch
+			if !ok {
+				return
 			}
-			bo := backoff.Backoff{Min: 50 * time.Millisecond, Max: time.Second, Spread: backoff.Below}
-			for attempt := 1; ; attempt++ {
-				err := src.ack(batch)
-				if err == nil {
-					break
-				}
-				if errors.Is(err, ErrClosed) || attempt == ackAttempts {
-					log.Error("delivered items stay bucketRecord and will be delivered again", "count", len(batch), "err", err)
-					break
-				}
-				log.Warn("cannot remove delivered items; retrying", "count", len(batch), "err", err)
-				time.Sleep(bo.Next())
+			if src.pace != nil && src.pace() {
+				batch, open = a.gatherUntil(batch, next)
+			}
+			if open {
+				batch, open = a.gather(batch)
+			}
+			start := a.now()
+			a.commit(src, log, batch)
+			if src.pace != nil {
+				end := a.now()
+				next = end.Add(min(ackSpacing*end.Sub(start), ackMaxPause))
 			}
 		}
 	}()
-	return a
+}
+
+// gatherUntil adds to batch what arrives before until, or until the
+// channel is closed; it reports whether the channel is still open.
+func (a *acker[T]) gatherUntil(batch []T, until time.Time) ([]T, bool) {
+	d := until.Sub(a.now())
+	if d <= 0 {
+		return batch, true
+	}
+	t := a.after(d)
+	for {
+		select {
+		case more, ok := <-a.ch:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, more...)
+		case <-t:
+			return batch, true
+		}
+	}
+}
+
+// gather adds to batch what is waiting now; it reports whether the
+// channel is still open.
+func (a *acker[T]) gather(batch []T) ([]T, bool) {
+	for {
+		select {
+		case more, ok := <-a.ch:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, more...)
+		default:
+			return batch, true
+		}
+	}
+}
+
+// commit removes batch, retrying a failure a few times.
+func (a *acker[T]) commit(src source[T], log *slog.Logger, batch []T) {
+	bo := backoff.Backoff{Min: 50 * time.Millisecond, Max: time.Second, Spread: backoff.Below}
+	for attempt := 1; ; attempt++ {
+		err := src.ack(batch)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, ErrClosed) || attempt == ackAttempts {
+			log.Error("delivered items stay bucketRecord and will be delivered again", "count", len(batch), "err", err)
+			return
+		}
+		log.Warn("cannot remove delivered items; retrying", "count", len(batch), "err", err)
+		time.Sleep(bo.Next())
+	}
 }
 
 func (a *acker[T]) add(items []T) { a.ch <- append([]T(nil), items...) }
@@ -331,6 +411,7 @@ func (r *Relay) inboundSource() source[storedInbound] {
 		signal:    r.q.sigIn,
 		after:     r.q.inboundAfter,
 		ack:       func(items []storedInbound) error { return r.q.ackInbound(context.Background(), items) },
+		pace:      r.unhurried,
 		count:     &r.published,
 		delivered: r.countInbound,
 	}, func(it storedInbound) (string, []byte, error) {
@@ -346,11 +427,21 @@ func (r *Relay) resultSource() source[storedResult] {
 		signal:  r.q.sigRes,
 		after:   r.q.resultsAfter,
 		ack:     func(items []storedResult) error { return r.q.ackResults(context.Background(), items) },
+		pace:    r.unhurried,
 		count:   &r.results,
 	}, func(it storedResult) (string, []byte, error) {
 		b, err := renderResult(it.res)
 		return r.topic(resultTopic(it.res.Channel)), b, err
 	})
+}
+
+// unhurried reports whether removals may wait (see acker): not while the
+// disk is full, nor while received messages fill half of
+// store.max_messages, where a removal waiting could have the next datagram
+// refused.
+func (r *Relay) unhurried() bool {
+	st := r.q.Stats()
+	return !st.StoreFull && st.Inbound+st.Segments < r.q.cfg.MaxMessages/2
 }
 
 // bucketRecord is a record read from one of the queue's buckets.

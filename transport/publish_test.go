@@ -1,8 +1,13 @@
 package transport
 
 import (
+	"context"
 	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/simgate/simgate/internal/gw"
 
@@ -179,5 +184,110 @@ func TestResumeStoreOrder(t *testing.T) {
 	s.Reset()
 	if got := s.All(); len(got) != 0 {
 		t.Errorf("All after Reset = %v", got)
+	}
+}
+
+// TestAckerPacesRemovals checks that removals from the queue do not take
+// the store's writer for a commit of their own as often as PUBACKs come:
+// after a commit that took d, what is delivered within ackSpacing×d (at
+// most ackMaxPause) goes in one commit, except while the queue is short of
+// room, and closing commits what is pending without waiting for the pause.
+func TestAckerPacesRemovals(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		clock = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	timers := make(chan time.Duration, 1)
+	fire := make(chan time.Time)
+	calls := make(chan []int, 8)
+	var short atomic.Bool // the queue is short of room
+	src := source[int]{pace: func() bool { return !short.Load() }, ack: func(items []int) error {
+		// A commit that takes two seconds of the clock.
+		mu.Lock()
+		clock = clock.Add(2 * time.Second)
+		mu.Unlock()
+		calls <- append([]int(nil), items...)
+		return nil
+	}}
+	a := newAcker[int]()
+	a.now = now
+	a.after = func(d time.Duration) <-chan time.Time {
+		timers <- d
+		return fire
+	}
+	a.start(src, testLogger(t))
+
+	next := func(what string) []int {
+		t.Helper()
+		select {
+		case got := <-calls:
+			return got
+		case <-time.After(waitLimit):
+			t.Fatalf("no commit of %s", what)
+			return nil
+		}
+	}
+	pause := func() {
+		t.Helper()
+		select {
+		case d := <-timers:
+			if d != ackMaxPause {
+				t.Errorf("pause after a 2 s commit = %s, want the cap %s", d, ackMaxPause)
+			}
+		case <-time.After(waitLimit):
+			t.Fatal("the acker committed again without pausing")
+		}
+	}
+
+	a.add([]int{1})
+	if got := next("the first removal"); !slices.Equal(got, []int{1}) {
+		t.Fatalf("first commit %v, want [1]: a removal after a quiet spell goes at once", got)
+	}
+	a.add([]int{2})
+	pause()
+	a.add([]int{3, 4})
+	fire <- time.Time{}
+	if got := next("the removals during the pause"); !slices.Equal(got, []int{2, 3, 4}) {
+		t.Fatalf("second commit %v, want [2 3 4]", got)
+	}
+	// Short of room, a removal does not wait (a pause would block the
+	// acker on a timer nobody fires).
+	short.Store(true)
+	a.add([]int{5})
+	if got := next("the removal while short of room"); !slices.Equal(got, []int{5}) {
+		t.Fatalf("commit while short of room %v, want [5]", got)
+	}
+	short.Store(false)
+	a.add([]int{6})
+	pause()
+	a.close() // the timer never fires: closing commits at once
+	if got := next("the removal pending at close"); !slices.Equal(got, []int{6}) {
+		t.Fatalf("commit at close %v, want [6]", got)
+	}
+	select {
+	case got := <-calls:
+		t.Fatalf("extra commit %v", got)
+	default:
+	}
+}
+
+// Removals do not wait once received messages fill half of
+// store.max_messages: a datagram could be refused meanwhile.
+func TestRelayUnhurried(t *testing.T) {
+	q := openTestQueue(t, t.TempDir(), 4)
+	r := newTestRelay(t, testRelayConfig("tcp://127.0.0.1:1"), q, newFakeDevice())
+	ctx := context.Background()
+	for i, want := range []bool{true, true, false} {
+		if got := r.unhurried(); got != want {
+			t.Errorf("with %d of 4 queued: unhurried %v, want %v", i, got, want)
+		}
+		if err := q.Put(ctx, sms(i)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

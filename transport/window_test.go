@@ -227,7 +227,7 @@ func TestRelayPublishWindow(t *testing.T) {
 		}
 	}
 	// The default window; with one message in flight this fails.
-	const window = 16
+	const window = DefaultPublishWindow
 	put(0, 3*window)
 	r := newTestRelay(t, testRelayConfig(proxy.url()), q, newFakeDevice())
 	runRelay(t, r)
