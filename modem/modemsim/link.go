@@ -228,7 +228,7 @@ func (l *link) writeLoop(rng *rand.Rand) {
 				n = min(n, 64)
 			}
 			if out != nil {
-				time.Sleep(time.Until(out.due(q.at, n)))
+				sleepUntil(out.due(q.at, n))
 			}
 			wrote := time.Now()
 			if _, err := l.master.Write(b[:n]); err != nil {
@@ -270,7 +270,7 @@ func (l *link) readLoop(s *Sim) {
 			if in != nil {
 				// The host wrote them a moment ago; they arrive once the
 				// line has carried them.
-				time.Sleep(time.Until(in.due(time.Now(), n)))
+				sleepUntil(in.due(time.Now(), n))
 			}
 			s.feed(l, buf[:n])
 		}
@@ -323,6 +323,27 @@ func (l *line) due(queued time.Time, n int) time.Time {
 func (l *line) stalled(now time.Time) {
 	if now.After(l.free) {
 		l.free = now
+	}
+}
+
+// sleepUntil waits until t on the kernel's high-resolution timer, never
+// less. The runtime's timers can wake most of a millisecond late, the
+// line time of some 80 bytes at 115200 baud, so a line paced by them is
+// slower than its rate. It blocks its thread, which only the two pacing
+// goroutines of a paced link do, for the line time of one chunk or one
+// read at most.
+func sleepUntil(t time.Time) {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return
+		}
+		ts := unix.NsecToTimespec(d.Nanoseconds())
+		if err := unix.Nanosleep(&ts, nil); err != nil && !errors.Is(err, unix.EINTR) {
+			// Not expected on Linux; the runtime's timer still waits.
+			time.Sleep(time.Until(t))
+			return
+		}
 	}
 }
 
