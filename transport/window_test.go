@@ -162,6 +162,13 @@ func (e eofReader) Read([]byte) (int, error) {
 	}
 }
 
+// hasStalled reports whether the proxy has stopped reading from the relay.
+func (p *ackProxy) hasStalled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stalled
+}
+
 // waitSent waits until the relay has sent n PUBLISH on P/sms/in.
 func (p *ackProxy) waitSent(t testing.TB, n int) int {
 	t.Helper()
@@ -278,7 +285,13 @@ func TestRelayPublishWindowStalledReconnect(t *testing.T) {
 	}
 	r := newTestRelay(t, testRelayConfig(proxy.url()), q, newFakeDevice())
 	runRelay(t, r)
-	eventually(t, "a publish waiting for paho's writer", func() bool {
+	// The proxy stalls first: a cut before it would move the stall to the
+	// next connection, which nothing cuts. (A publish of P/status at the
+	// start is handed over too, before any on P/sms/in.)
+	eventually(t, "a publish waiting for paho's writer behind the stalled proxy", func() bool {
+		if !proxy.hasStalled() {
+			return false
+		}
 		h := r.handing.Load()
 		if h == nil {
 			return false

@@ -796,3 +796,30 @@ func TestSilentProbesOweTheirFinals(t *testing.T) {
 		t.Fatalf("Do(CSQ) once the modem answers = %+v, %v", r, err)
 	}
 }
+
+// A bare OK is never the probe's own answer, even when no final result is
+// owed: AT+CMEE? succeeds with "+CMEE: <n>" first. A late answer the count
+// missed is dropped, and the probe ends at its own reply; an error alone
+// still ends it (a module that refuses AT+CMEE?).
+func TestProbeBareOKIsALeftover(t *testing.T) {
+	m := newMachine(DefaultURCs())
+	a := m.begin(Cmd{Line: probeLine}, true)
+	m.feed([]byte("\r\nOK\r\n"))
+	if a.done || !a.staleSeen {
+		t.Fatalf("bare OK: done %v, staleSeen %v; want a leftover", a.done, a.staleSeen)
+	}
+	m.feed([]byte("\r\n+CMEE: 1\r\n\r\nOK\r\n"))
+	if !a.done || a.err != nil || len(a.reply.Lines) != 1 || a.reply.Lines[0] != "+CMEE: 1" {
+		t.Fatalf("probe's own answer: done %v, err %v, reply %+v", a.done, a.err, a.reply)
+	}
+	if diff := cmp.Diff([]string{"OK"}, m.stale); diff != "" {
+		t.Errorf("leftovers (-want +got):\n%s", diff)
+	}
+
+	m = newMachine(DefaultURCs())
+	a = m.begin(Cmd{Line: probeLine}, true)
+	m.feed([]byte("\r\n+CME ERROR: 3\r\n"))
+	if !a.done || a.err == nil {
+		t.Fatalf("an error alone: done %v, err %v; want the probe ended by it", a.done, a.err)
+	}
+}

@@ -64,9 +64,11 @@ type machine struct {
 	lastDone *active // the command that most recently got its final result
 	// owed counts abandoned commands whose final result has not been seen:
 	// each may still send one. A probe takes a final result before its
-	// information line as one of those while any is owed, and as its own
-	// once none is: a module that answers the probe with ERROR (without
-	// "+CMEE: <n>") is in step all the same.
+	// information line as one of those while any is owed, and an error as
+	// its own once none is: a module that answers the probe with ERROR
+	// (without "+CMEE: <n>") is in step all the same. A bare OK is always
+	// taken as a leftover, so a late answer the count missed cannot end
+	// the probe and shift every later reply by one.
 	owed   int
 	echoes int64 // echoed command lines seen
 
@@ -293,7 +295,9 @@ func (m *machine) line(line string) {
 		return
 	}
 	if final, err := finalResult(c, line); final {
-		if c.probe && !c.gotInfo && m.owed > 0 {
+		// A bare OK is never the probe's own answer: AT+CMEE? succeeds
+		// with "+CMEE: <n>" first. Only an error can come alone.
+		if c.probe && !c.gotInfo && (m.owed > 0 || err == nil) {
 			m.staleFinal(line) // an abandoned command's final
 			c.staleSeen = true
 			return
