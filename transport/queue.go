@@ -623,10 +623,19 @@ func (q *Queue) run(batch []*op) {
 		return nil
 	})
 	if err == nil {
-		// The mark is written before anyone hears of the commit: an SMS
-		// is deleted from the SIM only once it is durable, and a later
-		// open must be able to tell if the file lost this transaction.
-		// A batch of removals only writes it; the next sync takes it.
+		// bbolt has synced the commit, so readers may see it now: the
+		// publish loop starts on a new message while the mark is synced.
+		// Their own writes (a removal once the broker has it) wait for
+		// this writer, so none commits before the mark.
+		q.committed(c)
+		// The mark is durable before a writer hears of the commit: an
+		// SMS is deleted from the SIM only once it is durable, and a
+		// later open must be able to tell if the file lost this
+		// transaction. What a reader acted on before a crash that left
+		// the mark behind is still in the file, or still with its source
+		// (on the SIM, unacknowledged to the broker): at worst it is
+		// delivered again, never lost. A batch of removals only writes
+		// the mark; the next sync takes it.
 		durable := false
 		for _, o := range batch {
 			durable = durable || o.taken
@@ -637,7 +646,6 @@ func (q *Queue) run(batch []*op) {
 		} else if herr == nil {
 			q.hwmFailed = false
 		}
-		q.committed(c)
 		for _, o := range batch {
 			close(o.done)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -675,6 +676,45 @@ func TestQueueAddWakesReaderWhenCountLevel(t *testing.T) {
 	case <-q.sigRes:
 	default:
 		t.Fatal("a result added in a commit that also removed one did not wake the publisher")
+	}
+}
+
+// TestQueuePublisherWokenBeforeMarkSync checks that a commit of taken work
+// wakes the publish loop as soon as bbolt has synced it, while the
+// transaction mark is still being synced, and that the writer hears of it
+// only after the mark is durable (the SMS leaves the SIM only then).
+func TestQueuePublisherWokenBeforeMarkSync(t *testing.T) {
+	q := openTestQueue(t, t.TempDir(), 10)
+	syncing, release := make(chan struct{}), make(chan struct{})
+	q.hwm.sync = func(f *os.File) error {
+		close(syncing)
+		<-release
+		return f.Sync()
+	}
+	put := make(chan error, 1)
+	go func() { put <- q.Put(context.Background(), sms(1)) }()
+	select {
+	case <-syncing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the mark was never synced")
+	}
+	select {
+	case <-q.sigIn:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the publish loop was not woken while the mark was synced")
+	}
+	if got := headIDs(t, q); !cmp.Equal(got, ids(sms(1))) {
+		t.Errorf("readable while the mark syncs: %v, want %v", got, ids(sms(1)))
+	}
+	select {
+	case err := <-put:
+		t.Fatalf("Put returned (%v) before the mark was durable", err)
+	default:
+	}
+	close(release)
+	if err := <-put; err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -46,6 +46,8 @@ type StoreDamage struct {
 // hwmFile is the durable high-water mark of committed transactions.
 type hwmFile struct {
 	f *os.File
+	// sync makes the mark durable; nil is f.Sync. Tests hold it.
+	sync func(*os.File) error
 }
 
 // The record is the transaction id and a CRC-32 of it, so a torn or
@@ -81,8 +83,8 @@ func openHWM(dir string) (*hwmFile, uint64, bool, error) {
 	return &hwmFile{f: f}, txid, ok || len(b) == 0, nil
 }
 
-// set records txid, durably when sync is set; it must return before
-// anyone is told the transaction committed. A mark left unsynced can only
+// set records txid, durably when sync is set; it must return before a
+// writer is told its transaction committed. A mark left unsynced can only
 // be lower than the file after a power cut, never higher, so it never
 // makes a sound file look damaged.
 func (h *hwmFile) set(txid uint64, sync bool) error {
@@ -92,7 +94,11 @@ func (h *hwmFile) set(txid uint64, sync bool) error {
 	if !sync {
 		return nil
 	}
-	if err := h.f.Sync(); err != nil {
+	syncFile := (*os.File).Sync
+	if h.sync != nil {
+		syncFile = h.sync
+	}
+	if err := syncFile(h.f); err != nil {
 		return fmt.Errorf("sync %s: %w", hwmName, err)
 	}
 	return nil

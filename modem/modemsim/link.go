@@ -32,7 +32,7 @@ type link struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond
-	queue   [][]byte
+	queue   []queuedOutput
 	queued  int
 	writing bool
 	closed  bool
@@ -148,7 +148,7 @@ func (l *link) send(b []byte) {
 		l.dropped += len(b)
 		return
 	}
-	l.queue = append(l.queue, b)
+	l.queue = append(l.queue, queuedOutput{b: b, at: time.Now()})
 	l.queued += len(b)
 	l.cond.Broadcast()
 }
@@ -203,7 +203,7 @@ func (l *link) waitFlushed(d time.Duration) {
 
 func (l *link) writeLoop(rng *rand.Rand) {
 	defer close(l.wdone)
-	var next time.Time // pacing: when the line is free again
+	out := newLine(l.baud)
 	for {
 		l.mu.Lock()
 		for len(l.queue) == 0 && !l.closed {
@@ -213,7 +213,8 @@ func (l *link) writeLoop(rng *rand.Rand) {
 			l.mu.Unlock()
 			return
 		}
-		b := l.queue[0]
+		q := l.queue[0]
+		b := q.b
 		l.queue = l.queue[1:]
 		l.queued -= len(b)
 		l.writing = true
@@ -226,14 +227,10 @@ func (l *link) writeLoop(rng *rand.Rand) {
 			} else if l.baud > 0 {
 				n = min(n, 64)
 			}
-			if l.baud > 0 {
-				now := time.Now()
-				if next.Before(now) {
-					next = now
-				}
-				next = next.Add(time.Duration(n) * 10 * time.Second / time.Duration(l.baud))
-				time.Sleep(time.Until(next))
+			if out != nil {
+				sleepUntil(out.due(q.at, n))
 			}
+			wrote := time.Now()
 			if _, err := l.master.Write(b[:n]); err != nil {
 				l.mu.Lock()
 				closed := l.closed
@@ -244,9 +241,16 @@ func (l *link) writeLoop(rng *rand.Rand) {
 				}
 				return
 			}
+			if out != nil && time.Since(wrote) > out.time(n) {
+				// The host did not read: the line held still meanwhile.
+				out.stalled(time.Now())
+			}
 			b = b[n:]
 			if chunk > 0 && len(b) > 0 {
 				time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
+				if out != nil {
+					out.stalled(time.Now()) // the gap is the fault's
+				}
 			}
 		}
 		l.mu.Lock()
@@ -259,15 +263,85 @@ func (l *link) writeLoop(rng *rand.Rand) {
 // Baud set, bytes reach the module no faster than the line carries them.
 func (l *link) readLoop(s *Sim) {
 	buf := make([]byte, 4096)
+	in := newLine(l.baud)
 	for {
 		n, err := l.master.Read(buf)
 		if n > 0 {
-			if l.baud > 0 {
-				time.Sleep(time.Duration(n) * 10 * time.Second / time.Duration(l.baud))
+			if in != nil {
+				// The host wrote them a moment ago; they arrive once the
+				// line has carried them.
+				sleepUntil(in.due(time.Now(), n))
 			}
 			s.feed(l, buf[:n])
 		}
 		if err != nil {
+			return
+		}
+	}
+}
+
+// queuedOutput is output for the host and when the module handed it over.
+type queuedOutput struct {
+	b  []byte
+	at time.Time
+}
+
+// line is one direction of a UART at a baud rate, 10 bits a byte (8N1):
+// bytes handed to it go out back to back once it is free, at the rate,
+// whenever the goroutine that passes them on wakes. Pacing each write
+// from the moment that goroutine woke would add every oversleep of a busy
+// machine to the line time, a line slower than its baud rate.
+type line struct {
+	byteTime time.Duration
+	free     time.Time // when the last byte handed over has gone out
+}
+
+// newLine is a line at baud; nil when baud is 0 (not paced).
+func newLine(baud int) *line {
+	if baud <= 0 {
+		return nil
+	}
+	return &line{byteTime: 10 * time.Second / time.Duration(baud)}
+}
+
+// time is how long n bytes take on the line.
+func (l *line) time(n int) time.Duration { return time.Duration(n) * l.byteTime }
+
+// due schedules n bytes handed over at queued and returns when the last
+// of them has gone out: they start once both they and the line are there.
+func (l *line) due(queued time.Time, n int) time.Time {
+	start := l.free
+	if queued.After(start) {
+		start = queued
+	}
+	l.free = start.Add(l.time(n))
+	return l.free
+}
+
+// stalled notes that the line carried nothing until now (the host did not
+// read, or a fault held the bytes): what follows goes no faster for it.
+func (l *line) stalled(now time.Time) {
+	if now.After(l.free) {
+		l.free = now
+	}
+}
+
+// sleepUntil waits until t on the kernel's high-resolution timer, never
+// less. The runtime's timers can wake most of a millisecond late, the
+// line time of some 80 bytes at 115200 baud, so a line paced by them is
+// slower than its rate. It blocks its thread, which only the two pacing
+// goroutines of a paced link do, for the line time of one chunk or one
+// read at most.
+func sleepUntil(t time.Time) {
+	for {
+		d := time.Until(t)
+		if d <= 0 {
+			return
+		}
+		ts := unix.NsecToTimespec(d.Nanoseconds())
+		if err := unix.Nanosleep(&ts, nil); err != nil && !errors.Is(err, unix.EINTR) {
+			// Not expected on Linux; the runtime's timer still waits.
+			time.Sleep(time.Until(t))
 			return
 		}
 	}

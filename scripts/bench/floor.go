@@ -9,10 +9,13 @@ import (
 )
 
 // The serial line is the floor of every paced figure: at 115200 baud 8N1 a
-// module sends 11,520 bytes a second. These estimates count the bytes the
-// module must send (27.005 replies as modemsim writes them) to hand one
-// stored SMS to the host and delete it, so a paced result can be compared
-// with what the line allows at best.
+// module sends 11,520 bytes a second, and receives as many. These
+// estimates count the bytes that must cross the line one after another
+// (27.005 replies as modemsim writes them, ATV1: "\r\n<line>\r\n" blocks,
+// then "\r\nOK\r\n") for the gateway to read one stored SMS and delete it, so
+// a paced result can be compared with what the line allows at best. A
+// command's own bytes count: the module answers only once its final CR
+// has arrived, and modemsim paces what the host writes too.
 
 // lineTime is how long n bytes take at baud, 10 bits a byte.
 func lineTime(n, baud int) time.Duration {
@@ -36,28 +39,52 @@ func tpduLen(pduHex string) (int, error) {
 	return n, nil
 }
 
-// indicatedBytes are the module's bytes for one SMS announced by +CMTI and
-// read with AT+CMGR, then deleted with AT+CMGD.
-func indicatedBytes(s modemsim.StoredSMS) (int, error) {
-	n, err := tpduLen(s.PDU)
-	if err != nil {
-		return 0, err
-	}
-	cmti := fmt.Sprintf("\r\n+CMTI: \"SM\",%d\r\n", s.Index)
-	cmgr := fmt.Sprintf("\r\n+CMGR: 0,,%d\r\n%s\r\n\r\nOK\r\n", n, s.PDU)
-	return len(cmti) + len(cmgr) + len("\r\nOK\r\n"), nil
-}
+// cmdBytes are the bytes of one command line as the host writes it.
+func cmdBytes(line string) int { return len(line) + len("\r") }
 
-// listedBytes are the module's bytes for SMS listed by AT+CMGL=4 and then
-// deleted one by one.
-func listedBytes(ss []modemsim.StoredSMS) (int, error) {
-	total := len("\r\nOK\r\n")
+// okBytes is a final OK (ATV1).
+var okBytes = len("\r\nOK\r\n")
+
+// listingBytes are the module's bytes for an AT+CMGL=4 answer listing ss:
+// "\r\n", each entry's header and PDU lines each ended by "\r\n", then OK.
+func listingBytes(ss []modemsim.StoredSMS) (int, error) {
+	total := len("\r\n") + okBytes
 	for _, s := range ss {
 		n, err := tpduLen(s.PDU)
 		if err != nil {
 			return 0, err
 		}
-		total += len(fmt.Sprintf("\r\n+CMGL: %d,0,,%d\r\n%s", s.Index, n, s.PDU)) + len("\r\nOK\r\n")
+		total += len(fmt.Sprintf("+CMGL: %d,0,,%d\r\n%s\r\n", s.Index, n, s.PDU))
+	}
+	return total, nil
+}
+
+// indicatedBytes are the bytes on the line, in turn, for one SMS announced
+// by +CMTI, taken by the gateway's drain (AT+CMGL=4, which lists it) and
+// deleted: the +CMTI, the AT+CMGL=4 command and its listing, and the OK of
+// AT+CMGD. The deletion's command goes the other way while a +CMTI is on
+// the line, so only its OK is counted: the paced step injects each SMS as
+// the one before arrives on MQTT, which the gateway publishes before it
+// deletes, so that OK follows the next +CMTI on the line.
+func indicatedBytes(s modemsim.StoredSMS) (int, error) {
+	list, err := listingBytes([]modemsim.StoredSMS{s})
+	if err != nil {
+		return 0, err
+	}
+	cmti := len(fmt.Sprintf("\r\n+CMTI: \"SM\",%d\r\n", s.Index))
+	return cmti + cmdBytes("AT+CMGL=4") + list + okBytes, nil
+}
+
+// listedBytes are the bytes on the line for SMS listed by AT+CMGL=4 and
+// then deleted one by one, each AT+CMGD=<index> waiting for its OK.
+func listedBytes(ss []modemsim.StoredSMS) (int, error) {
+	total, err := listingBytes(ss)
+	if err != nil {
+		return 0, err
+	}
+	total += cmdBytes("AT+CMGL=4")
+	for _, s := range ss {
+		total += cmdBytes(fmt.Sprintf("AT+CMGD=%d", s.Index)) + okBytes
 	}
 	return total, nil
 }

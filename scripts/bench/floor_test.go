@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,23 +39,128 @@ func TestLineBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// "\r\n+CMTI: \"SM\",3\r\n" 17 + "\r\n+CMGR: 0,,5\r\n" 15 + 12 + "\r\n\r\nOK\r\n" 8 + "\r\nOK\r\n" 6
-	if want := 17 + 15 + 12 + 8 + 6; got != want {
+	// "\r\n+CMTI: \"SM\",3\r\n" 17 + "AT+CMGL=4\r" 10
+	// + "\r\n" 2 + "+CMGL: 3,0,,5\r\n" 15 + PDU 12 + "\r\n" 2 + "\r\nOK\r\n" 6
+	// + the deletion's "\r\nOK\r\n" 6
+	if want := 17 + 10 + 2 + 15 + 12 + 2 + 6 + 6; got != want {
 		t.Errorf("indicatedBytes = %d, want %d", got, want)
 	}
 	got, err = listedBytes([]modemsim.StoredSMS{s, s})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// final OK 6 + 2 * ("\r\n+CMGL: 3,0,,5\r\n" 17 + 12 + CMGD OK 6)
-	if want := 6 + 2*(17+12+6); got != want {
+	// "AT+CMGL=4\r" 10 + "\r\n" 2 + 2 * (15 + 12 + 2) + OK 6
+	// + 2 * ("AT+CMGD=3\r" 10 + OK 6)
+	if want := 10 + 2 + 2*(15+12+2) + 6 + 2*(10+6); got != want {
 		t.Errorf("listedBytes = %d, want %d", got, want)
 	}
 	if _, err := listedBytes([]modemsim.StoredSMS{{PDU: "x"}}); err == nil {
 		t.Error("listedBytes accepted a bad PDU")
 	}
+	if _, err := indicatedBytes(modemsim.StoredSMS{PDU: "x"}); err == nil {
+		t.Error("indicatedBytes accepted a bad PDU")
+	}
 	if d := lineTime(11520, 115200); d != time.Second {
 		t.Errorf("lineTime(11520, 115200) = %s, want 1s", d)
+	}
+}
+
+// TestFloorMatchesModemsim counts what modemsim really writes for one SMS
+// announced, listed and deleted, and what the host writes to it, against
+// the floor's estimates.
+func TestFloorMatchesModemsim(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "modem")
+	sim, err := modemsim.Start(modemsim.Options{Link: link})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := sim.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := waitBooted(sim, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	port, err := os.OpenFile(link, os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { port.Close() })
+	chunks := make(chan []byte, 64)
+	go func() {
+		for {
+			b := make([]byte, 512)
+			n, err := port.Read(b)
+			if n > 0 {
+				chunks <- b[:n]
+			}
+			if err != nil {
+				close(chunks)
+				return
+			}
+		}
+	}()
+	var got []byte
+	// until reads until got ends with end, and returns and clears it.
+	until := func(end string) []byte {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for !bytes.HasSuffix(got, []byte(end)) {
+			select {
+			case b, ok := <-chunks:
+				if !ok {
+					t.Fatalf("port closed; read %q", got)
+				}
+				got = append(got, b...)
+			case <-deadline:
+				t.Fatalf("no %q; read %q", end, got)
+			}
+		}
+		out := got
+		got = nil
+		return out
+	}
+	command := func(line string) []byte {
+		t.Helper()
+		if _, err := port.Write([]byte(line + "\r")); err != nil {
+			t.Fatal(err)
+		}
+		return until("OK\r\n")
+	}
+	// Boot URCs and the echo of ATE0 go; then PDU mode, +CMTI on.
+	command("ATE0")
+	for _, c := range []string{"AT+CMGF=0", "AT+CNMI=2,1,0,0,0"} {
+		if r := command(c); string(r) != "\r\nOK\r\n" {
+			t.Fatalf("%s answered %q", c, r)
+		}
+	}
+	if _, err := sim.InjectSMS(modemsim.SMS{Text: smsText(marker("floor", 0))}); err != nil {
+		t.Fatal(err)
+	}
+	cmti := until("\r\n")
+	for !bytes.Contains(cmti, []byte("+CMTI:")) {
+		cmti = append(cmti, until("\r\n")...)
+	}
+	st := sim.State().Stored
+	if len(st) != 1 {
+		t.Fatalf("%d SMS stored, want 1", len(st))
+	}
+	list := command("AT+CMGL=4")
+	del := command(fmt.Sprintf("AT+CMGD=%d", st[0].Index))
+	wantList, err := listingBytes(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != wantList {
+		t.Errorf("listing is %d bytes (%q), listingBytes says %d", len(list), list, wantList)
+	}
+	want, err := indicatedBytes(st[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cmti) + len("AT+CMGL=4\r") + len(list) + len(del); n != want {
+		t.Errorf("the line carried %d bytes (+CMTI %q, listing %q, deletion %q), indicatedBytes says %d", n, cmti, list, del, want)
 	}
 }
 

@@ -73,7 +73,7 @@ func (b *bench) smsLatency(ctx context.Context, baud int) (err error) {
 	}
 	if st := r.sim.State().Stored; baud > 0 && len(st) == 1 {
 		if n, err := indicatedBytes(st[0]); err == nil {
-			floor = fmt.Sprintf("; serial floor ≈ %.1f ms (%d bytes from the module: +CMTI, +CMGR reply, CMGD OK)", ms(lineTime(n, baud)), n)
+			floor = fmt.Sprintf("; serial floor ≈ %.1f ms (%d bytes on the line in turn: +CMTI, AT+CMGL=4 and its listing, CMGD OK)", ms(lineTime(n, baud)), n)
 		}
 	}
 	if _, err := r.obs.wait("sms/in", marker("warm", 0), msgWait); err != nil {
@@ -228,7 +228,7 @@ func (b *bench) smsBurst(ctx context.Context) error {
 		}
 		note = fmt.Sprintf("first → last %.0f ms (median)", median(spread))
 		if baud > 0 {
-			note += fmt.Sprintf("; serial floor ≈ %.0f ms (AT+CMGL=4 listing and CMGD replies: %d bytes at %d baud)", ms(lineTime(listed, baud)), listed, baud)
+			note += fmt.Sprintf("; serial floor ≈ %.0f ms (AT+CMGL=4 and its listing, each AT+CMGD and its OK: %d bytes at %d baud)", ms(lineTime(listed, baud)), listed, baud)
 		}
 		b.rep.add("SMS burst", fmt.Sprintf("100 stored, READY=1 → last, %s", pacing(baud)), median(drain), "ms", t, note)
 		b.rep.add("Footprint", fmt.Sprintf("RSS peak (VmHWM) after 100-SMS burst, %s", pacing(baud)), float64(hwm)/(1<<20), "MB", nil, "max over runs")
