@@ -26,7 +26,11 @@ func sendStatus(t *testing.T, api *fakeAPI, c created, status string) int {
 		t.Error("command created without CallbackUrl")
 		return 0
 	}
-	form := url.Values{"SmsCommandSid": {c.Sid}, "SimSid": {testSid}, "Status": {status}}
+	param := "SmsCommandSid"
+	if strings.HasPrefix(c.Sid, "HG") {
+		param = "IpCommandSid"
+	}
+	form := url.Values{param: {c.Sid}, "SimSid": {testSid}, "Status": {status}}
 	req, err := http.NewRequest("POST", cb, strings.NewReader(form.Encode()))
 	if err != nil {
 		t.Error(err)
@@ -43,10 +47,10 @@ func sendStatus(t *testing.T, api *fakeAPI, c created, status string) int {
 	return resp.StatusCode
 }
 
-// resultsOf is what the observer saw for one request id.
+// resultsOf is what the observer saw for one request id, either channel.
 func resultsOf(o *observer, id string) []ResultJSON {
 	var out []ResultJSON
-	for _, r := range o.results("/sms/to_sim/result") {
+	for _, r := range o.results("/to_sim/result") {
 		if r.ID == id {
 			out = append(out, r)
 		}
@@ -62,15 +66,17 @@ func resultsOf(o *observer, id string) []ResultJSON {
 // providers do not send, must not leave that state either.
 func TestBridgeCallbackBeforeFinishThenStopNotCreatedAgain(t *testing.T) {
 	for _, tc := range []struct {
-		status string
-		want   []string
+		channel, status string
+		want            []string
 	}{
-		{StatusSent, []string{StatusQueued, StatusSent}},
-		{StatusDelivered, []string{StatusQueued, StatusSent, StatusDelivered}},
-		{StatusFailed, []string{StatusQueued, StatusFailed}},
-		{StatusQueued, []string{StatusQueued}},
+		{ChannelSMS, StatusSent, []string{StatusQueued, StatusSent}},
+		{ChannelSMS, StatusDelivered, []string{StatusQueued, StatusSent, StatusDelivered}},
+		{ChannelSMS, StatusFailed, []string{StatusQueued, StatusFailed}},
+		{ChannelSMS, StatusQueued, []string{StatusQueued}},
+		{ChannelIP, StatusSent, []string{StatusQueued, StatusSent}},
+		{ChannelIP, StatusReceived, []string{StatusQueued, StatusSent, StatusReceived}},
 	} {
-		t.Run(tc.status, func(t *testing.T) {
+		t.Run(tc.channel+"/"+tc.status, func(t *testing.T) {
 			br := startBroker(t)
 			api := newFakeAPI(t)
 			var callback atomic.Int32
@@ -85,7 +91,7 @@ func TestBridgeCallbackBeforeFinishThenStopNotCreatedAgain(t *testing.T) {
 			dir := t.TempDir()
 			grace := func(c *Config) { c.ShutdownGrace = 200 * time.Millisecond }
 			tb := runBridge(t, br.url(), twilioAPI(t, api), NewTwilioVerifier(api.pass), dir, "bridge-1", grace)
-			publish(t, br.url(), "supersim/"+testICCID+"/sms/to_sim", `{"id":"k1","payload":"open valve 3"}`)
+			publish(t, br.url(), "supersim/"+testICCID+"/"+tc.channel+"/to_sim", `{"id":"k1","payload":"open valve 3"}`)
 			if !waitFor(testWait, func() bool { return callback.Load() != 0 }) {
 				t.Fatal("the command was not created")
 			}
@@ -107,17 +113,18 @@ func TestBridgeCallbackBeforeFinishThenStopNotCreatedAgain(t *testing.T) {
 			if !waitFor(testWait, func() bool { return len(resultsOf(obs, "k1")) >= len(tc.want) }) {
 				t.Fatalf("results %+v", resultsOf(obs, "k1"))
 			}
-			sms, _ := api.created()
-			if len(sms) != 1 {
-				t.Fatalf("API holds %d commands for one request, want 1", len(sms))
+			sms, ip := api.created()
+			cmds := append(sms, ip...)
+			if len(cmds) != 1 {
+				t.Fatalf("API holds %d commands for one request, want 1", len(cmds))
 			}
 			got := resultsOf(obs, "k1")
 			if diff := cmp.Diff(tc.want, statuses(got)); diff != "" {
 				t.Errorf("statuses (-want +got):\n%s", diff)
 			}
 			for _, r := range got {
-				if r.Sid != sms[0].Sid {
-					t.Errorf("result %+v: want sid %s", r, sms[0].Sid)
+				if r.Sid != cmds[0].Sid {
+					t.Errorf("result %+v: want sid %s", r, cmds[0].Sid)
 				}
 			}
 		})
