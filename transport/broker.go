@@ -97,13 +97,78 @@ func startBroker(rawURL string, log *slog.Logger, setup func(*mochi.Server) erro
 	} else {
 		l = listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
 	}
-	if err := srv.AddListener(l); err != nil {
+	if err := srv.AddListener(&countedListener{Listener: l, wg: &srv.Listeners.ClientsWg}); err != nil {
 		return nil, fmt.Errorf("embedded broker listen %s: %w", addr, err)
 	}
 	if err := srv.Serve(); err != nil {
 		return nil, errors.Join(fmt.Errorf("embedded broker serve: %w", err), srv.Close())
 	}
 	return srv, nil
+}
+
+// countedListener is a mochi listener whose connections are counted in the
+// broker's WaitGroup before its Close can wait on it.
+//
+// mochi-mqtt v2.7.9 counts a client in Listeners.ClientsWg from the
+// client's own goroutine (attachClient's Add), and Close waits on that
+// WaitGroup after closing the listeners and the clients it has registered.
+// For a client not yet past CONNECT nothing orders that Add before the
+// Wait (a data race, which -race reports), and nothing closes its
+// connection, so Close waits for as long as the client sends nothing. The
+// listener counts each connection itself, under a lock its Close takes
+// first, so mochi's own Add never starts the count; and Close closes the
+// connections still being set up, whose reads then end.
+type countedListener struct {
+	listeners.Listener
+	wg *sync.WaitGroup // the broker's Listeners.ClientsWg
+
+	mu      sync.Mutex
+	closing bool
+	conns   map[net.Conn]struct{} // connections being served
+}
+
+// errBrokerStopping refuses a connection accepted as the broker stops.
+var errBrokerStopping = errors.New("embedded broker stopping")
+
+// Serve serves the wrapped listener, counting each connection it hands to
+// the broker.
+func (l *countedListener) Serve(establish listeners.EstablishFn) {
+	l.Listener.Serve(func(id string, c net.Conn) error {
+		l.mu.Lock()
+		if l.closing {
+			l.mu.Unlock()
+			return errors.Join(errBrokerStopping, c.Close())
+		}
+		if l.conns == nil {
+			l.conns = make(map[net.Conn]struct{})
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		defer func() {
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+			l.wg.Done()
+		}()
+		return establish(id, c)
+	})
+}
+
+// Close refuses further connections, closes the wrapped listener and the
+// clients mochi knows, then the connections still being set up.
+func (l *countedListener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	l.closing = true
+	l.mu.Unlock()
+	l.Listener.Close(closeClients)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		// Closed already when mochi closed its client; either way the
+		// connection's read ends.
+		_ = c.Close()
+	}
 }
 
 // retainGuard is the embedded broker's only hook: it accepts every client

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/go-cmp/cmp"
@@ -263,4 +264,43 @@ func TestRetainGuardLocking(t *testing.T) {
 		t.Fatal("the lock is still held after the subscription")
 	}
 	g.mu.Unlock()
+}
+
+// A client connected but not yet past CONNECT when the embedded broker
+// stops. mochi-mqtt v2.7.9 counts a client in its listeners' WaitGroup
+// from the client's own goroutine (attachClient's Add) and Close waits on
+// that WaitGroup; nothing orders that Add before the Wait for a client not
+// yet registered, which -race reports as a data race. Close must also not
+// wait for such a client to send its CONNECT.
+func TestEmbeddedBrokerStopWhileConnecting(t *testing.T) {
+	for _, scheme := range []string{"tcp", "ws"} {
+		addr := freeAddr(t)
+		stop, err := StartEmbedded(context.Background(), scheme+"://"+addr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c net.Conn
+		eventually(t, "the broker listening", func() bool {
+			// mochi's WebSocket listener binds once serving.
+			c, err = net.Dial("tcp", addr)
+			return err == nil
+		})
+		if scheme == "ws" {
+			// The WebSocket handshake, then nothing: no CONNECT.
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n", addr)
+		}
+		// The broker's goroutine for the connection has started.
+		time.Sleep(100 * time.Millisecond)
+		stopped := make(chan error, 1)
+		go func() { stopped <- stop() }()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Errorf("%s: stop: %v", scheme, err)
+			}
+		case <-time.After(waitLimit):
+			t.Errorf("%s: stop still waiting for a client that never sent CONNECT", scheme)
+		}
+		c.Close()
+	}
 }
