@@ -418,8 +418,23 @@ func (b *Bridge) failedResult(r Request, reason string, code int) transport.Publ
 	return transport.Publication{Topic: b.resultTopic(r), Payload: p}
 }
 
+// resultKey is the key a command's result is stored under, so that each
+// status is published once. "queued" is keyed by the sid alone: it is
+// stored by the request's end (the API's answer) or by a later status's
+// callback, whichever comes first, and marks the command as taken by a
+// request. The statuses after it carry the request's id too (a callback's
+// from its URL), so a stored callback also says which request the command
+// belongs to: the command of a request whose end was lost to a crash is
+// recognised by it (see findCreated).
+func resultKey(sid, status, id string) string {
+	if status == StatusQueued {
+		return "r/" + sid + "/" + status
+	}
+	return "r/" + sid + "/" + status + "/" + id
+}
+
 // statusResults are the results for a command's status, preceded by the
-// statuses before it not yet published; each is keyed by sid and status.
+// statuses before it not yet published; each is keyed by resultKey.
 func (b *Bridge) statusResults(topic, channel, id, sid, status string, at time.Time) []transport.Publication {
 	var out []transport.Publication
 	for _, s := range statusChain(channel, status) {
@@ -428,7 +443,7 @@ func (b *Bridge) statusResults(topic, channel, id, sid, status string, at time.T
 			r.Error = "the Super SIM service reported the command failed (not delivered within its retry period, or refused by the network)"
 		}
 		p, _ := json.Marshal(r)
-		out = append(out, transport.Publication{Key: "r/" + sid + "/" + s, Topic: topic, Payload: p})
+		out = append(out, transport.Publication{Key: resultKey(sid, s, id), Topic: topic, Payload: p})
 	}
 	return out
 }

@@ -220,7 +220,10 @@ func (b *Bridge) callbackURL(req Request) string {
 
 // findCreated looks at the SIM's newest to_sim commands for one this
 // request created before the bridge died: same payload, created after the
-// attempt began, and not the sid of a command whose result was published.
+// attempt began, and not taken by another request. A command whose result
+// was stored is taken, by this request if a status callback for this
+// request's id named it (the callback can outrun the API's answer, and the
+// crash can fall between the two), else by another request.
 func (b *Bridge) findCreated(ctx context.Context, req Request, simSid string) (Command, bool, error) {
 	var cmds []Command
 	var err error
@@ -239,11 +242,18 @@ func (b *Bridge) findCreated(ctx context.Context, req Request, simSid string) (C
 		if c.Payload != req.Payload || (!c.Created.IsZero() && c.Created.Before(since)) {
 			continue
 		}
-		seen, err := b.q.Seen("r/" + c.Sid + "/" + StatusQueued)
+		taken, err := b.q.Seen(resultKey(c.Sid, StatusQueued, ""))
 		if err != nil {
 			return Command{}, false, err
 		}
-		if seen {
+		if taken {
+			mine, err := b.calledBack(req, c.Sid)
+			if err != nil {
+				return Command{}, false, err
+			}
+			if mine {
+				return c, true, nil
+			}
 			continue
 		}
 		// The oldest unclaimed match: requests of one SIM are created in
@@ -253,6 +263,19 @@ func (b *Bridge) findCreated(ctx context.Context, req Request, simSid string) (C
 		}
 	}
 	return best, found, nil
+}
+
+// calledBack says whether a status callback for req named the command sid:
+// its callback URL carries the request's id, and the results it stored are
+// keyed by it.
+func (b *Bridge) calledBack(req Request, sid string) (bool, error) {
+	for _, s := range afterQueued(req.Channel) {
+		seen, err := b.q.Seen(resultKey(sid, s, req.ID))
+		if err != nil || seen {
+			return seen, err
+		}
+	}
+	return false, nil
 }
 
 func (b *Bridge) created(sj transport.StoredJob, req Request, cmd Command, abort context.Context) bool {

@@ -29,7 +29,9 @@
 // call is under way, so after a crash the bridge looks for the command at
 // the API before creating it again. Webhooks and callbacks become
 // publications before they are answered 200; publications carry keys (sid
-// and status, or sid) so each is stored once. One publisher sends them in
+// and status, with the request's id after queued; or sid) so each is stored
+// once, and a stored status callback names the request whose command it
+// reports, even when the crash came before the API's answer was handled. One publisher sends them in
 // commit order, one in flight, and removes each after its PUBACK.
 //
 // # Scale-out

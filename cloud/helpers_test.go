@@ -199,6 +199,9 @@ type fakeAPI struct {
 	user    string
 	pass    string
 	bearer  string
+	// afterCreate, when set, runs once a command is created, without the
+	// lock; the answer is written only when it returns true.
+	afterCreate func(w http.ResponseWriter, r *http.Request, c created) bool
 }
 
 type created struct {
@@ -270,6 +273,14 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		} else {
 			c.Sid = fmt.Sprintf("HG%032x", len(f.ip)+1)
 			f.ip = append(f.ip, c)
+		}
+		if hook := f.afterCreate; hook != nil {
+			f.mu.Unlock()
+			answer := hook(w, r, c)
+			f.mu.Lock()
+			if !answer {
+				return
+			}
 		}
 		w.WriteHeader(201)
 		json.NewEncoder(w).Encode(map[string]any{"sid": c.Sid, "sim_sid": form.Get("Sim"), "status": "queued",

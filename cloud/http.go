@@ -179,11 +179,19 @@ func (b *Bridge) callbackPubs(ctx context.Context, channel string, cb Callback, 
 			return nil, err
 		}
 	}
-	if id == "" {
-		id = cb.Sid
-	}
 	if statusChain(channel, cb.Status) == nil {
 		b.log.Debug("callback status not published", "sid", cb.Sid, "status", cb.Status)
+		return nil, nil
+	}
+	if id == "" {
+		id = cb.Sid
+	} else if cb.Status == StatusQueued {
+		// The bridge that created the command publishes queued itself,
+		// from the API's answer or, after a crash, from the command it
+		// finds. Stored here, it would mark the command taken by a
+		// request without saying which (see resultKey), and that bridge
+		// would then create it again.
+		b.log.Debug("queued callback of a request: its result comes from the API's answer", "sid", cb.Sid, "id", id)
 		return nil, nil
 	}
 	topic := b.topic(sim + "/" + channel + "/to_sim/result")

@@ -331,3 +331,12 @@ func statusChain(channel, status string) []string {
 	}
 	return nil
 }
+
+// afterQueued lists the statuses a command of channel may reach after
+// queued: those a status callback reports.
+func afterQueued(channel string) []string {
+	if channel == ChannelIP {
+		return []string{StatusSent, StatusReceived, StatusFailed}
+	}
+	return []string{StatusSent, StatusDelivered, StatusFailed}
+}

@@ -657,6 +657,23 @@ func TestE2ECloudKilledMidBurst(t *testing.T) {
 	if n := resultIDs(t, obs, iccid); n != 100 {
 		t.Errorf("queued results for %d request ids, want 100", n)
 	}
+	// Every result names the one command of its request's payload: the
+	// command found after the restart is the request's own.
+	sidOf := map[string]string{}
+	for _, c := range emu.commands(t, "SmsCommands") {
+		p, _ := c["payload"].(string)
+		sidOf[p], _ = c["sid"].(string)
+	}
+	for _, r := range cloudResults(t, obs, iccid+"/sms/to_sim/result") {
+		var i int
+		if _, err := fmt.Sscanf(r.ID, "k%03d", &i); err != nil {
+			t.Errorf("result for an unknown request: %+v", r)
+			continue
+		}
+		if want := sidOf[fmt.Sprintf("burst %03d", i)]; r.Sid != want {
+			t.Errorf("result %+v: want sid %s", r, want)
+		}
+	}
 	t.Logf("killed after %d of 100 commands were created", before)
 }
 
