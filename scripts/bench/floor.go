@@ -75,16 +75,20 @@ func indicatedBytes(s modemsim.StoredSMS) (int, error) {
 	return cmti + cmdBytes("AT+CMGL=4") + list + okBytes, nil
 }
 
-// listedBytes are the bytes on the line for SMS listed by AT+CMGL=4 and
-// then deleted one by one, each AT+CMGD=<index> waiting for its OK.
-func listedBytes(ss []modemsim.StoredSMS) (int, error) {
-	total, err := listingBytes(ss)
+// burstBytes are the bytes on the line for SMS listed by AT+CMGL=4 and
+// then deleted one by one, each AT+CMGD=<index> waiting for its OK. toLast
+// are those before the last SMS can be on MQTT: the AT+CMGL=4 command and
+// its listing, as the gateway stores the whole listing in one commit and
+// publishes it before it deletes; all adds the deletions that follow.
+func burstBytes(ss []modemsim.StoredSMS) (toLast, all int, err error) {
+	list, err := listingBytes(ss)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	total += cmdBytes("AT+CMGL=4")
+	toLast = cmdBytes("AT+CMGL=4") + list
+	all = toLast
 	for _, s := range ss {
-		total += cmdBytes(fmt.Sprintf("AT+CMGD=%d", s.Index)) + okBytes
+		all += cmdBytes(fmt.Sprintf("AT+CMGD=%d", s.Index)) + okBytes
 	}
-	return total, nil
+	return toLast, all, nil
 }

@@ -45,17 +45,20 @@ func TestLineBytes(t *testing.T) {
 	if want := 17 + 10 + 2 + 15 + 12 + 2 + 6 + 6; got != want {
 		t.Errorf("indicatedBytes = %d, want %d", got, want)
 	}
-	got, err = listedBytes([]modemsim.StoredSMS{s, s})
+	toLast, all, err := burstBytes([]modemsim.StoredSMS{s, s})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// "AT+CMGL=4\r" 10 + "\r\n" 2 + 2 * (15 + 12 + 2) + OK 6
-	// + 2 * ("AT+CMGD=3\r" 10 + OK 6)
-	if want := 10 + 2 + 2*(15+12+2) + 6 + 2*(10+6); got != want {
-		t.Errorf("listedBytes = %d, want %d", got, want)
+	if want := 10 + 2 + 2*(15+12+2) + 6; toLast != want {
+		t.Errorf("burstBytes to the last = %d, want %d", toLast, want)
 	}
-	if _, err := listedBytes([]modemsim.StoredSMS{{PDU: "x"}}); err == nil {
-		t.Error("listedBytes accepted a bad PDU")
+	// + 2 * ("AT+CMGD=3\r" 10 + OK 6)
+	if want := 10 + 2 + 2*(15+12+2) + 6 + 2*(10+6); all != want {
+		t.Errorf("burstBytes with the deletions = %d, want %d", all, want)
+	}
+	if _, _, err := burstBytes([]modemsim.StoredSMS{{PDU: "x"}}); err == nil {
+		t.Error("burstBytes accepted a bad PDU")
 	}
 	if _, err := indicatedBytes(modemsim.StoredSMS{PDU: "x"}); err == nil {
 		t.Error("indicatedBytes accepted a bad PDU")
