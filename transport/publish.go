@@ -16,8 +16,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
-// source is an ordered outbox the publish loop drains: bucketRecord inbound
-// messages, bucketRecord results, or buffered events.
+// source is an ordered outbox the publish loop drains: queued inbound
+// messages, queued results, or buffered events.
 type source[T any] struct {
 	name    string
 	tracker int
@@ -193,8 +193,6 @@ func (w *window[T]) fill(abort context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(items) == 0 {
-	}
 	msgs := make([]outgoing, 0, len(items))
 	for i := range items {
 		topic, payload, err := w.src.render(items[i])
@@ -297,7 +295,7 @@ type acker[T any] struct {
 }
 
 // ackAttempts bounds retries of a failing removal: the items then stay
-// bucketRecord and are delivered again after a restart.
+// queued and are delivered again after a restart.
 const ackAttempts = 5
 
 // ackSpacing is the pause after a removal commit, in units of how long
@@ -388,7 +386,7 @@ func (a *acker[T]) commit(src source[T], log *slog.Logger, batch []T) {
 			return
 		}
 		if errors.Is(err, ErrClosed) || attempt == ackAttempts {
-			log.Error("delivered items stay bucketRecord and will be delivered again", "count", len(batch), "err", err)
+			log.Error("delivered items stay queued and will be delivered again", "count", len(batch), "err", err)
 			return
 		}
 		log.Warn("cannot remove delivered items; retrying", "count", len(batch), "err", err)
@@ -604,7 +602,7 @@ func msgBytes(m inMsg) int {
 }
 
 // push queues m, or drops it when it is QoS 0 and the FIFO holds
-// maxFIFOBytes already. It reports whether m was bucketRecord.
+// maxFIFOBytes already. It reports whether m was queued.
 func (f *requestFIFO) push(m inMsg) bool {
 	n := msgBytes(m)
 	f.mu.Lock()
