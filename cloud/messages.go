@@ -315,10 +315,7 @@ func ParseCallback(contentType string, body []byte, query url.Values) (Callback,
 // when a callback arrives before the API's answer was handled, or a
 // callback is missed.
 func statusChain(channel, status string) []string {
-	final := StatusDelivered
-	if channel == ChannelIP {
-		final = StatusReceived
-	}
+	final := finalStatus(channel)
 	switch status {
 	case StatusQueued:
 		return []string{StatusQueued}
@@ -335,8 +332,14 @@ func statusChain(channel, status string) []string {
 // afterQueued lists the statuses a command of channel may reach after
 // queued: those a status callback reports.
 func afterQueued(channel string) []string {
+	return []string{StatusSent, finalStatus(channel), StatusFailed}
+}
+
+// finalStatus is the status of a command of channel that reached the
+// other end: delivered for SMS, received for IP.
+func finalStatus(channel string) string {
 	if channel == ChannelIP {
-		return []string{StatusSent, StatusReceived, StatusFailed}
+		return StatusReceived
 	}
-	return []string{StatusSent, StatusDelivered, StatusFailed}
+	return StatusDelivered
 }
